@@ -1,0 +1,65 @@
+"""The base class every backend plugin subclasses.
+
+A backend owns one kind of machine (EC2 instances, local processes, a static host list).
+It does the cloud work and nothing else: the core owns the flow (preflight, create, wait,
+verify, rollback), the output and the errors. Methods a backend cannot support raise
+:class:`ess.errors.NotSupported`, which the CLI reports as a one-line error.
+
+Rules every backend must follow (the contract suite in ``ess.testing`` checks them):
+
+* ``preflight`` has no side effects and raises :class:`UsageError` for bad settings.
+* ``create`` attaches ``request.tags`` to every node *in the launch call itself*.
+* ``list`` returns the cluster's nodes (not terminated ones) and never a foreign node.
+* ``terminate`` acts only on the nodes it is given, which the core took from ``list``;
+  it is idempotent, and it waits until they are gone.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .errors import NotSupported
+from .models import Access, LaunchRequest, Node, SettingSpec, Settings
+from .progress import Progress
+
+
+class Backend:
+    #: The name in ``ess instance <name> ...`` and the config section (case-insensitive).
+    name: ClassVar[str] = ""
+    #: One line for ``ess instance --help`` and ``ess plugins``.
+    description: ClassVar[str] = ""
+    #: The settings this backend reads, declared so the core can parse, validate,
+    #: document (docs/config.md) and show them (``ess config show``).
+    settings: ClassVar[tuple[SettingSpec, ...]] = ()
+
+    def preflight(self, settings: Settings, request: LaunchRequest) -> None:
+        """Check everything a launch needs, without side effects; raise UsageError."""
+
+    def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
+        """Launch ``request.count`` nodes tagged with ``request.tags``; return them (maybe pending)."""
+        raise NotSupported(f"backend {self.name} cannot create nodes")
+
+    def wait(self, settings: Settings, nodes: list[Node], progress: Progress,
+             timeout: float) -> list[Node]:
+        """Block until ``nodes`` are running (or ``timeout`` seconds pass); return them refreshed."""
+        return nodes
+
+    def list(self, settings: Settings) -> list[Node]:
+        """The cluster's current nodes, terminated ones excluded, foreign ones never included."""
+        raise NotSupported(f"backend {self.name} cannot list nodes")
+
+    def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        """Remove exactly ``nodes`` (chosen by the core from ``list``) and wait until gone."""
+        raise NotSupported(f"backend {self.name} cannot terminate nodes")
+
+    def access(self, settings: Settings) -> Access:
+        """The user name and private key that log in to this cluster's nodes."""
+        raise NotSupported(f"backend {self.name} has no SSH access")
+
+    def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        """Pause ``nodes`` (EC2 StopInstances); optional."""
+        raise NotSupported(f"backend {self.name} cannot stop nodes (terminate them instead)")
+
+    def start(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        """Resume stopped ``nodes``; optional."""
+        raise NotSupported(f"backend {self.name} cannot start stopped nodes")

@@ -1,0 +1,134 @@
+"""The hook contract between ess and its plugins.
+
+This file is the public API for plugin authors. A plugin is a module (or object) with
+functions decorated by ``ess.hookimpl`` whose names match the specs below, registered
+through the ``ess`` entry-point group in its ``pyproject.toml``::
+
+    [project.entry-points.ess]
+    mybackend = "ess_mybackend.plugin"
+
+Rules that hold for every hook:
+
+* ess calls hooks with keyword arguments; an implementation may accept any subset of the
+  documented arguments, by name.
+* Implementations run in reverse registration order (last registered first); built-in
+  plugins are registered first, so a third-party plugin runs before them.
+* Unless a hook says "first result wins", ess calls every implementation and collects all
+  non-None answers into a list.
+* A misspelled hook name is reported by ``ess plugins`` as a load error for that plugin.
+
+The hook API is versioned by ``ESS_HOOK_API`` below: new hooks and new keyword arguments
+may be added in a minor version (existing implementations keep working because pluggy
+passes only the arguments they ask for); removing or changing one bumps the major version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - import cost matters at start-up
+    import click
+
+    from .backend import Backend
+    from .models import Access, CheckResult, Node, SettingSpec, Settings
+    from .progress import Progress
+
+hookspec = pluggy.HookspecMarker("ess")
+
+#: Version of this contract: MAJOR.MINOR, see the module docstring.
+ESS_HOOK_API = "1.0"
+
+
+# -- configuration ---------------------------------------------------------------------
+@hookspec(firstresult=True)
+def ess_load_config(path: Path, text: str) -> dict[str, dict[str, Any]] | None:
+    """Parse a configuration file into sections.
+
+    Called once per command, with the config file's ``path`` and its ``text`` (decoded as
+    UTF-8). Claim the file by its suffix or content and return
+    ``{section: {key: value}}``; values may be strings (ess converts them to the
+    declared type) or already typed (TOML). Return None to let another loader try.
+
+    Raise :class:`ess.errors.UsageError` for a file you claim but cannot parse, naming the
+    file and line. First result wins. Built-in loaders: INI (``.conf``, ``.ini``,
+    Essentia's ``key: value`` format) and TOML (``.toml``).
+    """
+
+
+@hookspec
+def ess_settings() -> list[SettingSpec] | None:
+    """Declare settings that apply to every backend (not owned by one backend).
+
+    Called when settings are resolved, for any command. Return a list of
+    :class:`ess.models.SettingSpec`. The SSH plugin uses this for ``verify_command``,
+    ``ssh_timeout``, ``ssh_parallel`` and its host-key options. Keys must be unique across
+    all plugins; each is read from the backend's config section, the ``ESS_<KEY>``
+    environment variable, and the spec's ``flag`` on the command line.
+    """
+
+
+# -- backends --------------------------------------------------------------------------
+@hookspec
+def ess_backends() -> list[Backend] | None:
+    """Provide backends: instances of :class:`ess.backend.Backend` subclasses.
+
+    Called once at start-up to build the ``ess instance <backend>`` commands, so it must be
+    cheap: construct the objects, but import cloud SDKs only inside their methods.
+    Each backend's ``name`` must be unique; a duplicate is reported as a load error.
+    """
+
+
+# -- provisioning lifecycle -------------------------------------------------------------
+@hookspec
+def ess_before_create(settings: Settings, count: int) -> None:
+    """Called after preflight passed and before the launch call.
+
+    Raise :class:`ess.errors.UsageError` to veto the launch (e.g. a budget policy);
+    nothing has been launched yet, so nothing needs cleaning up.
+    """
+
+
+@hookspec
+def ess_after_create(settings: Settings, nodes: list[Node]) -> None:
+    """Called once the new ``nodes`` are running and (unless ``--no-verify``) verified.
+
+    Use it to bootstrap, register or audit nodes. An exception here is a failed create:
+    the core rolls back the nodes of this run unless ``--keep-on-failure`` was given.
+    """
+
+
+@hookspec
+def ess_before_terminate(settings: Settings, nodes: list[Node]) -> None:
+    """Called with the nodes about to be terminated, after the user confirmed.
+
+    Use it to drain or deregister nodes. Raising :class:`ess.errors.EssError` aborts the
+    termination before any node is touched.
+    """
+
+
+# -- health checks ---------------------------------------------------------------------
+@hookspec
+def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
+                    progress: Progress) -> list[CheckResult] | None:
+    """Check that ``nodes`` are healthy; return one :class:`CheckResult` per node.
+
+    Called by ``create`` (after the nodes are running, unless ``--no-verify``) and by
+    ``verify``. Every implementation runs, each returning its own results; a node passes
+    only if all its results are ok. Parallelise inside: ess calls each checker once with
+    all nodes. Respect ``settings["ssh_timeout"]`` style deadlines so no node can hang the
+    run, and report progress with ``progress.stage(...)`` / ``progress.update(...)``.
+    ``access`` names the user and private key for the cluster. Return None to abstain.
+    """
+
+
+# -- command line ----------------------------------------------------------------------
+@hookspec
+def ess_register_commands(cli: click.Group) -> None:
+    """Add click commands or groups to the top-level ``ess`` command.
+
+    Called once at start-up with the root group. Keep module-level imports light:
+    ``ess --help`` runs this hook.
+    """

@@ -1,0 +1,40 @@
+"""TOML loader: the same keys as instance.conf, with real types (``instance_count = 2``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ess import hookimpl
+from ess.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+@hookimpl
+def ess_load_config(path: Path, text: str) -> dict[str, dict[str, Any]] | None:
+    if path.suffix.lower() != ".toml":
+        return None
+    return parse(text, str(path))
+
+
+def parse(text: str, origin: str) -> dict[str, dict[str, Any]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{origin}: {exc} (fix the TOML syntax)") from None
+    sections: dict[str, dict[str, Any]] = {}
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise UsageError(f"{origin}: {name}: a setting outside any [section] "
+                             "(put it under a table such as [EC2])")
+        for key, value in table.items():
+            if isinstance(value, dict):
+                raise UsageError(f"{origin} [{name}] {key}: nested tables are not settings "
+                                 "(use plain keys)")
+        sections[name] = dict(table)
+    return sections

@@ -1,0 +1,222 @@
+"""Typed values that cross the boundary between the core and plugins.
+
+Everything a plugin receives or returns is one of these dataclasses, so a plugin author
+can read this file and know the whole data model. They are plain data: no I/O here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+#: Node states, in the vocabulary of EC2 (other backends map onto it).
+PENDING = "pending"
+RUNNING = "running"
+STOPPING = "stopping"
+STOPPED = "stopped"
+SHUTTING_DOWN = "shutting-down"
+TERMINATED = "terminated"
+UNKNOWN = "unknown"
+STATES = (PENDING, RUNNING, STOPPING, STOPPED, SHUTTING_DOWN, TERMINATED, UNKNOWN)
+
+#: Tags the core asks every backend to attach to each node at launch.
+TAG_CLUSTER = "ess:cluster"
+TAG_LAUNCH = "ess:launch"
+TAG_CREATED_BY = "ess:created-by"
+TAG_CREATED_AT = "ess:created-at"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One worker as a backend sees it right now.
+
+    ``address`` is what ess connects to (EC2 picks public or private per
+    ``use_private_ip``); ``host_keys`` are OpenSSH public-key lines ("ssh-ed25519 AAAA...")
+    the backend learned out of band, which the SSH plugin trusts instead of trust-on-first-use.
+    """
+
+    id: str
+    state: str
+    address: str | None = None
+    port: int = 22
+    public_ip: str | None = None
+    private_ip: str | None = None
+    instance_type: str | None = None
+    launched_at: datetime | None = None
+    host_keys: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def launch_id(self) -> str | None:
+        return self.tags.get(TAG_LAUNCH)
+
+    @property
+    def cluster(self) -> str | None:
+        return self.tags.get(TAG_CLUSTER)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of a node (documented in docs/commands.md)."""
+        return {
+            "id": self.id,
+            "state": self.state,
+            "address": self.address,
+            "port": self.port,
+            "public_ip": self.public_ip,
+            "private_ip": self.private_ip,
+            "instance_type": self.instance_type,
+            "launched_at": self.launched_at.isoformat() if self.launched_at else None,
+            "cluster": self.cluster,
+            "tags": dict(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one health check found on one node.
+
+    ``message`` is empty on success; on failure it is a reason a user can act on
+    ("authentication failed with key ~/.ssh/k.pem for user ec2-user").
+    """
+
+    node_id: str
+    check: str
+    ok: bool
+    message: str = ""
+    seconds: float = 0.0
+    attempts: int = 1
+    address: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node_id,
+            "check": self.check,
+            "ok": self.ok,
+            "message": self.message,
+            "seconds": round(self.seconds, 3),
+            "attempts": self.attempts,
+            "address": self.address,
+        }
+
+
+@dataclass(frozen=True)
+class Access:
+    """How to log in to a cluster's nodes; built by the backend, used by SSH plugins."""
+
+    backend: str
+    cluster: str
+    username: str
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What the core asks a backend to launch.
+
+    ``tags`` must be attached to every instance (and volume) in the launch call itself,
+    so a crash at any moment leaves nodes that ``list`` and ``terminate all`` can find.
+    ``launch_id`` is unique per ``create`` run: the backend may use it as an idempotency
+    token, and the core uses it to roll back exactly what this run launched.
+    """
+
+    count: int
+    min_count: int
+    launch_id: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting a plugin declares: key, type, default and help.
+
+    ``type`` is one of "str", "int", "float", "bool", "path", "list" (comma-separated in
+    INI and env, an array in TOML). ``flag`` adds a command-line option (e.g. "--number")
+    to the backend's ``commands``. ``secret`` values are masked wherever they are shown.
+    """
+
+    key: str
+    type: str = "str"
+    default: Any = None
+    help: str = ""
+    required: bool = False
+    secret: bool = False
+    flag: str | None = None
+    commands: tuple[str, ...] = ("create",)
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets this key, e.g. ESS_INSTANCE_TYPE."""
+        return "ESS_" + self.key.upper()
+
+
+@dataclass(frozen=True)
+class Value:
+    """A resolved setting value and where it came from (shown by `ess config show`)."""
+
+    value: Any
+    source: str
+
+
+@dataclass
+class Settings:
+    """The resolved settings of one backend for one command.
+
+    Read a value with ``settings["key"]``; ``settings.where("key")`` names its origin for
+    error messages ("instance.conf [EC2] key_name"); ``settings.path("key")`` resolves a
+    relative file name against the config file's folder.
+    """
+
+    backend: str
+    values: dict[str, Value]
+    specs: dict[str, SettingSpec]
+    config_path: Path | None = None
+    section: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key].value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.values.get(key)
+        return default if value is None or value.value is None else value.value
+
+    def source(self, key: str) -> str:
+        return self.values[key].source
+
+    def where(self, key: str) -> str:
+        """Where a key was set, for one-line errors: file+section+key, option or env var."""
+        value = self.values.get(key)
+        spec = self.specs.get(key)
+        if value is None or value.source == "default":
+            if self.config_path is not None:
+                return f"{self.config_path} [{self.section or self.backend}] {key}"
+            return f"setting {key}"
+        if value.source.startswith(("--", "ESS_")):
+            return value.source
+        return f"{value.source} {key}"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.config_path.parent if self.config_path else Path.cwd()
+
+    def path(self, key: str) -> Path | None:
+        raw = self.get(key)
+        if raw in (None, ""):
+            return None
+        path = Path(str(raw)).expanduser()
+        return path if path.is_absolute() else self.config_dir / path
+
+    @property
+    def cluster(self) -> str:
+        return str(self.get("cluster", "default"))
+
+    def masked(self) -> dict[str, Any]:
+        """Values with secrets replaced, safe to print or log."""
+        return {
+            key: ("****" if self.specs.get(key) and self.specs[key].secret and v.value else v.value)
+            for key, v in self.values.items()
+        }

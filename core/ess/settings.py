@@ -1,0 +1,251 @@
+"""Resolve typed settings: command line > environment > config file > defaults.
+
+Every value remembers where it came from, so ``ess config show`` can say it and every
+error can name the file, section and key (or the option / variable) that was wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import stat
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .models import SettingSpec, Settings, Value
+from .paths import config_dir
+
+CONFIG_NAMES = ("instance.conf", "instance.toml")
+
+#: Settings the core itself reads, for every backend.
+CORE_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "cluster", default="default", flag="--cluster",
+        commands=("*",),
+        help="Name of the cluster; nodes are tagged ess:cluster=<name> and every command "
+             "acts only on nodes with that tag.",
+    ),
+)
+
+TRUE = {"true", "yes", "on", "1"}
+FALSE = {"false", "no", "off", "0"}
+MAX_VALUE_LENGTH = 1024
+
+
+def find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | None, str]:
+    """The config file to read and the reason it was picked (option, env, or discovery).
+
+    An explicitly named file (``--config`` or ``ESS_CONFIG``) must exist; discovered
+    ones are optional, so the local backend works with no config at all.
+    """
+    if explicit:
+        return _must_exist(Path(explicit).expanduser(), "--config"), "--config"
+    if env.get("ESS_CONFIG"):
+        return _must_exist(Path(env["ESS_CONFIG"]).expanduser(), "ESS_CONFIG"), "ESS_CONFIG"
+    for folder in (Path.cwd(), config_dir()):
+        for name in CONFIG_NAMES:
+            candidate = folder / name
+            if candidate.is_file():
+                return candidate, "discovered"
+    return None, "none"
+
+
+def _must_exist(path: Path, origin: str) -> Path:
+    if path.is_dir():
+        raise UsageError(f"{origin} {path}: is a folder, not a config file "
+                         "(name the instance.conf or instance.toml inside it)")
+    if not path.exists():
+        raise UsageError(f"{origin} {path}: no such file (check the path, or omit {origin} "
+                         "to use ./instance.conf)")
+    return path
+
+
+def read_config(path: Path) -> dict[str, dict[str, Any]]:
+    """Read and parse a config file through the ``ess_load_config`` hook."""
+    from .plugins import get_plugin_manager
+
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied (make it readable: chmod u+r {path})") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, not a config file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UsageError(f"{path}: line {line}: not valid UTF-8 text (save the file as UTF-8)") from None
+    warn_if_world_writable(path)
+    sections = get_plugin_manager().hook.ess_load_config(path=path, text=text)
+    if sections is None:
+        raise UsageError(f"{path}: no installed loader reads this format "
+                         "(use .conf/.ini or .toml, or install a loader plugin)")
+    return sections
+
+
+def warn_if_world_writable(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & stat.S_IWOTH:
+        print(f"ess: warning: {path} is writable by every user; anyone could change what "
+              f"ess launches (chmod o-w {path})", file=sys.stderr)
+
+
+def find_section(sections: Mapping[str, Mapping[str, Any]], backend: str) -> str | None:
+    for name in sections:
+        if name.lower() == backend.lower():
+            return name
+    return None
+
+
+def specs_for(backend_specs: Iterable[SettingSpec]) -> dict[str, SettingSpec]:
+    """Core settings + the backend's + those every plugin adds through ``ess_settings``."""
+    from .plugins import get_plugin_manager
+
+    specs: dict[str, SettingSpec] = {spec.key: spec for spec in CORE_SETTINGS}
+    for spec in backend_specs:
+        specs[spec.key] = spec
+    for provided in get_plugin_manager().hook.ess_settings():
+        for spec in provided or []:
+            specs.setdefault(spec.key, spec)
+    return specs
+
+
+def resolve(
+    backend: str,
+    specs: Mapping[str, SettingSpec],
+    *,
+    config_path: Path | None = None,
+    sections: Mapping[str, Mapping[str, Any]] | None = None,
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` for ``backend`` from every source, validating as it goes.
+
+    ``cli`` maps setting keys to values given on the command line (None = not given).
+    """
+    env = os.environ if env is None else env
+    cli = cli or {}
+    if sections is None and config_path is not None:
+        sections = read_config(config_path)
+    sections = sections or {}
+    section = find_section(sections, backend)
+    file_values = dict(sections.get(section, {})) if section else {}
+    file_label = f"{config_path} [{section}]" if config_path else f"[{section}]"
+
+    for key in file_values:
+        if key not in specs:
+            raise UsageError(f"{file_label} {key}: unknown key{did_you_mean(key, specs)}")
+
+    values: dict[str, Value] = {}
+    for key, spec in specs.items():
+        if cli.get(key) is not None:
+            origin = spec.flag or f"--{key}"
+            values[key] = Value(coerce(spec, cli[key], origin), origin)
+        elif env.get(spec.env) not in (None, ""):
+            values[key] = Value(coerce(spec, env[spec.env], spec.env), spec.env)
+        elif key in file_values:
+            values[key] = Value(coerce(spec, file_values[key], f"{file_label} {key}"),
+                                str(config_path) if config_path else "config")
+        else:
+            values[key] = Value(spec.default, "default")
+    return Settings(backend=backend, values=values, specs=dict(specs),
+                    config_path=config_path, section=section)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    return " (remove it; `ess config show` lists the known keys)"
+
+
+def coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
+    """Convert a raw value (string from INI/env/CLI, or typed from TOML) to the spec's type."""
+    if isinstance(raw, str):
+        if len(raw) > MAX_VALUE_LENGTH:
+            raise UsageError(f"{where}: value is {len(raw)} characters long "
+                             f"(at most {MAX_VALUE_LENGTH})")
+        raw = raw.strip()
+    kind = spec.type
+    if kind == "bool":
+        value: Any = _to_bool(raw, where)
+    elif kind == "int":
+        value = _to_number(raw, where, int, "a whole number", spec)
+    elif kind == "float":
+        value = _to_number(raw, where, float, "a number", spec)
+    elif kind == "list":
+        value = _to_list(raw, where)
+    elif kind in ("str", "path"):
+        if not isinstance(raw, str):
+            raise UsageError(f"{where}: expected text, got {_describe(raw)}")
+        if "\x00" in raw or any(ch in raw for ch in "\r\n"):
+            raise UsageError(f"{where}: contains a control character (use plain text)")
+        value = raw
+    else:  # pragma: no cover - a plugin declared an unknown type
+        raise UsageError(f"{where}: setting type {kind!r} is not known to ess")
+    if spec.choices and value not in spec.choices:
+        raise UsageError(f"{where}: {value!r} is not one of {', '.join(spec.choices)}")
+    return value
+
+
+def _describe(raw: Any) -> str:
+    return f"{type(raw).__name__} {raw!r}"
+
+
+def _to_bool(raw: Any, where: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in TRUE | FALSE:
+        return raw.lower() in TRUE
+    raise UsageError(f"{where}: {raw!r} is not true or false (write True or False)")
+
+
+def _to_number(raw: Any, where: str, kind: type, noun: str, spec: SettingSpec) -> Any:
+    if isinstance(raw, bool):
+        raise UsageError(f"{where}: {raw!r} is not {noun}")
+    try:
+        if isinstance(raw, str):
+            value = kind(raw.replace("_", "")) if raw.strip() else None
+        else:
+            value = kind(raw)
+            if kind is int and value != raw:
+                value = None
+    except (TypeError, ValueError):
+        value = None
+    if value is None:
+        example = "3" if kind is int else "2.5"
+        raise UsageError(f"{where}: {raw!r} is not {noun} (write a number such as {example})")
+    if spec.minimum is not None and value < spec.minimum:
+        raise UsageError(f"{where}: {value} is too small (the least is {_fmt(spec.minimum)})")
+    if spec.maximum is not None and value > spec.maximum:
+        raise UsageError(f"{where}: {value} is too large (the most is {_fmt(spec.maximum)})")
+    return value
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _to_list(raw: Any, where: str) -> list[str]:
+    if isinstance(raw, str):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
+        return [item.strip() for item in raw if item.strip()]
+    raise UsageError(f"{where}: expected a list of names, got {_describe(raw)}")
+
+
+def load_settings(backend: Any, config: Path | None = None, *, cli: Mapping[str, Any] | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """Settings for a :class:`~ess.backend.Backend` object: its specs, every plugin's, the core's.
+
+    The one call a command (or a plugin's test) needs: ``load_settings(backend, path)``.
+    """
+    return resolve(backend.name, specs_for(backend.settings), config_path=config, cli=cli, env=env)

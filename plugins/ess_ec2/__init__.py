@@ -1,0 +1,1 @@
+"""ess built-in plugin."""
