@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from .errors import NotSupported
-from .models import Access, LaunchRequest, Node, SettingSpec, Settings
+from .models import Access, LaunchRequest, Node, Settings, SettingSpec
 from .progress import Progress
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - import cost matters at start-up
     import click
 
     from .backend import Backend
-    from .models import Access, CheckResult, Node, SettingSpec, Settings
+    from .models import Access, CheckResult, Node, Settings, SettingSpec
     from .progress import Progress
 
 hookspec = pluggy.HookspecMarker("ess")

@@ -190,7 +190,6 @@ class Settings:
     def where(self, key: str) -> str:
         """Where a key was set, for one-line errors: file+section+key, option or env var."""
         value = self.values.get(key)
-        spec = self.specs.get(key)
         if value is None or value.source == "default":
             if self.config_path is not None:
                 return f"{self.config_path} [{self.section or self.backend}] {key}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .models import SettingSpec, Settings, Value
+from .models import Settings, SettingSpec, Value
 from .paths import config_dir
 
 CONFIG_NAMES = ("instance.conf", "instance.toml")
