@@ -31,6 +31,9 @@ class Backend:
     #: The settings this backend reads, declared so the core can parse, validate,
     #: document (docs/config.md) and show them (``ess config show``).
     settings: ClassVar[tuple[SettingSpec, ...]] = ()
+    #: True when nodes cost money: ``create`` then asks for confirmation on a terminal
+    #: (``--yes`` skips it) and shows what it is about to launch.
+    billable: ClassVar[bool] = False
 
     def preflight(self, settings: Settings, request: LaunchRequest) -> None:
         """Check everything a launch needs, without side effects; raise UsageError."""

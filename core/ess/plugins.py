@@ -4,7 +4,8 @@ Built-in plugins (ec2, ssh, local, the config loaders) register through the same
 entry-point group as third-party ones. A plugin that fails to import, or implements a
 misspelled hook, becomes one warning and a row in ``ess plugins``; the rest keeps working.
 ``ESS_PLUGINS=mod1,mod2`` loads extra modules by import path (handy while developing a
-plugin before it is packaged, and in tests).
+plugin before it is packaged, and in tests); ``ESS_DISABLE_PLUGINS=name1,name2`` skips
+installed plugins by entry-point name (to work around a broken one).
 """
 
 from __future__ import annotations
@@ -54,12 +55,18 @@ def get_plugin_manager() -> pluggy.PluginManager:
     if _manager is None:
         pm = pluggy.PluginManager("ess")
         pm.add_hookspecs(hookspecs)
+        for name in _names("ESS_DISABLE_PLUGINS"):
+            pm.set_blocked(name)
         _load_errors.clear()
         _load_entry_points(pm)
-        for module_name in filter(None, os.environ.get("ESS_PLUGINS", "").split(",")):
-            _register(pm, module_name.strip(), lambda m=module_name.strip(): importlib.import_module(m))
+        for module_name in _names("ESS_PLUGINS"):
+            _register(pm, module_name, lambda m=module_name: importlib.import_module(m))
         _manager = pm
     return _manager
+
+
+def _names(variable: str) -> list[str]:
+    return [name.strip() for name in os.environ.get(variable, "").split(",") if name.strip()]
 
 
 def reset() -> None:
@@ -82,6 +89,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         if ep.name in seen:
             continue
         seen.add(ep.name)
+        if pm.is_blocked(ep.name):
+            continue
         dist = getattr(ep, "dist", None)
         _versions[ep.name] = dist.version if dist is not None else None
         _register(pm, ep.name, ep.load)

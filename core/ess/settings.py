@@ -28,6 +28,11 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         help="Name of the cluster; nodes are tagged ess:cluster=<name> and every command "
              "acts only on nodes with that tag.",
     ),
+    SettingSpec(
+        "wait_timeout", type="float", default=600.0, minimum=1,
+        help="Seconds `create` waits for new nodes to reach the running state before it "
+             "gives up and rolls back.",
+    ),
 )
 
 TRUE = {"true", "yes", "on", "1"}
@@ -222,7 +227,8 @@ def _to_number(raw: Any, where: str, kind: type, noun: str, spec: SettingSpec) -
         value = None
     if value is None:
         example = "3" if kind is int else "2.5"
-        raise UsageError(f"{where}: {raw!r} is not {noun} (write a number such as {example})")
+        hint = f"try {where} {example}" if where.startswith("--") else f"write a number such as {example}"
+        raise UsageError(f"{where}: {raw!r} is not {noun} ({hint})")
     if spec.minimum is not None and value < spec.minimum:
         raise UsageError(f"{where}: {value} is too small (the least is {_fmt(spec.minimum)})")
     if spec.maximum is not None and value > spec.maximum:

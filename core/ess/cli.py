@@ -1,0 +1,340 @@
+"""The ``ess`` command line.
+
+Backend commands (``ess instance <backend> ...``) are built from the registered backends
+and their declared settings, never from a hard-coded list. Results go to stdout, progress
+and logs to stderr; every error is one line (``--debug`` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import EssError, Interrupted, UsageError
+from .redact import RedactingFilter, scrub
+
+EXIT_CODES_HELP = ("Exit codes: 0 success, 1 failure, 2 bad input (nothing was done), "
+                   "3 partial success, 130 interrupted.")
+
+
+@dataclass
+class Options:
+    """Options accepted before or after any subcommand (``ess --json instance ...``)."""
+
+    config: str | None = None
+    debug: bool = False
+    json: bool = False
+
+
+OPTIONS = Options()
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value not in (None, False):
+            setattr(OPTIONS, name, value)
+            if name == "debug":
+                configure_logging(debug=True)
+        return value
+    return callback
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--config/--debug/--json on every command, so they work in either position."""
+    func = click.option("--json", "json_", is_flag=True, default=False, expose_value=False,
+                        callback=_remember("json"), help="Print results as JSON.")(func)
+    func = click.option("--debug", is_flag=True, default=False, expose_value=False,
+                        callback=_remember("debug"),
+                        help="Log details to stderr and show tracebacks (secrets stay masked).")(func)
+    func = click.option("--config", metavar="PATH", default=None, expose_value=False,
+                        callback=_remember("config"),
+                        help="Config file (default: $ESS_CONFIG, ./instance.conf, ./instance.toml, "
+                             "then the user config folder).")(func)
+    return func
+
+
+def configure_logging(debug: bool = False) -> None:
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_ess", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._ess = True  # type: ignore[attr-defined]
+        handler.addFilter(RedactingFilter())
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("ess").setLevel(logging.DEBUG if debug else logging.WARNING)
+    for name in ("ess_ec2", "ess_ssh", "ess_local"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
+    for name in ("botocore", "boto3", "paramiko", "asyncssh", "urllib3"):
+        logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)
+
+
+class WholeNumber(click.ParamType):
+    name = "N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            flag = param.opts[0] if param is not None and param.opts else "the option"
+            self.fail(f"{value!r} is not a whole number (try {flag} 3)", param, ctx)
+
+
+# -- the command tree --------------------------------------------------------------------
+class RootGroup(click.Group):
+    """Adds commands that plugins register through ``ess_register_commands``, lazily."""
+
+    _extended = False
+
+    def _extend(self) -> None:
+        if not self._extended:
+            self._extended = True
+            from .plugins import get_plugin_manager
+
+            get_plugin_manager().hook.ess_register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._extend()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._extend()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, "--version", prog_name="ess")
+@common_options
+def cli() -> None:
+    """ess: launch, verify and tear down worker clusters for a master node.
+
+    \b
+    Try it offline, on this machine:
+      ess instance local create --number 3
+      ess instance local list
+      ess instance local terminate all --yes
+    \b
+    On AWS, with Essentia's instance.conf in the current folder:
+      ess instance ec2 create --number 2 --type m3.medium
+      ess instance ec2 terminate all
+    """
+
+
+class InstanceGroup(click.Group):
+    """One subcommand per registered backend."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from .plugins import backends
+
+        return sorted(backends())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from .plugins import backends
+        from .settings import did_you_mean
+
+        found = backends()
+        if cmd_name not in found:
+            hint = did_you_mean(cmd_name, found).replace(
+                " (remove it; `ess config show` lists the known keys)", "")
+            raise UsageError(f"instance {cmd_name}: no such backend{hint} "
+                             f"(installed: {', '.join(sorted(found)) or 'none'}; see `ess plugins`)")
+        from .commands import backend_group
+
+        return backend_group(found[cmd_name])
+
+
+@cli.group(cls=InstanceGroup, epilog=EXIT_CODES_HELP)
+@common_options
+def instance() -> None:
+    """Manage a cluster's nodes on one backend (ec2, local, or a plugin's).
+
+    \b
+    Example:
+      ess instance local create --number 3
+    """
+
+
+@cli.command("plugins")
+@common_options
+def plugins_command() -> None:
+    """List installed plugins, the hooks they implement and the backends they provide.
+
+    \b
+    Example:
+      ess plugins --json
+    """
+    from .hookspecs import ESS_HOOK_API
+    from .output import emit, emit_json, table
+    from .plugins import load_errors, plugin_infos
+
+    infos = plugin_infos()
+    errors = load_errors()
+    if OPTIONS.json:
+        emit_json({
+            "hook_api": ESS_HOOK_API,
+            "plugins": [{"name": i.name, "version": i.version, "module": i.module,
+                         "hooks": list(i.hooks), "backends": list(i.backends)} for i in infos],
+            "errors": [{"name": e.name, "error": e.error} for e in errors],
+        })
+        return
+    emit(table([(i.name, i.version, ", ".join(i.backends), ", ".join(i.hooks)) for i in infos],
+               ["plugin", "version", "backends", "hooks"]))
+    for error in errors:
+        emit(f"load error: {error.name}: {error.error}")
+
+
+@cli.group("config")
+@common_options
+def config_group() -> None:
+    """Inspect the configuration ess would use."""
+
+
+def _all_setting_flags() -> list[tuple[str, str]]:
+    """(flag, key) for every setting any backend or plugin exposes on the command line."""
+    from .plugins import backends
+    from .settings import specs_for
+
+    pairs: dict[str, str] = {}
+    for backend in backends().values():
+        for spec in specs_for(backend.settings).values():
+            if spec.flag:
+                pairs.setdefault(spec.flag, spec.key)
+    return sorted(pairs.items())
+
+
+class ConfigShowCommand(click.Command):
+    """Adds every setting flag lazily, so defining the command loads no plugin."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not getattr(self, "_flags_added", False):
+            self._flags_added = True
+            for flag, key in _all_setting_flags():
+                self.params.append(click.Option([flag, f"setting__{key}"], default=None,
+                                                metavar="VALUE", help=f"Override {key}."))
+        return super().get_params(ctx)
+
+
+@config_group.command("show", cls=ConfigShowCommand)
+@click.option("--backend", "backend_name", metavar="NAME",
+              help="Show this backend's settings (default: those with a section in the file, else all).")
+@common_options
+def config_show(backend_name: str | None, **flags: Any) -> None:
+    """Show every setting, its value and where it came from (secrets masked).
+
+    \b
+    Example:
+      ess config show --config configs/instance.conf --type t3.large
+    """
+    from .output import emit, emit_json, table
+    from .plugins import backends
+    from .settings import find_config, find_section, load_settings, read_config
+
+    path, _ = find_config(OPTIONS.config, os.environ)
+    sections = read_config(path) if path else {}
+    found = backends()
+    if backend_name is not None:
+        if backend_name not in found:
+            raise UsageError(f"--backend: no backend named {backend_name!r} "
+                             f"(installed: {', '.join(sorted(found))})")
+        names = [backend_name]
+    else:
+        names = [n for n in sorted(found) if find_section(sections, n)] or sorted(found)
+    cli_values = setting_values(flags)
+    shown: dict[str, dict[str, Any]] = {}
+    for name in names:
+        backend = found[name]
+        relevant = {k: v for k, v in cli_values.items()}
+        settings = load_settings(backend, path, cli=relevant)
+        masked = settings.masked()
+        shown[name] = {key: {"value": masked[key], "source": settings.source(key)} for key in settings.values}
+    if OPTIONS.json:
+        emit_json({"config": str(path) if path else None, "backends": shown})
+        return
+    emit(f"config file: {path if path else '(none found; defaults apply)'}")
+    rows = [(name, key, _show(v["value"]), v["source"]) for name, keys in shown.items()
+            for key, v in keys.items()]
+    emit(table(rows, ["backend", "key", "value", "source"]))
+
+
+def _show(value: Any) -> Any:
+    return ", ".join(value) if isinstance(value, list) else value
+
+
+def setting_values(flags: dict[str, Any]) -> dict[str, Any]:
+    """Settings given on the command line: ``setting__<key>`` parameters that were used."""
+    return {name[len("setting__"):]: value for name, value in flags.items()
+            if name.startswith("setting__") and value not in (None, False)}
+
+
+# -- entry point -------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and map every outcome to one stderr line and an exit code."""
+    OPTIONS.__init__()  # type: ignore[misc]  # reset in place: commands hold a reference
+    configure_logging(debug=False)
+    _warn_load_errors()
+    try:
+        result = cli.main(args=argv, prog_name="ess", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        _fail(format_usage_error(exc))
+        return 2
+    except click.Abort:
+        _fail("aborted; nothing was changed")
+        return Interrupted.exit_code
+    except EssError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return Interrupted.exit_code
+    except Exception as exc:
+        _fail(f"internal error: {type(exc).__name__}: {exc} "
+              "(run again with --debug for the traceback, and please report it)")
+        return 1
+
+
+def _warn_load_errors() -> None:
+    from .plugins import load_errors
+
+    for error in load_errors():
+        sys.stderr.write(scrub(f"ess: warning: plugin {error.name!r} {error.error}") + "\n")
+
+
+def _fail(message: str) -> None:
+    if OPTIONS.debug:
+        sys.stderr.write(scrub(traceback.format_exc()))
+    line = " ".join(message.split("\n")).strip()
+    sys.stderr.write(scrub(f"ess: {line}") + "\n")
+
+
+def format_usage_error(exc: click.UsageError) -> str:
+    """click's usage errors in ess's one-line shape: ``--number: 'abc' is not ... (try ...)``."""
+    command = exc.ctx.command_path if exc.ctx else "ess"
+    see = f"(see `{command} --help`)"
+    if isinstance(exc, click.NoSuchOption):
+        close = sorted(exc.possibilities or [])
+        hint = f" (did you mean {close[0]}?)" if close else f" {see}"
+        return f"{exc.option_name}: no such option for `{command}`{hint}"
+    if isinstance(exc, click.BadParameter) and exc.param is not None:
+        name = exc.param.opts[0] if isinstance(exc.param, click.Option) else exc.param.human_readable_name
+        message = exc.message
+        if "(try" not in message:
+            message = f"{message} {see}"
+        return f"{name}: {message}"
+    return f"{command}: {exc.format_message()} {see}"

@@ -1,0 +1,75 @@
+"""Results on stdout: aligned tables for people, JSON (stable keys) for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .models import CheckResult, Node
+from .redact import scrub
+
+
+def emit(text: str) -> None:
+    sys.stdout.write(scrub(text) + ("" if text.endswith("\n") else "\n"))
+    sys.stdout.flush()
+
+
+def emit_json(data: Any) -> None:
+    emit(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def check_summary(node: Node, checks: Iterable[CheckResult]) -> tuple[str, float | None]:
+    """One node's verdict over every checker: "ok", or the first failure's reason."""
+    mine = [c for c in checks if c.node_id == node.id]
+    if not mine:
+        return "-", None
+    failed = [c for c in mine if not c.ok]
+    seconds = max(c.seconds for c in mine)
+    return ("ok" if not failed else f"FAILED: {failed[0].message}"), seconds
+
+
+def nodes_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None) -> str:
+    headers = ["id", "state", "address", "type", "launched"]
+    rows: list[list[Any]] = []
+    for n in nodes:
+        address = f"{n.address}:{n.port}" if n.address and n.port != 22 else n.address
+        launched = n.launched_at.strftime("%Y-%m-%d %H:%M") if n.launched_at else None
+        row: list[Any] = [n.id, n.state, address, n.instance_type, launched]
+        if checks is not None:
+            verdict, seconds = check_summary(n, checks)
+            row += [verdict, seconds]
+        rows.append(row)
+    if checks is not None:
+        headers += ["verified", "seconds"]
+    return table(rows, headers)
+
+
+def nodes_json(backend: str, cluster: str, nodes: Sequence[Node],
+               checks: Sequence[CheckResult] | None = None, **extra: Any) -> dict[str, Any]:
+    items = []
+    for n in nodes:
+        item = n.to_dict()
+        if checks is not None:
+            item["checks"] = [c.to_dict() for c in checks if c.node_id == n.id]
+        items.append(item)
+    return {"backend": backend, "cluster": cluster, "nodes": items, **extra}

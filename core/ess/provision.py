@@ -1,0 +1,259 @@
+"""The provisioning flows the core owns: create, verify, terminate, and rollback.
+
+Backends do the cloud work; this module decides the order, what is cleaned up when
+something fails, and what the user is told. The promise it keeps: after the launch call,
+a failure or Ctrl-C terminates exactly what this run launched (found again by its
+``ess:launch`` tag, so even nodes whose launch reply was lost), unless the user asked
+to keep them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import signal
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .backend import Backend
+from .errors import EssError, Interrupted, PartialFailure, UsageError
+from .models import (
+    RUNNING,
+    TAG_CLUSTER,
+    TAG_CREATED_AT,
+    TAG_CREATED_BY,
+    TAG_LAUNCH,
+    CheckResult,
+    LaunchRequest,
+    Node,
+    Settings,
+)
+from .plugins import get_plugin_manager
+from .progress import Progress
+
+
+@dataclass
+class CreateResult:
+    """What ``create`` ended with: the kept nodes, their checks, and the dropped ones."""
+
+    nodes: list[Node]
+    checks: list[CheckResult] = field(default_factory=list)
+    dropped: list[Node] = field(default_factory=list)
+
+
+def launch_request(settings: Settings, count: int, min_count: int | None = None) -> LaunchRequest:
+    """A new launch with a fresh id and the tags every node must carry from birth."""
+    if min_count is not None and not 1 <= min_count <= count:
+        raise UsageError(f"--min: {min_count} must be between 1 and the node count {count} "
+                         f"(try --min {max(1, count // 2)})")
+    launch_id = uuid.uuid4().hex
+    tags = {
+        TAG_CLUSTER: settings.cluster,
+        TAG_LAUNCH: launch_id,
+        TAG_CREATED_BY: f"{_user()}@{socket.gethostname()}",
+        TAG_CREATED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return LaunchRequest(count=count, min_count=min_count or count, launch_id=launch_id, tags=tags)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): still tag something useful
+        return "unknown"
+
+
+def preflight(backend: Backend, settings: Settings, request: LaunchRequest) -> None:
+    """Every check that costs nothing: the backend's, then the plugins' veto."""
+    missing = [key for key, spec in settings.specs.items()
+               if spec.required and settings.get(key) in (None, "")]
+    if missing:
+        key = missing[0]
+        raise UsageError(f"{settings.where(key)}: required for create "
+                         f"(set it in the config file, {settings.specs[key].env}, or on the command line)")
+    backend.preflight(settings, request)
+    get_plugin_manager().hook.ess_before_create(settings=settings, count=request.count)
+
+
+def create(backend: Backend, settings: Settings, request: LaunchRequest, progress: Progress, *,
+           verify: bool = True, keep_on_failure: bool = False) -> CreateResult:
+    """Launch, wait, verify and run after-create hooks; roll back on any failure.
+
+    Call :func:`preflight` first. With ``request.min_count < request.count``, nodes that
+    fail verification are terminated and the rest kept if at least ``min_count`` passed:
+    the result then has ``dropped`` nodes and the caller reports a partial success.
+    """
+    launched: list[Node] = []
+    try:
+        with sigterm_as_interrupt():
+            progress.stage(f"launching {request.count}")
+            launched = backend.create(settings, request, progress)
+            progress.finish()
+            timeout = float(settings.get("wait_timeout", 600.0))
+            nodes = backend.wait(settings, launched, progress, timeout)
+            progress.finish()
+            result = CreateResult(nodes=nodes)
+            if verify:
+                result = _verify_new(backend, settings, nodes, request, progress)
+            get_plugin_manager().hook.ess_after_create(settings=settings, nodes=result.nodes)
+            return result
+    except BaseException as exc:
+        progress.finish()
+        if keep_on_failure:
+            ids = ", ".join(n.id for n in launched) or f"tag {TAG_LAUNCH}={request.launch_id}"
+            progress.note(f"ess: --keep-on-failure: keeping the nodes of this run ({ids}); "
+                          f"remove them with: ess instance {backend.name} terminate all")
+        else:
+            rollback(backend, settings, request, launched, progress)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted("interrupted; " + ("nodes kept" if keep_on_failure
+                                                 else "the nodes of this run were terminated")) from None
+        raise
+
+
+def _verify_new(backend: Backend, settings: Settings, nodes: list[Node], request: LaunchRequest,
+                progress: Progress) -> CreateResult:
+    checks = check(backend, settings, nodes, progress)
+    failed_ids = {c.node_id for c in checks if not c.ok}
+    if not failed_ids:
+        return CreateResult(nodes=nodes, checks=checks)
+    good = [n for n in nodes if n.id not in failed_ids]
+    if len(good) >= request.min_count and request.min_count < request.count:
+        bad = [n for n in nodes if n.id in failed_ids]
+        progress.note(f"ess: {len(bad)} node(s) failed verification and are terminated "
+                      f"(--min {request.min_count} allows it): {', '.join(n.id for n in bad)}")
+        backend.terminate(settings, bad, progress)
+        progress.finish()
+        return CreateResult(nodes=good, checks=[c for c in checks if c.node_id not in failed_ids],
+                            dropped=bad)
+    raise EssError(f"verification failed on {len(failed_ids)} of {len(nodes)} node(s): "
+                   + describe_failures(checks))
+
+
+def describe_failures(checks: list[CheckResult], limit: int = 5) -> str:
+    failed = [c for c in checks if not c.ok]
+    text = "; ".join(f"{c.node_id}: {c.message}" for c in failed[:limit])
+    return text + (f"; and {len(failed) - limit} more" if len(failed) > limit else "")
+
+
+def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launched: list[Node],
+             progress: Progress) -> None:
+    """Terminate every node of this launch: those returned, and any found by the launch tag."""
+    with deferred_interrupts(progress):
+        try:
+            found = [n for n in backend.list(settings) if n.launch_id == request.launch_id]
+        except Exception as exc:
+            found = []
+            progress.note(f"ess: could not list nodes during cleanup ({exc})")
+        victims = {n.id: n for n in launched}
+        victims.update({n.id: n for n in found})
+        if not victims:
+            return
+        try:
+            backend.terminate(settings, list(victims.values()), progress)
+            progress.finish()
+        except Exception as exc:
+            progress.note(f"ess: CLEANUP FAILED ({exc}); nodes tagged {TAG_LAUNCH}={request.launch_id} "
+                          f"may still run: ess instance {backend.name} terminate all --yes")
+            return
+        progress.note(f"ess: cleaned up: terminated {len(victims)} node(s) launched by this run "
+                      f"({', '.join(sorted(victims))})")
+
+
+def check(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> list[CheckResult]:
+    """Run every health-check plugin over ``nodes``; one flat list of results."""
+    if not nodes:
+        return []
+    access = backend.access(settings)
+    answers = get_plugin_manager().hook.ess_check_nodes(nodes=nodes, access=access, settings=settings,
+                                                        progress=progress)
+    progress.finish()
+    results = [result for answer in answers for result in (answer or [])]
+    if not answers:
+        progress.note("ess: warning: no health-check plugin is installed; nothing was verified")
+    return results
+
+
+def verify(backend: Backend, settings: Settings, progress: Progress) -> tuple[list[Node], list[CheckResult]]:
+    """Check the cluster's running nodes; raise if none are running or any check failed."""
+    nodes = [n for n in backend.list(settings) if n.state == RUNNING]
+    if not nodes:
+        raise EssError(f"cluster {settings.cluster!r} has no running nodes "
+                       f"(start some with: ess instance {backend.name} create)")
+    return nodes, check(backend, settings, nodes, progress)
+
+
+def verdict(checks: list[CheckResult]) -> None:
+    """Raise the right error for failed checks: partial (3) if some passed, failure (1) if none."""
+    failed = {c.node_id for c in checks if not c.ok}
+    if not failed:
+        return
+    total = len({c.node_id for c in checks})
+    message = f"{len(failed)} of {total} node(s) failed: " + describe_failures(checks)
+    raise (PartialFailure if len(failed) < total else EssError)(message)
+
+
+def select(backend: Backend, settings: Settings, targets: list[str]) -> list[Node]:
+    """The cluster's nodes named by ``targets`` ("all" or ids); unknown ids are a usage error."""
+    current = backend.list(settings)
+    if targets == ["all"]:
+        return current
+    by_id = {n.id: n for n in current}
+    unknown = [t for t in targets if t not in by_id]
+    if unknown:
+        raise UsageError(f"{unknown[0]}: not a node of cluster {settings.cluster!r} "
+                         f"(ess instance {backend.name} list shows its nodes; nothing was changed)")
+    return [by_id[t] for t in dict.fromkeys(targets)]
+
+
+def terminate(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+    if not nodes:
+        return
+    get_plugin_manager().hook.ess_before_terminate(settings=settings, nodes=nodes)
+    with deferred_interrupts(progress):
+        backend.terminate(settings, nodes, progress)
+    progress.finish()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while nodes are being launched, so cleanup runs."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred_interrupts(progress: Progress) -> Iterator[None]:
+    """Ctrl-C during cleanup would leak nodes: say so and finish the cleanup first."""
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+        progress.note("ess: cleaning up the nodes of this run; please wait")
+
+    try:
+        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt

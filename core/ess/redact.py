@@ -1,0 +1,53 @@
+"""Keep secrets out of every output: stdout, stderr, logs (``--debug`` included), errors.
+
+A plugin that reads a secret (the AWS secret key from a credential CSV, a private key)
+calls :func:`register_secret` with it; from then on :func:`scrub` replaces it wherever it
+would be printed, and the log filter installed by the CLI does the same for log records.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+MASK = "****"
+_secrets: set[str] = set()
+# Private key blocks are never legitimate output, whoever registered them.
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+                          re.S)
+# botocore can echo signed headers and query strings at DEBUG level.
+_SIGNATURE = re.compile(r"(Signature=|X-Amz-Security-Token[=:]\s*|aws_secret_access_key[=:]\s*)[^\s,&'\"]+",
+                        re.I)
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` as secret (short values are ignored: masking them would garble text)."""
+    if value and len(value) >= 8:
+        _secrets.add(value)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret and any private-key block masked."""
+    if not text:
+        return text
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    text = _PRIVATE_KEY.sub("-----PRIVATE KEY " + MASK + "-----", text)
+    return _SIGNATURE.sub(lambda m: m.group(1) + MASK, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs each record's final message (arguments included) before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            import traceback
+
+            record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_info = None
+        return True
