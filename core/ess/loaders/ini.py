@@ -41,7 +41,9 @@ def parse(text: str, origin: str) -> dict[str, dict[str, Any]]:
         raise UsageError(f"{origin}: line {exc.lineno}: [{exc.section}] {exc.option} is set twice "
                          "(keep one)") from None
     except configparser.ParsingError as exc:
-        lineno, line = exc.errors[0] if exc.errors else (0, "")
+        lineno = exc.errors[0][0] if exc.errors else 0
+        lines = text.splitlines()
+        line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
         raise UsageError(f"{origin}: line {lineno}: cannot parse {line.strip()!r} "
                          "(write key: value)") from None
     except configparser.Error as exc:
