@@ -1,0 +1,375 @@
+"""The local backend: each node is an SSH server process on 127.0.0.1.
+
+Nodes are real SSH servers (see :mod:`ess_local.node`), so ``verify``, ``exec`` and every
+hook run exactly as they do for EC2, offline, with no root and no system sshd. The node
+table lives in ``ess.paths.state_dir()/local/<cluster>/`` (see :mod:`ess_local.state`);
+``list`` reports what the processes are doing now, not what the file last said.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import shlex
+import shutil
+import socket
+import time
+from datetime import datetime, timezone
+from importlib.util import find_spec
+from pathlib import Path
+
+from ess.backend import Backend
+from ess.errors import EssError, UsageError
+from ess.models import (
+    PENDING,
+    RUNNING,
+    STOPPED,
+    TAG_CLUSTER,
+    Access,
+    LaunchRequest,
+    Node,
+    Settings,
+    SettingSpec,
+)
+from ess.progress import Progress
+
+from . import process
+from .keys import generate_ed25519, public_key_of
+from .state import ClusterState, ClusterStore, NodeRecord, check_cluster_name
+
+ADDRESS = "127.0.0.1"
+POLL_SECONDS = 0.02
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no USER/LOGNAME and no passwd entry (some containers)
+        return "ess"
+
+
+class LocalBackend(Backend):
+    """Nodes on this machine: one asyncssh server process per node, on a loopback port."""
+
+    name = "local"
+    description = "Nodes on this machine (SSH servers on 127.0.0.1), for trying ess offline"
+    settings = (
+        SettingSpec("instance_count", type="int", default=2, minimum=1, maximum=200, flag="--number",
+                    help="How many nodes `create` starts."),
+        SettingSpec("instance_type", default="local", flag="--type",
+                    help="A label only (local nodes are all alike); kept so the command line "
+                         "matches EC2's."),
+        SettingSpec("instance_tag", default="ess local node", commands=("create",),
+                    help="The Name tag of new nodes."),
+        SettingSpec("username", default=_current_user(), commands=("*",),
+                    help="The user name nodes accept (commands run as you whatever it is)."),
+        SettingSpec("key_file", type="path", commands=("*",),
+                    help="Private key that logs in to the nodes; unset: ess generates an ed25519 "
+                         "key pair per cluster in its state folder."),
+        SettingSpec("start_timeout", type="float", default=120.0, minimum=1, commands=("create", "start"),
+                    help="Seconds to wait for node processes to listen."),
+    )
+
+    # -- helpers --------------------------------------------------------------------
+    def store(self, settings: Settings) -> ClusterStore:
+        return ClusterStore(settings.cluster, settings.where("cluster"))
+
+    def _login_key(self, settings: Settings, store: ClusterStore, *, generate: bool) -> tuple[Path, str]:
+        """The private key path and the public key line nodes must accept."""
+        configured = settings.path("key_file")
+        if configured is not None:
+            return configured, public_key_of(configured, settings.where("key_file"))
+        path = store.generated_key
+        if not path.exists():
+            if not generate:
+                raise EssError(f"{path}: the cluster key does not exist yet (run create first)")
+            generate_ed25519(path, f"ess-local-{store.cluster}")
+        return path, public_key_of(path, str(path))
+
+    def ssh_command(self, settings: Settings, node: Node) -> str:
+        """A command line that logs in to ``node`` by hand with OpenSSH, host key checked."""
+        store = self.store(settings)
+        key = settings.path("key_file") or store.generated_key
+        return shlex.join(["ssh", "-i", str(key), "-p", str(node.port),
+                           "-o", f"UserKnownHostsFile={store.known_hosts}",
+                           "-o", "StrictHostKeyChecking=yes",
+                           f"{settings['username']}@{ADDRESS}"])
+
+    @staticmethod
+    def _to_node(record: NodeRecord, state: str, port: int | None) -> Node:
+        return Node(id=record.id, state=state, address=ADDRESS, port=port or 0, public_ip=ADDRESS,
+                    private_ip=ADDRESS, instance_type=record.instance_type,
+                    launched_at=datetime.fromisoformat(record.launched_at),
+                    host_keys=(record.host_key,), tags=dict(record.tags))
+
+    @staticmethod
+    def _identity(record: NodeRecord) -> process.Identity:
+        return process.Identity(record.pid, record.start_time, record.id)
+
+    @staticmethod
+    def _read_ready(store: ClusterStore, node_id: str) -> dict[str, object] | None:
+        try:
+            return json.loads((store.node_dir(node_id) / "ready.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _observe(self, store: ClusterStore, record: NodeRecord) -> Node:
+        """The node as it is now: stopped unless its verified process is alive."""
+        if record.stopped or not process.is_ours(self._identity(record)):
+            return self._to_node(record, STOPPED, record.port)
+        port = record.port
+        if port is None:
+            ready = self._read_ready(store, record.id) or {}
+            port = ready.get("port") if isinstance(ready.get("port"), int) else None  # type: ignore[assignment]
+        return self._to_node(record, RUNNING if port else PENDING, port)
+
+    # -- the Backend contract -----------------------------------------------------------
+    def preflight(self, settings: Settings, request: LaunchRequest) -> None:
+        check_cluster_name(settings.cluster, settings.where("cluster"))
+        if not str(settings.get("username", "")).strip():
+            raise UsageError(f"{settings.where('username')}: empty user name (set a user name)")
+        if settings.path("key_file") is not None:
+            public_key_of(settings.path("key_file"), settings.where("key_file"))  # type: ignore[arg-type]
+        if find_spec("asyncssh") is None:
+            raise UsageError("local backend: the asyncssh package is missing (pip install asyncssh)")
+        if not Path("/bin/sh").exists():
+            raise UsageError("local backend: /bin/sh not found (local nodes run commands with it)")
+
+    def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
+        """Start ``request.count`` node processes, recording each in state as soon as it exists."""
+        store = self.store(settings)
+        tags = dict(request.tags)
+        tags.setdefault(TAG_CLUSTER, settings.cluster)
+        tags.setdefault("Name", str(settings.get("instance_tag", "ess local node")))
+        progress.stage("starting local nodes", request.count)
+        spawned: list[NodeRecord] = []
+        failures: list[str] = []
+        with store.locked() as state:
+            _, public = self._login_key(settings, store, generate=True)
+            for _ in range(request.count):
+                record = self._spawn_new(settings, store, state, public, tags)
+                if record is None:
+                    failures.append("a node process exited at once")
+                    continue
+                state.nodes[record.id] = record
+                # Saved at once: a crash from here on leaves a node `terminate all` can find.
+                store.save(state)
+                spawned.append(record)
+        ready, failed = self._await_ready(store, spawned, float(settings.get("start_timeout", 120.0)),
+                                          progress, already=0)
+        failures.extend(failed.values())
+        progress.finish()
+        with store.locked() as state:
+            for record in spawned:
+                current = state.nodes.get(record.id)
+                if current is not None and record.id in ready:
+                    current.port = ready[record.id]
+            store.save(state)
+        if failed:
+            self._discard(store, [record for record in spawned if record.id in failed])
+        nodes = [self._to_node(record, RUNNING, ready[record.id]) for record in spawned if record.id in ready]
+        if failures:
+            progress.note(f"local: {len(failures)} node(s) failed to start: {failures[0]}")
+        if len(nodes) < request.min_count:
+            raise EssError(f"local backend: only {len(nodes)} of {request.count} nodes started "
+                           f"(first problem: {failures[0] if failures else 'unknown'})")
+        if nodes:
+            progress.note(f"log in by hand: {self.ssh_command(settings, nodes[0])}")
+        return nodes
+
+    def _spawn_new(self, settings: Settings, store: ClusterStore, state: ClusterState, public: str,
+                   tags: dict[str, str]) -> NodeRecord | None:
+        node_id = f"local-{secrets.token_hex(4)}"
+        while node_id in state.nodes:
+            node_id = f"local-{secrets.token_hex(4)}"
+        node_dir = store.node_dir(node_id)
+        node_dir.mkdir(mode=0o700, parents=True)
+        host_key = generate_ed25519(node_dir / "ssh_host_ed25519_key", node_id)
+        (node_dir / "authorized_keys").write_text(public + "\n")
+        identity = self._start_process(settings, store, node_id, port=0)
+        if identity is None:
+            shutil.rmtree(node_dir, ignore_errors=True)
+            return None
+        return NodeRecord(id=node_id, pid=identity.pid, start_time=identity.start_time,
+                          host_key=" ".join(host_key.split()[:2]), tags=dict(tags),
+                          instance_type=str(settings.get("instance_type", "local")),
+                          launched_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def _start_process(self, settings: Settings, store: ClusterStore, node_id: str,
+                       port: int) -> process.Identity | None:
+        node_dir = store.node_dir(node_id)
+        (node_dir / "ready.json").unlink(missing_ok=True)
+        argv = ["--node-id", node_id, "--port", str(port),
+                "--host-key", str(node_dir / "ssh_host_ed25519_key"),
+                "--authorized-keys", str(node_dir / "authorized_keys"),
+                "--username", str(settings["username"]),
+                "--ready-file", str(node_dir / "ready.json"),
+                "--home", str(node_dir / "home")]
+        return process.spawn(argv, node_dir / "node.log", node_dir)
+
+    def _await_ready(self, store: ClusterStore, records: list[NodeRecord], timeout: float,
+                     progress: Progress, already: int) -> tuple[dict[str, int], dict[str, str]]:
+        """Wait for each node's ready file; ports of ready nodes, and reasons for failed ones."""
+        ready: dict[str, int] = {}
+        failed: dict[str, str] = {}
+        pending = list(records)
+        deadline = time.monotonic() + timeout
+        while pending:
+            still: list[NodeRecord] = []
+            for record in pending:
+                answer = self._read_ready(store, record.id)
+                if answer is not None and isinstance(answer.get("port"), int):
+                    ready[record.id] = int(answer["port"])  # type: ignore[arg-type]
+                elif answer is not None and answer.get("error"):
+                    failed[record.id] = f"{record.id}: {answer['error']}"
+                elif not process.is_ours(self._identity(record)):
+                    process.reap(record.pid)
+                    failed[record.id] = (f"{record.id} exited while starting "
+                                         f"(see {store.node_dir(record.id) / 'node.log'})")
+                else:
+                    still.append(record)
+            if len(still) != len(pending):
+                progress.update(already + len(ready))
+            pending = still
+            if pending and time.monotonic() >= deadline:
+                for record in pending:
+                    failed[record.id] = f"{record.id} did not listen within {timeout:g} s"
+                break
+            if pending:
+                time.sleep(POLL_SECONDS)
+        return ready, failed
+
+    def _discard(self, store: ClusterStore, records: list[NodeRecord]) -> None:
+        """Stop verified node processes and forget them (their folders too)."""
+        if not records:
+            return
+        process.stop([self._identity(record) for record in records])
+        for record in records:
+            process.reap(record.pid)
+        with store.locked() as state:
+            for record in records:
+                state.nodes.pop(record.id, None)
+                shutil.rmtree(store.node_dir(record.id), ignore_errors=True)
+            if state.nodes:
+                store.save(state)
+            else:
+                store.remove_all()
+
+    def wait(self, settings: Settings, nodes: list[Node], progress: Progress,
+             timeout: float) -> list[Node]:
+        """Wait until each node's port accepts TCP connections; return the nodes as listed now."""
+        wanted = {node.id for node in nodes}
+        progress.stage("waiting for local nodes", len(nodes))
+        deadline = time.monotonic() + timeout
+        pending = [node for node in nodes if node.port]
+        done = len(nodes) - len(pending)
+        while pending and time.monotonic() < deadline:
+            still = []
+            for node in pending:
+                if _accepts(node.port):
+                    done += 1
+                else:
+                    still.append(node)
+            pending = still
+            progress.update(done)
+            if pending:
+                time.sleep(0.05)
+        progress.finish()
+        return [node for node in self.list(settings) if node.id in wanted]
+
+    def list(self, settings: Settings) -> list[Node]:
+        store = self.store(settings)
+        state = store.read()
+        records = sorted(state.nodes.values(), key=lambda record: (record.launched_at, record.id))
+        return [self._observe(store, record) for record in records]
+
+    def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        """Stop the given nodes' verified processes, wait until their ports are free, forget them."""
+        store = self.store(settings)
+        wanted = {node.id for node in nodes}
+        with store.locked() as state:
+            records = [record for record in state.nodes.values() if record.id in wanted]
+        progress.stage("terminating local nodes", len(records))
+        self._halt(records)
+        progress.update(len(records))
+        with store.locked() as state:
+            for record in records:
+                state.nodes.pop(record.id, None)
+                shutil.rmtree(store.node_dir(record.id), ignore_errors=True)
+            if state.nodes:
+                store.save(state)
+            else:
+                # `terminate all` (or the last node): nothing of the cluster is left behind.
+                store.remove_all()
+        progress.finish()
+
+    def _halt(self, records: list[NodeRecord]) -> None:
+        process.stop([self._identity(record) for record in records])
+        for record in records:
+            process.reap(record.pid)
+        # The kernel closes the listening socket when the process exits; confirm it, briefly.
+        deadline = time.monotonic() + 2.0
+        for record in records:
+            while record.port and _accepts(record.port) and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
+
+    def access(self, settings: Settings) -> Access:
+        store = self.store(settings)
+        key = settings.path("key_file") or store.generated_key
+        return Access(backend=self.name, cluster=settings.cluster, username=str(settings["username"]),
+                      key_file=key)
+
+    def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        """End the nodes' processes but keep their records (port, host key) for ``start``."""
+        store = self.store(settings)
+        wanted = {node.id for node in nodes}
+        with store.locked() as state:
+            records = [record for record in state.nodes.values() if record.id in wanted]
+        progress.stage("stopping local nodes", len(records))
+        self._halt(records)
+        with store.locked() as state:
+            for record in records:
+                if record.id in state.nodes:
+                    state.nodes[record.id].stopped = True
+            store.save(state)
+        progress.finish()
+
+    def start(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        """Start stopped (or crashed) nodes again on their old port, with their old host key."""
+        store = self.store(settings)
+        wanted = {node.id for node in nodes}
+        restarted: list[NodeRecord] = []
+        with store.locked() as state:
+            candidates = [record for record in state.nodes.values() if record.id in wanted]
+            progress.stage("starting local nodes", len(candidates))
+            for record in candidates:
+                if not record.stopped and process.is_ours(self._identity(record)):
+                    continue
+                identity = self._start_process(settings, store, record.id, port=record.port or 0)
+                if identity is None:
+                    raise EssError(f"local backend: {record.id} exited at once "
+                                   f"(see {store.node_dir(record.id) / 'node.log'})")
+                record.pid, record.start_time, record.stopped = identity.pid, identity.start_time, False
+                store.save(state)
+                restarted.append(record)
+        ready, failed = self._await_ready(store, restarted, float(settings.get("start_timeout", 120.0)),
+                                          progress, already=len(candidates) - len(restarted))
+        with store.locked() as state:
+            for node_id, port in ready.items():
+                if node_id in state.nodes:
+                    state.nodes[node_id].port = port
+            store.save(state)
+        progress.finish()
+        if failed:
+            process.stop([self._identity(record) for record in restarted if record.id in failed])
+            first = next(iter(failed.values()))
+            raise EssError(f"local backend: {len(failed)} node(s) did not start: {first}")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((ADDRESS, port), timeout=1.0):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,180 @@
+"""A local node: one SSH server process on 127.0.0.1 (asyncssh), run by the local backend.
+
+    python -m ess_local.node --node-id local-1a2b3c4d --port 0 --host-key KEY \\
+        --authorized-keys FILE --username USER --ready-file FILE --home DIR
+
+The node binds the port it is given (0 = any free one), then writes ``{"port": N}`` to
+the ready file (atomically), so the backend learns the real port without racing anyone
+for it; if binding fails it writes ``{"error": "..."}`` instead and exits 1.
+
+It accepts public-key logins only, for ``--username`` with the key in
+``--authorized-keys``. ``exec`` requests run through ``/bin/sh -c`` in ``--home`` (also
+``$HOME``), with real stdin, stdout, stderr and exit status; a session without a command
+gets a non-interactive ``/bin/sh`` (no PTY). SFTP and scp see this machine's real file
+system, with relative paths starting in ``--home``. SIGTERM (or SIGINT) closes the server
+and exits 0. If the node's folder disappears (cluster state deleted by hand), the node
+exits by itself rather than live on as an orphan nobody can find.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+#: Seconds between checks that the node's folder still exists.
+ORPHAN_CHECK_SECONDS = 2.0
+COPY_CHUNK = 65536
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ess_local.node", description=__doc__.splitlines()[0])
+    parser.add_argument("--node-id", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host-key", required=True, type=Path)
+    parser.add_argument("--authorized-keys", required=True, type=Path)
+    parser.add_argument("--username", required=True)
+    parser.add_argument("--ready-file", required=True, type=Path)
+    parser.add_argument("--home", required=True, type=Path)
+    return parser.parse_args(argv)
+
+
+def _write_ready(path: Path, payload: dict[str, object]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: object) -> None:
+    """Copy a subprocess's output to the SSH channel until EOF."""
+    while True:
+        chunk = await reader.read(COPY_CHUNK)
+        if not chunk:
+            return
+        writer.write(chunk)  # type: ignore[attr-defined]
+        await writer.drain()  # type: ignore[attr-defined]
+
+
+async def _feed(reader: object, proc: asyncio.subprocess.Process) -> None:
+    """Copy the SSH channel's stdin to the subprocess until the client sends EOF."""
+    assert proc.stdin is not None
+    try:
+        while True:
+            chunk = await reader.read(COPY_CHUNK)  # type: ignore[attr-defined]
+            if not chunk:
+                break
+            proc.stdin.write(chunk)
+            await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    except Exception:  # the channel closed under us: the command just sees EOF
+        pass
+    with contextlib.suppress(Exception):
+        proc.stdin.close()
+
+
+def _make_handler(home: Path, username: str):
+    env = {key: value for key, value in os.environ.items()
+           if key in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
+    env.update(HOME=str(home), USER=username, LOGNAME=username, SHELL="/bin/sh")
+
+    async def handle(process) -> None:  # asyncssh.SSHServerProcess
+        command = process.command
+        argv = ["/bin/sh", "-c", command] if command is not None else ["/bin/sh"]
+        session_env = dict(env)
+        # Only plain names: the client's environment must not reach LD_PRELOAD and friends.
+        for key, value in (process.env or {}).items():
+            if isinstance(key, str) and key.startswith("LC_") and isinstance(value, str):
+                session_env[key] = value
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=home, env=session_env)
+        except OSError as exc:
+            process.stderr.write(f"ess local node: cannot run /bin/sh: {exc.strerror}\n".encode())
+            process.exit(127)
+            return
+        assert proc.stdout is not None and proc.stderr is not None
+        feeder = asyncio.ensure_future(_feed(process.stdin, proc))
+        try:
+            await asyncio.gather(_pump(proc.stdout, process.stdout), _pump(proc.stderr, process.stderr))
+            code = await proc.wait()
+        except Exception:
+            # The client went away mid-command: stop the command like sshd does (SIGHUP).
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGHUP)
+            await proc.wait()
+            feeder.cancel()
+            return
+        feeder.cancel()
+        process.exit(code if code >= 0 else 128 - code)
+
+    return handle
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import asyncssh
+
+    allowed = asyncssh.read_authorized_keys(str(args.authorized_keys))
+    username = args.username
+
+    class NodeServer(asyncssh.SSHServer):
+        def begin_auth(self, user: str) -> bool:
+            return True  # always ask for a key, even for unknown users (no user probing)
+
+        def password_auth_supported(self) -> bool:
+            return False
+
+        def public_key_auth_supported(self) -> bool:
+            return True
+
+        def validate_public_key(self, user: str, key: asyncssh.SSHKey) -> bool:
+            return user == username and allowed.validate(key, "127.0.0.1", "127.0.0.1") is not None
+
+    args.home.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.home)  # SFTP resolves relative paths against the process's folder
+    try:
+        server = await asyncssh.listen(
+            "127.0.0.1", args.port, server_factory=NodeServer,
+            server_host_keys=[str(args.host_key)],
+            process_factory=_make_handler(args.home, username),
+            sftp_factory=True, allow_scp=True, encoding=None,
+            agent_forwarding=False, x11_forwarding=False, allow_pty=False,
+            reuse_address=True)
+    except (OSError, asyncssh.Error) as exc:
+        _write_ready(args.ready_file, {"error": f"cannot listen on 127.0.0.1:{args.port}: {exc}"})
+        return 1
+    port = server.sockets[0].getsockname()[1]
+    _write_ready(args.ready_file, {"port": port, "pid": os.getpid()})
+    print(f"ess local node {args.node_id} listening on 127.0.0.1:{port}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    node_dir = args.ready_file.parent
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), ORPHAN_CHECK_SECONDS)
+        if not node_dir.is_dir():
+            print(f"ess local node {args.node_id}: {node_dir} is gone, exiting", flush=True)
+            break
+    server.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.wait_closed(), 2.0)
+    print(f"ess local node {args.node_id} stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    return asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Node processes: spawn them detached, recognise them for sure, stop them.
+
+A pid in the state file is only a hint: the process may have died and the pid been
+reused by something else. Before ess signals a pid it checks that the process is alive,
+not a zombie, started at the recorded time (field 22 of ``/proc/<pid>/stat``) and runs
+``ess_local.node`` for the recorded node id (``/proc/<pid>/cmdline``). Where ``/proc``
+does not exist (macOS) the command line is read with ``ps`` and the start time with
+``ps -o lstart``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+NODE_MODULE = "ess_local.node"
+
+#: Seconds a node gets to exit after SIGTERM before it is sent SIGKILL.
+GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What proves a pid is the node process ess started: pid, start time, node id."""
+
+    pid: int
+    start_time: str
+    node_id: str
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time as an opaque string, or None if there is no such process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None if Path("/proc/self").exists() else _ps(pid, "lstart=")
+    # The command name (field 2) is in parentheses and may contain spaces: split after it.
+    fields = raw[raw.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):  # a zombie or dead process is not a running node
+        return None
+    return fields[19]
+
+
+def command_line(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        if Path("/proc/self").exists():
+            return None
+        text = _ps(pid, "command=")
+        return text.split() if text else None
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part] or None
+
+
+def _ps(pid: int, field: str) -> str | None:
+    try:
+        out = subprocess.run(["ps", "-p", str(pid), "-o", field], capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def is_ours(identity: Identity) -> bool:
+    """True only if ``identity.pid`` is alive and is the node process recorded for this node."""
+    if identity.pid <= 1:
+        return False
+    if start_time(identity.pid) != identity.start_time:
+        return False
+    argv = command_line(identity.pid)
+    if not argv or NODE_MODULE not in argv:
+        return False
+    return "--node-id" in argv and identity.node_id in argv
+
+
+def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
+    """Start a node process detached from this one; its identity, or None if it died at once.
+
+    A new session keeps the node alive after ``ess`` exits and out of the terminal's
+    Ctrl-C; stdin is /dev/null and output goes to the node's log file.
+    """
+    node_id = argv[argv.index("--node-id") + 1]
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", NODE_MODULE, *argv], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, cwd=cwd, start_new_session=True,
+                                close_fds=True)
+    # Popen returns after exec, so the start time and command line are the node's own.
+    started = start_time(proc.pid)
+    # The Popen object is dropped on purpose: the node must outlive this command. Python's
+    # subprocess module keeps unfinished children in a list and reaps them later.
+    if started is None:
+        return None
+    return Identity(proc.pid, started, node_id)
+
+
+def reap(pid: int) -> None:
+    """Collect a node that was a child of this process, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def signal_node(identity: Identity, signum: int) -> bool:
+    """Send ``signum`` to a verified node and the commands it runs; False if it is not ours."""
+    if not is_ours(identity):
+        return False
+    # The node leads its own session and process group (start_new_session), so the group
+    # id is its pid: the group holds the node and the commands it is running, nothing else.
+    try:
+        os.killpg(identity.pid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def stop(identities: list[Identity], grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM every verified node, SIGKILL those still alive after ``grace``; wait for all.
+
+    A pid that does not verify as our node is never signalled.
+    """
+    pending = [ident for ident in identities if signal_node(ident, signal.SIGTERM)]
+    deadline = time.monotonic() + grace
+    killed = False
+    while pending:
+        for ident in pending:
+            reap(ident.pid)
+        pending = [ident for ident in pending if is_ours(ident)]
+        if not pending:
+            break
+        if time.monotonic() >= deadline:
+            if killed:
+                # SIGKILL cannot be refused; only an uninterruptible sleep delays it.
+                if time.monotonic() >= deadline + grace:
+                    break
+            else:
+                for ident in pending:
+                    signal_node(ident, signal.SIGKILL)
+                killed = True
+        time.sleep(0.02)
