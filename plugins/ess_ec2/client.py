@@ -1,0 +1,283 @@
+"""boto3 sessions and clients, AWS error translation, and the batched EC2 calls.
+
+Every AWS client the backend uses is made by :func:`build_client`; tests wrap that one
+function to register botocore event handlers (fault injection, call counting). boto3 is
+imported inside functions only, so importing this module costs nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ess.errors import EssError, UsageError
+from ess.models import Node, Settings
+
+from .credentials import Credentials, load_credentials, redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    import boto3
+
+#: EC2 accepts at most 1000 instance ids per Describe/Terminate/Stop/Start call.
+CHUNK = 1000
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 60
+
+#: Error codes that mean "these credentials are not accepted", whatever the operation.
+AUTH_CODES = frozenset({
+    "AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
+    "RequestExpired", "UnrecognizedClientException", "InvalidAccessKeyId", "OptInRequired",
+    "AccessDenied", "ExpiredTokenException",
+})
+NOT_FOUND_IDS = "InvalidInstanceID.NotFound"
+_INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
+
+_shared_loader: Any = None
+
+
+def _loader() -> Any:
+    """One botocore model loader for the process: parsing the EC2 model once, not per session."""
+    global _shared_loader
+    if _shared_loader is None:
+        from botocore.loaders import create_loader
+
+        _shared_loader = create_loader()
+    return _shared_loader
+
+
+def build_session(credentials: Credentials | None, profile: str | None,
+                  where: str = "profile") -> boto3.Session:
+    """A boto3 session from the CSV's key, else the named profile, else boto3's chain."""
+    import boto3
+    import botocore.session
+    from botocore.exceptions import ProfileNotFound
+
+    core = botocore.session.Session()
+    core.register_component("data_loader", _loader())
+    try:
+        if credentials is not None:
+            return boto3.Session(aws_access_key_id=credentials.access_key,
+                                 aws_secret_access_key=credentials.secret_key,
+                                 botocore_session=core)
+        session = boto3.Session(profile_name=profile or None, botocore_session=core)
+        core.get_scoped_config()  # a missing profile only shows when the config is read
+        return session
+    except ProfileNotFound:
+        raise UsageError(f"{where}: AWS profile {profile!r} is not in your AWS config "
+                         "(run `aws configure --profile NAME` or fix the profile name)") from None
+
+
+def build_client(session: boto3.Session, service: str, region: str, max_attempts: int) -> Any:
+    """Make one client with standard retries and timeouts. THE seam tests wrap.
+
+    ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_EC2`` are honoured by boto3 itself.
+    """
+    from botocore.config import Config
+
+    config = Config(
+        region_name=region,
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        user_agent_extra="ess",
+    )
+    return session.client(service, config=config)
+
+
+def resolve_region(settings: Settings, session: boto3.Session) -> str:
+    """The region setting, else AWS_DEFAULT_REGION / AWS_REGION / the profile's region."""
+    region = settings.get("region") or session.region_name or os.environ.get("AWS_REGION")
+    if not region:
+        raise UsageError(f"{settings.where('region')}: no AWS region is set (add `region: us-east-1` "
+                         "to the config, pass --region, or set AWS_DEFAULT_REGION)")
+    return str(region)
+
+
+@dataclass
+class Aws:
+    """The clients one command needs, built lazily from one session."""
+
+    session: Any
+    region: str
+    max_attempts: int
+    credential_source: str
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = build_client(self.session, service, self.region, self.max_attempts)
+        return self._clients[service]
+
+    @property
+    def ec2(self) -> Any:
+        return self.client("ec2")
+
+    @property
+    def ssm(self) -> Any:
+        return self.client("ssm")
+
+
+def connect(settings: Settings) -> Aws:
+    """Credentials (CSV or chain), session and region for ``settings``; no API call yet."""
+    credentials = load_credentials(settings)
+    profile = None if credentials else settings.get("profile")
+    session = build_session(credentials, profile, settings.where("profile"))
+    region = resolve_region(settings, session)
+    if credentials is not None:
+        source = f"{credentials.source} (aws_credential)"
+    elif profile:
+        source = f"AWS profile {profile!r}"
+    else:
+        source = "boto3's credential chain (environment, ~/.aws, SSO, instance role)"
+    return Aws(session=session, region=region, max_attempts=int(settings.get("api_max_attempts", 8)),
+               credential_source=source)
+
+
+# -- errors ------------------------------------------------------------------------------
+def error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def error_message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    message = str(response.get("Error", {}).get("Message", "")) or str(exc)
+    # AWS appends an opaque blob to UnauthorizedOperation; it helps nobody on one line.
+    message = message.split(" Encoded authorization failure message:")[0]
+    return redact(" ".join(message.split()))
+
+
+def translate(exc: BaseException, aws: Aws, action: str) -> EssError:
+    """A botocore/boto3 exception as an ess error: one line, no secret, no request params."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        PartialCredentialsError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return UsageError("aws_credential: no AWS credentials found (set aws_credential to the access "
+                          "key CSV, pass --profile, or run `aws configure`)")
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        if code in AUTH_CODES:
+            return UsageError(f"aws_credential: AWS rejected the credentials from {aws.credential_source} "
+                              f"while trying to {action} ({code}) (check the access key is active "
+                              "and the clock is right, or use another profile)")
+        if code == "UnauthorizedOperation":
+            return UsageError(f"aws_credential: the credentials from {aws.credential_source} are not "
+                              f"allowed to {action} in {aws.region} (grant the IAM permissions listed "
+                              "in docs/ec2.md)")
+        return EssError(f"EC2: cannot {action} in {aws.region}: {code}: {error_message(exc)}")
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return EssError(f"EC2: cannot reach the AWS endpoint to {action} in {aws.region} "
+                        "(check the network, proxy and AWS_ENDPOINT_URL)")
+    if isinstance(exc, ReadTimeoutError):
+        return EssError(f"EC2: AWS did not answer in {READ_TIMEOUT}s while trying to {action} "
+                        "(try again; nothing is left half-done that `terminate all` cannot find)")
+    if isinstance(exc, BotoCoreError):
+        return EssError(f"EC2: cannot {action}: {redact(type(exc).__name__ + ': ' + str(exc))}")
+    return EssError(f"EC2: cannot {action}: {redact(str(exc))}")
+
+
+def is_aws_error(exc: BaseException) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return isinstance(exc, (BotoCoreError, ClientError))
+
+
+# -- batched calls -----------------------------------------------------------------------
+def chunks(ids: list[str], size: int = CHUNK) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _missing_ids(exc: BaseException) -> set[str]:
+    return set(_INSTANCE_ID.findall(error_message(exc)))
+
+
+def describe(aws: Aws, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Instances by id, in one paginated describe per 1000 ids; unknown ids are left out.
+
+    A describe with an unknown id fails as a whole (InvalidInstanceID.NotFound, which
+    also happens for a second or two after launch): drop the ids the error names, ask again.
+    """
+    from botocore.exceptions import ClientError
+
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(sorted(set(ids))):
+        remaining = list(chunk)
+        while remaining:
+            try:
+                paginator = aws.ec2.get_paginator("describe_instances")
+                for page in paginator.paginate(InstanceIds=remaining):
+                    for reservation in page.get("Reservations", []):
+                        for instance in reservation.get("Instances", []):
+                            found[instance["InstanceId"]] = instance
+                break
+            except ClientError as exc:
+                missing = _missing_ids(exc) & set(remaining) if error_code(exc) == NOT_FOUND_IDS else set()
+                if not missing:
+                    raise
+                remaining = [i for i in remaining if i not in missing]
+    return found
+
+
+def describe_filtered(aws: Aws, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every instance matching ``filters``, following NextToken through all pages."""
+    paginator = aws.ec2.get_paginator("describe_instances")
+    instances: list[dict[str, Any]] = []
+    for page in paginator.paginate(Filters=filters, PaginationConfig={"PageSize": 1000}):
+        for reservation in page.get("Reservations", []):
+            instances.extend(reservation.get("Instances", []))
+    return instances
+
+
+def act(aws: Aws, operation: str, ids: list[str]) -> None:
+    """Call TerminateInstances/StopInstances/StartInstances with ≤ 1000 ids per call.
+
+    Ids that no longer exist are dropped and the call repeated, so the action is idempotent.
+    """
+    from botocore.exceptions import ClientError
+
+    method = getattr(aws.ec2, operation)
+    for chunk in chunks(sorted(set(ids))):
+        remaining = list(chunk)
+        while remaining:
+            try:
+                method(InstanceIds=remaining)
+                break
+            except ClientError as exc:
+                missing = _missing_ids(exc) & set(remaining) if error_code(exc) == NOT_FOUND_IDS else set()
+                if not missing:
+                    raise
+                remaining = [i for i in remaining if i not in missing]
+
+
+def tags_of(instance: dict[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", []) or []}
+
+
+def to_node(instance: dict[str, Any], use_private_ip: bool) -> Node:
+    """An EC2 instance description as an ess Node."""
+    public_ip = instance.get("PublicIpAddress")
+    private_ip = instance.get("PrivateIpAddress")
+    launched = instance.get("LaunchTime")
+    return Node(
+        id=instance["InstanceId"],
+        state=str(instance.get("State", {}).get("Name", "unknown")),
+        address=private_ip if use_private_ip else public_ip,
+        public_ip=public_ip,
+        private_ip=private_ip,
+        instance_type=instance.get("InstanceType"),
+        launched_at=launched if isinstance(launched, datetime) else None,
+        tags=tags_of(instance),
+    )

@@ -1,0 +1,154 @@
+"""A small EC2 world in moto for the EC2 backend's tests: config folder, key pair, group.
+
+Also the test seam in use: :func:`count_calls` wraps ``ess_ec2.client.build_client`` so
+every client the backend makes reports its API calls (and tests may add fault handlers).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from ess.models import TAG_CLUSTER, TAG_LAUNCH, LaunchRequest, Settings
+from ess.progress import Progress
+from ess.settings import load_settings
+from ess_ec2 import client as ec2_client
+from ess_ec2.backend import Ec2Backend
+
+LINUX_AMI = "ami-760aaa0f"
+#: Calls that change something in AWS. A DryRun RunInstances is not one of them.
+MUTATING = ("RunInstances", "TerminateInstances", "StopInstances", "StartInstances", "CreateTags",
+            "CreateKeyPair", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "CreateFleet",
+            "ImportKeyPair", "DeleteKeyPair", "RebootInstances")
+
+ESSENTIA_CONF = """[EC2]
+use_private_ip: False
+instance_tag: Essentia Worker Node
+instance_type:  m3.medium
+instance_count: 2
+key_name: pem_file
+security_groups: essentia-access
+username: ec2-user
+"""
+
+
+@dataclass
+class Calls:
+    """API calls the backend made: (operation, params) in order, plus sends (retries included)."""
+
+    made: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    sends: Counter = field(default_factory=Counter)
+    handlers: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
+
+    def count(self, operation: str, *, dry_run: bool | None = None) -> int:
+        return sum(1 for op, params in self.made
+                   if op == operation and (dry_run is None or bool(params.get("DryRun")) == dry_run))
+
+    def by_operation(self) -> Counter:
+        return Counter(op for op, _ in self.made)
+
+    def mutating(self) -> list[str]:
+        return [op for op, params in self.made if op in MUTATING and not params.get("DryRun")]
+
+    def reset(self) -> None:
+        self.made.clear()
+        self.sends.clear()
+
+
+def install_call_counter(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    calls = Calls()
+    original = ec2_client.build_client
+
+    def counting(session: Any, service: str, region: str, max_attempts: int) -> Any:
+        made = original(session, service, region, max_attempts)
+
+        def before_build(params: dict[str, Any], model: Any, **_: Any) -> None:
+            calls.made.append((model.name, dict(params)))
+
+        def before_send(request: Any, **kwargs: Any) -> None:
+            calls.sends[kwargs.get("event_name", "").split(".")[-1]] += 1
+
+        made.meta.events.register("before-parameter-build", before_build)
+        made.meta.events.register("before-send", before_send)
+        for event, handler in calls.handlers:
+            made.meta.events.register(event, handler)
+        return made
+
+    monkeypatch.setattr(ec2_client, "build_client", counting)
+    return calls
+
+
+@dataclass
+class World:
+    """One test's AWS account in moto, and a config folder the Essentia way."""
+
+    folder: Path
+    conf: Path
+    pem: Path
+    ec2: Any
+    group_id: str
+    calls: Calls
+    backend: Ec2Backend
+    sleeps: list[float]
+    progress_stream: io.StringIO
+
+    def settings(self, **cli: Any) -> Settings:
+        return load_settings(self.backend, self.conf, cli=cli)
+
+    def request(self, count: int = 2, min_count: int | None = None, launch_id: str = "launch-1",
+                cluster: str = "default") -> LaunchRequest:
+        tags = {TAG_CLUSTER: cluster, TAG_LAUNCH: launch_id, "ess:created-by": "tester@host"}
+        return LaunchRequest(count=count, min_count=min_count or count, launch_id=launch_id, tags=tags)
+
+    def progress(self) -> Progress:
+        return Progress(self.progress_stream, tty=False)
+
+    def launch(self, count: int = 2, launch_id: str = "launch-1", **cli: Any) -> list:
+        settings = self.settings(**cli)
+        request = self.request(count, launch_id=launch_id, cluster=settings.cluster)
+        self.backend.preflight(settings, request)
+        return self.backend.create(settings, request, self.progress())
+
+    def foreign(self, count: int = 1, name: str = "Essentia Worker Node",
+                tags: dict[str, str] | None = None) -> list[str]:
+        """Instances ess did not launch (same Name, no ess:cluster tag unless given)."""
+        all_tags = [{"Key": "Name", "Value": name}] + [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
+        reply = self.ec2.run_instances(ImageId=LINUX_AMI, MinCount=count, MaxCount=count,
+                                       InstanceType="m3.medium",
+                                       TagSpecifications=[{"ResourceType": "instance", "Tags": all_tags}])
+        return [i["InstanceId"] for i in reply["Instances"]]
+
+    def states(self, ids: list[str]) -> dict[str, str]:
+        pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+        return {i["InstanceId"]: i["State"]["Name"] for page in pages
+                for r in page["Reservations"] for i in r["Instances"]}
+
+
+def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf_text: str = ESSENTIA_CONF) -> World:
+    """Key pair ``pem_file`` (its PEM saved 0600 next to instance.conf) and group essentia-access."""
+    assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1"), "moto only"
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    conf = folder / "instance.conf"
+    conf.write_text(conf_text)
+    material = ec2.create_key_pair(KeyName="pem_file")["KeyMaterial"]
+    pem = folder / "pem_file.pem"
+    pem.write_text(material)
+    pem.chmod(0o600)
+    group_id = ec2.create_security_group(GroupName="essentia-access", Description="ess tests")["GroupId"]
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    calls = install_call_counter(monkeypatch)
+    backend = Ec2Backend()
+    sleeps: list[float] = []
+    backend.sleep = sleeps.append
+    return World(folder=folder, conf=conf, pem=pem, ec2=ec2, group_id=group_id, calls=calls,
+                 backend=backend, sleeps=sleeps, progress_stream=io.StringIO())
