@@ -1,0 +1,121 @@
+"""``ess_check_nodes`` for SSH: every node at once, bounded concurrency, one deadline.
+
+Fresh cloud nodes take a while to start sshd, so each node is retried with backoff until
+``ssh_timeout``; failures that waiting cannot fix (wrong key, changed host key) end that
+node at once. At the deadline, nodes still trying are reported with their last error and
+their sockets are closed, so the run ends on time whatever the network does.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from dataclasses import dataclass
+
+from ess.models import Access, CheckResult, Node, Settings
+from ess.progress import Progress
+
+from .connect import BACKOFF_FACTOR, BACKOFF_MAX, BACKOFF_START, Connector, SshFailure
+from .limits import raise_open_files_limit
+
+#: Extra time past the deadline for threads to notice their sockets were closed.
+GRACE = 2.0
+
+
+@dataclass
+class _Attempt:
+    """Per-node progress, read by the main thread when the deadline passes."""
+
+    attempts: int = 0
+    last: str = ""
+    started: bool = False
+
+
+def check_nodes(nodes: list[Node], access: Access, settings: Settings,
+                progress: Progress) -> list[CheckResult]:
+    """Connect to every node, run ``verify_command``, return one CheckResult(check="ssh") per node."""
+    if not nodes:
+        return []
+    command = str(settings.get("verify_command", "true"))
+    timeout = float(settings.get("ssh_timeout", 300.0))
+    parallel = max(1, min(int(settings.get("ssh_parallel", 32)), len(nodes)))
+    connector = Connector.from_settings(access, settings, progress)  # UsageError before any connect
+    raise_open_files_limit(parallel * 3 + 64)
+    start = time.monotonic()
+    deadline = start + timeout
+    states = {node.id: _Attempt() for node in nodes}
+    results: dict[str, CheckResult] = {}
+    ready = 0
+    lock = threading.Lock()
+    progress.stage("ssh ready", len(nodes))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="ess-ssh")
+    try:
+        futures = {pool.submit(_verify_one, connector, node, command, start, deadline, timeout,
+                               states[node.id]): node for node in nodes}
+        try:
+            for future in concurrent.futures.as_completed(futures, timeout=timeout + GRACE):
+                result = future.result()
+                with lock:
+                    results[result.node_id] = result
+                    if result.ok:
+                        ready += 1
+                        progress.update(ready)
+        except concurrent.futures.TimeoutError:
+            pass
+    finally:
+        if len(results) < len(nodes):
+            connector.abort()
+        pool.shutdown(wait=True, cancel_futures=True)
+        connector.close()
+        progress.finish()
+    out = []
+    for node in nodes:
+        result = results.get(node.id)
+        if result is None:
+            state = states[node.id]
+            if not state.started:
+                message = (f"not tried within {timeout:g}s: raise ssh_parallel ({parallel}) or "
+                           "ssh_timeout")
+            else:
+                message = _gave_up(state.last or "timed out", timeout, state.attempts)
+            result = CheckResult(node.id, "ssh", False, message, time.monotonic() - start,
+                                 max(state.attempts, 1), node.address)
+        out.append(result)
+    return out
+
+
+def _gave_up(reason: str, timeout: float, attempts: int) -> str:
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    return f"{reason} (still failing after {timeout:g}s, {tries})"
+
+
+def _verify_one(connector: Connector, node: Node, command: str, start: float, deadline: float,
+                timeout: float, state: _Attempt) -> CheckResult:
+    """Retry connect + command on one node until it passes, fails for good, or time runs out."""
+    state.started = True
+    delay = BACKOFF_START
+    while True:
+        state.attempts += 1
+        try:
+            client = connector.connect(node, deadline)
+            try:
+                output = connector.run(client, command, deadline)
+            finally:
+                connector.release(client)
+            if output.exit_code == 0:
+                return CheckResult(node.id, "ssh", True, "", time.monotonic() - start, state.attempts,
+                                   node.address)
+            detail = output.stderr.decode("utf-8", "replace").strip().splitlines()
+            suffix = f": {detail[-1][:200]}" if detail else ""
+            raise SshFailure(f"command {command!r} exited {output.exit_code}{suffix}", retry=True)
+        except SshFailure as failure:
+            if failure.reason != "timed out" or not state.last:
+                state.last = failure.reason
+            if not failure.retry:
+                return CheckResult(node.id, "ssh", False, failure.reason, time.monotonic() - start,
+                                   state.attempts, node.address)
+            if not connector.sleep_until_retry(delay, deadline):
+                return CheckResult(node.id, "ssh", False, _gave_up(state.last, timeout, state.attempts),
+                                   time.monotonic() - start, state.attempts, node.address)
+            delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)

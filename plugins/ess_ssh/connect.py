@@ -1,0 +1,377 @@
+"""Opening authenticated SSH connections to nodes: deadlines, host keys, readable failures.
+
+:class:`Connector` is the shared plumbing of every SSH feature (``verify`` today, ``exec``
+and ``push`` later): it loads the key once, applies the cluster's host-key policy and turns
+paramiko's exceptions into :class:`SshFailure` with a reason a user can act on and a flag
+saying whether retrying can help.
+
+Every blocking step has its own timeout capped by the caller's deadline, and the sockets
+are owned here, so :meth:`Connector.abort` can close them all and no host can hang a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ess.models import Access, Node
+
+from .hostkeys import KnownHosts, host_name, known_hosts_path, parse_public_key, to_paramiko
+from .keys import load_private_key
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from ess.models import Settings
+    from ess.progress import Progress
+
+INSECURE_WARNING = ("WARNING: insecure_skip_host_key_check is on: SSH host keys are NOT checked; "
+                    "anyone on the network path can impersonate these nodes")
+
+
+class SshFailure(Exception):
+    """A connect or command failure on one node; ``retry`` says whether trying again can help."""
+
+    def __init__(self, reason: str, *, retry: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """What a command printed and how it exited on one node."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Connector:
+    """Authenticated paramiko connections to a cluster's nodes, one policy for all of them.
+
+    Build it once per run (it loads the private key and the known_hosts file), use it from
+    many threads, and call :meth:`close` at the end to write newly learned host keys.
+    """
+
+    def __init__(self, access: Access, *, connect_timeout: float = 10.0, strict: bool = False,
+                 insecure: bool = False, known_hosts: Path | None = None,
+                 progress: Progress | None = None) -> None:
+        self.access = access
+        self.connect_timeout = connect_timeout
+        self.strict = strict
+        self.insecure = insecure
+        self.key_file = Path(access.key_file).expanduser()
+        self.pkey = load_private_key(self.key_file)
+        self.known_hosts = KnownHosts(known_hosts or known_hosts_path(access.backend, access.cluster))
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._aborted = False
+        self._stop = threading.Event()
+        if insecure and progress is not None:
+            progress.note(INSECURE_WARNING)
+
+    @classmethod
+    def from_settings(cls, access: Access, settings: Settings, progress: Progress | None = None) -> Connector:
+        """A connector configured by the ssh_* settings (see :mod:`ess_ssh.plugin`)."""
+        return cls(access,
+                   connect_timeout=float(settings.get("ssh_connect_timeout", 10.0)),
+                   strict=bool(settings.get("strict_host_keys", False)),
+                   insecure=bool(settings.get("insecure_skip_host_key_check", False)),
+                   progress=progress)
+
+    # -- connections --------------------------------------------------------------------
+    def connect(self, node: Node, deadline: float | None = None) -> paramiko.SSHClient:
+        """An authenticated client for ``node``, or :class:`SshFailure`; one attempt, no retry.
+
+        Each phase (TCP, banner, key exchange, auth) gets ``connect_timeout`` capped by what
+        is left until ``deadline`` (a ``time.monotonic()`` value).
+        """
+        import paramiko
+
+        _quiet_paramiko()
+        if not node.address:
+            raise SshFailure("node has no address (is it running? for EC2, check use_private_ip)",
+                             retry=False)
+        limit = self._budget(deadline)
+        sock = self._open_socket(node, limit)
+        client = paramiko.SSHClient()
+        name = host_name(node.address, node.port)
+        known = self._known_keys(node, name, client)
+        policy = _Policy(self, name)
+        client.set_missing_host_key_policy(policy)
+        try:
+            limit = self._budget(deadline)
+            client.connect(node.address, port=node.port, username=self.access.username, pkey=self.pkey,
+                           # timeout= only bounds the key exchange here (the socket is ours);
+                           # a little over banner_timeout so the banner's own error wins the race.
+                           sock=sock, timeout=limit + 0.5, banner_timeout=limit, auth_timeout=limit,
+                           channel_timeout=limit, allow_agent=False, look_for_keys=False)
+        except BaseException as exc:
+            # paramiko's transport thread keeps the real cause (e.g. the banner timeout)
+            # while connect() may report a later symptom such as "No existing session".
+            saved = getattr(client.get_transport(), "saved_exception", None)
+            fatal = (SshFailure, paramiko.BadHostKeyException)
+            if isinstance(saved, Exception) and not isinstance(exc, fatal):
+                exc = saved
+            client.close()
+            self._forget(sock)
+            if isinstance(exc, SshFailure):
+                raise
+            if isinstance(exc, paramiko.BadHostKeyException):
+                raise self._changed(node, name, exc.key, known) from None
+            if isinstance(exc, Exception):
+                raise self.classify(exc, limit) from None
+            raise
+        # The socket now belongs to the client; keep it registered so abort() can cut it.
+        client.get_transport().ess_socket = sock  # type: ignore[union-attr]
+        if policy.learned is not None:
+            self.known_hosts.learn(name, *policy.learned)
+        return client
+
+    def connect_with_retry(self, node: Node, deadline: float,
+                           on_attempt: Any = None) -> tuple[paramiko.SSHClient, int]:
+        """Connect, retrying retryable failures with backoff until ``deadline``.
+
+        Returns the client and the number of attempts. Raises the last :class:`SshFailure`
+        when the deadline passes or a failure is not retryable.
+        """
+        attempts = 0
+        delay = BACKOFF_START
+        while True:
+            attempts += 1
+            if on_attempt is not None:
+                on_attempt(attempts)
+            try:
+                return self.connect(node, deadline), attempts
+            except SshFailure as failure:
+                if not failure.retry or self._aborted:
+                    raise
+                if not self.sleep_until_retry(delay, deadline):
+                    raise
+                delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
+
+    def release(self, client: paramiko.SSHClient) -> None:
+        """Close a client from :meth:`connect` and stop tracking its socket."""
+        transport = client.get_transport()
+        sock = getattr(transport, "ess_socket", None) if transport else None
+        client.close()
+        if sock is not None:
+            self._forget(sock)
+
+    def abort(self) -> None:
+        """Close every socket still open: blocked threads wake up with an error at once."""
+        with self._lock:
+            self._aborted = True
+            self._stop.set()
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        """Write host keys learned during this run to the cluster's known_hosts file."""
+        self.known_hosts.save()
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sleep_until_retry(self, delay: float, deadline: float) -> bool:
+        """Sleep ``delay`` (never past ``deadline``, woken by :meth:`abort`); False if no time is left."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05 or self._aborted:
+            return False
+        self._stop.wait(min(delay, remaining - 0.05))
+        return not self._aborted and deadline - time.monotonic() > 0.05
+
+    # -- commands -------------------------------------------------------------------------
+    def run(self, client: paramiko.SSHClient, command: str, deadline: float | None = None) -> CommandOutput:
+        """Run ``command`` on a connected client; its output and exit code, or SshFailure on timeout."""
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SshFailure("connection closed before the command could run", retry=True)
+        try:
+            channel = transport.open_session(timeout=self._budget(deadline))
+        except Exception as exc:
+            raise self.classify(exc, self._budget(deadline)) from None
+        try:
+            channel.exec_command(command)
+            return _collect(channel, command, deadline)
+        except SshFailure:
+            raise
+        except Exception as exc:
+            raise self.classify(exc, self._budget(deadline)) from None
+        finally:
+            channel.close()
+
+    # -- internals ------------------------------------------------------------------------
+    def _budget(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.connect_timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # Retryable on purpose: callers then report the node's last real error instead.
+            raise SshFailure("timed out", retry=True)
+        return max(min(self.connect_timeout, remaining), 0.05)
+
+    def _open_socket(self, node: Node, limit: float) -> socket.socket:
+        try:
+            sock = socket.create_connection((node.address, node.port), timeout=limit)
+        except Exception as exc:
+            raise self.classify(exc, limit) from None
+        with self._lock:
+            if self._aborted:
+                sock.close()
+                raise SshFailure("timed out", retry=False)
+            self._sockets.add(sock)
+        return sock
+
+    def _forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+        sock.close()
+
+    def _known_keys(self, node: Node, name: str, client: paramiko.SSHClient) -> list[tuple[int, str, str]]:
+        """Put the trusted keys for this node into ``client``; return (line, type, blob) of each."""
+        if self.insecure:
+            return []
+        keys: list[tuple[int, str, str]] = []
+        if node.host_keys:
+            # Keys the backend learned out of band are the whole truth for this node.
+            for line in node.host_keys:
+                parsed = parse_public_key(line)
+                if parsed:
+                    keys.append((0, *parsed))
+        else:
+            keys = [(entry.line, entry.keytype, entry.blob) for entry in self.known_hosts.lookup(name)]
+        store = client.get_host_keys()
+        for _, keytype, blob in keys:
+            key = to_paramiko(keytype, blob)
+            if key is not None:
+                store.add(name, keytype, key)
+        return keys
+
+    def _changed(self, node: Node, name: str, presented: Any,
+                 known: list[tuple[int, str, str]]) -> SshFailure:
+        if node.host_keys:
+            return SshFailure(f"host key of {name} does not match the key the {self.access.backend} backend "
+                              "reported for this node (the node may have been replaced or impersonated)",
+                              retry=False)
+        same_type = [line for line, keytype, _ in known if keytype == presented.get_name()]
+        lines = [line for line in same_type or [line for line, _, _ in known] if line > 0]
+        path = self.known_hosts.path
+        where = f"line {lines[0]} of {path}" if lines else f"the entry in {path}"
+        return SshFailure(f"host key changed: remove {where} if the node was really replaced "
+                          f"(otherwise someone may be impersonating {name})", retry=False)
+
+    def classify(self, exc: BaseException, limit: float) -> SshFailure:
+        """Turn a paramiko/socket exception into a reason a user can act on (never key material)."""
+        import paramiko
+
+        if isinstance(exc, SshFailure):
+            return exc
+        if isinstance(exc, paramiko.AuthenticationException):
+            text = str(exc).lower()
+            if "timeout" in text:
+                return SshFailure(f"authentication did not finish within {limit:.0f}s", retry=True)
+            return SshFailure(f"authentication failed with key {self.key_file} for user "
+                              f"{self.access.username}", retry=False)
+        if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionRefusedError)):
+            return SshFailure("connection refused", retry=True)
+        if isinstance(exc, (socket.timeout, TimeoutError)):
+            return SshFailure("timed out", retry=True)
+        if isinstance(exc, socket.gaierror):
+            return SshFailure(f"cannot resolve the address ({exc.strerror})", retry=True)
+        if isinstance(exc, paramiko.SSHException):
+            text = str(exc)
+            if "banner" in text.lower():
+                return SshFailure(f"no SSH banner within {limit:.0f}s", retry=True)
+            if "No existing session" in text:
+                return SshFailure(f"SSH handshake did not finish within {limit:.0f}s", retry=True)
+            if "Timeout opening channel" in text:
+                return SshFailure(f"no session channel within {limit:.0f}s", retry=True)
+            return SshFailure(f"SSH error: {text}", retry=True)
+        if isinstance(exc, (EOFError, ConnectionResetError, BrokenPipeError)):
+            return SshFailure("connection closed by the node", retry=True)
+        if isinstance(exc, OSError):
+            if exc.errno == errno.EHOSTUNREACH:
+                return SshFailure("no route to host", retry=True)
+            if exc.errno == errno.ENETUNREACH:
+                return SshFailure("network unreachable", retry=True)
+            if self._aborted or exc.errno == errno.EBADF:
+                return SshFailure("timed out", retry=False)
+            return SshFailure(f"network error: {exc.strerror or exc}", retry=True)
+        return SshFailure(f"{type(exc).__name__}: {exc}", retry=True)
+
+
+def _quiet_paramiko() -> None:
+    """paramiko logs every failed handshake with a traceback; ess reports one line per node instead.
+
+    Without a handler of its own, Python's last-resort handler would print those on stderr.
+    """
+    import logging
+
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+#: Backoff between attempts on one node: fresh cloud nodes take tens of seconds to start sshd.
+BACKOFF_START = 0.25
+BACKOFF_FACTOR = 1.6
+BACKOFF_MAX = 5.0
+
+
+class _Policy:
+    """paramiko calls this only for a host with no trusted key: trust on first use, or refuse."""
+
+    def __init__(self, connector: Connector, name: str) -> None:
+        self.connector = connector
+        self.name = name
+        self.learned: tuple[str, str] | None = None
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        if self.connector.insecure:
+            return
+        if self.connector.strict:
+            raise SshFailure(f"host key of {self.name} is not known and strict_host_keys is on (add the "
+                             f"node's key to {self.connector.known_hosts.path} or turn strict_host_keys off)",
+                             retry=False)
+        # Recorded only once authentication succeeds, so a key is never filed for a failed node.
+        self.learned = (key.get_name(), key.get_base64())
+
+
+def _collect(channel: Any, command: str, deadline: float | None) -> CommandOutput:
+    """Read stdout and stderr until the command exits; both at once, so neither stream stalls."""
+    out, err = bytearray(), bytearray()
+    while True:
+        while channel.recv_ready():
+            out += channel.recv(65536)
+        while channel.recv_stderr_ready():
+            err += channel.recv_stderr(65536)
+        if channel.eof_received or channel.closed:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+            if not channel.status_event.wait(remaining):
+                break
+            while channel.recv_ready():
+                out += channel.recv(65536)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+            return CommandOutput(channel.recv_exit_status(), bytes(out), bytes(err))
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            break
+        # The channel's fileno is readable when stdout or stderr has data, or on EOF/close.
+        select.select([channel], [], [], remaining)
+    raise SshFailure(f"command {command!r} did not finish in time", retry=True)

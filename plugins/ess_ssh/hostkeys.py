@@ -1,0 +1,174 @@
+"""Per-cluster known_hosts: trust on first use, then verify every later connect.
+
+The file lives at ``<data_dir>/known_hosts/<backend>-<cluster>`` in OpenSSH's format, so
+``ssh -o UserKnownHostsFile=<that file>`` works against the same nodes. It is never
+``~/.ssh/known_hosts``: a cluster's throwaway nodes reuse IP addresses, and mixing them with
+the user's own hosts would turn every recycled address into a scary mismatch there.
+
+Line numbers matter: a changed key is reported as "remove line N of <file>", the way
+OpenSSH reports it, so the lookup keeps the line each entry came from.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ess import paths
+
+if TYPE_CHECKING:
+    import paramiko
+
+
+def host_name(address: str, port: int) -> str:
+    """The name a host is filed under: ``addr`` on port 22, ``[addr]:port`` otherwise (as OpenSSH)."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def known_hosts_path(backend: str, cluster: str) -> Path:
+    """Where the known_hosts file of one cluster lives (the folder is created, mode 0700)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{backend}-{cluster}")
+    folder = paths.data_dir() / "known_hosts"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder / safe
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One key line: the host patterns it names, its key type and base64 blob, its line number."""
+
+    line: int
+    hosts: tuple[str, ...]
+    keytype: str
+    blob: str
+
+    def matches(self, name: str) -> bool:
+        for pattern in self.hosts:
+            if pattern.startswith("|1|"):
+                if _hashed_match(pattern, name):
+                    return True
+            elif pattern == name:
+                return True
+        return False
+
+
+def _hashed_match(pattern: str, name: str) -> bool:
+    """OpenSSH's HashKnownHosts form: ``|1|base64(salt)|base64(hmac-sha1(salt, name))``."""
+    try:
+        _, _, salt, digest = pattern.split("|", 3)
+        expected = hmac.new(base64.b64decode(salt), name.encode(), hashlib.sha1).digest()
+        return hmac.compare_digest(expected, base64.b64decode(digest))
+    except (ValueError, TypeError):
+        return False
+
+
+def parse_line(text: str, line: int = 0) -> Entry | None:
+    """One known_hosts line into an Entry; comments, blanks, markers and junk give None."""
+    fields = text.split()
+    if not fields or fields[0].startswith("#") or fields[0].startswith("@"):
+        return None
+    if len(fields) < 3:
+        return None
+    return Entry(line, tuple(fields[0].split(",")), fields[1], fields[2])
+
+
+def parse_public_key(text: str) -> tuple[str, str] | None:
+    """An OpenSSH public key line ("ssh-ed25519 AAAA... comment") into (type, blob)."""
+    fields = text.split()
+    if len(fields) >= 2 and fields[1].startswith("AAAA"):
+        return fields[0], fields[1]
+    # Some backends hand over known_hosts-style lines ("host ssh-ed25519 AAAA...").
+    if len(fields) >= 3 and fields[2].startswith("AAAA"):
+        return fields[1], fields[2]
+    return None
+
+
+class KnownHosts:
+    """A thread-safe view of one known_hosts file with pending trust-on-first-use additions.
+
+    Reads the file once; :meth:`learn` records a new key in memory (so a second connect
+    to the same host in this run is already verified against it); :meth:`save` merges the
+    additions into the file atomically (temp file + rename), re-reading it first so a
+    concurrent ess run's additions are kept.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries: list[Entry] = self._read()
+        self._added: list[tuple[str, str, str]] = []
+
+    def _read(self) -> list[Entry]:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        entries = []
+        for number, raw in enumerate(text.splitlines(), start=1):
+            entry = parse_line(raw, number)
+            if entry is not None:
+                entries.append(entry)
+        return entries
+
+    def lookup(self, name: str) -> list[Entry]:
+        """Every entry (from the file, or learned this run) that names this host."""
+        with self._lock:
+            found = [entry for entry in self._entries if entry.matches(name)]
+            found += [Entry(0, (host,), keytype, blob) for host, keytype, blob in self._added
+                      if host == name]
+            return found
+
+    def learn(self, name: str, keytype: str, blob: str) -> None:
+        """Trust a first-seen key for ``name``; written to the file by :meth:`save`."""
+        with self._lock:
+            if (name, keytype, blob) not in self._added:
+                self._added.append((name, keytype, blob))
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._added)
+
+    def save(self) -> None:
+        """Append what was learned this run, atomically; a no-op when nothing was learned."""
+        with self._lock:
+            if not self._added:
+                return
+            try:
+                current = self.path.read_text(encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                current = ""
+            if current and not current.endswith("\n"):
+                current += "\n"
+            lines = [f"{host} {keytype} {blob}\n" for host, keytype, blob in self._added
+                     if f"{host} {keytype} {blob}\n" not in current]
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(current + "".join(lines))
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            self._added.clear()
+            self._entries = self._read()
+
+
+def to_paramiko(keytype: str, blob: str) -> paramiko.PKey | None:
+    """A public key object paramiko can compare with what the server presents."""
+    import paramiko
+
+    try:
+        return paramiko.PKey.from_type_string(keytype, base64.b64decode(blob))
+    except Exception:  # an entry paramiko cannot read can never match; skip it, as OpenSSH does
+        return None

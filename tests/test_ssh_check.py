@@ -1,0 +1,243 @@
+"""ess_check_nodes over real SSH servers on 127.0.0.1 (ess.testing.sshd)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from ssh_helpers import make_access, make_settings, quiet_progress
+
+from ess.errors import UsageError
+from ess.testing.sshd import (
+    Gauge,
+    SshNode,
+    free_port,
+    generate_ed25519_key,
+    generate_rsa_key,
+    write_private_key,
+)
+from ess_ssh.check import check_nodes
+from ess_ssh.hostkeys import known_hosts_path
+
+
+@pytest.fixture(scope="module")
+def user_key():
+    return generate_ed25519_key()
+
+
+@pytest.fixture
+def key_file(user_key, tmp_path: Path) -> Path:
+    return write_private_key(user_key, tmp_path / "id_ed25519")
+
+
+def run(nodes, key_file, username="ess", **cli):
+    progress, stream = quiet_progress()
+    cli.setdefault("ssh_timeout", 5.0)
+    results = check_nodes(nodes, make_access(key_file, username), make_settings(**cli), progress)
+    return results, stream.getvalue()
+
+
+def test_success_records_host_key_and_runs_command(user_key, key_file):
+    with SshNode(authorized_keys=[user_key]) as server:
+        results, log = run([server.node("n1")], key_file, verify_command="echo ok")
+    [result] = results
+    assert result.ok, result.message
+    assert (result.check, result.node_id, result.attempts) == ("ssh", "n1", 1)
+    assert server.commands == ["echo ok"]
+    assert "ssh ready" in log
+    text = known_hosts_path("test", "c1").read_text()
+    assert text == f"[127.0.0.1]:{server.port} {server.host_key_line}\n"
+
+
+def test_rsa_pem_key_works(tmp_path):
+    key = generate_rsa_key()
+    pem = write_private_key(key, tmp_path / "cluster.pem")
+    assert pem.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+    with SshNode(authorized_keys=[key]) as server:
+        [result], _ = run([server.node()], pem)
+    assert result.ok, result.message
+
+
+def test_wrong_key_fails_at_once_naming_key_and_user(key_file):
+    other = generate_ed25519_key()
+    with SshNode(authorized_keys=[other]) as server:
+        [result], _ = run([server.node()], key_file, ssh_timeout=60.0)
+    assert not result.ok
+    assert result.message == f"authentication failed with key {key_file} for user ess"
+    assert result.attempts == 1  # not retried until the 60 s deadline
+
+
+def test_wrong_user_fails(user_key, key_file):
+    with SshNode(authorized_keys=[user_key], username="ec2-user") as server:
+        [result], _ = run([server.node()], key_file, username="ubuntu", ssh_timeout=60.0)
+    assert result.message == f"authentication failed with key {key_file} for user ubuntu"
+    assert result.attempts == 1
+
+
+def test_closed_port_retries_until_deadline(key_file):
+    from ess.models import Node
+
+    node = Node("n1", "running", address="127.0.0.1", port=free_port())
+    [result], _ = run([node], key_file, ssh_timeout=1.5)
+    assert not result.ok
+    assert result.message.startswith("connection refused (still failing after 1.5s")
+    assert result.attempts > 1
+
+
+def test_no_banner(key_file):
+    with SshNode(mode="silent") as server:
+        [result], _ = run([server.node()], key_file, ssh_timeout=2.0, ssh_connect_timeout=0.5)
+    assert not result.ok
+    assert result.message.startswith("no SSH banner within")
+
+
+def test_server_that_comes_up_late_is_retried(user_key, key_file):
+    server = SshNode(authorized_keys=[user_key]).start_later(0.8)
+    try:
+        [result], _ = run([server.node()], key_file, ssh_timeout=20.0)
+    finally:
+        server.stop()
+    assert result.ok, result.message
+    assert result.attempts > 1
+
+
+def test_failing_command_is_reported(user_key, key_file):
+    with SshNode(authorized_keys=[user_key]) as server:
+        [result], _ = run([server.node()], key_file, verify_command="echo nope >&2; exit 3",
+                          ssh_timeout=1.0)
+    assert not result.ok
+    assert result.message.startswith("command 'echo nope >&2; exit 3' exited 3: nope (still failing")
+
+
+def test_changed_host_key_is_refused_with_line_number(user_key, key_file):
+    path = known_hosts_path("test", "c1")
+    with SshNode(authorized_keys=[user_key]) as first:
+        port = first.port
+        path.write_text("# comment\nother.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOr1\n")
+        [result], _ = run([first.node()], key_file)
+        assert result.ok
+    assert path.read_text().splitlines()[2].startswith(f"[127.0.0.1]:{port} ssh-ed25519 ")
+    with SshNode(authorized_keys=[user_key], port=port) as impostor:
+        [result], _ = run([impostor.node()], key_file, ssh_timeout=60.0)
+    assert not result.ok
+    assert result.attempts == 1
+    assert result.message.startswith(f"host key changed: remove line 3 of {path}")
+    assert impostor.commands == []
+
+
+def test_out_of_band_host_key_is_trusted_without_tofu(user_key, key_file):
+    with SshNode(authorized_keys=[user_key]) as server:
+        node = server.node(host_keys=(server.host_key_line,))
+        [result], _ = run([node], key_file, strict_host_keys=True)
+        assert result.ok, result.message
+        wrong = server.node(host_keys=(SshNode().host_key_line,))
+        [bad], _ = run([wrong], key_file)
+    assert not bad.ok and "does not match the key the test backend reported" in bad.message
+    assert not known_hosts_path("test", "c1").exists()
+
+
+def test_strict_mode_refuses_unknown_key(user_key, key_file):
+    with SshNode(authorized_keys=[user_key]) as server:
+        [result], _ = run([server.node()], key_file, strict_host_keys=True, ssh_timeout=60.0)
+    assert not result.ok and result.attempts == 1
+    assert "is not known and strict_host_keys is on" in result.message
+    assert server.commands == []
+
+
+def test_insecure_mode_accepts_anything_and_warns_once(user_key, key_file):
+    path = known_hosts_path("test", "c1")
+    with SshNode(authorized_keys=[user_key]) as one, SshNode(authorized_keys=[user_key]) as two:
+        path.write_text(f"[127.0.0.1]:{one.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOr1\n")
+        results, log = run([one.node("a"), two.node("b")], key_file, insecure_skip_host_key_check=True)
+    assert all(r.ok for r in results), results
+    assert log.count("WARNING: insecure_skip_host_key_check is on") == 1
+    assert path.read_text().count("\n") == 1  # nothing recorded
+
+
+def test_key_readable_by_others_is_refused(user_key, tmp_path):
+    loose = write_private_key(user_key, tmp_path / "loose.pem", mode=0o644)
+    with pytest.raises(UsageError, match=rf"permissions 0644 are too open .*\(chmod 600 {loose}\)"):
+        run([], loose) if False else check_nodes(
+            [SshNode().node()], make_access(loose), make_settings(), quiet_progress()[0])
+
+
+def test_garbled_key_is_a_usage_error_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN RSA PRIVATE KEY-----\nnot really\n-----END RSA PRIVATE KEY-----\n")
+    bad.chmod(0o600)
+    with pytest.raises(UsageError, match=f"{bad}: not a private key ess can read") as info:
+        check_nodes([SshNode().node()], make_access(bad), make_settings(), quiet_progress()[0])
+    assert "not really" not in str(info.value)
+
+
+def test_key_loaded_once_per_run(user_key, key_file, monkeypatch):
+    import ess_ssh.connect as connect
+
+    calls = []
+    real = connect.load_private_key
+    monkeypatch.setattr(connect, "load_private_key", lambda path: calls.append(path) or real(path))
+    servers = [SshNode(authorized_keys=[user_key]).start() for _ in range(3)]
+    try:
+        results, _ = run([s.node(f"n{i}") for i, s in enumerate(servers)], key_file)
+    finally:
+        for server in servers:
+            server.stop()
+    assert all(r.ok for r in results) and len(calls) == 1
+
+
+def test_fifty_nodes_in_parallel(user_key, key_file):
+    gauge = Gauge()
+    # Every command waits until all 50 are running at once: only true parallelism passes.
+    barrier = threading.Barrier(50, timeout=30)
+
+    def handler(command: str) -> tuple[int, bytes, bytes]:
+        barrier.wait()
+        return 0, b"", b""
+
+    servers = [SshNode(authorized_keys=[user_key], handler=handler, gauge=gauge).start() for _ in range(50)]
+    try:
+        results, log = run([s.node(f"n{i}") for i, s in enumerate(servers)], key_file,
+                           ssh_parallel=64, ssh_timeout=60.0)
+    finally:
+        for server in servers:
+            server.stop()
+    assert [r.ok for r in results] == [True] * 50, [r.message for r in results if not r.ok]
+    assert gauge.peak == 50
+    assert "ssh ready 0/50" in log and "ssh ready 50/50 done" in log
+    assert len(known_hosts_path("test", "c1").read_text().splitlines()) == 50
+
+
+def test_parallelism_is_bounded(user_key, key_file):
+    gauge = Gauge()
+    servers = [SshNode(authorized_keys=[user_key], gauge=gauge,
+                       handler=lambda c: (0, b"", b"")).start() for _ in range(20)]
+    try:
+        results, _ = run([s.node(f"n{i}") for i, s in enumerate(servers)], key_file, ssh_parallel=4)
+    finally:
+        for server in servers:
+            server.stop()
+    assert all(r.ok for r in results)
+    assert 1 <= gauge.peak <= 4 and gauge.total == 20
+
+
+def test_straggler_reported_at_deadline_while_others_pass(user_key, key_file):
+    good = [SshNode(authorized_keys=[user_key]).start() for _ in range(3)]
+    hung = SshNode(mode="silent").start()
+    try:
+        nodes = [s.node(f"ok{i}") for i, s in enumerate(good)] + [hung.node("hung")]
+        results, _ = run(nodes, key_file, ssh_timeout=2.0, ssh_connect_timeout=30.0)
+    finally:
+        for server in [*good, hung]:
+            server.stop()
+    assert [r.ok for r in results] == [True, True, True, False]
+    assert results[3].message.startswith("no SSH banner within 2s (still failing after 2s")
+
+
+def test_plugin_import_does_not_load_paramiko():
+    import subprocess
+
+    code = ("import sys, ess_ssh.plugin as p; p.ess_settings(); "
+            "sys.exit('paramiko' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
