@@ -79,6 +79,15 @@ def is_ours(identity: Identity) -> bool:
     return "--node-id" in argv and identity.node_id in argv
 
 
+def exists(identity: Identity) -> bool:
+    """True while the process with this pid and start time exists (zombies excluded).
+
+    Used to wait for a node that was verified and signalled: an exiting process loses its
+    command line before it releases its sockets, so "not ours any more" would come too early.
+    """
+    return identity.pid > 1 and start_time(identity.pid) == identity.start_time
+
+
 def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
     """Start a node process detached from this one; its identity, or None if it died at once.
 
@@ -131,7 +140,7 @@ def stop(identities: list[Identity], grace: float = GRACE_SECONDS) -> None:
     while pending:
         for ident in pending:
             reap(ident.pid)
-        pending = [ident for ident in pending if is_ours(ident)]
+        pending = [ident for ident in pending if exists(ident)]
         if not pending:
             break
         if time.monotonic() >= deadline:

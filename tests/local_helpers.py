@@ -1,0 +1,100 @@
+"""Shared helpers for the local backend tests: settings, launches, SSH clients, cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ess.models import TAG_CLUSTER, TAG_LAUNCH, LaunchRequest, Node, Settings
+from ess.progress import Progress
+from ess.settings import load_settings
+from ess_local.backend import LocalBackend
+
+
+def settings_for(backend: LocalBackend, **cli: Any) -> Settings:
+    return load_settings(backend, None, cli=cli, env={})
+
+
+def request(count: int, cluster: str = "default", launch_id: str | None = None) -> LaunchRequest:
+    launch_id = launch_id or uuid.uuid4().hex
+    return LaunchRequest(count=count, min_count=count, launch_id=launch_id,
+                         tags={TAG_CLUSTER: cluster, TAG_LAUNCH: launch_id})
+
+
+def quiet() -> Progress:
+    return Progress(quiet=True)
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def ssh_client(node: Node, username: str, key_file: Path):
+    """A paramiko client that trusts exactly the node's recorded host key (RejectPolicy)."""
+    import paramiko
+
+    client = paramiko.SSHClient()
+    keytype, blob = node.host_keys[0].split()[:2]
+    client.get_host_keys().add(f"[127.0.0.1]:{node.port}", keytype, paramiko.PKey.from_type_string(
+        keytype, __import__("base64").b64decode(blob)))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect("127.0.0.1", port=node.port, username=username, key_filename=str(key_file),
+                   look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=10, auth_timeout=10)
+    return client
+
+
+def run(node: Node, username: str, key_file: Path, command: str) -> tuple[int, str, str]:
+    client = ssh_client(node, username, key_file)
+    try:
+        _, stdout, stderr = client.exec_command(command, timeout=20)
+        out, err = stdout.read().decode(), stderr.read().decode()
+        return stdout.channel.recv_exit_status(), out, err
+    finally:
+        client.close()
+
+
+def kill_test_nodes(ess_home: Path) -> list[int]:
+    """Kill every node process whose command line points into this test's ESS_HOME.
+
+    Teardown must not depend on the state file being right (a test may have broken it
+    on purpose), and must never touch another test's or the user's nodes.
+    """
+    killed = []
+    marker = str(ess_home)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = [part.decode(errors="replace") for part in argv]
+        if "ess_local.node" in text and any(marker in part for part in text):
+            pid = int(entry.name)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+            killed.append(pid)
+    for pid in killed:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return killed
