@@ -1,0 +1,163 @@
+"""ess_check_nodes against real OpenSSH: sshd on loopback, and hosts in network namespaces.
+
+One namespace's link is dropped to prove the deadline: verify ends at ``ssh_timeout``
+with a clear reason for that node while the others pass. 10.213.x.0/24 exists only
+inside this machine's namespaces.
+"""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ssh_helpers import make_access, make_settings, quiet_progress
+
+from ess.models import RUNNING, Node
+from ess.testing.sshd import free_port
+from ess_ssh.check import check_nodes
+from ess_ssh.hostkeys import known_hosts_path
+from ess_ssh.run import run_command
+
+NETNS = ("ess-it-1", "ess-it-2", "ess-it-3")
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+class Sshd:
+    """One OpenSSH sshd with its own config and keys under ``folder``."""
+
+    def __init__(self, folder: Path, address: str, port: int, pubkey: str, netns: str | None = None):
+        folder.mkdir(parents=True)
+        self.folder, self.address, self.port = folder, address, port
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key"))
+        (folder / "authorized_keys").write_text(pubkey + "\n")
+        config = folder / "sshd_config"
+        config.write_text(
+            f"Port {port}\nListenAddress {address}\nHostKey {folder / 'host_key'}\n"
+            f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
+            "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "PermitRootLogin prohibit-password\nMaxStartups 200\nMaxSessions 50\n"
+        )
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.proc = subprocess.Popen([*prefix, "/usr/sbin/sshd", "-D", "-f", str(config),
+                                      "-E", str(folder / "sshd.log")])
+        self._wait_listening(netns)
+
+    def _wait_listening(self, netns: str | None) -> None:
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        for _ in range(100):
+            out = subprocess.run([*prefix, "ss", "-ltnH", f"sport = :{self.port}"],
+                                 capture_output=True, text=True, check=False).stdout
+            if out.strip():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.folder / "sshd.log").read_text())
+            time.sleep(0.05)
+        raise RuntimeError(f"sshd on {self.address}:{self.port} did not start")
+
+    @property
+    def host_key_line(self) -> str:
+        return (self.folder / "host_key.pub").read_text().strip()
+
+    def node(self, node_id: str) -> Node:
+        return Node(node_id, RUNNING, address=self.address, port=self.port)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def user_key(tmp_path: Path, tools: None) -> tuple[Path, str]:
+    key = tmp_path / "id_ed25519"
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    return key, (tmp_path / "id_ed25519.pub").read_text().strip()
+
+
+def _remove_netns() -> None:
+    for i, name in enumerate(NETNS, start=1):
+        subprocess.run(["ip", "link", "del", f"essv{i}"], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+@pytest.fixture
+def netns_hosts(tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[list[Sshd]]:
+    """Three hosts 10.213.<i>.2, each an sshd in its own namespace behind a veth pair."""
+    _remove_netns()  # leftovers of a killed run
+    servers: list[Sshd] = []
+    try:
+        for i, name in enumerate(NETNS, start=1):
+            host, peer = f"essv{i}", f"essv{i}p"
+            sh("ip", "netns", "add", name)
+            sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+            sh("ip", "link", "set", peer, "netns", name)
+            sh("ip", "addr", "add", f"10.213.{i}.1/24", "dev", host)
+            sh("ip", "link", "set", host, "up")
+            sh("ip", "netns", "exec", name, "ip", "addr", "add", f"10.213.{i}.2/24", "dev", peer)
+            sh("ip", "netns", "exec", name, "ip", "link", "set", peer, "up")
+            sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+            servers.append(Sshd(tmp_path / name, f"10.213.{i}.2", 22, user_key[1], netns=name))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+        _remove_netns()
+
+
+def test_loopback_sshd_fleet_verifies_and_learns_host_keys(tmp_path, user_key):
+    key, pub = user_key
+    servers = [Sshd(tmp_path / f"s{i}", "127.0.0.1", free_port(), pub) for i in range(5)]
+    try:
+        nodes = [s.node(f"n{i}") for i, s in enumerate(servers)]
+        progress, _ = quiet_progress()
+        access = make_access(key, username=getpass.getuser())
+        results = check_nodes(nodes, access, make_settings(ssh_timeout=30.0, verify_command="uname -s"),
+                              progress)
+        assert [r.ok for r in results] == [True] * 5, [r.message for r in results]
+        lines = known_hosts_path("test", "c1").read_text().splitlines()
+        assert sorted(lines) == sorted(f"[127.0.0.1]:{s.port} {' '.join(s.host_key_line.split()[:2])}"
+                                       for s in servers)
+        outputs = run_command(nodes, "echo hello; echo oops >&2; exit 4", access,
+                              make_settings(strict_host_keys=True), progress)
+        assert {(o.exit_code, o.stdout, o.stderr) for o in outputs} == {(4, b"hello\n", b"oops\n")}
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_netns_hosts_with_one_dropped_end_at_the_deadline(netns_hosts, user_key):
+    key, _ = user_key
+    # Drop the third host: its side of the link goes down, packets to it vanish.
+    sh("ip", "netns", "exec", NETNS[2], "ip", "link", "set", "essv3p", "down")
+    nodes = [s.node(f"h{i}") for i, s in enumerate(netns_hosts, start=1)]
+    progress, _ = quiet_progress()
+    results = check_nodes(nodes, make_access(key, username=getpass.getuser()),
+                          make_settings(ssh_timeout=4.0, ssh_connect_timeout=2.0), progress)
+    assert [r.ok for r in results] == [True, True, False], [r.message for r in results]
+    dropped = results[2]
+    assert dropped.message.startswith(("timed out (still failing after 4s",
+                                       "no route to host (still failing after 4s")), dropped.message
+    assert dropped.attempts >= 1
+    print("dropped:", dropped.message)
+
+
+def test_netns_out_of_band_host_key_and_strict_mode(netns_hosts, user_key):
+    key, _ = user_key
+    trusted = netns_hosts[0]
+    nodes = [Node("h1", RUNNING, address=trusted.address, host_keys=(trusted.host_key_line,)),
+             netns_hosts[1].node("h2")]
+    progress, _ = quiet_progress()
+    results = check_nodes(nodes, make_access(key, username=getpass.getuser()),
+                          make_settings(ssh_timeout=10.0, strict_host_keys=True), progress)
+    assert results[0].ok, results[0].message
+    assert not results[1].ok and "strict_host_keys is on" in results[1].message
