@@ -1,0 +1,258 @@
+"""The backend contract suite: what every ess backend must do, as tests an author inherits.
+
+Use it from a backend's own tests::
+
+    from ess.testing.contract import BackendContract, ContractTarget
+
+    class TestMyBackendContract(BackendContract):
+        @pytest.fixture
+        def contract_target(self, tmp_path):
+            return ContractTarget(backend=MyBackend(), settings={"region": "x"},
+                                  bad_settings=[({"region": "nowhere"}, "unknown region")])
+
+Every ``test_contract_*`` method below then runs against ``MyBackend``: settings declared
+and documented; preflight free of side effects and strict about bad input; create returns
+exactly the nodes asked for, tagged; list finds them and only them; terminate is scoped and
+idempotent; a failure mid-create leaves nothing behind; nodes pass the health checks.
+``pytest -k contract`` runs just these.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ess import provision
+from ess.backend import Backend
+from ess.errors import EssError, Interrupted, NotSupported, UsageError
+from ess.models import RUNNING, TAG_CLUSTER, TAG_LAUNCH, Node, Settings
+from ess.progress import Progress
+from ess.settings import coerce, load_settings
+
+SETTING_TYPES = {"str", "int", "float", "bool", "path", "list"}
+
+
+@dataclass
+class ContractTarget:
+    """What a backend author hands the contract suite.
+
+    backend:       the backend object under test.
+    config:        a config file to read settings from (optional).
+    settings:      setting overrides applied to every test, as if given on the command line.
+    bad_settings:  (overrides, message fragment) pairs that preflight must reject with a
+                   one-line UsageError, without side effects. At least one is required.
+    snapshot:      returns the backend's outside state (API-visible resources, files...);
+                   it must be equal before and after preflight.
+    foreign_node:  creates a node that ess did not launch and returns its id (optional:
+                   e.g. an EC2 instance with the same Name but no ess tags).
+    node_exists:   tells whether a node id (the foreign one) still exists.
+    verify:        True if this machine can reach the nodes through the health checks.
+    count:         nodes per create in the suite (keep it small: the suite creates often).
+    """
+
+    backend: Backend
+    config: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    bad_settings: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    snapshot: Callable[[], Any] | None = None
+    foreign_node: Callable[[], str] | None = None
+    node_exists: Callable[[str], bool] | None = None
+    verify: bool = True
+    count: int = 2
+
+    def settings_for(self, cluster: str, **overrides: Any) -> Settings:
+        cli = {**self.settings, "cluster": cluster, **overrides}
+        if "instance_count" in {s.key for s in self.backend.settings}:
+            cli.setdefault("instance_count", self.count)
+        return load_settings(self.backend, self.config, cli=cli)
+
+
+def _quiet() -> Progress:
+    return Progress(quiet=True)
+
+
+class BackendContract:
+    """Inherit this in a test class and define a ``contract_target`` fixture."""
+
+    @pytest.fixture
+    def contract_target(self) -> ContractTarget:
+        pytest.fail("define a `contract_target` fixture returning ess.testing.contract.ContractTarget")
+
+    @pytest.fixture
+    def clusters(self, contract_target: ContractTarget) -> Iterator[Callable[[], str]]:
+        """Fresh cluster names; every node left in them is terminated at teardown."""
+        made: list[str] = []
+
+        def new() -> str:
+            made.append(f"contract-{uuid.uuid4().hex[:8]}")
+            return made[-1]
+
+        yield new
+        for name in made:
+            settings = contract_target.settings_for(name)
+            backend = contract_target.backend
+            leftover = backend.list(settings)
+            if leftover:
+                backend.terminate(settings, leftover, _quiet())
+
+    # -- helpers ----------------------------------------------------------------------
+    @staticmethod
+    def launch(target: ContractTarget, cluster: str, count: int | None = None) -> tuple[list[Node], str]:
+        settings = target.settings_for(cluster, **({"instance_count": count} if count else {}))
+        request = provision.launch_request(settings, count or target.count)
+        provision.preflight(target.backend, settings, request)
+        nodes = target.backend.create(settings, request, _quiet())
+        nodes = target.backend.wait(settings, nodes, _quiet(), timeout=120)
+        return nodes, request.launch_id
+
+    @staticmethod
+    def ids(nodes: list[Node]) -> set[str]:
+        return {n.id for n in nodes}
+
+    # -- the contract -------------------------------------------------------------------
+    def test_contract_names_itself(self, contract_target: ContractTarget) -> None:
+        backend = contract_target.backend
+        assert isinstance(backend, Backend), "a backend subclasses ess.backend.Backend"
+        assert backend.name and backend.name.isidentifier() and backend.name == backend.name.lower(), \
+            "name must be a lowercase identifier: it is a command and a config section"
+        assert backend.description.strip(), "description is shown by `ess instance --help`"
+
+    def test_contract_settings_are_declared_and_documented(self, contract_target: ContractTarget) -> None:
+        specs = contract_target.backend.settings
+        keys = [s.key for s in specs]
+        assert len(keys) == len(set(keys)), f"duplicate setting keys: {keys}"
+        for spec in specs:
+            assert spec.key.isidentifier() and spec.key == spec.key.lower(), spec.key
+            assert spec.type in SETTING_TYPES, f"{spec.key}: type {spec.type!r} not in {SETTING_TYPES}"
+            assert spec.help.strip(), f"{spec.key}: every setting needs help text (docs/config.md)"
+            if spec.flag is not None:
+                assert spec.flag.startswith("--"), f"{spec.key}: flag {spec.flag!r} must start with --"
+            if spec.default is not None:
+                coerce(spec, spec.default, f"default of {spec.key}")
+
+    def test_contract_preflight_has_no_side_effects(self, contract_target: ContractTarget,
+                                                    clusters: Callable[[], str]) -> None:
+        cluster = clusters()
+        settings = contract_target.settings_for(cluster)
+        before = contract_target.snapshot() if contract_target.snapshot else None
+        provision.preflight(contract_target.backend, settings,
+                            provision.launch_request(settings, contract_target.count))
+        after = contract_target.snapshot() if contract_target.snapshot else None
+        assert before == after, "preflight changed the backend's state"
+        assert contract_target.backend.list(settings) == [], "preflight launched nodes"
+
+    def test_contract_preflight_rejects_bad_settings(self, contract_target: ContractTarget,
+                                                     clusters: Callable[[], str]) -> None:
+        assert contract_target.bad_settings, "give at least one bad_settings case"
+        cluster = clusters()
+        for overrides, fragment in contract_target.bad_settings:
+            before = contract_target.snapshot() if contract_target.snapshot else None
+            with pytest.raises(UsageError) as info:
+                settings = contract_target.settings_for(cluster, **overrides)
+                provision.preflight(contract_target.backend, settings,
+                                    provision.launch_request(settings, contract_target.count))
+            message = str(info.value)
+            assert fragment in message, f"{overrides}: {message!r} lacks {fragment!r}"
+            assert "\n" not in message, f"{overrides}: errors are one line: {message!r}"
+            after = contract_target.snapshot() if contract_target.snapshot else None
+            assert before == after, f"{overrides}: a rejected preflight changed state"
+
+    def test_contract_create_returns_the_requested_nodes(self, contract_target: ContractTarget,
+                                                         clusters: Callable[[], str]) -> None:
+        cluster = clusters()
+        nodes, launch_id = self.launch(contract_target, cluster)
+        assert len(nodes) == contract_target.count
+        assert len(self.ids(nodes)) == contract_target.count, "node ids must be unique"
+        for node in nodes:
+            assert node.state == RUNNING, f"{node.id} is {node.state} after wait()"
+            assert node.address, f"{node.id} has no address"
+            assert node.tags.get(TAG_CLUSTER) == cluster, f"{node.id} lacks {TAG_CLUSTER}={cluster}"
+            assert node.tags.get(TAG_LAUNCH) == launch_id, f"{node.id} lacks {TAG_LAUNCH}"
+
+    def test_contract_list_finds_them_and_only_them(self, contract_target: ContractTarget,
+                                                    clusters: Callable[[], str]) -> None:
+        first, second = clusters(), clusters()
+        mine, _ = self.launch(contract_target, first)
+        theirs, _ = self.launch(contract_target, second, count=1)
+        foreign = contract_target.foreign_node() if contract_target.foreign_node else None
+        listed = contract_target.backend.list(contract_target.settings_for(first))
+        assert self.ids(listed) == self.ids(mine)
+        other = contract_target.backend.list(contract_target.settings_for(second))
+        assert self.ids(other) == self.ids(theirs)
+        assert foreign not in self.ids(listed)
+        for node in listed:
+            assert node.tags.get(TAG_CLUSTER) == first
+
+    def test_contract_terminate_is_scoped_and_idempotent(self, contract_target: ContractTarget,
+                                                         clusters: Callable[[], str]) -> None:
+        first, second = clusters(), clusters()
+        backend = contract_target.backend
+        mine, _ = self.launch(contract_target, first)
+        theirs, _ = self.launch(contract_target, second, count=1)
+        foreign = contract_target.foreign_node() if contract_target.foreign_node else None
+        settings = contract_target.settings_for(first)
+        victim, *rest = sorted(mine, key=lambda n: n.id)
+        backend.terminate(settings, [victim], _quiet())
+        assert self.ids(backend.list(settings)) == self.ids(rest), "terminate touched other nodes"
+        backend.terminate(settings, [victim], _quiet())  # idempotent: a second time is fine
+        assert self.ids(backend.list(contract_target.settings_for(second))) == self.ids(theirs), \
+            "terminate touched another cluster"
+        if foreign is not None and contract_target.node_exists is not None:
+            assert contract_target.node_exists(foreign), "terminate touched a node ess did not launch"
+        backend.terminate(settings, backend.list(settings), _quiet())
+        assert backend.list(settings) == []
+
+    @pytest.mark.parametrize("fault", ["error", "ctrl-c"])
+    def test_contract_failure_while_waiting_leaves_nothing(self, contract_target: ContractTarget,
+                                                           clusters: Callable[[], str],
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           fault: str) -> None:
+        def broken_wait(*args: Any, **kwargs: Any) -> list[Node]:
+            raise KeyboardInterrupt if fault == "ctrl-c" else EssError("injected: wait failed")
+
+        monkeypatch.setattr(contract_target.backend, "wait", broken_wait)
+        self._assert_rolled_back(contract_target, clusters())
+
+    def test_contract_lost_launch_reply_leaves_nothing(self, contract_target: ContractTarget,
+                                                       clusters: Callable[[], str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        """The launch succeeded but its reply was lost: the core can only find the nodes by tag."""
+        real_create = contract_target.backend.create
+
+        def lossy_create(*args: Any, **kwargs: Any) -> list[Node]:
+            real_create(*args, **kwargs)
+            raise EssError("injected: launch reply lost")
+
+        monkeypatch.setattr(contract_target.backend, "create", lossy_create)
+        self._assert_rolled_back(contract_target, clusters())
+
+    def _assert_rolled_back(self, target: ContractTarget, cluster: str) -> None:
+        settings = target.settings_for(cluster)
+        request = provision.launch_request(settings, target.count)
+        provision.preflight(target.backend, settings, request)
+        with pytest.raises((EssError, Interrupted)):
+            provision.create(target.backend, settings, request, _quiet(), verify=False)
+        left = target.backend.list(settings)
+        assert left == [], f"nodes leaked after a failed create: {sorted(self.ids(left))}"
+
+    def test_contract_nodes_pass_the_health_checks(self, contract_target: ContractTarget,
+                                                   clusters: Callable[[], str]) -> None:
+        cluster = clusters()
+        settings = contract_target.settings_for(cluster)
+        if not contract_target.verify:
+            with pytest.raises(NotSupported):
+                contract_target.backend.access(settings)
+            return
+        nodes, _ = self.launch(contract_target, cluster)
+        access = contract_target.backend.access(settings)
+        assert access.cluster == cluster and access.username
+        results = provision.check(contract_target.backend, settings, nodes, _quiet())
+        assert results, "no health check ran: is ess's SSH plugin installed?"
+        assert self.ids(nodes) <= {r.node_id for r in results}
+        failed = [(r.node_id, r.message) for r in results if not r.ok]
+        assert not failed, f"nodes failed their health checks: {failed}"
