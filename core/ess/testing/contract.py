@@ -154,8 +154,9 @@ class BackendContract:
             before = contract_target.snapshot() if contract_target.snapshot else None
             with pytest.raises(UsageError) as info:
                 settings = contract_target.settings_for(cluster, **overrides)
-                provision.preflight(contract_target.backend, settings,
-                                    provision.launch_request(settings, contract_target.count))
+                count = int(settings.get("instance_count", contract_target.count))
+                request = provision.launch_request(settings, count)
+                provision.preflight(contract_target.backend, settings, request)
             message = str(info.value)
             assert fragment in message, f"{overrides}: {message!r} lacks {fragment!r}"
             assert "\n" not in message, f"{overrides}: errors are one line: {message!r}"

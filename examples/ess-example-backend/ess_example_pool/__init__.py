@@ -1,0 +1,1 @@
+"""An example ess backend: machines allocated from a fixed on-prem pool."""
