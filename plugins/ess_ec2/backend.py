@@ -57,8 +57,10 @@ class Ec2Backend(Backend):
     def __init__(self) -> None:
         # Preflight's findings per launch, so create does not ask AWS again.
         self._plans: dict[str, LaunchPlan] = {}
-        #: Sleep between polls; tests replace it to run without waiting.
+        #: Sleep between polls and the clock deadlines are read from; tests replace both
+        #: to run the polling logic without waiting.
         self.sleep: Callable[[float], None] = time.sleep
+        self.clock: Callable[[], float] = time.monotonic
 
     # -- launching ---------------------------------------------------------------------
     def preflight(self, settings: Settings, request: LaunchRequest) -> None:
@@ -72,7 +74,7 @@ class Ec2Backend(Backend):
         plan = self._plans.pop(request.launch_id, None) or plan_launch(aws, settings, request)
         tags = [{"Key": k, "Value": str(v)} for k, v in request.tags.items() if k != "Name"]
         tags.append({"Key": "Name", "Value": plan.instance_tag})
-        progress.stage("launching", request.count)
+        # The core shows the "launching N" stage; one call has no finer progress to give.
         try:
             reply = aws.ec2.run_instances(
                 MinCount=request.min_count,
@@ -87,10 +89,7 @@ class Ec2Backend(Backend):
                 raise self._launch_error(exc, aws, plan, request) from None
             raise
         use_private = bool(settings.get("use_private_ip", False))
-        nodes = [aws_client.to_node(i, use_private) for i in reply.get("Instances", [])]
-        progress.update(len(nodes))
-        progress.finish()
-        return nodes
+        return [aws_client.to_node(i, use_private) for i in reply.get("Instances", [])]
 
     @staticmethod
     def _launch_error(exc: BaseException, aws: aws_client.Aws, plan: LaunchPlan,
@@ -202,7 +201,7 @@ class Ec2Backend(Backend):
 
         An id EC2 no longer knows counts as terminated (it was, long enough ago to vanish).
         """
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         delay = FIRST_DELAY
         progress.stage(label, len(ids))
         while True:
@@ -227,7 +226,7 @@ class Ec2Backend(Backend):
                 raise EssError(f"EC2: {len(failed)} of {len(ids)} node(s) went {went} "
                                f"instead of {target}: {'; '.join(reasons)[:300]} "
                                f"({', '.join(sorted(failed)[:10])})")
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 progress.finish()
                 late = sorted(i for i, s in states.items() if s != target)
