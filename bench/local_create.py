@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 
@@ -44,7 +45,9 @@ def main() -> None:
         created = time.perf_counter()
         access = backend.access(settings)
         with ThreadPoolExecutor(len(nodes)) as pool:
-            codes = list(pool.map(lambda n: run(n, access.username, access.key_file, "uname -n")[0], nodes))
+            replies = pool.map(partial(run, username=access.username, key_file=access.key_file,
+                                       command="uname -n"), nodes)
+            codes = [reply[0] for reply in replies]
         assert codes == [0] * len(nodes), codes
         executed = time.perf_counter()
         backend.terminate(settings, backend.list(settings), Progress(quiet=True))
@@ -52,7 +55,7 @@ def main() -> None:
         rows.append((created - started, executed - created, ended - executed))
         print(f"create+wait {rows[-1][0]:.2f} s, ssh exec on {len(nodes)} {rows[-1][1]:.2f} s, "
               f"terminate {rows[-1][2]:.2f} s")
-    medians = [statistics.median(column) for column in zip(*rows)]
+    medians = [statistics.median(column) for column in zip(*rows, strict=True)]
     print(f"median of {args.runs}: create+wait {medians[0]:.2f} s, exec {medians[1]:.2f} s, "
           f"terminate {medians[2]:.2f} s, create+exec {medians[0] + medians[1]:.2f} s")
 

@@ -152,9 +152,16 @@ class LocalBackend(Backend):
                 if record is None:
                     failures.append("a node process exited at once")
                     continue
-                state.nodes[record.id] = record
-                # Saved at once: a crash from here on leaves a node `terminate all` can find.
-                store.save(state)
+                try:
+                    state.nodes[record.id] = record
+                    # Saved at once: a crash from here on leaves a node `terminate all` can find.
+                    store.save(state)
+                except BaseException:
+                    # Ctrl-C (or a full disk) between spawn and save: the node is in no
+                    # record, so nobody could find it later; stop it now.
+                    process.stop([self._identity(record)])
+                    shutil.rmtree(store.node_dir(record.id), ignore_errors=True)
+                    raise
                 spawned.append(record)
         ready, failed = self._await_ready(store, spawned, float(settings.get("start_timeout", 120.0)),
                                           progress, already=0)
