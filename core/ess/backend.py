@@ -16,7 +16,8 @@ Rules every backend must follow (the contract suite in ``ess.testing`` checks th
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .errors import NotSupported
 from .models import Access, LaunchRequest, Node, Settings, SettingSpec
@@ -66,3 +67,23 @@ class Backend:
     def start(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Resume stopped ``nodes``; optional."""
         raise NotSupported(f"backend {self.name} cannot start stopped nodes")
+
+    def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
+        """The existing machines ``ids`` name, ready to adopt; no side effects.
+
+        Raise UsageError for an unknown id or one that belongs to another ess cluster.
+        """
+        raise NotSupported(f"backend {self.name} cannot adopt existing machines")
+
+    def adopt(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str],
+              progress: Progress) -> None:
+        """Attach ``tags`` (the cluster's) to ``nodes`` from :meth:`adoptable`."""
+        raise NotSupported(f"backend {self.name} cannot adopt existing machines")
+
+    def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        """Remove ess's tags from ``nodes`` without stopping them: they leave the cluster."""
+        raise NotSupported(f"backend {self.name} cannot release nodes")
+
+    def commands(self) -> list[Any]:
+        """Extra click commands under ``ess instance <name>`` (e.g. ec2's security-group)."""
+        return []

@@ -16,7 +16,7 @@ import click
 from .backend import Backend
 from .cli import EXIT_CODES_HELP, OPTIONS, WholeNumber, common_options, setting_values
 from .errors import PartialFailure, UsageError
-from .models import Node, Settings
+from .models import PENDING, RUNNING, STOPPED, STOPPING, Node, Settings
 from .output import emit, emit_json, nodes_json, nodes_table
 from .progress import Progress
 
@@ -60,8 +60,14 @@ def backend_group(backend: Backend) -> click.Group:
     group = click.Group(backend.name, help=f"{backend.description}\n\n\b\nExample:\n"
                         f"  ess instance {backend.name} create --number 2\n"
                         f"  ess instance {backend.name} list", epilog=EXIT_CODES_HELP)
-    for make in (create_command, list_command, verify_command, terminate_command):
+    from .remote import exec_command, push_command
+
+    for make in (create_command, list_command, verify_command, terminate_command, status_command,
+                 iplist_command, stop_command, start_command, add_command, remove_command,
+                 exec_command, push_command):
         group.add_command(make(backend))
+    for command in backend.commands():
+        group.add_command(command)
     return group
 
 
@@ -212,3 +218,161 @@ def confirm(action: str, nodes: list[Node], yes: bool) -> None:
     if not sys.stdin.isatty():
         raise UsageError("--yes: required to confirm when stdin is not a terminal (nothing was changed)")
     click.confirm("Proceed?", abort=True, err=True)
+
+
+def status_command(backend: Backend) -> click.Command:
+    @click.command("status", help=f"""Per node: state, public and private address, type, uptime.
+
+    With --ssh, also check each running node over SSH.
+
+    \b
+    Examples:
+      ess instance {backend.name} status
+      ess instance {backend.name} status --ssh --json
+    """)
+    @click.option("--ssh", "with_ssh", is_flag=True, help="Also run the health checks on running nodes.")
+    @setting_options(backend, "status")
+    @common_options
+    def status(with_ssh: bool, **flags: Any) -> None:
+        from . import provision
+        from .output import status_json, status_table
+
+        settings = load(backend, flags)
+        nodes = backend.list(settings)
+        checks = None
+        if with_ssh:
+            running = [n for n in nodes if n.state == RUNNING]
+            checks = provision.check(backend, settings, running, progress()) if running else []
+        if OPTIONS.json:
+            emit_json(status_json(backend.name, settings.cluster, nodes, checks))
+        elif nodes:
+            emit(status_table(nodes, checks))
+        else:
+            click.echo(f"cluster {settings.cluster!r} has no nodes on {backend.name}", err=True)
+        if checks:
+            provision.verdict(checks)
+    return status
+
+
+def iplist_command(backend: Backend) -> click.Command:
+    @click.command("iplist", help=f"""Print one address per running node, for scripts.
+
+    By default the address ess itself uses (private or public per use_private_ip).
+
+    \b
+    Example:
+      for ip in $(ess instance {backend.name} iplist --private); do scp data.csv $ip:; done
+    """)
+    @click.option("--private", "which", flag_value="private", help="Private addresses.")
+    @click.option("--public", "which", flag_value="public", help="Public addresses.")
+    @setting_options(backend, "iplist")
+    @common_options
+    def iplist(which: str | None, **flags: Any) -> None:
+        settings = load(backend, flags)
+        field = {"private": "private_ip", "public": "public_ip"}.get(which or "", "address")
+        running = [n for n in backend.list(settings) if n.state == RUNNING]
+        addresses = [getattr(n, field) for n in running]
+        missing = [n.id for n, a in zip(running, addresses, strict=True) if not a]
+        if missing:
+            click.echo(f"ess: warning: no {which or ''} address for {', '.join(missing)}".replace("  ", " "),
+                       err=True)
+        if OPTIONS.json:
+            emit_json([a for a in addresses if a])
+        elif any(addresses):
+            emit("\n".join(a for a in addresses if a))
+    return iplist
+
+
+def _power_command(backend: Backend, verb: str) -> click.Command:
+    wanted, action = ({STOPPED, STOPPING}, backend.stop) if verb == "stop" else ({RUNNING, PENDING}, backend.start)
+
+    @click.command(verb, help=f"""{verb.capitalize()} the cluster's nodes (all, or the ids given).
+
+    {"Stopped nodes keep their disks and cost no compute; `start` resumes them." if verb == "stop"
+     else "Resumes stopped nodes; they may come back with new public addresses."}
+
+    \b
+    Example:
+      ess instance {backend.name} {verb} --yes
+    """)
+    @click.argument("targets", nargs=-1, metavar="[ID...]")
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @setting_options(backend, verb)
+    @common_options
+    def power(targets: tuple[str, ...], yes: bool, **flags: Any) -> None:
+        from . import provision
+
+        settings = load(backend, flags)
+        nodes = provision.select(backend, settings, list(targets) or ["all"])
+        todo = [n for n in nodes if n.state not in wanted]
+        if not todo:
+            click.echo(f"nothing to {verb}: no node of cluster {settings.cluster!r} needs it", err=True)
+            return
+        if verb == "stop":
+            confirm(f"Stop {len(todo)} node(s) of cluster {settings.cluster!r} on {backend.name}", todo, yes)
+        progress_line = progress()
+        action(settings, todo, progress_line)
+        progress_line.finish()
+        done = {n.id for n in todo}
+        after = [n for n in backend.list(settings) if n.id in done]
+        if OPTIONS.json:
+            emit_json(nodes_json(backend.name, settings.cluster, after))
+        else:
+            emit(nodes_table(after))
+    return power
+
+
+def stop_command(backend: Backend) -> click.Command:
+    return _power_command(backend, "stop")
+
+
+def start_command(backend: Backend) -> click.Command:
+    return _power_command(backend, "start")
+
+
+def add_command(backend: Backend) -> click.Command:
+    @click.command("add", help=f"""Adopt existing machines into the cluster (tags them; nothing restarts).
+
+    \b
+    Example:
+      ess instance {backend.name} add i-0abc123 i-0def456 --yes
+    """)
+    @click.argument("ids", nargs=-1, required=True, metavar="ID...")
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @setting_options(backend, "add")
+    @common_options
+    def add(ids: tuple[str, ...], yes: bool, **flags: Any) -> None:
+        from . import provision
+
+        settings = load(backend, flags)
+        nodes = backend.adoptable(settings, list(dict.fromkeys(ids)))
+        tags = provision.membership_tags(settings)
+        confirm(f"Add {len(nodes)} machine(s) to cluster {settings.cluster!r} on {backend.name} "
+                f"(tags: {', '.join(f'{k}={v}' for k, v in tags.items())})", nodes, yes)
+        backend.adopt(settings, nodes, tags, progress())
+        emit(f"added {len(nodes)} node(s) to cluster {settings.cluster!r}: {', '.join(n.id for n in nodes)}")
+    return add
+
+
+def remove_command(backend: Backend) -> click.Command:
+    @click.command("remove", help=f"""Release nodes from the cluster without stopping them (removes ess's tags).
+
+    \b
+    Example:
+      ess instance {backend.name} remove i-0abc123 --yes
+    """)
+    @click.argument("ids", nargs=-1, required=True, metavar="ID...")
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @setting_options(backend, "remove")
+    @common_options
+    def remove(ids: tuple[str, ...], yes: bool, **flags: Any) -> None:
+        from . import provision
+
+        settings = load(backend, flags)
+        if "all" in ids:
+            raise UsageError("remove: name node ids (`all` is not accepted here, to avoid accidents)")
+        nodes = provision.select(backend, settings, list(ids))
+        confirm(f"Remove {len(nodes)} node(s) from cluster {settings.cluster!r} (they keep running)", nodes, yes)
+        backend.release(settings, nodes, progress())
+        emit(f"removed {len(nodes)} node(s) from cluster {settings.cluster!r}: {', '.join(n.id for n in nodes)}")
+    return remove

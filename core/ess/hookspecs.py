@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - import cost matters at start-up
     import click
 
     from .backend import Backend
-    from .models import Access, CheckResult, Node, Settings, SettingSpec
+    from .models import Access, CheckResult, CommandResult, Node, Settings, SettingSpec
     from .progress import Progress
 
 hookspec = pluggy.HookspecMarker("ess")
@@ -121,6 +121,30 @@ def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
     all nodes. Respect ``settings["ssh_timeout"]`` style deadlines so no node can hang the
     run, and report progress with ``progress.stage(...)`` / ``progress.update(...)``.
     ``access`` names the user and private key for the cluster. Return None to abstain.
+    """
+
+
+# -- remote execution -------------------------------------------------------------------
+@hookspec(firstresult=True)
+def ess_run_command(nodes: list[Node], command: str, access: Access, settings: Settings,
+                    progress: Progress) -> list[CommandResult] | None:
+    """Run ``command`` (a shell command line) on every node; one :class:`CommandResult` each.
+
+    Called by ``ess instance <backend> exec -- CMD`` with the cluster's running nodes.
+    Run in parallel with bounded concurrency and a deadline, check host keys as for
+    verification, and never retry the command itself (it may not be idempotent).
+    First result wins: ess's SSH plugin implements it; return None to let it.
+    """
+
+
+@hookspec(firstresult=True)
+def ess_push_files(nodes: list[Node], source: Path, destination: str, access: Access,
+                   settings: Settings, progress: Progress) -> list[CommandResult] | None:
+    """Copy the file or folder ``source`` to ``destination`` (a folder) on every node.
+
+    Called by ``ess instance <backend> push SRC [--dest DIR]``. ``destination`` is created
+    if missing; a folder is copied recursively with its name kept. Parallel, bounded, with
+    deadlines, host keys checked. First result wins (ess's SSH plugin copies over SFTP).
     """
 
 

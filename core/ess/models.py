@@ -27,6 +27,8 @@ TAG_CLUSTER = "ess:cluster"
 TAG_LAUNCH = "ess:launch"
 TAG_CREATED_BY = "ess:created-by"
 TAG_CREATED_AT = "ess:created-at"
+#: Set by ``add`` on machines ess adopted rather than launched.
+TAG_ADOPTED = "ess:adopted"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,30 @@ class CheckResult:
             "attempts": self.attempts,
             "address": self.address,
         }
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A command (``exec``) or a copy (``push``) on one node.
+
+    ``exit_code`` is None when it never ran; ``error`` then says why (connection refused,
+    authentication failed...). Output is decoded as UTF-8 with replacement characters.
+    """
+
+    node_id: str
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.error
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node_id, "ok": self.ok, "exit_code": self.exit_code, "stdout": self.stdout,
+                "stderr": self.stderr, "error": self.error, "seconds": round(self.seconds, 3)}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from .models import CheckResult, Node
@@ -73,3 +74,32 @@ def nodes_json(backend: str, cluster: str, nodes: Sequence[Node],
             item["checks"] = [c.to_dict() for c in checks if c.node_id == n.id]
         items.append(item)
     return {"backend": backend, "cluster": cluster, "nodes": items, **extra}
+
+
+def uptime(node: Node, now: datetime | None = None) -> str | None:
+    if node.launched_at is None or node.state != "running":
+        return None
+    launched = node.launched_at if node.launched_at.tzinfo else node.launched_at.replace(tzinfo=timezone.utc)
+    seconds = int(((now or datetime.now(timezone.utc)) - launched).total_seconds())
+    days, rest = divmod(max(seconds, 0), 86400)
+    hours, rest = divmod(rest, 3600)
+    return (f"{days}d " if days else "") + f"{hours}h{rest // 60:02d}m"
+
+
+def status_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None) -> str:
+    headers = ["id", "state", "public_ip", "private_ip", "type", "uptime"]
+    rows: list[list[Any]] = []
+    for n in nodes:
+        row: list[Any] = [n.id, n.state, n.public_ip, n.private_ip, n.instance_type, uptime(n)]
+        if checks is not None:
+            row.append(check_summary(n, checks)[0])
+        rows.append(row)
+    return table(rows, headers + (["ssh"] if checks is not None else []))
+
+
+def status_json(backend: str, cluster: str, nodes: Sequence[Node],
+                checks: Sequence[CheckResult] | None = None) -> dict[str, Any]:
+    data = nodes_json(backend, cluster, nodes, checks)
+    for item, node in zip(data["nodes"], nodes, strict=True):
+        item["uptime"] = uptime(node)
+    return data

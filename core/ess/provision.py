@@ -22,6 +22,7 @@ from .backend import Backend
 from .errors import EssError, Interrupted, PartialFailure, UsageError
 from .models import (
     RUNNING,
+    TAG_ADOPTED,
     TAG_CLUSTER,
     TAG_CREATED_AT,
     TAG_CREATED_BY,
@@ -57,6 +58,16 @@ def launch_request(settings: Settings, count: int, min_count: int | None = None)
         TAG_CREATED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return LaunchRequest(count=count, min_count=min_count or count, launch_id=launch_id, tags=tags)
+
+
+def membership_tags(settings: Settings) -> dict[str, str]:
+    """Tags that make an existing machine a member of the cluster (``add``)."""
+    return {
+        TAG_CLUSTER: settings.cluster,
+        TAG_CREATED_BY: f"{_user()}@{socket.gethostname()}",
+        TAG_CREATED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        TAG_ADOPTED: "true",
+    }
 
 
 def _user() -> str:
