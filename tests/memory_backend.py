@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ess import hookimpl
 from ess.backend import Backend
-from ess.errors import EssError
-from ess.models import RUNNING, Access, CheckResult, LaunchRequest, Node, Settings, SettingSpec
+from ess.errors import EssError, UsageError
+from ess.models import RUNNING, STOPPED, Access, CheckResult, LaunchRequest, Node, Settings, SettingSpec
 from ess.progress import Progress
 
 CALLS: list[str] = []
@@ -33,9 +33,16 @@ def save(rows: list[dict]) -> None:
     store().write_text(json.dumps(rows))
 
 
+def add_unmanaged(node_id: str) -> None:
+    """A machine ess did not launch (no ess tags), as someone else's console would make it."""
+    save(load() + [{"id": node_id, "state": RUNNING, "tags": {"Name": "someone else's"}}])
+
+
 def as_node(row: dict) -> Node:
-    return Node(id=row["id"], state=row["state"], address="192.0.2.1", tags=row["tags"],
-                instance_type="mem.small")
+    number = int(row["id"].rsplit("-", 1)[-1]) if row["id"].rsplit("-", 1)[-1].isdigit() else 0
+    return Node(id=row["id"], state=row["state"], address=f"192.0.2.{number % 250 + 1}",
+                public_ip=f"198.51.100.{number % 250 + 1}", private_ip=f"10.0.0.{number % 250 + 1}",
+                tags=row["tags"], instance_type="mem.small")
 
 
 class MemoryBackend(Backend):
@@ -76,6 +83,39 @@ class MemoryBackend(Backend):
         CALLS.append("terminate")
         gone = {n.id for n in nodes}
         save([r for r in load() if r["id"] not in gone])
+
+    def _set_state(self, nodes: list[Node], state: str) -> None:
+        ids = {n.id for n in nodes}
+        save([{**r, "state": state} if r["id"] in ids else r for r in load()])
+
+    def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        CALLS.append("stop")
+        self._set_state(nodes, STOPPED)
+
+    def start(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        CALLS.append("start")
+        self._set_state(nodes, RUNNING)
+
+    def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
+        rows = {r["id"]: r for r in load()}
+        for node_id in ids:
+            if node_id not in rows:
+                raise UsageError(f"{node_id}: no such machine (check the id)")
+            owner = rows[node_id]["tags"].get("ess:cluster")
+            if owner is not None:
+                raise UsageError(f"{node_id}: already in ess cluster {owner!r} (remove it there first)")
+        return [as_node(rows[i]) for i in ids]
+
+    def adopt(self, settings: Settings, nodes: list[Node], tags, progress: Progress) -> None:
+        CALLS.append("adopt")
+        ids = {n.id for n in nodes}
+        save([{**r, "tags": {**r["tags"], **tags}} if r["id"] in ids else r for r in load()])
+
+    def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        CALLS.append("release")
+        ids = {n.id for n in nodes}
+        save([{**r, "tags": {k: v for k, v in r["tags"].items() if not k.startswith("ess:")}}
+              if r["id"] in ids else r for r in load()])
 
     def access(self, settings: Settings) -> Access:
         return Access("memory", settings.cluster, "tester", Path("/dev/null"))

@@ -179,9 +179,11 @@ def terminate_command(backend: Backend) -> click.Command:
     """)
     @click.argument("targets", nargs=-1, metavar="all|ID...")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--include-adopted", is_flag=True,
+                  help="With `all`, also terminate machines adopted with `add` (ess did not launch them).")
     @setting_options(backend, "terminate")
     @common_options
-    def terminate(targets: tuple[str, ...], yes: bool, **flags: Any) -> None:
+    def terminate(targets: tuple[str, ...], yes: bool, include_adopted: bool, **flags: Any) -> None:
         from . import provision
 
         if not targets:
@@ -190,7 +192,12 @@ def terminate_command(backend: Backend) -> click.Command:
         if "all" in targets and len(targets) > 1:
             raise UsageError("terminate: give either `all` or node ids, not both")
         settings = load(backend, flags)
-        nodes = provision.select(backend, settings, list(targets))
+        nodes = provision.select(backend, settings, list(targets), adopted=include_adopted)
+        if targets == ("all",) and not include_adopted:
+            kept = [n.id for n in backend.list(settings) if n.tags.get("ess:adopted") == "true"]
+            if kept:
+                click.echo(f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(kept)} "
+                           "(--include-adopted terminates them too; `remove` releases them)", err=True)
         if not nodes:
             click.echo(f"nothing to terminate: cluster {settings.cluster!r} has no nodes on "
                        f"{backend.name}", err=True)
