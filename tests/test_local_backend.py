@@ -354,3 +354,18 @@ def test_state_file_is_plain_json(backend: LocalBackend) -> None:
     [record] = data["nodes"]
     assert record["id"] == node.id and record["port"] == node.port
     assert backend.list(settings_for(backend)) == []  # another cluster sees nothing of it
+
+
+def test_exec_signal_status_and_environment(backend: LocalBackend) -> None:
+    settings = settings_for(backend)
+    node = backend.create(settings, request(1), quiet())[0]
+    access = backend.access(settings)
+    assert run(node, access.username, access.key_file, "kill -TERM $$")[0] == 128 + signal.SIGTERM
+    client = ssh_client(node, access.username, access.key_file)
+    try:
+        # Locale variables pass; anything else a client sends (LD_PRELOAD...) is dropped.
+        _, stdout, _ = client.exec_command("echo $LC_FOO/$LD_PRELOAD/$USER",
+                                           environment={"LC_FOO": "bar", "LD_PRELOAD": "/x.so"})
+        assert stdout.read().decode() == f"bar//{access.username}\n"
+    finally:
+        client.close()
