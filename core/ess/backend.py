@@ -35,6 +35,13 @@ class Backend:
     #: True when nodes cost money: ``create`` then asks for confirmation on a terminal
     #: (``--yes`` skips it) and shows what it is about to launch.
     billable: ClassVar[bool] = False
+    #: A list setting that ``create``'s positional arguments fill, e.g. "hosts" makes
+    #: ``ess instance hosts create 10.0.0.5 10.0.0.6`` set ``hosts``. None: no arguments.
+    create_arguments: ClassVar[str | None] = None
+
+    def requested_count(self, settings: Settings) -> int:
+        """How many nodes ``create`` makes: ``instance_count``, unless the backend knows better."""
+        return int(settings.get("instance_count", 1))
 
     def preflight(self, settings: Settings, request: LaunchRequest) -> None:
         """Check everything a launch needs, without side effects; raise UsageError."""

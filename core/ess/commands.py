@@ -73,6 +73,13 @@ def backend_group(backend: Backend) -> click.Group:
 
 def create_command(backend: Backend) -> click.Command:
     name = backend.name
+    if backend.create_arguments:
+        examples = (f"  ess instance {name} create 10.0.0.5 10.0.0.6\n"
+                    f"      ess instance {name} create node1:2222 node2:2222 --no-verify")
+    else:
+        examples = (f"  ess instance {name} create\n"
+                    f"      ess instance {name} create --number 3 --no-verify\n"
+                    f"      ess instance {name} create --number 10 --min 8   # keep 8+ good nodes, drop failures")
 
     @click.command("create", epilog=EXIT_CODES_HELP, help=f"""Launch nodes, wait until they run, verify them.
 
@@ -81,9 +88,7 @@ def create_command(backend: Backend) -> click.Command:
 
     \b
     Examples:
-      ess instance {name} create
-      ess instance {name} create --number 3 --no-verify
-      ess instance {name} create --number 10 --min 8   # keep 8+ good nodes, drop failures
+    {examples}
     """)
     @click.option("--min", "min_count", type=WholeNumber(), default=None,
                   help="Accept a partial cluster of at least this many verified nodes (exit code 3).")
@@ -97,8 +102,11 @@ def create_command(backend: Backend) -> click.Command:
                **flags: Any) -> None:
         from . import provision
 
+        items = flags.pop("items", ())
+        if items:
+            flags[f"setting__{backend.create_arguments}"] = ",".join(items)
         settings = load(backend, flags)
-        count = int(settings.get("instance_count", 1))
+        count = backend.requested_count(settings)
         request = provision.launch_request(settings, count, min_count)
         provision.preflight(backend, settings, request)
         if backend.billable and not yes and sys.stdin.isatty():
@@ -116,6 +124,8 @@ def create_command(backend: Backend) -> click.Command:
         if result.dropped:
             raise PartialFailure(f"kept {len(result.nodes)} of {request.count} nodes; dropped "
                                  + ", ".join(n.id for n in result.dropped))
+    if backend.create_arguments:
+        create = click.argument("items", nargs=-1, metavar=f"[{backend.create_arguments.upper()}...]")(create)
     return create
 
 

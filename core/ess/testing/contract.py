@@ -67,9 +67,16 @@ class ContractTarget:
 
     def settings_for(self, cluster: str, **overrides: Any) -> Settings:
         cli = {**self.settings, "cluster": cluster, **overrides}
-        if "instance_count" in {s.key for s in self.backend.settings}:
+        if self.counts:
             cli.setdefault("instance_count", self.count)
+        else:
+            cli.pop("instance_count", None)
         return load_settings(self.backend, self.config, cli=cli)
+
+    @property
+    def counts(self) -> bool:
+        """Whether the backend takes a node count (``hosts`` registers a given list instead)."""
+        return "instance_count" in {s.key for s in self.backend.settings}
 
 
 def _quiet() -> Progress:
@@ -104,7 +111,7 @@ class BackendContract:
     @staticmethod
     def launch(target: ContractTarget, cluster: str, count: int | None = None) -> tuple[list[Node], str]:
         settings = target.settings_for(cluster, **({"instance_count": count} if count else {}))
-        request = provision.launch_request(settings, count or target.count)
+        request = provision.launch_request(settings, target.backend.requested_count(settings))
         provision.preflight(target.backend, settings, request)
         nodes = target.backend.create(settings, request, _quiet())
         nodes = target.backend.wait(settings, nodes, _quiet(), timeout=120)
@@ -141,7 +148,7 @@ class BackendContract:
         settings = contract_target.settings_for(cluster)
         before = contract_target.snapshot() if contract_target.snapshot else None
         provision.preflight(contract_target.backend, settings,
-                            provision.launch_request(settings, contract_target.count))
+                            provision.launch_request(settings, contract_target.backend.requested_count(settings)))
         after = contract_target.snapshot() if contract_target.snapshot else None
         assert before == after, "preflight changed the backend's state"
         assert contract_target.backend.list(settings) == [], "preflight launched nodes"
@@ -154,7 +161,7 @@ class BackendContract:
             before = contract_target.snapshot() if contract_target.snapshot else None
             with pytest.raises(UsageError) as info:
                 settings = contract_target.settings_for(cluster, **overrides)
-                count = int(settings.get("instance_count", contract_target.count))
+                count = contract_target.backend.requested_count(settings)
                 request = provision.launch_request(settings, count)
                 provision.preflight(contract_target.backend, settings, request)
             message = str(info.value)
@@ -167,8 +174,9 @@ class BackendContract:
                                                          clusters: Callable[[], str]) -> None:
         cluster = clusters()
         nodes, launch_id = self.launch(contract_target, cluster)
-        assert len(nodes) == contract_target.count
-        assert len(self.ids(nodes)) == contract_target.count, "node ids must be unique"
+        expected = contract_target.backend.requested_count(contract_target.settings_for(cluster))
+        assert len(nodes) == expected
+        assert len(self.ids(nodes)) == expected, "node ids must be unique"
         for node in nodes:
             assert node.state == RUNNING, f"{node.id} is {node.state} after wait()"
             assert node.address, f"{node.id} has no address"
@@ -234,7 +242,7 @@ class BackendContract:
 
     def _assert_rolled_back(self, target: ContractTarget, cluster: str) -> None:
         settings = target.settings_for(cluster)
-        request = provision.launch_request(settings, target.count)
+        request = provision.launch_request(settings, target.backend.requested_count(settings))
         provision.preflight(target.backend, settings, request)
         with pytest.raises((EssError, Interrupted)):
             provision.create(target.backend, settings, request, _quiet(), verify=False)

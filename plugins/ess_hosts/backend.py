@@ -1,0 +1,134 @@
+"""The hosts backend: existing machines as workers (Essentia's ``ess instance local ip1 ip2``).
+
+``create`` registers the given machines in this cluster (after the usual SSH check, unless
+``--no-verify``); ``terminate`` forgets them. ess never starts, stops or changes the
+machines themselves: the registry is a file on this machine, one per cluster.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ess.backend import Backend
+from ess.errors import UsageError
+from ess.models import RUNNING, Access, LaunchRequest, Node, Settings, SettingSpec
+from ess.paths import state_dir
+from ess.progress import Progress
+from ess.statefile import locked_json
+
+HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+
+
+def parse_machine(entry: str, default_port: int, where: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address → (host, port)."""
+    text = entry.strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = _port(rest.lstrip(":"), entry, where)
+    elif text.count(":") == 1:
+        host, raw = text.split(":")
+        port = _port(raw, entry, where)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not HOSTNAME.match(host):
+            raise UsageError(f"{where}: {entry!r} is not an address or host name "
+                             "(write 10.0.0.5, node1.example.com or 10.0.0.5:2222)") from None
+    return host, port
+
+
+def _port(raw: str, entry: str, where: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise UsageError(f"{where}: {entry!r} has no valid port (write host:2222)")
+    return int(raw)
+
+
+def node_id(host: str, port: int) -> str:
+    return host if port == 22 else f"{host}:{port}"
+
+
+class HostsBackend(Backend):
+    name = "hosts"
+    description = "Machines you already run, registered as workers (nothing is launched or stopped)."
+    create_arguments = "hosts"
+    settings = (
+        SettingSpec("hosts", type="list", default=[], commands=("create",),
+                    help="The machines: addresses or names, host:port for another SSH port. "
+                         "`ess instance hosts create 10.0.0.5 10.0.0.6` sets them on the command line."),
+        SettingSpec("port", type="int", default=22, minimum=1, maximum=65535,
+                    help="SSH port of machines listed without one."),
+        SettingSpec("username", default=getpass.getuser(), help="SSH user on the machines."),
+        SettingSpec("key_file", type="path", required=True,
+                    help="Private key that logs in to the machines (mode 0600)."),
+    )
+
+    def _registry(self, settings: Settings, write: bool = False) -> Any:
+        return locked_json(state_dir() / "hosts" / f"{settings.cluster}.json", write=write)
+
+    def _machines(self, settings: Settings) -> list[tuple[str, int]]:
+        where = settings.where("hosts")
+        machines = [parse_machine(h, int(settings["port"]), where) for h in settings["hosts"]]
+        if not machines:
+            raise UsageError(f"{where}: no machines given "
+                             "(ess instance hosts create 10.0.0.5 10.0.0.6, or hosts: in the config)")
+        seen: set[tuple[str, int]] = set()
+        for machine in machines:
+            if machine in seen:
+                raise UsageError(f"{where}: {node_id(*machine)} is listed twice")
+            seen.add(machine)
+        return machines
+
+    def requested_count(self, settings: Settings) -> int:
+        return len(settings["hosts"])
+
+    def preflight(self, settings: Settings, request: LaunchRequest) -> None:
+        machines = self._machines(settings)
+        self._key(settings)
+        with self._registry(settings) as registry:
+            known = [node_id(*m) for m in machines if node_id(*m) in registry]
+        if known:
+            raise UsageError(f"{settings.where('hosts')}: {known[0]} is already in cluster "
+                             f"{settings.cluster!r} (ess instance hosts list)")
+
+    def _key(self, settings: Settings) -> Path:
+        key = settings.path("key_file")
+        if key is None:
+            raise UsageError(f"{settings.where('key_file')}: required: the private key for the machines "
+                             "(set key_file in the [hosts] section or ESS_KEY_FILE)")
+        if not key.is_file():
+            raise UsageError(f"{settings.where('key_file')}: no such key file {key}")
+        return key
+
+    def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
+        now = datetime.now(timezone.utc).isoformat()
+        with self._registry(settings, write=True) as registry:
+            for host, port in self._machines(settings):
+                registry[node_id(host, port)] = {"host": host, "port": port, "tags": dict(request.tags),
+                                                 "registered_at": now}
+            return [self._node(key, registry[key]) for key in (node_id(*m) for m in self._machines(settings))]
+
+    def list(self, settings: Settings) -> list[Node]:
+        with self._registry(settings) as registry:
+            return [self._node(key, row) for key, row in sorted(registry.items())]
+
+    def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        progress.stage("forgetting machines", len(nodes))
+        with self._registry(settings, write=True) as registry:
+            for node in nodes:
+                registry.pop(node.id, None)
+        progress.update(len(nodes))
+
+    def access(self, settings: Settings) -> Access:
+        return Access(self.name, settings.cluster, settings["username"], self._key(settings))
+
+    @staticmethod
+    def _node(key: str, row: dict[str, Any]) -> Node:
+        return Node(id=key, state=RUNNING, address=row["host"], port=row["port"], instance_type="host",
+                    launched_at=datetime.fromisoformat(row["registered_at"]), tags=row["tags"])

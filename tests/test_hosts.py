@@ -1,0 +1,94 @@
+"""The hosts backend: existing machines (in-process SSH servers here) registered as workers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ess.testing.contract import BackendContract, ContractTarget
+from ess.testing.sshd import SshNode, generate_ed25519_key, write_private_key
+from ess_hosts.backend import HostsBackend, parse_machine
+
+
+@pytest.fixture
+def machines(tmp_path):
+    key = generate_ed25519_key()
+    key_file = write_private_key(key, tmp_path / "hosts_key")
+    servers = [SshNode(authorized_keys=[key], username="worker").start() for _ in range(3)]
+    yield key_file, servers
+    for server in servers:
+        server.stop()
+
+
+class TestHostsContract(BackendContract):
+    @pytest.fixture
+    def contract_target(self, machines):
+        key_file, servers = machines
+        return ContractTarget(
+            backend=HostsBackend(),
+            settings={"hosts": ",".join(f"127.0.0.1:{s.port}" for s in servers[:2]),
+                      "username": "worker", "key_file": str(key_file)},
+            bad_settings=[({"hosts": ""}, "no machines given"),
+                          ({"hosts": "bad host!"}, "is not an address or host name"),
+                          ({"hosts": "127.0.0.1:99999"}, "has no valid port"),
+                          ({"hosts": "10.0.0.5,10.0.0.5"}, "is listed twice"),
+                          ({"key_file": "/nonexistent/key"}, "no such key file")],
+        )
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    ("10.0.0.5", ("10.0.0.5", 22)), ("10.0.0.5:2222", ("10.0.0.5", 2222)),
+    ("node1.example.com", ("node1.example.com", 22)), ("[fe80::1]:2200", ("fe80::1", 2200)),
+    ("fe80::1", ("fe80::1", 22)),
+])
+def test_machine_spellings(entry, expected):
+    assert parse_machine(entry, 22, "x") == expected
+
+
+@pytest.fixture
+def hosts_conf(tmp_path, machines):
+    key_file, servers = machines
+    conf = tmp_path / "instance.conf"
+    conf.write_text(f"[hosts]\nusername: worker\nkey_file: {key_file}\n")
+    return conf, [f"127.0.0.1:{s.port}" for s in servers]
+
+
+def test_create_registers_after_ssh_check_and_terminate_only_forgets(ess, hosts_conf, machines):
+    conf, addresses = hosts_conf
+    r = ess("instance", "hosts", "create", *addresses[:2], "--config", str(conf), "--json")
+    assert r.code == 0, r
+    created = json.loads(r.out)["nodes"]
+    assert [n["id"] for n in created] == addresses[:2]
+    assert all(n["checks"][0]["ok"] for n in created)
+    listed = json.loads(ess("instance", "hosts", "list", "--json", "--config", str(conf)).out)["nodes"]
+    assert sorted(n["id"] for n in listed) == sorted(addresses[:2])
+    again = ess("instance", "hosts", "create", addresses[0], "--config", str(conf))
+    assert again.code == 2 and f"{addresses[0]} is already in cluster 'default'" in again.err
+    _, servers = machines
+    before = [(s.connections, list(s.commands)) for s in servers]
+    r = ess("instance", "hosts", "terminate", "all", "--yes", "--config", str(conf))
+    assert r.code == 0
+    assert ess("instance", "hosts", "list", "--json", "--config", str(conf)).out.count('"id"') == 0
+    assert [(s.connections, list(s.commands)) for s in servers] == before, "terminate must not touch the machines"
+
+
+def test_unreachable_machine_is_not_registered(ess, hosts_conf):
+    conf, addresses = hosts_conf
+    dead = "127.0.0.1:9"
+    r = ess("instance", "hosts", "create", addresses[0], dead, "--config", str(conf), "--timeout", "1")
+    assert r.code == 1 and "connection refused" in r.err
+    assert json.loads(ess("instance", "hosts", "list", "--json", "--config", str(conf)).out)["nodes"] == []
+
+
+def test_min_keeps_the_reachable_machines(ess, hosts_conf):
+    conf, addresses = hosts_conf
+    r = ess("instance", "hosts", "create", *addresses, "127.0.0.1:9", "--min", "3", "--timeout", "1",
+            "--config", str(conf), "--json")
+    assert r.code == 3, r
+    assert sorted(n["id"] for n in json.loads(r.out)["nodes"]) == sorted(addresses)
+
+
+def test_create_without_key_is_exit_2(ess, tmp_path):
+    r = ess("instance", "hosts", "create", "10.0.0.5")
+    assert r.code == 2 and "key_file: required for create" in r.err
