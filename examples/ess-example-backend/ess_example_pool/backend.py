@@ -1,15 +1,13 @@
 """The pool backend: nodes are machines from a fixed list, allocated to clusters.
 
 Allocations live in one JSON file in ess's state folder, shared by every cluster and
-guarded by a file lock, so two ``ess`` commands cannot hand out the same machine.
+guarded by a file lock (``ess.statefile``), so two ``ess`` commands cannot hand out the
+same machine.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from ess.errors import UsageError
 from ess.models import RUNNING, Access, LaunchRequest, Node, Settings, SettingSpec
 from ess.paths import state_dir
 from ess.progress import Progress
+from ess.statefile import locked_json
 
 
 def parse_host(entry: str, where: str) -> tuple[str, int]:
@@ -45,18 +44,9 @@ class PoolBackend(Backend):
     def _file() -> Path:
         return state_dir() / "example-pool.json"
 
-    @contextmanager
     def _table(self, write: bool = False):
-        from filelock import FileLock
-
-        with FileLock(str(self._file()) + ".lock"):
-            table: dict[str, dict[str, Any]] = (
-                json.loads(self._file().read_text()) if self._file().exists() else {})
-            yield table
-            if write:
-                tmp = self._file().with_suffix(".tmp")
-                tmp.write_text(json.dumps(table, indent=1))
-                os.replace(tmp, self._file())
+        # ess.statefile: read-modify-write under a file lock, replaced atomically.
+        return locked_json(self._file(), write=write)
 
     def _pool(self, settings: Settings) -> list[tuple[str, int]]:
         hosts = [parse_host(h, settings.where("hosts")) for h in settings["hosts"]]
