@@ -26,7 +26,7 @@ def test_settings_are_declared_through_the_hook():
 
     keys = {spec.key: spec for specs in get_plugin_manager().hook.ess_settings() for spec in specs or []}
     assert keys["ssh_timeout"].flag == "--timeout" and keys["ssh_timeout"].default == 300.0
-    assert keys["ssh_parallel"].maximum == 1024 and keys["ssh_parallel"].commands == ("create", "verify")
+    assert keys["ssh_parallel"].maximum == 1024 and {"create", "verify", "exec", "push", "status"} <= set(keys["ssh_parallel"].commands)
     assert keys["verify_command"].default == "true"
     assert all(keys[k].help for k in ("verify_command", "ssh_timeout", "ssh_parallel", "ssh_connect_timeout",
                                       "strict_host_keys", "insecure_skip_host_key_check"))

@@ -23,9 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ess import paths
+from ess.errors import EssError
 
 if TYPE_CHECKING:
     import paramiko
+
+
+#: Seconds to wait for another ess process to finish writing the same known_hosts file.
+SAVE_LOCK_TIMEOUT = 30.0
 
 
 def host_name(address: str, port: int) -> str:
@@ -96,8 +101,8 @@ class KnownHosts:
 
     Reads the file once; :meth:`learn` records a new key in memory (so a second connect
     to the same host in this run is already verified against it); :meth:`save` merges the
-    additions into the file atomically (temp file + rename), re-reading it first so a
-    concurrent ess run's additions are kept.
+    additions into the file atomically (temp file + rename) under a file lock, re-reading
+    it first so a concurrent ess run's additions are kept.
     """
 
     def __init__(self, path: Path) -> None:
@@ -138,30 +143,49 @@ class KnownHosts:
             return len(self._added)
 
     def save(self) -> None:
-        """Append what was learned this run, atomically; a no-op when nothing was learned."""
+        """Append what was learned this run, atomically; a no-op when nothing was learned.
+
+        The read-merge-replace runs under a file lock (``<file>.lock``) as well as the
+        thread lock: two ess processes saving at once would otherwise each write the file
+        as they read it, and the later rename would drop the other's new keys.
+        """
+        from filelock import FileLock, Timeout
+
         with self._lock:
             if not self._added:
                 return
-            try:
-                current = self.path.read_text(encoding="utf-8", errors="replace")
-            except FileNotFoundError:
-                current = ""
-            if current and not current.endswith("\n"):
-                current += "\n"
-            lines = [f"{host} {keytype} {blob}\n" for host, keytype, blob in self._added
-                     if f"{host} {keytype} {blob}\n" not in current]
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=self.path.parent)
+            lock = FileLock(f"{self.path}.lock", timeout=SAVE_LOCK_TIMEOUT, mode=0o600)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(current + "".join(lines))
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+                with lock:
+                    self._merge_into_file()
+            except Timeout:
+                raise EssError(f"{self.path}: could not lock {self.path}.lock within "
+                               f"{SAVE_LOCK_TIMEOUT:g}s to record new host keys (another ess run holds "
+                               "it; run again when it is done)") from None
             self._added.clear()
             self._entries = self._read()
+
+    def _merge_into_file(self) -> None:
+        try:
+            current = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            current = ""
+        if current and not current.endswith("\n"):
+            current += "\n"
+        lines = [f"{host} {keytype} {blob}\n" for host, keytype, blob in self._added
+                 if f"{host} {keytype} {blob}\n" not in current]
+        if not lines:
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(current + "".join(lines))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def to_paramiko(keytype: str, blob: str) -> paramiko.PKey | None:

@@ -1,7 +1,8 @@
-"""The SSH plugin: settings for SSH verification, and the ``ess_check_nodes`` checker.
+"""The SSH plugin: SSH settings, the ``ess_check_nodes`` checker, and ``exec`` / ``push``.
 
 Import-light on purpose (``ess --help`` loads it): paramiko is imported only inside
-:mod:`ess_ssh.check` and the modules it uses, when a check actually runs.
+:mod:`ess_ssh.check`, :mod:`ess_ssh.run`, :mod:`ess_ssh.push` and the modules they use,
+when a check, command or copy actually runs.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ import ess
 from ess.models import SettingSpec
 
 if TYPE_CHECKING:
-    from ess.models import Access, CheckResult, Node, Settings
+    from pathlib import Path
+
+    from ess.models import Access, CheckResult, CommandResult, Node, Settings
     from ess.progress import Progress
+
+#: The commands that connect to nodes, so take --timeout and --parallel.
+SSH_COMMANDS = ("create", "verify", "exec", "push", "status")
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
@@ -22,13 +28,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
              "(e.g. 'test -f /var/lib/cloud/instance/boot-finished').",
     ),
     SettingSpec(
-        "ssh_timeout", "float", default=300.0, flag="--timeout", commands=("create", "verify"),
+        "ssh_timeout", "float", default=300.0, flag="--timeout", commands=SSH_COMMANDS,
         minimum=0.1,
-        help="Seconds to wait for every node to accept SSH and pass verify_command; nodes still "
-             "failing then are reported with their last error.",
+        help="Seconds to wait for every node to accept SSH and pass verify_command (for exec and "
+             "push: to connect and finish the command or copy); nodes still failing then are "
+             "reported with their last error.",
     ),
     SettingSpec(
-        "ssh_parallel", "int", default=32, flag="--parallel", commands=("create", "verify"),
+        "ssh_parallel", "int", default=32, flag="--parallel", commands=SSH_COMMANDS,
         minimum=1, maximum=1024,
         help="How many nodes to connect to at the same time.",
     ),
@@ -63,3 +70,39 @@ def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
     from .check import check_nodes
 
     return check_nodes(nodes, access, settings, progress)
+
+
+@ess.hookimpl
+def ess_run_command(nodes: list[Node], command: str, access: Access, settings: Settings,
+                    progress: Progress) -> list[CommandResult] | None:
+    """Run ``command`` once on every node over SSH (see :mod:`ess_ssh.run`)."""
+    from ess.models import CommandResult
+
+    from .run import run_command
+
+    return [CommandResult(node_id=out.node_id, exit_code=out.exit_code,
+                          stdout=out.stdout.decode("utf-8", "replace"),
+                          stderr=out.stderr.decode("utf-8", "replace"),
+                          error=out.error, seconds=out.seconds)
+            for out in run_command(nodes, command, access, settings, progress)]
+
+
+@ess.hookimpl
+def ess_push_files(nodes: list[Node], source: Path, destination: str, access: Access, settings: Settings,
+                   progress: Progress) -> list[CommandResult] | None:
+    """Copy a file or folder to every node over SFTP (see :mod:`ess_ssh.push`).
+
+    A node that was never reached has ``exit_code`` None; a copy that started and failed has
+    exit code 1; ``stdout`` says what was copied where.
+    """
+    from ess.models import CommandResult
+
+    from .push import push_files
+
+    results = []
+    for out in push_files(nodes, source, destination, access, settings, progress):
+        summary = f"copied {out.files} file(s), {out.bytes} bytes to {out.destination}\n" if out.connected else ""
+        code = 0 if out.ok else (1 if out.connected else None)
+        results.append(CommandResult(node_id=out.node_id, exit_code=code, stdout=summary, error=out.error,
+                                     seconds=out.seconds))
+    return results

@@ -21,13 +21,17 @@ from .limits import raise_open_files_limit
 
 @dataclass(frozen=True)
 class NodeOutput:
-    """The outcome of a command on one node; ``error`` is set (and exit_code None) if it never ran."""
+    """The outcome of a command on one node; ``error`` is set (and exit_code None) if it never ran.
+
+    ``seconds`` runs from when a worker took the node (connecting included) to the end.
+    """
 
     node_id: str
     exit_code: int | None
     stdout: bytes = b""
     stderr: bytes = b""
     error: str = ""
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -67,19 +71,21 @@ def run_command(nodes: list[Node], command: str, access: Access, settings: Setti
         pool.shutdown(wait=True, cancel_futures=True)
         connector.close()
         progress.finish()
-    return [results.get(node.id) or NodeOutput(node.id, None, error=f"timed out after {limit:g}s")
+    return [results.get(node.id) or NodeOutput(node.id, None, error=f"timed out after {limit:g}s",
+                                               seconds=limit)
             for node in nodes]
 
 
 def _run_one(connector: Connector, node: Node, command: str, deadline: float) -> NodeOutput:
+    began = time.monotonic()
     try:
         client, _ = connector.connect_with_retry(node, deadline)
     except SshFailure as failure:
-        return NodeOutput(node.id, None, error=failure.reason)
+        return NodeOutput(node.id, None, error=failure.reason, seconds=time.monotonic() - began)
     try:
         output = connector.run(client, command, deadline)
     except SshFailure as failure:
-        return NodeOutput(node.id, None, error=failure.reason)
+        return NodeOutput(node.id, None, error=failure.reason, seconds=time.monotonic() - began)
     finally:
         connector.release(client)
-    return NodeOutput(node.id, output.exit_code, output.stdout, output.stderr)
+    return NodeOutput(node.id, output.exit_code, output.stdout, output.stderr, seconds=time.monotonic() - began)

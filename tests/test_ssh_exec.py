@@ -1,0 +1,149 @@
+"""``exec``: the ess_run_command hook of the SSH plugin, and ``ess instance local exec`` end to end."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from local_helpers import kill_test_nodes
+from ssh_helpers import make_access, make_settings, quiet_progress
+
+from ess.models import RUNNING, Node
+from ess.plugins import get_plugin_manager
+from ess.testing.sshd import SshNode, free_port, generate_ed25519_key, write_private_key
+from ess_local.state import ClusterStore
+from ess_ssh.connect import Connector
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_nodes(ess_home: Path):
+    yield
+    kill_test_nodes(ess_home)
+
+
+# -- hook level: in-process SSH servers ------------------------------------------------------
+def test_run_command_hook_reports_exit_code_and_output_per_node(tmp_path: Path) -> None:
+    key = generate_ed25519_key()
+    key_file = write_private_key(key, tmp_path / "k")
+
+    def handler(command: str) -> tuple[int, bytes, bytes]:
+        return 4, b"out \xff\n", b"err line\n"  # \xff: not UTF-8, must not break decoding
+
+    with SshNode(authorized_keys=[key]) as ok, SshNode(authorized_keys=[key], handler=handler) as odd:
+        results = get_plugin_manager().hook.ess_run_command(
+            nodes=[ok.node("a"), odd.node("b")], command="echo hi; echo warn >&2",
+            access=make_access(key_file), settings=make_settings(), progress=quiet_progress()[0])
+    a, b = results
+    assert (a.node_id, a.exit_code, a.stdout, a.stderr, a.error, a.ok) == ("a", 0, "hi\n", "warn\n", "", True)
+    assert (b.node_id, b.exit_code, b.stdout, b.stderr, b.ok) == ("b", 4, "out \ufffd\n", "err line\n", False)
+    assert a.seconds > 0 and b.seconds > 0
+    assert ok.commands == ["echo hi; echo warn >&2"] and odd.commands == ["echo hi; echo warn >&2"]
+
+
+def test_one_node_down_fails_alone_and_the_others_succeed(tmp_path: Path) -> None:
+    key = generate_ed25519_key()
+    key_file = write_private_key(key, tmp_path / "k")
+    down = Node(id="down", state=RUNNING, address="127.0.0.1", port=free_port())  # nothing listens
+    with SshNode(authorized_keys=[key]) as first, SshNode(authorized_keys=[key]) as second:
+        results = get_plugin_manager().hook.ess_run_command(
+            nodes=[first.node("n1"), down, second.node("n2")], command="echo up",
+            access=make_access(key_file), settings=make_settings(ssh_timeout=1.0),
+            progress=quiet_progress()[0])
+    by_id = {r.node_id: r for r in results}
+    assert [r.node_id for r in results] == ["n1", "down", "n2"]
+    assert by_id["n1"].ok and by_id["n1"].stdout == "up\n"
+    assert by_id["n2"].ok and by_id["n2"].stdout == "up\n"
+    assert by_id["down"].exit_code is None and not by_id["down"].ok
+    assert by_id["down"].error.startswith("connection refused")
+    assert first.commands == ["echo up"] and second.commands == ["echo up"]  # never retried
+
+
+def test_wrong_key_is_not_retried_and_names_the_key(tmp_path: Path) -> None:
+    key, other = generate_ed25519_key(), generate_ed25519_key()
+    key_file = write_private_key(other, tmp_path / "other")
+    with SshNode(authorized_keys=[key]) as server:
+        (result,) = get_plugin_manager().hook.ess_run_command(
+            nodes=[server.node("n1")], command="true", access=make_access(key_file),
+            settings=make_settings(ssh_timeout=30.0), progress=quiet_progress()[0])
+    assert result.exit_code is None and result.error.startswith(f"authentication failed with key {key_file}")
+    assert server.commands == [] and server.connections == 1
+
+
+def test_exec_and_push_take_the_ssh_flags() -> None:
+    keys = {spec.key: spec for specs in get_plugin_manager().hook.ess_settings() for spec in specs or []}
+    for key in ("ssh_timeout", "ssh_parallel"):
+        assert {"exec", "push", "status", "create", "verify"} <= set(keys[key].commands)
+
+
+# -- CLI level: local nodes (real asyncssh servers in their own processes) -------------------
+def test_exec_on_local_nodes_through_the_cli(ess) -> None:
+    created = ess("instance", "local", "create", "--number", "3")
+    assert created.code == 0, created
+    ids = sorted(ClusterStore("default").read().nodes)
+    assert len(ids) == 3
+
+    hi = ess("instance", "local", "exec", "--timeout", "60", "--parallel", "2", "--", "echo hi; hostname")
+    assert hi.code == 0, hi
+    lines = hi.out.splitlines()
+    assert len(lines) == 6
+    for node_id in ids:
+        assert f"{node_id} | hi" in lines
+        assert f"{node_id} | {socket.gethostname()}" in lines
+
+    both = ess("instance", "local", "exec", "--", "echo out; echo oops >&2")
+    assert both.code == 0, both
+    assert all(f"{node_id} | oops" in both.err for node_id in ids)
+    assert "oops" not in both.out
+
+    failed = ess("instance", "local", "exec", "--", "exit 3")
+    assert failed.code == 1, failed  # every node failed
+    assert all(f"{node_id} | ess: exit code 3" in failed.err for node_id in ids)
+    assert failed.err.strip().splitlines()[-1].startswith("ess: command failed on 3 of 3 node(s)")
+
+    # Only the first node (sorted by id) fails: some failed -> 3.
+    some = ess("instance", "local", "exec", "--", f'case "$HOME" in *{ids[0]}*) exit 7;; esac; echo fine')
+    assert some.code == 3, some
+    assert f"{ids[0]} (exit 7)" in some.err
+
+    shaped = ess("instance", "local", "exec", "--json", "--", "echo j; echo e >&2; exit 2")
+    assert shaped.code == 1, shaped
+    payload = json.loads(shaped.out)
+    assert set(payload) == {"backend", "cluster", "command", "results"}
+    assert (payload["backend"], payload["cluster"], payload["command"]) == (
+        "local", "default", "echo j; echo e >&2; exit 2")
+    assert sorted(r["node"] for r in payload["results"]) == ids
+    for result in payload["results"]:
+        assert set(result) == {"node", "ok", "exit_code", "stdout", "stderr", "error", "seconds"}
+        assert (result["ok"], result["exit_code"], result["stdout"], result["stderr"], result["error"]) == (
+            False, 2, "j\n", "e\n", "")
+
+
+def test_exec_on_50_local_nodes_uses_one_connection_and_one_command_per_node(
+        ess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    created = ess("instance", "local", "create", "--number", "50", "--no-verify")
+    assert created.code == 0, created
+    homes = {node_id: str(ClusterStore("default").dir / "nodes" / node_id / "home")
+             for node_id in ClusterStore("default").read().nodes}
+    assert len(homes) == 50
+
+    connects: Counter[str] = Counter()
+    lock = threading.Lock()
+    real_connect = Connector.connect
+
+    def counting_connect(self: Connector, node, deadline=None):  # type: ignore[no-untyped-def]
+        with lock:
+            connects[node.id] += 1
+        return real_connect(self, node, deadline)
+
+    monkeypatch.setattr(Connector, "connect", counting_connect)
+    marker = tmp_path / "ran.txt"
+    done = ess("instance", "local", "exec", "--parallel", "50", "--", f'echo "$HOME" >> {marker}; echo ok')
+    assert done.code == 0, done
+    assert connects == Counter({node_id: 1 for node_id in homes})  # one SSH connection per node
+    ran = marker.read_text().splitlines()
+    assert sorted(ran) == sorted(homes.values())  # each node ran the command exactly once
+    assert sorted(done.out.splitlines()) == sorted(f"{node_id} | ok" for node_id in homes)

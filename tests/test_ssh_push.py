@@ -1,0 +1,211 @@
+"""``push`` over SFTP (ess_push_files), and the cross-process lock on the known_hosts file."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from local_helpers import kill_test_nodes
+from ssh_helpers import make_access, make_settings, quiet_progress
+
+from ess.errors import UsageError
+from ess.models import RUNNING, Node
+from ess.plugins import get_plugin_manager
+from ess.settings import load_settings
+from ess.testing.sshd import SshNode, free_port, generate_ed25519_key, write_private_key
+from ess_local.backend import LocalBackend
+from ess_local.state import ClusterStore
+from ess_ssh.hostkeys import KnownHosts
+from ess_ssh.push import describe, plan_copy
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_nodes(ess_home: Path):
+    yield
+    kill_test_nodes(ess_home)
+
+
+def _tree(tmp_path: Path) -> Path:
+    src = tmp_path / "job"
+    (src / "sub").mkdir(parents=True)
+    (src / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (src / "run.sh").chmod(0o750)
+    (src / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    (src / "sub" / "data.csv").chmod(0o640)
+    return src
+
+
+# -- planning and error wording (no network) -------------------------------------------------
+def test_plan_keeps_the_folder_name_and_skips_links_to_folders_and_fifos(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    (src / "loop").symlink_to(src)
+    (src / "alias.csv").symlink_to(src / "sub" / "data.csv")
+    os.mkfifo(src / "pipe")
+    plan = plan_copy(src)
+    assert [(str(p), m) for p, m in plan.folders] == [("job", stat.S_IMODE(src.stat().st_mode)),
+                                                        ("job/sub", stat.S_IMODE((src / "sub").stat().st_mode))]
+    assert [(str(f.relative), f.mode, f.size) for f in plan.files] == [
+        ("job/alias.csv", 0o640, 8), ("job/run.sh", 0o750, 19), ("job/sub/data.csv", 0o640, 8)]
+    assert sorted(plan.skipped) == [str(src / "loop"), str(src / "pipe")]
+    single = plan_copy(src / "run.sh")
+    assert single.folders == () and [str(f.relative) for f in single.files] == ["run.sh"]
+
+
+def test_plan_of_a_special_file_is_a_usage_error(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(UsageError, match="not a regular file or folder"):
+        plan_copy(tmp_path / "pipe")
+
+
+@pytest.mark.parametrize(("exc", "expected"), [
+    (OSError(errno.EACCES, "Permission denied"), "permission denied: /root/x"),
+    (OSError("Permission denied"), "permission denied: /root/x"),
+    (OSError("No space left on device"), "no space left on the node: /root/x"),
+    (OSError(errno.ENOENT, "No such file"), "no such file or folder: /root/x"),
+    (OSError("Read-only file system"), "read-only file system: /root/x"),
+    (OSError("Disk quota exceeded"), "disk quota exceeded on the node: /root/x"),
+    (TimeoutError("timed out"), "timed out writing /root/x"),
+    (EOFError(), "connection closed while writing /root/x"),
+    (OSError("Failure"), "Failure: /root/x"),
+])
+def test_sftp_errors_read_as_one_short_reason(exc: BaseException, expected: str) -> None:
+    assert describe(exc, "/root/x") == expected
+
+
+# -- hook level ----------------------------------------------------------------------------
+def test_push_hook_node_down_fails_alone_and_a_node_without_sftp_says_so(ess, tmp_path: Path) -> None:
+    assert ess("instance", "local", "create", "--number", "2", "--no-verify").code == 0
+    backend = LocalBackend()
+    settings = load_settings(backend, None, cli={"ssh_timeout": 1.5}, env={})
+    nodes = backend.list(settings)
+    down = Node(id="down", state=RUNNING, address="127.0.0.1", port=free_port())
+    src = _tree(tmp_path)
+    results = get_plugin_manager().hook.ess_push_files(
+        nodes=[*nodes, down], source=src, destination="drop", access=backend.access(settings),
+        settings=settings, progress=quiet_progress()[0])
+    by_id = {r.node_id: r for r in results}
+    assert [r.node_id for r in results] == [*[n.id for n in nodes], "down"]
+    assert by_id["down"].exit_code is None and by_id["down"].error.startswith("connection refused")
+    for node in nodes:
+        result = by_id[node.id]
+        home = ClusterStore("default").dir / "nodes" / node.id / "home"
+        assert result.ok and result.exit_code == 0, result
+        assert result.stdout == f"copied 2 file(s), 27 bytes to {home / 'drop'}\n"
+        assert (home / "drop" / "job" / "sub" / "data.csv").read_text() == "a,b\n1,2\n"
+
+    key = generate_ed25519_key()
+    key_file = write_private_key(key, tmp_path / "k")
+    with SshNode(authorized_keys=[key]) as exec_only:  # answers exec requests, offers no SFTP
+        (result,) = get_plugin_manager().hook.ess_push_files(
+            nodes=[exec_only.node("n1")], source=src, destination=".", access=make_access(key_file),
+            settings=make_settings(ssh_timeout=5.0), progress=quiet_progress()[0])
+    assert result.exit_code is None and "offers no SFTP" in result.error, result
+
+
+# -- CLI level: local nodes ------------------------------------------------------------------
+def test_push_file_and_folder_through_the_cli_and_read_them_back(ess, tmp_path: Path) -> None:
+    assert ess("instance", "local", "create", "--number", "3").code == 0
+    ids = sorted(ClusterStore("default").read().nodes)
+    src = _tree(tmp_path)
+    (src / "sub").chmod(0o555)  # a read-only folder must still be filled, then get its mode
+
+    pushed = ess("instance", "local", "push", str(src), "--dest", "in/deep")
+    assert pushed.code == 0, pushed
+    assert all(f"{node_id}  ok" in pushed.out for node_id in ids), pushed.out
+    one = ess("instance", "local", "push", str(src / "run.sh"), "--dest", "~/bin", "--json")
+    assert one.code == 0, one
+    payload = json.loads(one.out)
+    assert (payload["source"], payload["destination"]) == (str(src / "run.sh"), "~/bin")
+    assert sorted(r["node"] for r in payload["results"]) == ids
+    assert all(r["ok"] and r["stdout"].startswith("copied 1 file(s), 19 bytes to /") for r in payload["results"])
+
+    shown = ess("instance", "local", "exec", "--",
+                "cat in/deep/job/sub/data.csv; bin/run.sh; stat -c '%a %n' in/deep/job/run.sh "
+                "in/deep/job/sub/data.csv in/deep/job/sub bin/run.sh")
+    assert shown.code == 0, shown
+    for node_id in ids:
+        got = [line.split(" | ", 1)[1] for line in shown.out.splitlines() if line.startswith(node_id)]
+        assert got == ["a,b", "1,2", "run", "750 in/deep/job/run.sh", "640 in/deep/job/sub/data.csv",
+                       "555 in/deep/job/sub", "750 bin/run.sh"]
+
+    again = ess("instance", "local", "push", str(src), "--dest", "in/deep")  # overwrites, merges
+    assert again.code == 0, again
+
+    absolute = tmp_path / "shared"
+    landed = ess("instance", "local", "push", str(src / "run.sh"), "--dest", str(absolute / "a" / "b"))
+    assert landed.code == 0, landed
+    assert (absolute / "a" / "b" / "run.sh").read_text() == "#!/bin/sh\necho run\n"
+
+
+def test_push_failures_through_the_cli(ess, tmp_path: Path) -> None:
+    assert ess("instance", "local", "create", "--number", "2", "--no-verify").code == 0
+    ids = sorted(ClusterStore("default").read().nodes)
+
+    missing = ess("instance", "local", "push", str(tmp_path / "nope"), "--dest", "x")
+    assert missing.code == 2, missing
+    assert missing.err.strip().splitlines() == [f"ess: push {tmp_path / 'nope'}: no such file or folder "
+                                                "(check the path)"]
+    assert not any((ClusterStore("default").dir / "nodes" / n / "home" / "x").exists() for n in ids)
+
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+    # sysfs refuses to create files, for root too: a portable "permission denied".
+    denied = ess("instance", "local", "push", str(src), "--dest", "/sys/kernel")
+    assert denied.code == 1, denied
+    assert all(f"{node_id}  FAILED: permission denied: /sys/kernel/f.txt" in denied.out for node_id in ids)
+
+    blocker = tmp_path / "plain"
+    blocker.write_text("not a folder")
+    clash = ess("instance", "local", "push", str(src), "--dest", str(blocker / "sub"))
+    assert clash.code == 1, clash
+    assert f"not a folder: {blocker}" in clash.out
+
+
+# -- known_hosts: two writers, each with its own KnownHosts ----------------------------------
+SAVER = """
+import sys
+from pathlib import Path
+from ess_ssh.hostkeys import KnownHosts
+path, tag, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for i in range(count):
+    hosts = KnownHosts(path)
+    hosts.learn(f"[10.0.{tag}.{i}]:22", "ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAI" + tag + str(i))
+    hosts.save()
+"""
+
+
+def test_two_processes_saving_at_once_keep_both_sets_of_keys(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    count = 150
+    procs = [subprocess.Popen([sys.executable, "-c", SAVER, str(path), tag, str(count)]) for tag in ("1", "2")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 * count and len(set(lines)) == 2 * count
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_two_threads_with_their_own_known_hosts_keep_both_sets(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    count = 150
+    barrier = threading.Barrier(2)
+
+    def save_many(tag: str) -> None:
+        barrier.wait()
+        for i in range(count):
+            hosts = KnownHosts(path)  # its own thread lock: only the file lock keeps them apart
+            hosts.learn(f"[10.1.{tag}.{i}]:22", "ssh-ed25519", f"AAAAC3Nza{tag}x{i}")
+            hosts.save()
+
+    threads = [threading.Thread(target=save_many, args=(tag,)) for tag in ("1", "2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(set(path.read_text().splitlines())) == 2 * count
