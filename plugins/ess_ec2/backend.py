@@ -181,8 +181,7 @@ class Ec2Backend(Backend):
                 if waiting:
                     self._poll(aws, waiting, STOPPED, settings.get("wait_timeout", 600), progress,
                                "stopped", fail_states=(TERMINATED, SHUTTING_DOWN))
-            if todo:
-                aws_client.act(aws, operation, todo)
+            replied = aws_client.act(aws, operation, todo) if todo else {}
         except EssError:
             raise
         except Exception as exc:
@@ -191,7 +190,9 @@ class Ec2Backend(Backend):
             raise
         watch = [i for i, inst in ours.items()
                  if target == TERMINATED or inst["State"]["Name"] not in (TERMINATED, SHUTTING_DOWN)]
-        if watch:
+        # What EC2 answered (or had already described) may be final: no poll needed then.
+        known = {i: replied.get(i) or ours[i]["State"]["Name"] for i in watch}
+        if watch and any(state != target for state in known.values()):
             self._poll(aws, watch, target, float(settings.get("wait_timeout", 600)), progress, label)
 
     # -- polling -----------------------------------------------------------------------

@@ -241,25 +241,34 @@ def describe_filtered(aws: Aws, filters: list[dict[str, Any]]) -> list[dict[str,
     return instances
 
 
-def act(aws: Aws, operation: str, ids: list[str]) -> None:
+def act(aws: Aws, operation: str, ids: list[str]) -> dict[str, str]:
     """Call TerminateInstances/StopInstances/StartInstances with ≤ 1000 ids per call.
 
     Ids that no longer exist are dropped and the call repeated, so the action is idempotent.
+    Returns each instance's state as the reply gives it (often not final yet).
     """
     from botocore.exceptions import ClientError
 
     method = getattr(aws.ec2, operation)
+    reply_key = {"terminate_instances": "TerminatingInstances", "stop_instances": "StoppingInstances",
+                 "start_instances": "StartingInstances"}[operation]
+    states: dict[str, str] = {}
     for chunk in chunks(sorted(set(ids))):
         remaining = list(chunk)
         while remaining:
             try:
-                method(InstanceIds=remaining)
+                reply = method(InstanceIds=remaining)
                 break
             except ClientError as exc:
                 missing = _missing_ids(exc) & set(remaining) if error_code(exc) == NOT_FOUND_IDS else set()
                 if not missing:
                     raise
                 remaining = [i for i in remaining if i not in missing]
+        else:
+            continue
+        for change in reply.get(reply_key, []):
+            states[change["InstanceId"]] = str(change.get("CurrentState", {}).get("Name", ""))
+    return states
 
 
 def tags_of(instance: dict[str, Any]) -> dict[str, str]:
