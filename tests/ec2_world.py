@@ -86,6 +86,30 @@ def install_call_counter(monkeypatch: pytest.MonkeyPatch) -> Calls:
     return calls
 
 
+class _Raw:
+    """The minimal raw-stream object botocore reads an injected response body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def aws_error(status: int, code: str, message: str) -> Any:
+    """An EC2 error reply, as a ``before-send`` handler returns it to short-circuit a request."""
+    from botocore.awsrequest import AWSResponse
+
+    body = (f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+            f"<RequestID>ess-test</RequestID></Response>").encode()
+    return AWSResponse("https://ec2.us-east-1.amazonaws.com/", status, {}, _Raw(body))
+
+
+def is_dry_run(request: Any) -> bool:
+    body = request.body or b""
+    return b"DryRun=true" in (body if isinstance(body, bytes) else body.encode())
+
+
 @dataclass
 class World:
     """One test's AWS account in moto, and a config folder the Essentia way."""

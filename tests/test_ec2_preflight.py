@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ess.errors import UsageError
-from tests.ec2_world import LINUX_AMI, make_world
+from tests.ec2_world import LINUX_AMI, aws_error, make_world
 
 
 @pytest.fixture
@@ -162,11 +162,7 @@ def test_rejected_credentials_are_a_usage_error_without_the_secret(world):
     from ess.testing import FAKE_SECRET_KEY
 
     def reject(**_):
-        from botocore.awsrequest import AWSResponse
-
-        body = (b"<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able to validate"
-                b" the provided access credentials</Message></Error></Errors><RequestID>x</RequestID></Response>")
-        return AWSResponse("https://ec2", 401, {}, _Raw(body))
+        return aws_error(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
 
     world.calls.handlers.append(("before-send.ec2.*", reject))
     message = preflight_error(world)
@@ -179,13 +175,3 @@ def test_no_credentials_anywhere(world, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     message = preflight_error(world)
     assert "no AWS credentials found" in message
-
-
-class _Raw:
-    """The minimal raw-stream object botocore reads an injected response body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_):
-        yield self.body

@@ -1,0 +1,148 @@
+"""Faults on the wire: throttling, capacity, lost replies, rejected credentials, and secrets."""
+
+from __future__ import annotations
+
+import logging
+
+import boto3
+import pytest
+
+from ess import provision
+from ess.errors import EssError, UsageError
+from ess_ec2 import client as ec2_client
+from ess_ec2.backend import client_token
+from tests.ec2_world import aws_error, is_dry_run, make_world
+
+CSV_ACCESS = "AKIAESSCSVTESTKEY001"
+CSV_SECRET = "csvSecret/NeverPrintThis+x7Qp2Wv9Lm4Rt6Yb1Nc3"
+
+
+@pytest.fixture
+def world(moto_endpoint, tmp_path, monkeypatch):
+    import botocore.retries.standard
+
+    # Retries happen for real, without their back-off pauses.
+    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0)
+    return make_world(tmp_path, monkeypatch)
+
+
+def fail_first(k: int, status: int, code: str, message: str):
+    """A before-send handler answering the first ``k`` real (not DryRun) sends with an error."""
+    seen = {"sends": 0}
+
+    def handler(request, **_):
+        if is_dry_run(request):
+            return None
+        seen["sends"] += 1
+        if seen["sends"] <= k:
+            return aws_error(status, code, message)
+        return None
+
+    return handler, seen
+
+
+def test_throttled_launch_is_retried_and_launches_once(world):
+    handler, seen = fail_first(3, 503, "RequestLimitExceeded", "Request limit exceeded.")
+    world.calls.handlers.append(("before-send.ec2.RunInstances", handler))
+    nodes = world.launch(2)
+    assert len(nodes) == 2
+    assert seen["sends"] == 4  # three throttled sends, then the one that worked
+    assert world.calls.count("RunInstances", dry_run=False) == 1  # one API call, retried inside botocore
+    assert len(world.backend.list(world.settings())) == 2
+
+
+def test_throttling_beyond_the_attempts_is_one_clear_error_and_launches_nothing(world):
+    handler, seen = fail_first(100, 503, "RequestLimitExceeded", "Request limit exceeded.")
+    world.calls.handlers.append(("before-send.ec2.RunInstances", handler))
+    with pytest.raises(EssError) as info:
+        world.launch(2, api_max_attempts=3)
+    assert seen["sends"] == 3
+    assert "RequestLimitExceeded" in str(info.value) and "\n" not in str(info.value)
+    assert world.ec2.describe_instances()["Reservations"] == []
+
+
+def test_throttled_describes_during_wait_are_retried(world):
+    nodes = world.launch(2)
+    handler, seen = fail_first(2, 503, "RequestLimitExceeded", "Request limit exceeded.")
+    world.calls.handlers.append(("before-send.ec2.DescribeInstances", handler))
+    ready = world.backend.wait(world.settings(), nodes, world.progress(), timeout=60)
+    assert {n.state for n in ready} == {"running"} and seen["sends"] == 3
+
+
+def test_capacity_error_names_type_zone_and_what_to_try_and_leaves_nothing(world):
+    message = ("We currently do not have sufficient m3.medium capacity in the Availability Zone you "
+               "requested (us-east-1a). Our system will be working on provisioning additional capacity.")
+    handler, _ = fail_first(100, 500, "InsufficientInstanceCapacity", message)
+    world.calls.handlers.append(("before-send.ec2.RunInstances", handler))
+    settings = world.settings()
+    request = world.request(3, launch_id="no-room")
+    provision.preflight(world.backend, settings, request)
+    with pytest.raises(EssError) as info:
+        provision.create(world.backend, settings, request, world.progress(), verify=False)
+    text = str(info.value)
+    assert "m3.medium" in text and "us-east-1a" in text
+    assert "--type" in text and "subnet_id" in text and "fewer nodes" in text
+    assert world.backend.list(settings) == []
+    assert world.ec2.describe_instances()["Reservations"] == []
+    assert world.calls.mutating() == ["RunInstances"]  # the failed launch itself, nothing else
+
+
+def test_same_launch_id_sends_the_same_client_token(world, monkeypatch):
+    from botocore.stub import ANY, Stubber
+
+    settings = world.settings()
+    request = world.request(2, launch_id="retry-me")
+    world.backend.preflight(settings, request)
+    plan = world.backend._plans[request.launch_id]
+    stubbed = boto3.client("ec2", region_name="us-east-1")
+    monkeypatch.setattr(ec2_client, "build_client", lambda *args: stubbed)
+    expected = {"MinCount": 2, "MaxCount": 2, "ClientToken": client_token("retry-me"),
+                "TagSpecifications": ANY, "ImageId": plan.image_id, "InstanceType": "m3.medium",
+                "KeyName": "pem_file", "SecurityGroupIds": [world.group_id]}
+    reply = {"Instances": [{"InstanceId": f"i-00000000000000{n:03d}", "State": {"Name": "pending", "Code": 0}}
+                           for n in (1, 2)]}
+    with Stubber(stubbed) as stub:
+        # The first reply is lost (the launch may have happened); the retry must not launch twice.
+        stub.add_client_error("run_instances", service_error_code="RequestTimeout", http_status_code=500,
+                              expected_params=expected)
+        stub.add_response("run_instances", reply, expected_params=expected)
+        world.backend._plans[request.launch_id] = plan
+        with pytest.raises(EssError):
+            world.backend.create(settings, request, world.progress())
+        world.backend._plans[request.launch_id] = plan
+        nodes = world.backend.create(settings, request, world.progress())
+        stub.assert_no_pending_responses()
+    assert [n.id for n in nodes] == ["i-00000000000000001", "i-00000000000000002"]
+    assert client_token("retry-me") != client_token("another-launch")
+    assert len(client_token("x" * 500)) <= 64
+
+
+def test_the_secret_key_never_appears_in_output_logs_or_errors(world, caplog, capsys):
+    csv = world.folder / "credential_file.csv"
+    csv.write_text(f"\ufeffUser Name,Access Key Id,Secret Access Key\r\nessentia,{CSV_ACCESS},{CSV_SECRET}\r\n")
+    world.conf.write_text(world.conf.read_text() + "aws_credential: credential_file\n")
+    caplog.set_level(logging.DEBUG)
+    boto3.set_stream_logger("botocore", logging.DEBUG)
+    boto3.set_stream_logger("boto3", logging.DEBUG)
+    try:
+        settings = world.settings()
+        texts = [repr(settings.masked()), repr(settings.values)]
+        nodes = world.launch(2)
+        world.backend.terminate(settings, world.backend.list(settings), world.progress())
+        assert len(nodes) == 2
+        world.calls.handlers.append(("before-send.ec2.DescribeKeyPairs",
+                                     lambda **_: aws_error(401, "AuthFailure", "not able to validate")))
+        with pytest.raises(UsageError) as info:
+            world.backend.preflight(world.settings(), world.request(1, launch_id="denied"))
+        texts += [str(info.value), repr(info.value)]
+        assert "credential_file.csv (aws_credential)" in str(info.value)
+    finally:
+        for name in ("botocore", "boto3"):
+            logger = logging.getLogger(name)
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+    captured = capsys.readouterr()
+    assert "DescribeKeyPairs" in caplog.text or "DescribeKeyPairs" in captured.err  # debug logging was on
+    for text in [caplog.text, captured.out, captured.err, world.progress_stream.getvalue(), *texts]:
+        assert CSV_SECRET not in text
