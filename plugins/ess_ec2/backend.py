@@ -53,6 +53,7 @@ class Ec2Backend(Backend):
     name: ClassVar[str] = "ec2"
     description: ClassVar[str] = "Amazon EC2 instances (boto3), tagged per cluster"
     settings: ClassVar[tuple[SettingSpec, ...]] = SETTINGS
+    billable: ClassVar[bool] = True
 
     def __init__(self) -> None:
         # Preflight's findings per launch, so create does not ask AWS again.
