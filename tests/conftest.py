@@ -1,10 +1,32 @@
-"""Every test runs with fake AWS credentials, a dead endpoint and its own ESS_HOME."""
+"""Every test runs with fake AWS credentials, a dead endpoint, its own ESS_HOME, and a
+network guard that refuses any connection beyond loopback and the test namespaces
+(in this process and, through PYTHONPATH, in every ess subprocess)."""
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
 from ess import plugins
+
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+sys.path.insert(0, str(NETGUARD))
+import ess_netguard  # noqa: E402
+
+ess_netguard.install()
+os.environ["ESS_TEST_NETGUARD"] = "1"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
+
+
+@pytest.fixture(autouse=True)
+def _no_packets_beyond_loopback():
+    before = len(ess_netguard.BLOCKED)
+    yield
+    blocked = ess_netguard.BLOCKED[before:]
+    assert not blocked, f"the test tried to connect beyond loopback: {blocked[:3]}"
 
 
 @pytest.fixture(autouse=True)

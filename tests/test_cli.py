@@ -84,7 +84,7 @@ def test_debug_adds_the_traceback(ess):
     (["instance", "memory", "create", "--min", "x"], "ess: --min: 'x' is not a whole number (try --min 3)"),
     (["instance", "memory", "create", "--nmber", "3"], "ess: --nmber: no such option for `ess instance memory create` (did you mean --number?)"),
     (["instance", "memory", "create", "--number", "0"], "ess: --number: 0 is too small (the least is 1)"),
-    (["instance", "memroy", "list"], "ess: instance memroy: no such backend (did you mean memory?) (installed: ec2, local, memory"),
+    (["instance", "memroy", "list"], "ess: instance memroy: no such backend (did you mean memory?) (installed: ec2, hosts, local, memory"),
     (["instance", "memory", "terminate"], "ess: terminate: name what to terminate (ess instance memory terminate all, or node ids)"),
 ])
 def test_usage_errors_are_one_line(ess, memory, argv, line):
