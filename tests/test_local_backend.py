@@ -369,3 +369,26 @@ def test_exec_signal_status_and_environment(backend: LocalBackend) -> None:
         assert stdout.read().decode() == f"bar//{access.username}\n"
     finally:
         client.close()
+
+
+def test_a_session_can_have_a_terminal(backend: LocalBackend) -> None:
+    settings = settings_for(backend)
+    node = backend.create(settings, request(1), quiet())[0]
+    access = backend.access(settings)
+    client = ssh_client(node, access.username, access.key_file)
+    try:
+        _, stdout, _ = client.exec_command("test -t 0 && echo tty; stty size; exit 3", get_pty=True)
+        assert stdout.read() == b"tty\r\n24 80\r\n"
+        assert stdout.channel.recv_exit_status() == 3
+        shell = client.invoke_shell(width=100, height=40)
+        shell.sendall(b"echo $((6*7)); stty size; exit 5\n")
+        output = b""
+        while True:
+            chunk = shell.recv(4096)  # returns b"" once the shell has exited and closed the channel
+            if not chunk:
+                break
+            output += chunk
+        assert b"42\r\n40 100\r\n" in output  # after the echoed input and maybe a prompt
+        assert shell.recv_exit_status() == 5
+    finally:
+        client.close()

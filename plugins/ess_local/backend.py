@@ -230,10 +230,9 @@ class LocalBackend(Backend):
                     ready[record.id] = int(answer["port"])  # type: ignore[arg-type]
                 elif answer is not None and answer.get("error"):
                     failed[record.id] = f"{record.id}: {answer['error']}"
-                elif not process.is_ours(self._identity(record)):
+                elif not process.exists(self._identity(record)):
                     process.reap(record.pid)
-                    failed[record.id] = (f"{record.id} exited while starting "
-                                         f"(see {store.node_dir(record.id) / 'node.log'})")
+                    failed[record.id] = f"{record.id} exited while starting: {_last_line(store, record.id)}"
                 else:
                     still.append(record)
             if len(still) != len(pending):
@@ -372,6 +371,15 @@ class LocalBackend(Backend):
             process.stop([self._identity(record) for record in restarted if record.id in failed])
             first = next(iter(failed.values()))
             raise EssError(f"local backend: {len(failed)} node(s) did not start: {first}")
+
+
+def _last_line(store: ClusterStore, node_id: str) -> str:
+    """The last line a node logged (its folder may be deleted right after), for errors."""
+    try:
+        lines = (store.node_dir(node_id) / "node.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1][-300:] if lines else "empty log"
 
 
 def _accepts(port: int) -> bool:

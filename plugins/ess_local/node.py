@@ -10,7 +10,8 @@ for it; if binding fails it writes ``{"error": "..."}`` instead and exits 1.
 It accepts public-key logins only, for ``--username`` with the key in
 ``--authorized-keys``. ``exec`` requests run through ``/bin/sh -c`` in ``--home`` (also
 ``$HOME``), with real stdin, stdout, stderr and exit status; a session without a command
-gets a non-interactive ``/bin/sh`` (no PTY). SFTP and scp see this machine's real file
+gets ``/bin/sh`` (interactive, on a pseudo-terminal, when the client asks for one, as
+``ssh`` does by hand). SFTP and scp see this machine's real file
 system, with relative paths starting in ``--home``. SIGTERM (or SIGINT) closes the server
 and exits 0. If the node's folder disappears (cluster state deleted by hand), the node
 exits by itself rather than live on as an orphan nobody can find.
@@ -78,6 +79,91 @@ async def _feed(reader: object, proc: asyncio.subprocess.Process) -> None:
         proc.stdin.close()
 
 
+def _set_winsize(fd: int, size: tuple[int, int, int, int]) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    width, height, pixwidth, pixheight = size
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, pixwidth, pixheight))
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: make the PTY on stdin the controlling terminal."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path) -> None:
+    """Run a session on a real pseudo-terminal, as sshd does when the client asks for one."""
+    import asyncssh
+
+    master, slave = os.openpty()
+    _set_winsize(slave, process.get_terminal_size())
+    env = {**env, "TERM": process.get_terminal_type()}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=slave, stdout=slave, stderr=slave, cwd=home, env=env,
+            start_new_session=True, preexec_fn=_take_terminal)
+    except OSError as exc:
+        os.close(master)
+        os.close(slave)
+        process.stderr.write(f"ess local node: cannot run /bin/sh: {exc.strerror}\r\n".encode())
+        process.exit(127)
+        return
+    os.close(slave)
+    os.set_blocking(master, False)
+    loop = asyncio.get_running_loop()
+    output_done = asyncio.Event()
+
+    def readable() -> None:
+        try:
+            data = os.read(master, COPY_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every holder of the terminal has closed it
+            data = b""
+        if data:
+            process.stdout.write(data)
+        else:
+            loop.remove_reader(master)
+            output_done.set()
+
+    loop.add_reader(master, readable)
+
+    async def feed() -> None:
+        while True:
+            try:
+                data = await process.stdin.read(COPY_CHUNK)
+            except asyncssh.TerminalSizeChanged as change:
+                _set_winsize(master, (change.width, change.height, change.pixwidth, change.pixheight))
+                continue
+            except (asyncssh.BreakReceived, asyncssh.SignalReceived):
+                continue
+            if not data:
+                return
+            while data:
+                try:
+                    data = data[os.write(master, data):]
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+
+    feeder = asyncio.ensure_future(feed())
+    try:
+        code = await proc.wait()
+        # Background jobs may keep the terminal open: send what is there, then finish.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(output_done.wait(), 1.0)
+    finally:
+        feeder.cancel()
+        loop.remove_reader(master)
+        os.close(master)
+    with contextlib.suppress(Exception):
+        process.exit(code if code >= 0 else 128 - code)
+
+
 def _make_handler(home: Path, username: str):
     env = {key: value for key, value in os.environ.items()
            if key in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
@@ -91,6 +177,11 @@ def _make_handler(home: Path, username: str):
         for key, value in (process.env or {}).items():
             if isinstance(key, str) and key.startswith("LC_") and isinstance(value, str):
                 session_env[key] = value
+        if process.get_terminal_type():
+            if command is None:
+                argv = ["/bin/sh", "-i"]
+            await _run_in_pty(process, argv, session_env, home)
+            return
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -144,7 +235,7 @@ async def _serve(args: argparse.Namespace) -> int:
             server_host_keys=[str(args.host_key)],
             process_factory=_make_handler(args.home, username),
             sftp_factory=True, allow_scp=True, encoding=None,
-            agent_forwarding=False, x11_forwarding=False, allow_pty=False,
+            agent_forwarding=False, x11_forwarding=False, allow_pty=True, line_editor=False,
             reuse_address=True)
     except (OSError, asyncssh.Error) as exc:
         _write_ready(args.ready_file, {"error": f"cannot listen on 127.0.0.1:{args.port}: {exc}"})

@@ -99,8 +99,16 @@ def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
         proc = subprocess.Popen([sys.executable, "-m", NODE_MODULE, *argv], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, cwd=cwd, start_new_session=True,
                                 close_fds=True)
-    # Popen returns after exec, so the start time and command line are the node's own.
     started = start_time(proc.pid)
+    # Popen can return while the kernel is still inside execve (vfork), when the new
+    # command line is not yet readable: wait for it, so the node verifies from now on.
+    deadline = time.monotonic() + 5.0
+    while started is not None and time.monotonic() < deadline:
+        argv_now = command_line(proc.pid)
+        if argv_now and NODE_MODULE in argv_now:
+            break
+        time.sleep(0.001)
+        started = start_time(proc.pid)
     # The Popen object is dropped on purpose: the node must outlive this command. Python's
     # subprocess module keeps unfinished children in a list and reaps them later.
     if started is None:
