@@ -222,7 +222,8 @@ class Settings:
             return f"setting {key}"
         if value.source.startswith(("--", "ESS_")):
             return value.source
-        return f"{value.source} {key}"
+        section = f" [{self.section}]" if self.section else ""
+        return f"{value.source}{section} {key}"
 
     @property
     def config_dir(self) -> Path:
