@@ -91,6 +91,11 @@ class Backend:
         """Remove ess's tags from ``nodes`` without stopping them: they leave the cluster."""
         raise NotSupported(f"backend {self.name} cannot release nodes")
 
+    def purge(self, settings: Settings, progress: Progress) -> list[str]:
+        """After ``terminate all --purge``: delete the cluster's supporting resources that ess
+        created (ec2: security group, key pair), never ones it did not; say what went."""
+        raise NotSupported(f"backend {self.name} has nothing to purge (drop --purge)")
+
     def commands(self) -> list[Any]:
         """Extra click commands under ``ess instance <name>`` (e.g. ec2's security-group)."""
         return []

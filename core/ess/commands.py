@@ -191,9 +191,12 @@ def terminate_command(backend: Backend) -> click.Command:
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
     @click.option("--include-adopted", is_flag=True,
                   help="With `all`, also terminate machines adopted with `add` (ess did not launch them).")
+    @click.option("--purge", is_flag=True,
+                  help="With `all`: afterwards delete what ess created for the cluster (ec2: its security "
+                       "group and key pair), never what it did not create.")
     @setting_options(backend, "terminate")
     @common_options
-    def terminate(targets: tuple[str, ...], yes: bool, include_adopted: bool, **flags: Any) -> None:
+    def terminate(targets: tuple[str, ...], yes: bool, include_adopted: bool, purge: bool, **flags: Any) -> None:
         from . import provision
 
         if not targets:
@@ -201,6 +204,10 @@ def terminate_command(backend: Backend) -> click.Command:
                              "terminate all, or node ids)")
         if "all" in targets and len(targets) > 1:
             raise UsageError("terminate: give either `all` or node ids, not both")
+        if purge and targets != ("all",):
+            raise UsageError("--purge: only with `terminate all` (the cluster's resources go with its last node)")
+        if purge and type(backend).purge is Backend.purge:
+            raise UsageError(f"--purge: backend {backend.name} has nothing to purge (drop --purge)")
         settings = load(backend, flags)
         nodes = provision.select(backend, settings, list(targets), adopted=include_adopted)
         if targets == ("all",) and not include_adopted:
@@ -208,20 +215,26 @@ def terminate_command(backend: Backend) -> click.Command:
             if kept:
                 click.echo(f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(kept)} "
                            "(--include-adopted terminates them too; `remove` releases them)", err=True)
+        purged: list[str] = []
         if not nodes:
             click.echo(f"nothing to terminate: cluster {settings.cluster!r} has no nodes on "
                        f"{backend.name}", err=True)
-            if OPTIONS.json:
-                emit_json({"backend": backend.name, "cluster": settings.cluster, "terminated": []})
-            return
-        confirm(f"Terminate {len(nodes)} node(s) of cluster {settings.cluster!r} on {backend.name}",
-                nodes, yes)
-        provision.terminate(backend, settings, nodes, progress())
+        else:
+            confirm(f"Terminate {len(nodes)} node(s) of cluster {settings.cluster!r} on {backend.name}"
+                    + (" and purge its resources" if purge else ""), nodes, yes)
+            provision.terminate(backend, settings, nodes, progress())
+        if purge:
+            if not nodes and not yes and not sys.stdin.isatty():
+                raise UsageError("--yes: required to confirm --purge when stdin is not a terminal")
+            purged = backend.purge(settings, progress())
         if OPTIONS.json:
             emit_json({"backend": backend.name, "cluster": settings.cluster,
-                       "terminated": [n.id for n in nodes]})
-        else:
+                       "terminated": [n.id for n in nodes], "purged": purged})
+            return
+        if nodes:
             emit(f"terminated {len(nodes)} node(s): {', '.join(n.id for n in nodes)}")
+        for item in purged:
+            emit(f"purged {item}")
     return terminate
 
 

@@ -65,7 +65,8 @@ class ContractTarget:
     verify: bool = True
     count: int = 2
 
-    def settings_for(self, cluster: str, **overrides: Any) -> Settings:
+    def settings_for(self, cluster: str, /, **overrides: Any) -> Settings:
+        """Settings for ``cluster``; ``overrides`` win (a bad_settings case may override cluster)."""
         cli = {**self.settings, "cluster": cluster, **overrides}
         if self.counts:
             cli.setdefault("instance_count", self.count)
