@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ess import plugins
+from ess.testing.fixtures import FAKE_SECRET_KEY
 
 NETGUARD = Path(__file__).resolve().parent / "netguard"
 sys.path.insert(0, str(NETGUARD))
@@ -19,6 +20,43 @@ import ess_netguard  # noqa: E402
 ess_netguard.install()
 os.environ["ESS_TEST_NETGUARD"] = "1"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
+
+
+# -- secrets scan ------------------------------------------------------------------------
+# Every test's captured stdout, stderr and log records, and every in-process CLI result,
+# are searched for the fake AWS secret and for private-key material. A hit fails the test.
+FORBIDDEN = (FAKE_SECRET_KEY, "PRIVATE KEY-----", "PRIVATE KEY----- ")
+SCANNED = {"texts": 0, "chars": 0, "leaks": 0}
+
+
+def secrets_in(text: str) -> list[str]:
+    SCANNED["texts"] += 1
+    SCANNED["chars"] += len(text)
+    found = [marker for marker in FORBIDDEN if marker in text]
+    SCANNED["leaks"] += bool(found)
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    for title, content in report.sections:
+        if not title.endswith(report.when):
+            continue  # later phases repeat earlier sections; scan each once
+        found = secrets_in(content)
+        if found and not report.failed:
+            report.outcome = "failed"
+            report.longrepr = f"secret material {found} appeared in '{title}'"
+
+
+def pytest_sessionfinish(session):
+    log = os.environ.get("ESS_RELIABILITY_LOG")
+    if log:
+        import json
+
+        with open(log, "a") as handle:
+            handle.write(json.dumps({"kind": "secrets_scan", **SCANNED}) + "\n")
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +94,8 @@ def ess(capsys):
         plugins.reset()
         code = run(list(args))
         captured = capsys.readouterr()
+        leaked = secrets_in(captured.out) + secrets_in(captured.err)
+        assert not leaked, f"`ess {' '.join(args)}` printed secret material {leaked}"
         return Result(code, captured.out, captured.err)
 
     return invoke

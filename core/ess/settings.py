@@ -7,6 +7,7 @@ error can name the file, section and key (or the option / variable) that was wro
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import stat
 import sys
@@ -223,8 +224,10 @@ def _to_number(raw: Any, where: str, kind: type, noun: str, spec: SettingSpec) -
             value = kind(raw)
             if kind is int and value != raw:
                 value = None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         value = None
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None  # nan passes every bound check and inf is never a useful timeout
     if value is None:
         example = "3" if kind is int else "2.5"
         hint = f"try {where} {example}" if where.startswith("--") else f"write a number such as {example}"

@@ -1,0 +1,68 @@
+"""The secrets scan itself must be able to fail, and the redaction it relies on must hold."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from ess.redact import RedactingFilter, register_secret, scrub
+from ess.testing.fixtures import FAKE_SECRET_KEY
+
+pytest_plugins = ["pytester"]
+
+
+def test_the_scan_fails_a_test_that_prints_the_secret(pytester):
+    pytester.makeconftest((__import__("pathlib").Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(test_leak=f"def test_leaks():\n    print({FAKE_SECRET_KEY!r})\n")
+    # Not pytester.runpytest_*: it echoes the inner output into this test's capture, which
+    # the scan (rightly) would flag here too.
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pytester.path)],
+                          capture_output=True, text=True, cwd=pytester.path, timeout=120)
+    assert proc.returncode == 1 and "1 failed" in proc.stdout.strip().splitlines()[-1]
+    assert "secret material" in proc.stdout
+
+
+def test_scrub_masks_registered_secrets_keys_and_signatures():
+    register_secret(FAKE_SECRET_KEY)
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+    text = scrub(f"secret={FAKE_SECRET_KEY} key={key} url=...&Signature=abcdef0123&x=1")
+    assert FAKE_SECRET_KEY not in text and "b3BlbnNz" not in text and "abcdef0123" not in text
+
+
+def test_log_records_are_scrubbed_with_arguments_and_tracebacks(caplog):
+    register_secret(FAKE_SECRET_KEY)
+    logger = logging.getLogger("ess.test.secrets")
+    handler_filter = RedactingFilter()
+    caplog.handler.addFilter(handler_filter)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="ess.test.secrets"):
+            logger.debug("creds %s", FAKE_SECRET_KEY)
+            try:
+                raise RuntimeError(f"boom {FAKE_SECRET_KEY}")
+            except RuntimeError:
+                logger.exception("failed")
+    finally:
+        caplog.handler.removeFilter(handler_filter)
+    assert FAKE_SECRET_KEY not in caplog.text
+    assert "****" in caplog.text and "RuntimeError: boom ****" in caplog.text
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_internal_errors_and_debug_tracebacks_are_scrubbed(ess, memory, monkeypatch, capsys, debug):
+    register_secret(FAKE_SECRET_KEY)
+
+    def explode(self, settings):
+        raise RuntimeError(f"backend blew up holding {FAKE_SECRET_KEY}")
+
+    monkeypatch.setattr(memory.MemoryBackend, "list", explode)
+    from ess.cli import run
+
+    capsys.readouterr()
+    code = run(["instance", "memory", "list", *debug])
+    err = capsys.readouterr().err
+    assert code == 1 and "internal error: RuntimeError: backend blew up holding ****" in err
+    assert FAKE_SECRET_KEY not in err
+    assert ("Traceback" in err) == bool(debug)
