@@ -92,3 +92,17 @@ def test_min_keeps_the_reachable_machines(ess, hosts_conf):
 def test_create_without_key_is_exit_2(ess, tmp_path):
     r = ess("instance", "hosts", "create", "10.0.0.5")
     assert r.code == 2 and "key_file: required for create" in r.err
+
+
+def test_ssh_node_fixture_gives_a_reachable_node(ssh_node):
+    """The plugin-author fixture, used as a third party would: one server, one check."""
+    from ess import provision
+    from ess.progress import Progress
+    from ess.settings import load_settings
+
+    server = ssh_node.start()
+    backend = HostsBackend()
+    settings = load_settings(backend, cli={"hosts": f"127.0.0.1:{server.port}", "username": ssh_node.username,
+                                           "key_file": str(ssh_node.key_file)})
+    results = provision.check(backend, settings, [server.node("n1")], Progress(quiet=True))
+    assert [r.ok for r in results] == [True]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +67,36 @@ def moto_endpoint(moto_server: str, fake_aws: dict[str, str],
     urllib.request.urlopen(request, timeout=10).close()
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     return moto_server
+
+
+@dataclass
+class SshNodes:
+    """What ``ssh_node`` gives a test: the cluster key file, and ``start()`` for more servers."""
+
+    key_file: Path
+    username: str
+    start: Callable[..., Any]
+
+
+@pytest.fixture
+def ssh_node(tmp_path: Path) -> Iterator[SshNodes]:
+    """Start in-process SSH servers that accept one generated ed25519 cluster key.
+
+    ``nodes = ssh_node``; ``server = nodes.start()``; ``server.node("n1")`` is an
+    ``ess.models.Node`` pointing at it; ``nodes.key_file`` is the private key (0600).
+    """
+    from .sshd import SshNode, generate_ed25519_key, write_private_key
+
+    key = generate_ed25519_key()
+    key_file = write_private_key(key, tmp_path / "cluster_ed25519")
+    started: list[Any] = []
+
+    def start(**options: Any) -> Any:
+        options.setdefault("username", "ess")
+        server = SshNode(authorized_keys=[key], **options).start()
+        started.append(server)
+        return server
+
+    yield SshNodes(key_file=key_file, username="ess", start=start)
+    for server in started:
+        server.stop()
