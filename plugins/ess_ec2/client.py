@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,8 +122,40 @@ class Aws:
         return self.client("ssm")
 
 
+#: The last connect() result and what it was made from. One command loads its settings once
+#: and then calls preflight, create, wait (or list, terminate) with that same object; each
+#: used to build its own session and client (~0.1 s of CPU each, and a fresh HTTPS
+#: connection pool, so a new TLS handshake per step on real AWS). New settings, another
+#: build_client (tests wrap it) or other AWS_* environment: a new session and client.
+_last_connect: tuple[Any, tuple[Any, ...], Aws] | None = None
+
+
+def _connect_key(settings: Settings) -> tuple[Any, ...]:
+    env = tuple(os.environ.get(name) for name in (
+        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE"))
+    values = tuple(sorted((k, repr(v)) for k, v in settings.values.items()))
+    return (build_client, env, values)
+
+
 def connect(settings: Settings) -> Aws:
-    """Credentials (CSV or chain), session and region for ``settings``; no API call yet."""
+    """Credentials (CSV or chain), session and region for ``settings``; no API call yet.
+
+    Calls with the same settings object (and unchanged environment) share one session and
+    its clients: boto3 clients are thread-safe, and one command's steps need the same account.
+    """
+    global _last_connect
+    key = _connect_key(settings)
+    last = _last_connect
+    if last is not None and last[0]() is settings and last[1] == key:
+        return last[2]
+    aws = _connect(settings)
+    _last_connect = (weakref.ref(settings), key, aws)
+    return aws
+
+
+def _connect(settings: Settings) -> Aws:
     credentials = load_credentials(settings)
     profile = None if credentials else settings.get("profile")
     session = build_session(credentials, profile, settings.where("profile"))
