@@ -1,0 +1,1 @@
+"""Test-only ess plugins that inject faults into the create flow (loaded with ESS_PLUGINS)."""
