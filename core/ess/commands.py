@@ -108,7 +108,7 @@ def create_command(backend: Backend) -> click.Command:
         settings = load(backend, flags)
         count = backend.requested_count(settings)
         request = provision.launch_request(settings, count, min_count)
-        provision.preflight(backend, settings, request)
+        provision.preflight(backend, settings, request, verify=not no_verify)
         if backend.billable and not yes and sys.stdin.isatty():
             kind = settings.get("instance_type") or "node"
             click.confirm(f"Launch {count} x {kind} for cluster {settings.cluster!r} on {name}?",

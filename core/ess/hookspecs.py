@@ -83,11 +83,14 @@ def ess_backends() -> list[Backend] | None:
 
 # -- provisioning lifecycle -------------------------------------------------------------
 @hookspec
-def ess_before_create(settings: Settings, count: int) -> None:
-    """Called after preflight passed and before the launch call.
+def ess_before_create(settings: Settings, count: int, access: Access | None, verify: bool) -> None:
+    """Called after the backend's preflight passed and before the launch call.
 
-    Raise :class:`ess.errors.UsageError` to veto the launch (e.g. a budget policy);
-    nothing has been launched yet, so nothing needs cleaning up.
+    ``access`` is how the new nodes will be logged in to (None if the backend has no SSH
+    access); ``verify`` is False under ``--no-verify``. Raise
+    :class:`ess.errors.UsageError` to veto the launch (a budget policy, or a check plugin
+    that finds the private key unusable); nothing has been launched yet, so nothing
+    needs cleaning up.
     """
 
 

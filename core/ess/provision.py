@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .backend import Backend
-from .errors import EssError, Interrupted, PartialFailure, UsageError
+from .errors import EssError, Interrupted, NotSupported, PartialFailure, UsageError
 from .models import (
     RUNNING,
     TAG_ADOPTED,
@@ -27,6 +27,7 @@ from .models import (
     TAG_CREATED_AT,
     TAG_CREATED_BY,
     TAG_LAUNCH,
+    Access,
     CheckResult,
     LaunchRequest,
     Node,
@@ -77,8 +78,8 @@ def _user() -> str:
         return "unknown"
 
 
-def preflight(backend: Backend, settings: Settings, request: LaunchRequest) -> None:
-    """Every check that costs nothing: the backend's, then the plugins' veto."""
+def preflight(backend: Backend, settings: Settings, request: LaunchRequest, *, verify: bool = True) -> None:
+    """Every check that costs nothing: the backend's, then the plugins' (which may veto)."""
     missing = [key for key, spec in settings.specs.items()
                if spec.required and settings.get(key) in (None, "")]
     if missing:
@@ -86,7 +87,12 @@ def preflight(backend: Backend, settings: Settings, request: LaunchRequest) -> N
         raise UsageError(f"{settings.where(key)}: required for create "
                          f"(set it in the config file, {settings.specs[key].env}, or on the command line)")
     backend.preflight(settings, request)
-    get_plugin_manager().hook.ess_before_create(settings=settings, count=request.count)
+    try:
+        access: Access | None = backend.access(settings)
+    except NotSupported:
+        access = None
+    get_plugin_manager().hook.ess_before_create(settings=settings, count=request.count, access=access,
+                                                verify=verify)
 
 
 def create(backend: Backend, settings: Settings, request: LaunchRequest, progress: Progress, *,

@@ -64,6 +64,18 @@ def ess_settings() -> list[SettingSpec]:
 
 
 @ess.hookimpl
+def ess_before_create(access: Access | None, verify: bool) -> None:
+    """Refuse to launch when the key the check will need is unusable (mode, format, passphrase).
+
+    Without this, a garbled .pem is only found by the check, after paying for the nodes.
+    """
+    if verify and access is not None:
+        from .keys import load_private_key
+
+        load_private_key(access.key_file)
+
+
+@ess.hookimpl
 def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
                     progress: Progress) -> list[CheckResult] | None:
     """Verify every node over SSH (see :mod:`ess_ssh.check`)."""
