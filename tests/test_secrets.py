@@ -66,3 +66,37 @@ def test_internal_errors_and_debug_tracebacks_are_scrubbed(ess, memory, monkeypa
     assert code == 1 and "internal error: RuntimeError: backend blew up holding ****" in err
     assert FAKE_SECRET_KEY not in err
     assert ("Traceback" in err) == bool(debug)
+
+
+def test_a_failing_log_write_never_dumps_the_exception_it_was_handling(monkeypatch):
+    """Found by the scan: logging's default handleError printed the in-flight exception raw."""
+    from ess.cli import configure_logging
+
+    register_secret(FAKE_SECRET_KEY)
+    configure_logging(debug=True)
+
+    class FlakyStderr:
+        def __init__(self) -> None:
+            self.written: list[str] = []
+            self.calls = 0
+
+        def write(self, text: str) -> int:
+            self.calls += 1
+            if self.calls == 1:
+                raise ValueError("I/O operation on closed file.")
+            self.written.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    flaky = FlakyStderr()
+    monkeypatch.setattr(sys, "stderr", flaky)
+    try:
+        raise RuntimeError(f"boom {FAKE_SECRET_KEY}")
+    except RuntimeError:
+        logging.getLogger("ess.test").exception("request failed")
+    monkeypatch.undo()
+    written = "".join(flaky.written)
+    assert FAKE_SECRET_KEY not in written
+    assert written == "ess: could not write a log record from ess.test\n"

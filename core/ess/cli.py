@@ -19,7 +19,7 @@ import click
 
 from . import __version__
 from .errors import EssError, Interrupted, UsageError
-from .redact import RedactingFilter, scrub
+from .redact import RedactingStderrHandler, scrub
 
 EXIT_CODES_HELP = ("Exit codes: 0 success, 1 failure, 2 bad input (nothing was done), "
                    "3 partial success, 130 interrupted.")
@@ -65,9 +65,8 @@ def configure_logging(debug: bool = False) -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_ess", False)), None)
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = RedactingStderrHandler()
         handler._ess = True  # type: ignore[attr-defined]
-        handler.addFilter(RedactingFilter())
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(logging.WARNING)

@@ -7,6 +7,7 @@ would be printed, and the log filter installed by the CLI does the same for log 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 
@@ -51,3 +52,31 @@ class RedactingFilter(logging.Filter):
             record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)))
             record.exc_info = None
         return True
+
+
+class RedactingStderrHandler(logging.StreamHandler):
+    """Log to whatever ``sys.stderr`` is now, scrubbed, and never dump a raw traceback.
+
+    logging's default ``handleError`` prints the exception being handled, which can carry a
+    secret in its message; this one prints one scrubbed line instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addFilter(RedactingFilter())
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201 - the property logging.StreamHandler reads
+        import sys
+
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # StreamHandler.__init__ assigns it; ignore
+        pass
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        import sys
+
+        with contextlib.suppress(Exception):  # stderr itself is gone: nothing safe to say
+            sys.stderr.write(scrub(f"ess: could not write a log record from {record.name}\n"))
