@@ -6,7 +6,7 @@ import hashlib
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from ess.backend import Backend
@@ -28,7 +28,7 @@ from ess.models import (
 from ess.progress import Progress
 
 from . import client as aws_client
-from . import keys
+from . import keys, membership
 from .preflight import LaunchPlan, plan_launch
 from .specs import SETTINGS
 
@@ -195,6 +195,85 @@ class Ec2Backend(Backend):
         known = {i: replied.get(i) or ours[i]["State"]["Name"] for i in watch}
         if watch and any(state != target for state in known.values()):
             self._poll(aws, watch, target, float(settings.get("wait_timeout", 600)), progress, label)
+
+    # -- membership --------------------------------------------------------------------
+    def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
+        """The live instances ``ids`` name (``i-...``, or ``r-...`` for a whole reservation).
+
+        One batched describe; UsageError for an unknown id, a terminated instance, or one
+        tagged with another ess cluster. Changes nothing.
+        """
+        aws = aws_client.connect(settings)
+        try:
+            instances = membership.find(aws, ids)
+        except EssError:
+            raise
+        except Exception as exc:
+            if aws_client.is_aws_error(exc):
+                raise aws_client.translate(exc, aws, "describe instances") from None
+            raise
+        membership.check_adoptable(instances, settings.cluster)
+        use_private = bool(settings.get("use_private_ip", False))
+        return [aws_client.to_node(i, use_private) for i in instances]
+
+    def adopt(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str],
+              progress: Progress) -> None:
+        """Tag ``nodes`` with the cluster's tags: one CreateTags per 1000 instances.
+
+        A node already in this cluster keeps its tags: marking a node ess launched as
+        adopted would make ``terminate all`` pass it over.
+        """
+        ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) != settings.cluster]
+        if not ids:
+            progress.note(f"ess: every node named is already in cluster {settings.cluster!r}")
+            return
+        self._tagging(settings, "tag instances", lambda aws: membership.tag(aws, ids, tags))
+
+    def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+        """Delete ess's tags (ess:*) from the cluster's ``nodes``; they keep running."""
+        ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) == settings.cluster]
+        if ids:
+            self._tagging(settings, "untag instances", lambda aws: membership.untag(aws, ids))
+
+    @staticmethod
+    def _tagging(settings: Settings, action: str, call: Callable[[aws_client.Aws], None]) -> None:
+        aws = aws_client.connect(settings)
+        try:
+            call(aws)
+        except Exception as exc:
+            if aws_client.is_aws_error(exc):
+                raise aws_client.translate(exc, aws, action) from None
+            raise
+
+    # -- extras: security group, key pair, purge ---------------------------------------
+    def commands(self) -> list[Any]:
+        """``security-group create`` and ``key-pair create`` under ``ess instance ec2``."""
+        from .commands import key_pair_group, security_group_group
+
+        return [security_group_group(self), key_pair_group(self)]
+
+    def purge(self, settings: Settings, progress: Progress) -> list[str]:
+        """Delete the security groups and key pairs ess created for this cluster.
+
+        Only resources tagged ``ess:cluster=<cluster>`` *and* ``ess:created-by`` are
+        deleted: a group or key pair ess did not create is never touched. A group still in
+        use (by a node that was not terminated) is kept and named in a note. Returns one
+        description per deleted resource. Meant to run after ``terminate all``.
+        """
+        from . import keys, security_group
+
+        aws = aws_client.connect(settings)
+        try:
+            deleted = security_group.purge(aws, settings.cluster, progress, self.sleep)
+            deleted += keys.purge_key_pairs(aws, settings.cluster)
+        except EssError:
+            raise
+        except Exception as exc:
+            if aws_client.is_aws_error(exc):
+                raise aws_client.translate(exc, aws, "delete the cluster's security groups and key pairs"
+                                           ) from None
+            raise
+        return deleted
 
     # -- polling -----------------------------------------------------------------------
     def _poll(self, aws: aws_client.Aws, ids: list[str], target: str, timeout: float,
