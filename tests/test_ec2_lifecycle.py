@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.request
 from collections import Counter
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from ess import provision
 from ess.errors import EssError
 from ess.models import RUNNING, STOPPED, TAG_CLUSTER, TAG_LAUNCH, TERMINATED, Node
-from tests.ec2_world import LINUX_AMI, make_world
+from tests.ec2_world import make_world
 
 #: What preflight costs, whatever the count: one read per concept and one DryRun.
 PREFLIGHT = Counter({"DescribeKeyPairs": 1, "DescribeVpcs": 1, "DescribeSecurityGroups": 1,
@@ -57,20 +56,9 @@ def test_create_and_terminate_cost_the_same_calls_for_1_and_2_nodes(world):
 
 
 @pytest.fixture
-def lean_world(moto_endpoint, tmp_path, monkeypatch):
-    """A moto account without moto's ~1000 default AMIs, and one registered Linux image.
-
-    moto looks every launched instance's AMI up by scanning all its images with filters,
-    which makes a 1000-node launch take a minute with the defaults loaded; the backend's
-    behaviour does not depend on them.
-    """
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    reset = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset, timeout=10).close()
-    world = make_world(tmp_path, monkeypatch)
-    image = world.ec2.register_image(Name="al2023-test", Architecture="x86_64",
-                                     RootDeviceName="/dev/xvda")["ImageId"]
-    world.conf.write_text(world.conf.read_text() + f"image_id: {image}\n")
+def lean_world(world):
+    """The world with image_id set to its registered image (DescribeImages, not SSM)."""
+    world.conf.write_text(world.conf.read_text() + f"image_id: {world.image}\n")
     return world
 
 
@@ -188,7 +176,7 @@ def test_stop_and_start_wait_for_the_state(world):
 def test_pagination_beyond_100_reservations(world):
     tags = [{"Key": TAG_CLUSTER, "Value": "default"}, {"Key": TAG_LAUNCH, "Value": "many"}]
     for _ in range(101):  # 101 reservations: moto pages at 100 even when ids are given
-        world.ec2.run_instances(ImageId=LINUX_AMI, MinCount=1, MaxCount=1, InstanceType="m3.medium",
+        world.ec2.run_instances(ImageId=world.image, MinCount=1, MaxCount=1, InstanceType="m3.medium",
                                 TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
     settings = world.settings()
     listed = world.backend.list(settings)

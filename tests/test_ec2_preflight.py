@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ess.errors import UsageError
-from tests.ec2_world import LINUX_AMI, aws_error, make_world
+from tests.ec2_world import aws_error, make_world
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_unknown_security_group_id(world):
 
 def test_security_group_by_id_and_name_in_subnet_vpc(world):
     vpc = world.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    subnet = world.ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    subnet = world.ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
     in_vpc = world.ec2.create_security_group(GroupName="essentia-access", Description="x", VpcId=vpc)["GroupId"]
     other = world.ec2.create_security_group(GroupName="extra", Description="x", VpcId=vpc)["GroupId"]
     settings = world.settings(subnet_id=subnet, security_groups=f"essentia-access,{other}")
@@ -133,10 +133,10 @@ def test_unknown_image(world):
 
 
 def test_explicit_linux_image_is_used(world):
-    settings = world.settings(image_id=LINUX_AMI)
+    settings = world.settings(image_id=world.image)
     request = world.request(1)
     world.backend.preflight(settings, request)
-    assert world.backend._plans[request.launch_id].image_id == LINUX_AMI
+    assert world.backend._plans[request.launch_id].image_id == world.image
 
 
 def test_bad_subnet(world):
