@@ -162,14 +162,26 @@ class Ec2Backend(Backend):
     def _change(self, settings: Settings, nodes: Iterable[Node], progress: Progress, operation: str,
                 target: str, label: str, skip_states: tuple[str, ...]) -> None:
         aws = aws_client.connect(settings)
+        nodes = list(nodes)
         ids = sorted({n.id for n in nodes})
         if not ids:
             return
         action = operation.replace("_", " ").replace(" instances", "")
+        described = True
         try:
             # Defense in depth: the core chose these from list(), but only an instance that
             # EC2 says carries our cluster tag is ever touched.
-            current = aws_client.describe(aws, ids)
+            try:
+                current = aws_client.describe(aws, ids)
+            except Exception as exc:
+                if operation != "terminate_instances" or not aws_client.is_aws_error(exc):
+                    raise
+                # A describe outage must not leak what we launched: fall back to the tags EC2
+                # itself reported for these nodes (launch reply or list) moments ago.
+                current = self._as_described(nodes, settings.cluster)
+                described = False
+                progress.note(f"ess: could not describe instances ({aws_client.translate(exc, aws, 'describe')});"
+                              f" terminating the {len(current)} EC2 reported as cluster {settings.cluster!r}")
             ours = {i: inst for i, inst in current.items()
                     if aws_client.tags_of(inst).get(TAG_CLUSTER) == settings.cluster}
             foreign = [i for i in ids if i in current and i not in ours]
@@ -194,7 +206,21 @@ class Ec2Backend(Backend):
         # What EC2 answered (or had already described) may be final: no poll needed then.
         known = {i: replied.get(i) or ours[i]["State"]["Name"] for i in watch}
         if watch and any(state != target for state in known.values()):
-            self._poll(aws, watch, target, float(settings.get("wait_timeout", 600)), progress, label)
+            try:
+                self._poll(aws, watch, target, float(settings.get("wait_timeout", 600)), progress, label)
+            except EssError:
+                if described:
+                    raise
+                # TerminateInstances was accepted; only the confirmation is out of reach.
+                progress.note(f"ess: termination of {len(watch)} instance(s) was accepted but cannot be "
+                              f"confirmed while describe fails; check with: ess instance ec2 list")
+
+    @staticmethod
+    def _as_described(nodes: list[Node], cluster: str) -> dict[str, dict]:
+        """Describe-shaped records built from nodes EC2 described earlier (their tags and state)."""
+        return {n.id: {"InstanceId": n.id, "State": {"Name": n.state},
+                       "Tags": [{"Key": k, "Value": v} for k, v in n.tags.items()]}
+                for n in nodes if n.tags.get(TAG_CLUSTER) == cluster}
 
     # -- membership --------------------------------------------------------------------
     def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
