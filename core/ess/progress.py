@@ -36,6 +36,14 @@ class Progress:
             self._started = self._last_plain = time.monotonic()
             self._emit(final=False, force=True)
 
+    def relabel(self, label: str, total: int | None = None) -> None:
+        """Rename the open stage (a backend refining the core's "launching N"), keeping its clock."""
+        with self._lock:
+            if not self._label:
+                self._started = self._last_plain = time.monotonic()
+            self._label, self._total = label, total
+            self._emit(final=False, force=True)
+
     def update(self, done: int, total: int | None = None) -> None:
         """Report how many of the stage's items are done (thread-safe)."""
         with self._lock:

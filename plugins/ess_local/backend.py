@@ -142,7 +142,7 @@ class LocalBackend(Backend):
         tags = dict(request.tags)
         tags.setdefault(TAG_CLUSTER, settings.cluster)
         tags.setdefault("Name", str(settings.get("instance_tag", "ess local node")))
-        progress.stage("starting local nodes", request.count)
+        progress.relabel(f"starting {request.count} local nodes", request.count)
         spawned: list[NodeRecord] = []
         failures: list[str] = []
         with store.locked() as state:

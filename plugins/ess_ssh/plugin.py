@@ -69,7 +69,9 @@ def ess_before_create(access: Access | None, verify: bool) -> None:
 
     Without this, a garbled .pem is only found by the check, after paying for the nodes.
     """
-    if verify and access is not None:
+    # A key that does not exist yet is the backend's to make (local generates one on first
+    # use; ec2's preflight already requires the .pem): only an existing key is judged here.
+    if verify and access is not None and access.key_file.exists():
         from .keys import load_private_key
 
         load_private_key(access.key_file)
