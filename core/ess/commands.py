@@ -16,7 +16,7 @@ import click
 from .backend import Backend
 from .cli import EXIT_CODES_HELP, OPTIONS, WholeNumber, common_options, setting_values
 from .errors import PartialFailure, UsageError
-from .models import PENDING, RUNNING, STOPPED, STOPPING, Node, Settings
+from .models import PENDING, RUNNING, STOPPED, STOPPING, TAG_ADOPTED, Node, Settings
 from .output import emit, emit_json, nodes_json, nodes_table
 from .progress import Progress
 
@@ -209,9 +209,11 @@ def terminate_command(backend: Backend) -> click.Command:
         if purge and type(backend).purge is Backend.purge:
             raise UsageError(f"--purge: backend {backend.name} has nothing to purge (drop --purge)")
         settings = load(backend, flags)
-        nodes = provision.select(backend, settings, list(targets), adopted=include_adopted)
+        chosen = provision.select(backend, settings, list(targets))
+        nodes = chosen
         if targets == ("all",) and not include_adopted:
-            kept = [n.id for n in backend.list(settings) if n.tags.get("ess:adopted") == "true"]
+            nodes = [n for n in chosen if n.tags.get(TAG_ADOPTED) != "true"]
+            kept = [n.id for n in chosen if n.tags.get(TAG_ADOPTED) == "true"]
             if kept:
                 click.echo(f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(kept)} "
                            "(--include-adopted terminates them too; `remove` releases them)", err=True)

@@ -213,15 +213,11 @@ def verdict(checks: list[CheckResult]) -> None:
     raise (PartialFailure if len(failed) < total else EssError)(message)
 
 
-def select(backend: Backend, settings: Settings, targets: list[str], *, adopted: bool = True) -> list[Node]:
-    """The cluster's nodes named by ``targets`` ("all" or ids); unknown ids are a usage error.
-
-    With ``adopted=False``, "all" leaves out machines that ``add`` adopted: ess did not
-    launch them, so only an explicit id may terminate one.
-    """
+def select(backend: Backend, settings: Settings, targets: list[str]) -> list[Node]:
+    """The cluster's nodes named by ``targets`` ("all" or ids); unknown ids are a usage error."""
     current = backend.list(settings)
     if targets == ["all"]:
-        return current if adopted else [n for n in current if n.tags.get(TAG_ADOPTED) != "true"]
+        return current
     by_id = {n.id: n for n in current}
     unknown = [t for t in targets if t not in by_id]
     if unknown:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import ess
-from ess.backend import Backend
+from typing import TYPE_CHECKING
 
-from .backend import Ec2Backend
+import ess
+
+if TYPE_CHECKING:
+    from ess.backend import Backend
+
 
 
 @ess.hookimpl
 def ess_backends() -> list[Backend]:
     """The EC2 backend."""
+    # Imported here, not at module level: `ess --help` loads this module but never
+    # asks for backends, so it never pays for the backend's code.
+    from .backend import Ec2Backend
+
     return [Ec2Backend()]

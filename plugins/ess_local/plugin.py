@@ -5,13 +5,20 @@ Import-light on purpose: asyncssh is imported only by the node processes themsel
 
 from __future__ import annotations
 
-import ess
-from ess.backend import Backend
+from typing import TYPE_CHECKING
 
-from .backend import LocalBackend
+import ess
+
+if TYPE_CHECKING:
+    from ess.backend import Backend
+
 
 
 @ess.hookimpl
 def ess_backends() -> list[Backend]:
     """The ``local`` backend."""
+    # Imported here, not at module level: `ess --help` loads this module but never
+    # asks for backends, so it never pays for the backend's code.
+    from .backend import LocalBackend
+
     return [LocalBackend()]
