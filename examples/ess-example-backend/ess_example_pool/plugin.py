@@ -5,12 +5,17 @@ ess imports this at start-up, so it stays tiny: it only hands ess the backend ob
 
 from __future__ import annotations
 
-from ess import hookimpl
-from ess.backend import Backend
+from typing import TYPE_CHECKING
 
-from .backend import PoolBackend
+from ess import hookimpl
+
+if TYPE_CHECKING:
+    from ess.backend import Backend
 
 
 @hookimpl
 def ess_backends() -> list[Backend]:
+    # Imported on demand: `ess --help` loads this module but never asks for backends.
+    from .backend import PoolBackend
+
     return [PoolBackend()]
