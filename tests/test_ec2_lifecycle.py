@@ -9,6 +9,7 @@ import pytest
 from ess import provision
 from ess.errors import EssError
 from ess.models import RUNNING, STOPPED, TAG_CLUSTER, TAG_LAUNCH, TERMINATED, Node
+from ess_ec2.backend import Ec2Backend
 from tests.ec2_world import make_world
 
 #: What preflight costs, whatever the count: one read per concept and one DryRun.
@@ -45,7 +46,9 @@ def full_cycle(world, count: int) -> tuple[Counter, Counter, list[Node]]:
 
 EXPECTED_CREATE = PREFLIGHT + Counter({"RunInstances": 1, "DescribeInstances": 1})
 #: One describe to check our tag, one call, one poll (moto: terminated on the next describe).
-EXPECTED_TERMINATE = Counter({"DescribeInstances": 2, "TerminateInstances": 1})
+# TerminateInstances and one poll: the tag re-check reuses what EC2 told this backend when it
+# launched (or listed) the instances, so it costs no describe of its own.
+EXPECTED_TERMINATE = Counter({"DescribeInstances": 1, "TerminateInstances": 1})
 
 
 def test_create_and_terminate_cost_the_same_calls_for_1_and_2_nodes(world):
@@ -241,3 +244,27 @@ def test_failure_after_launch_is_rolled_back_by_the_core(world, monkeypatch):
     launched = world.ec2.describe_instances(Filters=[{"Name": f"tag:{TAG_LAUNCH}", "Values": ["doomed"]}])
     states = {i["State"]["Name"] for r in launched["Reservations"] for i in r["Instances"]}
     assert states == {TERMINATED}
+
+
+def test_terminate_re_describes_what_this_backend_did_not_see_recently(world):
+    nodes = world.launch(2)
+    settings = world.settings()
+    fresh = Ec2Backend()  # another object: it has seen nothing, so it must ask EC2
+    fresh.sleep = world.backend.sleep
+    world.calls.reset()
+    fresh.terminate(settings, nodes, world.progress())
+    assert world.calls.count("DescribeInstances") == 2  # the tag re-check, then the poll
+
+
+def test_what_a_backend_listed_goes_stale_but_what_it_launched_does_not(world):
+    launched = world.launch(1)
+    settings = world.settings()
+    now = [1000.0]
+    other = Ec2Backend()  # did not launch them: knows them only from its own list
+    other.clock = lambda: now[0]
+    ids = [n.id for n in other.list(settings)]
+    assert ids == [launched[0].id] and other._seen_recently(ids) is not None
+    now[0] += 61
+    assert other._seen_recently(ids) is None
+    world.backend.clock = lambda: now[0] + 3600
+    assert world.backend._seen_recently(ids) is not None

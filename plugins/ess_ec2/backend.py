@@ -47,6 +47,10 @@ def client_token(launch_id: str) -> str:
     return "ess-" + hashlib.sha256(launch_id.encode()).hexdigest()[:48]
 
 
+#: Seconds for which EC2's own answer about an instance's tags is trusted by terminate.
+SEEN_FRESH = 60.0
+
+
 class Ec2Backend(Backend):
     """Amazon EC2 instances, selected by their ess:cluster tag."""
 
@@ -62,6 +66,26 @@ class Ec2Backend(Backend):
         #: to run the polling logic without waiting.
         self.sleep: Callable[[float], None] = time.sleep
         self.clock: Callable[[], float] = time.monotonic
+        #: What EC2 itself reported to this object (list, launch reply): instance id ->
+        #: (when, its instance record). Terminate trusts these, never tags on Node objects
+        #: a caller hands in, and only while fresh (SEEN_FRESH seconds).
+        self._seen: dict[str, tuple[float, dict]] = {}
+
+    def _remember(self, instances: Iterable[dict], *, launched: bool = False) -> None:
+        # What this object launched it tagged itself: that knowledge does not go stale, so a
+        # rollback after a long wait needs no describe (which may be what is failing).
+        when = float("inf") if launched else self.clock()
+        for instance in instances:
+            self._seen[instance["InstanceId"]] = (when, instance)
+
+    def _seen_recently(self, ids: list[str]) -> dict[str, dict] | None:
+        """EC2's own recent records of all ``ids``, or None if any is missing or stale."""
+        now = self.clock()
+        found = {i: self._seen.get(i) for i in ids}
+        if any(entry is None or (entry[0] != float("inf") and now - entry[0] > SEEN_FRESH)
+               for entry in found.values()):
+            return None
+        return {i: entry[1] for i, entry in found.items() if entry is not None}
 
     # -- launching ---------------------------------------------------------------------
     def preflight(self, settings: Settings, request: LaunchRequest) -> None:
@@ -90,6 +114,7 @@ class Ec2Backend(Backend):
                 raise self._launch_error(exc, aws, plan, request) from None
             raise
         use_private = bool(settings.get("use_private_ip", False))
+        self._remember(reply.get("Instances", []), launched=True)
         return [aws_client.to_node(i, use_private) for i in reply.get("Instances", [])]
 
     @staticmethod
@@ -133,8 +158,9 @@ class Ec2Backend(Backend):
         use_private = bool(settings.get("use_private_ip", False))
         # The filter already selects the tag; checking again costs nothing and guards
         # against a backend (or emulator) that ignores a filter.
-        nodes = [aws_client.to_node(i, use_private) for i in instances
-                 if aws_client.tags_of(i).get(TAG_CLUSTER) == settings.cluster]
+        mine = [i for i in instances if aws_client.tags_of(i).get(TAG_CLUSTER) == settings.cluster]
+        self._remember(mine)
+        nodes = [aws_client.to_node(i, use_private) for i in mine]
         return sorted(nodes, key=lambda n: (n.launched_at is None, n.launched_at, n.id))
 
     def access(self, settings: Settings) -> Access:
@@ -167,21 +193,14 @@ class Ec2Backend(Backend):
         if not ids:
             return
         action = operation.replace("_", " ").replace(" instances", "")
-        described = True
         try:
             # Defense in depth: the core chose these from list(), but only an instance that
-            # EC2 says carries our cluster tag is ever touched.
-            try:
+            # EC2 says carries our cluster tag is ever touched. When EC2 told this object so
+            # moments ago (the list or launch of this same command), that answer is used;
+            # otherwise (ids from elsewhere, or stale) they are described again.
+            current = self._seen_recently(ids) if operation == "terminate_instances" else None
+            if current is None:
                 current = aws_client.describe(aws, ids)
-            except Exception as exc:
-                if operation != "terminate_instances" or not aws_client.is_aws_error(exc):
-                    raise
-                # A describe outage must not leak what we launched: fall back to the tags EC2
-                # itself reported for these nodes (launch reply or list) moments ago.
-                current = self._as_described(nodes, settings.cluster)
-                described = False
-                progress.note(f"ess: could not describe instances ({aws_client.translate(exc, aws, 'describe')});"
-                              f" terminating the {len(current)} EC2 reported as cluster {settings.cluster!r}")
             ours = {i: inst for i, inst in current.items()
                     if aws_client.tags_of(inst).get(TAG_CLUSTER) == settings.cluster}
             foreign = [i for i in ids if i in current and i not in ours]
@@ -209,18 +228,11 @@ class Ec2Backend(Backend):
             try:
                 self._poll(aws, watch, target, float(settings.get("wait_timeout", 600)), progress, label)
             except EssError:
-                if described:
+                if operation != "terminate_instances":
                     raise
                 # TerminateInstances was accepted; only the confirmation is out of reach.
                 progress.note(f"ess: termination of {len(watch)} instance(s) was accepted but cannot be "
                               f"confirmed while describe fails; check with: ess instance ec2 list")
-
-    @staticmethod
-    def _as_described(nodes: list[Node], cluster: str) -> dict[str, dict]:
-        """Describe-shaped records built from nodes EC2 described earlier (their tags and state)."""
-        return {n.id: {"InstanceId": n.id, "State": {"Name": n.state},
-                       "Tags": [{"Key": k, "Value": v} for k, v in n.tags.items()]}
-                for n in nodes if n.tags.get(TAG_CLUSTER) == cluster}
 
     # -- membership --------------------------------------------------------------------
     def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
