@@ -8,8 +8,6 @@ their sockets are closed, so the run ends on time whatever the network does.
 
 from __future__ import annotations
 
-import concurrent.futures
-import threading
 import time
 from dataclasses import dataclass
 
@@ -17,10 +15,7 @@ from ess.models import Access, CheckResult, Node, Settings
 from ess.progress import Progress
 
 from .connect import BACKOFF_FACTOR, BACKOFF_MAX, BACKOFF_START, Connector, SshFailure
-from .limits import raise_open_files_limit
-
-#: Extra time past the deadline for threads to notice their sockets were closed.
-GRACE = 2.0
+from .fanout import Fleet
 
 
 @dataclass
@@ -39,47 +34,24 @@ def check_nodes(nodes: list[Node], access: Access, settings: Settings,
         return []
     command = str(settings.get("verify_command", "true"))
     timeout = float(settings.get("ssh_timeout", 300.0))
-    parallel = max(1, min(int(settings.get("ssh_parallel", 32)), len(nodes)))
-    connector = Connector.from_settings(access, settings, progress)  # UsageError before any connect
-    raise_open_files_limit(parallel * 3 + 64)
-    start = time.monotonic()
-    deadline = start + timeout
+    fleet = Fleet(nodes, access, settings, progress, limit=timeout)
     states = {node.id: _Attempt() for node in nodes}
-    results: dict[str, CheckResult] = {}
-    ready = 0
-    lock = threading.Lock()
-    progress.stage("ssh ready", len(nodes))
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="ess-ssh")
-    try:
-        futures = {pool.submit(_verify_one, connector, node, command, start, deadline, timeout,
-                               states[node.id]): node for node in nodes}
-        try:
-            for future in concurrent.futures.as_completed(futures, timeout=timeout + GRACE):
-                result = future.result()
-                with lock:
-                    results[result.node_id] = result
-                    if result.ok:
-                        ready += 1
-                        progress.update(ready)
-        except concurrent.futures.TimeoutError:
-            pass
-    finally:
-        if len(results) < len(nodes):
-            connector.abort()
-        pool.shutdown(wait=True, cancel_futures=True)
-        connector.close()
-        progress.finish()
+    results = fleet.run(
+        "ssh ready",
+        lambda node: _verify_one(fleet.connector, node, command, fleet.start, fleet.deadline, timeout,
+                                 states[node.id]),
+        counts=lambda result: result.ok)
     out = []
     for node in nodes:
         result = results.get(node.id)
         if result is None:
             state = states[node.id]
             if not state.started:
-                message = (f"not tried within {timeout:g}s: raise ssh_parallel ({parallel}) or "
+                message = (f"not tried within {timeout:g}s: raise ssh_parallel ({fleet.parallel}) or "
                            "ssh_timeout")
             else:
                 message = _gave_up(state.last or "timed out", timeout, state.attempts)
-            result = CheckResult(node.id, "ssh", False, message, time.monotonic() - start,
+            result = CheckResult(node.id, "ssh", False, message, time.monotonic() - fleet.start,
                                  max(state.attempts, 1), node.address)
         out.append(result)
     return out

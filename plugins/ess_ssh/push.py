@@ -13,7 +13,6 @@ the error says how far it got, and running ``push`` again overwrites what is the
 
 from __future__ import annotations
 
-import concurrent.futures
 import errno
 import os
 import stat
@@ -27,15 +26,13 @@ from ess.models import Access, Node, Settings
 from ess.progress import Progress
 
 from .connect import Connector, SshFailure
-from .limits import raise_open_files_limit
+from .fanout import Fleet
 
 if TYPE_CHECKING:
     import paramiko
 
 #: Bytes per SFTP write request (paramiko's own maximum request size).
 CHUNK = 32768
-#: Extra time past the deadline for threads to notice their sockets were closed.
-GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -147,33 +144,11 @@ def push_files(nodes: list[Node], source: Path, destination: str, access: Access
     if not destination.strip():
         raise UsageError("push --dest: empty folder name (give a folder, e.g. --dest .)")
     limit = float(settings.get("ssh_timeout", 300.0))
-    parallel = max(1, min(int(settings.get("ssh_parallel", 32)), len(nodes)))
-    connector = Connector.from_settings(access, settings, progress)
-    raise_open_files_limit(parallel * 3 + 64)
-    start = time.monotonic()
-    deadline = start + limit
-    results: dict[str, PushOutput] = {}
+    fleet = Fleet(nodes, access, settings, progress, limit=limit)
+    start = fleet.start
     reached: dict[str, _Progress] = {node.id: _Progress() for node in nodes}
-    done = 0
-    progress.stage("push", len(nodes))
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="ess-push")
-    try:
-        futures = {pool.submit(_push_one, connector, node, plan, destination, deadline, reached[node.id]): node
-                   for node in nodes}
-        try:
-            for future in concurrent.futures.as_completed(futures, timeout=limit + GRACE):
-                output = future.result()
-                results[output.node_id] = output
-                done += 1
-                progress.update(done)
-        except concurrent.futures.TimeoutError:
-            pass
-    finally:
-        if len(results) < len(nodes):
-            connector.abort()
-        pool.shutdown(wait=True, cancel_futures=True)
-        connector.close()
-        progress.finish()
+    results = fleet.run("push", lambda node: _push_one(fleet.connector, node, plan, destination, fleet.deadline,
+                                                       reached[node.id]))
     out = []
     for node in nodes:
         output = results.get(node.id)

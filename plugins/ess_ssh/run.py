@@ -8,7 +8,6 @@ never retried: it may not be idempotent.
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from ess.models import Access, Node, Settings
 from ess.progress import Progress
 
 from .connect import Connector, SshFailure
-from .limits import raise_open_files_limit
+from .fanout import Fleet
 
 
 @dataclass(frozen=True)
@@ -47,30 +46,8 @@ def run_command(nodes: list[Node], command: str, access: Access, settings: Setti
     if not nodes:
         return []
     limit = float(timeout if timeout is not None else settings.get("ssh_timeout", 300.0))
-    parallel = max(1, min(int(settings.get("ssh_parallel", 32)), len(nodes)))
-    connector = Connector.from_settings(access, settings, progress)
-    raise_open_files_limit(parallel * 3 + 64)
-    deadline = time.monotonic() + limit
-    done = 0
-    progress.stage("exec", len(nodes))
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="ess-exec")
-    results: dict[str, NodeOutput] = {}
-    try:
-        futures = {pool.submit(_run_one, connector, node, command, deadline): node for node in nodes}
-        try:
-            for future in concurrent.futures.as_completed(futures, timeout=limit + 2.0):
-                output = future.result()
-                results[output.node_id] = output
-                done += 1
-                progress.update(done)
-        except concurrent.futures.TimeoutError:
-            pass
-    finally:
-        if len(results) < len(nodes):
-            connector.abort()
-        pool.shutdown(wait=True, cancel_futures=True)
-        connector.close()
-        progress.finish()
+    fleet = Fleet(nodes, access, settings, progress, limit=limit)
+    results = fleet.run("exec", lambda node: _run_one(fleet.connector, node, command, fleet.deadline))
     return [results.get(node.id) or NodeOutput(node.id, None, error=f"timed out after {limit:g}s",
                                                seconds=limit)
             for node in nodes]
