@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.ec2_world import ESSENTIA_CONF, World, install_call_counter
+from ec2_world import ESSENTIA_CONF, World, install_call_counter
 
 #: The Name every node gets by default; the foreign instance wears it too.
 WORKER_NAME = "Essentia Worker Node"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from ec2_world import lean_moto, quiet_moto
 
 from ess.models import TAG_CLUSTER
 from ess.testing.fixtures import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
-from tests.ec2_world import lean_moto, quiet_moto
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE = ["pending", "running", "stopping", "stopped"]

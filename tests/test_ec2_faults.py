@@ -6,12 +6,12 @@ import logging
 
 import boto3
 import pytest
+from ec2_world import aws_error, is_dry_run, make_world
 
 from ess import provision
 from ess.errors import EssError, UsageError
 from ess_ec2 import client as ec2_client
 from ess_ec2.backend import client_token
-from tests.ec2_world import aws_error, is_dry_run, make_world
 
 CSV_ACCESS = "AKIAESSCSVTESTKEY001"
 CSV_SECRET = "csvSecret/NeverPrintThis+x7Qp2Wv9Lm4Rt6Yb1Nc3"

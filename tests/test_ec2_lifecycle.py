@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from ec2_world import make_world
 
 from ess import provision
 from ess.errors import EssError
 from ess.models import RUNNING, STOPPED, TAG_CLUSTER, TAG_LAUNCH, TERMINATED, Node
 from ess_ec2.backend import Ec2Backend
-from tests.ec2_world import make_world
 
 #: What preflight costs, whatever the count: one read per concept and one DryRun.
 PREFLIGHT = Counter({"DescribeKeyPairs": 1, "DescribeVpcs": 1, "DescribeSecurityGroups": 1,

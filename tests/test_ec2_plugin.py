@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from ec2_world import make_world
 
 from ess import plugins
 from ess.models import TAG_CLUSTER
-from tests.ec2_world import make_world
 
 ESSENTIA_KEYS = ("aws_credential", "use_private_ip", "instance_tag", "instance_type", "instance_count",
                  "key_name", "security_groups", "username")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from ec2_world import aws_error, make_world
 
 from ess.errors import UsageError
-from tests.ec2_world import aws_error, make_world
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import json
 import stat
 
 import pytest
+from ec2_world import aws_error, make_world
 
 from ess.errors import UsageError
 from ess.models import TAG_CLUSTER, TAG_CREATED_BY
 from ess_ec2 import security_group
-from tests.ec2_world import aws_error, make_world
 
 MY_IP = "198.51.100.7"
 

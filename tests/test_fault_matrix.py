@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_world import World, aws_error, is_dry_run
+from fault_world import WORKER_NAME, lean_world, record
 from local_helpers import kill_test_nodes, pid_alive
 
 from ess.models import TAG_CLUSTER, TAG_LAUNCH
-from tests.ec2_world import World, aws_error, is_dry_run
-from tests.fault_world import WORKER_NAME, lean_world, record
 
 TESTS = Path(__file__).resolve().parent
 FAULTS = "fault_plugins.faults"
