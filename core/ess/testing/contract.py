@@ -255,8 +255,13 @@ class BackendContract:
         cluster = clusters()
         settings = contract_target.settings_for(cluster)
         if not contract_target.verify:
-            with pytest.raises(NotSupported):
-                contract_target.backend.access(settings)
+            # The nodes cannot be reached from this machine (an emulated cloud): check only
+            # that the backend names a coherent login, or says it has none.
+            try:
+                access = contract_target.backend.access(settings)
+            except NotSupported:
+                return
+            assert access.cluster == cluster and access.username and access.backend == contract_target.backend.name
             return
         nodes, _ = self.launch(contract_target, cluster)
         access = contract_target.backend.access(settings)
