@@ -39,7 +39,7 @@ class TestLocalContract(BackendContract):
             backend=LocalBackend(),
             bad_settings=[({"key_file": str(tmp_path / "absent.pem")}, "absent.pem does not exist"),
                           ({"instance_count": 0}, "too small")],
-            snapshot=lambda: _tree(ess_home),
+            snapshot=lambda: _tree(ess_home / "state"),  # the backend's state, not ess's caches
             foreign_node=foreign_node,
             node_exists=node_exists,
             verify=True,
