@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -19,8 +20,9 @@ def test_the_scan_fails_a_test_that_prints_the_secret(pytester):
     pytester.makepyfile(test_leak=f"def test_leaks():\n    print({FAKE_SECRET_KEY!r})\n")
     # Not pytester.runpytest_*: it echoes the inner output into this test's capture, which
     # the scan (rightly) would flag here too.
+    env = {k: v for k, v in os.environ.items() if k != "ESS_RELIABILITY_LOG"}  # keep its deliberate leak out
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pytester.path)],
-                          capture_output=True, text=True, cwd=pytester.path, timeout=120)
+                          capture_output=True, text=True, cwd=pytester.path, timeout=120, env=env)
     assert proc.returncode == 1 and "1 failed" in proc.stdout.strip().splitlines()[-1]
     assert "secret material" in proc.stdout
 
