@@ -7,18 +7,13 @@ import json
 import pytest
 
 from ess.testing.contract import BackendContract, ContractTarget
-from ess.testing.sshd import SshNode, generate_ed25519_key, write_private_key
 from ess_hosts.backend import HostsBackend, parse_machine
 
 
 @pytest.fixture
-def machines(tmp_path):
-    key = generate_ed25519_key()
-    key_file = write_private_key(key, tmp_path / "hosts_key")
-    servers = [SshNode(authorized_keys=[key], username="worker").start() for _ in range(3)]
-    yield key_file, servers
-    for server in servers:
-        server.stop()
+def machines(ssh_node):
+    """Three in-process SSH servers accepting one cluster key (ess.testing's ssh_node)."""
+    return ssh_node.key_file, [ssh_node.start(username="worker") for _ in range(3)]
 
 
 class TestHostsContract(BackendContract):

@@ -8,18 +8,13 @@ import subprocess
 import pytest
 
 from ess.testing.contract import BackendContract, ContractTarget
-from ess.testing.sshd import SshNode, generate_ed25519_key, write_private_key
 from ess_example_pool.backend import PoolBackend
 
 
 @pytest.fixture
-def machines(tmp_path):
-    key = generate_ed25519_key()
-    key_file = write_private_key(key, tmp_path / "pool_key")
-    servers = [SshNode(authorized_keys=[key], username="worker").start() for _ in range(3)]
-    yield key_file, servers
-    for server in servers:
-        server.stop()
+def machines(ssh_node):
+    """The pool: three in-process SSH servers (ess.testing's ssh_node fixture) and their key."""
+    return ssh_node.key_file, [ssh_node.start(username="worker") for _ in range(3)]
 
 
 class TestPoolContract(BackendContract):
