@@ -89,29 +89,41 @@ def _check_key_pair(aws: Aws, settings: Settings, key_name: str) -> None:
 
 def _check_subnet(aws: Aws, settings: Settings) -> tuple[str | None, str | None, str | None]:
     """(subnet id, its VPC, its zone); without a subnet, the default VPC and no zone."""
-    from botocore.exceptions import ClientError
-
-    subnet_id = settings.get("subnet_id")
-    if subnet_id:
-        try:
-            subnets = aws.ec2.describe_subnets(SubnetIds=[subnet_id]).get("Subnets", [])
-        except ClientError as exc:
-            if not error_code(exc).startswith("InvalidSubnetID"):
-                raise
-            subnets = []
-        if not subnets:
-            raise UsageError(f"{settings.where('subnet_id')}: subnet {subnet_id!r} not found in "
-                             f"{aws.region} (fix subnet_id, or remove it to use the default VPC)")
-        subnet = subnets[0]
+    subnet = find_subnet(aws, settings)
+    if subnet is not None:
         return subnet["SubnetId"], subnet.get("VpcId"), subnet.get("AvailabilityZone")
     if not settings.get("security_groups"):
         return None, None, None
     # Security group names are per VPC; without a subnet, EC2 launches into the default VPC.
+    return None, default_vpc(aws, settings), None
+
+
+def find_subnet(aws: Aws, settings: Settings) -> dict[str, Any] | None:
+    """The description of ``subnet_id``, None when it is unset; UsageError when EC2 does not know it."""
+    from botocore.exceptions import ClientError
+
+    subnet_id = settings.get("subnet_id")
+    if not subnet_id:
+        return None
+    try:
+        subnets = aws.ec2.describe_subnets(SubnetIds=[subnet_id]).get("Subnets", [])
+    except ClientError as exc:
+        if not error_code(exc).startswith("InvalidSubnetID"):
+            raise
+        subnets = []
+    if not subnets:
+        raise UsageError(f"{settings.where('subnet_id')}: subnet {subnet_id!r} not found in "
+                         f"{aws.region} (fix subnet_id, or remove it to use the default VPC)")
+    return subnets[0]
+
+
+def default_vpc(aws: Aws, settings: Settings) -> str:
+    """The region's default VPC, where EC2 puts nodes (and groups) when no subnet is given."""
     vpcs = aws.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}]).get("Vpcs", [])
     if not vpcs:
         raise UsageError(f"{settings.where('subnet_id')}: {aws.region} has no default VPC "
                          "(set subnet_id to a subnet of the VPC the nodes should run in)")
-    return None, vpcs[0]["VpcId"], None
+    return str(vpcs[0]["VpcId"])
 
 
 def _resolve_security_groups(aws: Aws, settings: Settings, vpc_id: str | None) -> list[str]:

@@ -19,6 +19,7 @@ from ess.models import TAG_CLUSTER, TAG_CREATED_BY, Settings
 from ess.progress import Progress
 
 from .client import Aws, error_code, tags_of
+from .preflight import default_vpc, find_subnet
 
 #: Essentia's worker port range (TCP), open between the cluster's own nodes.
 DEFAULT_WORKER_PORTS = "10010-10079"
@@ -156,25 +157,8 @@ def wanted_rules(group_id: str, ssh_cidr: str, ports: list[tuple[int, int]]) -> 
 # -- EC2 -----------------------------------------------------------------------------------
 def target_vpc(aws: Aws, settings: Settings) -> str:
     """The subnet's VPC when ``subnet_id`` is set, else the region's default VPC."""
-    from botocore.exceptions import ClientError
-
-    subnet_id = settings.get("subnet_id")
-    if subnet_id:
-        try:
-            subnets = aws.ec2.describe_subnets(SubnetIds=[subnet_id]).get("Subnets", [])
-        except ClientError as exc:
-            if not error_code(exc).startswith("InvalidSubnetID"):
-                raise
-            subnets = []
-        if not subnets:
-            raise UsageError(f"{settings.where('subnet_id')}: subnet {subnet_id!r} not found in "
-                             f"{aws.region} (fix subnet_id, or remove it to use the default VPC)")
-        return str(subnets[0]["VpcId"])
-    vpcs = aws.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}]).get("Vpcs", [])
-    if not vpcs:
-        raise UsageError(f"{settings.where('subnet_id')}: {aws.region} has no default VPC (set subnet_id "
-                         "to a subnet of the VPC the nodes run in)")
-    return str(vpcs[0]["VpcId"])
+    subnet = find_subnet(aws, settings)
+    return str(subnet["VpcId"]) if subnet is not None else default_vpc(aws, settings)
 
 
 def current_rules(group: Mapping[str, Any]) -> list[Rule]:

@@ -247,12 +247,13 @@ class LocalBackend(Backend):
         return ready, failed
 
     def _discard(self, store: ClusterStore, records: list[NodeRecord]) -> None:
-        """Stop verified node processes and forget them (their folders too)."""
+        """Stop verified node processes and forget them (their folders too).
+
+        With the cluster's last node, its whole state folder goes: nothing is left behind.
+        """
         if not records:
             return
-        process.stop([self._identity(record) for record in records])
-        for record in records:
-            process.reap(record.pid)
+        self._halt(records)
         with store.locked() as state:
             for record in records:
                 state.nodes.pop(record.id, None)
@@ -297,17 +298,8 @@ class LocalBackend(Backend):
         with store.locked() as state:
             records = [record for record in state.nodes.values() if record.id in wanted]
         progress.stage("terminating local nodes", len(records))
-        self._halt(records)
+        self._discard(store, records)
         progress.update(len(records))
-        with store.locked() as state:
-            for record in records:
-                state.nodes.pop(record.id, None)
-                shutil.rmtree(store.node_dir(record.id), ignore_errors=True)
-            if state.nodes:
-                store.save(state)
-            else:
-                # `terminate all` (or the last node): nothing of the cluster is left behind.
-                store.remove_all()
         progress.finish()
 
     def _halt(self, records: list[NodeRecord]) -> None:
