@@ -9,8 +9,8 @@ folder (instance.conf, pem_file.pem 0600, credential CSV, key pair and security 
 in moto first). The baseline is a raw boto3 script, also in subprocesses, making the
 minimal calls for the same job: one RunInstances (tagged at launch with the same four
 tags on instances and volumes as ess), DescribeInstances until running, one
-TerminateInstances (it knows the ids and does not wait for "terminated"). Rewrites the cloud section of docs/benchmarks.md
-and docs/bench_cloud_calls.png.
+TerminateInstances (it knows the ids and does not wait for "terminated"). Rewrites the
+cloud section of docs/benchmarks.md and docs/bench_cloud_calls.png.
 """
 
 from __future__ import annotations

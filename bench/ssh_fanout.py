@@ -29,7 +29,6 @@ import argparse
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
+
+from ess.testing.openssh import OpenSshd  # noqa: E402
 
 PSSH_VENV = Path("/tmp/pssh-venv")
 PSSH_DRIVER = """
@@ -56,54 +57,6 @@ elapsed = time.perf_counter() - start
 codes = [o.exit_code for o in output]
 print(json.dumps({"seconds": elapsed, "ok": sum(1 for c in codes if c == 0), "codes": codes[:5]}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Sshd:
-    """One OpenSSH sshd on 127.0.0.1 with its own host key, config and log under ``folder``."""
-
-    def __init__(self, folder: Path, pubkey: str) -> None:
-        folder.mkdir(parents=True)
-        self.folder, self.port = folder, free_port()
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")], check=True)
-        (folder / "authorized_keys").write_text(pubkey + "\n")
-        config = folder / "sshd_config"
-        config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
-            f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
-            "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "MaxStartups 200\nMaxSessions 50\nUseDNS no\n")
-        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(folder / "sshd.log")])
-
-    def wait(self) -> None:
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    if sock.recv(4).startswith(b"SSH-"):
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.folder / "sshd.log").read_text())
-            time.sleep(0.05)
-        raise RuntimeError(f"sshd on port {self.port} did not start")
-
-    @property
-    def host_key_line(self) -> str:
-        return (self.folder / "host_key.pub").read_text().strip()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 BENCH_USER = "essbench"
@@ -186,12 +139,12 @@ def main() -> None:
     pssh = ensure_pssh()
     created_user = False
     load_before = report.load_average()
-    servers: list[Sshd] = []
+    servers: list[OpenSshd] = []
     results: dict[int, dict[str, float]] = {}
     loads: dict[int, str] = {}
     try:
         created_user = ensure_user(home)
-        servers = [Sshd(home / f"s{i}", pub) for i in range(max(sizes))]
+        servers = [OpenSshd(home / f"s{i}", pub, wait=False) for i in range(max(sizes))]
         for server in servers:
             server.wait()
         access = Access(backend="bench", cluster="fanout", username=BENCH_USER, key_file=key)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from ssh_helpers import make_access, make_settings, quiet_progress
 
 from ess.models import RUNNING, Node
+from ess.testing.openssh import OpenSshd
 from ess.testing.sshd import free_port
 from ess_ssh.check import check_nodes
 from ess_ssh.hostkeys import known_hosts_path
@@ -29,52 +29,7 @@ def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
-class Sshd:
-    """One OpenSSH sshd with its own config and keys under ``folder``."""
 
-    def __init__(self, folder: Path, address: str, port: int, pubkey: str, netns: str | None = None):
-        folder.mkdir(parents=True)
-        self.folder, self.address, self.port = folder, address, port
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key"))
-        (folder / "authorized_keys").write_text(pubkey + "\n")
-        config = folder / "sshd_config"
-        config.write_text(
-            f"Port {port}\nListenAddress {address}\nHostKey {folder / 'host_key'}\n"
-            f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
-            "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "PermitRootLogin prohibit-password\nMaxStartups 200\nMaxSessions 50\n"
-        )
-        prefix = ["ip", "netns", "exec", netns] if netns else []
-        self.proc = subprocess.Popen([*prefix, "/usr/sbin/sshd", "-D", "-f", str(config),
-                                      "-E", str(folder / "sshd.log")])
-        self._wait_listening(netns)
-
-    def _wait_listening(self, netns: str | None) -> None:
-        prefix = ["ip", "netns", "exec", netns] if netns else []
-        for _ in range(100):
-            out = subprocess.run([*prefix, "ss", "-ltnH", f"sport = :{self.port}"],
-                                 capture_output=True, text=True, check=False).stdout
-            if out.strip():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.folder / "sshd.log").read_text())
-            time.sleep(0.05)
-        raise RuntimeError(f"sshd on {self.address}:{self.port} did not start")
-
-    @property
-    def host_key_line(self) -> str:
-        return (self.folder / "host_key.pub").read_text().strip()
-
-    def node(self, node_id: str) -> Node:
-        return Node(node_id, RUNNING, address=self.address, port=self.port)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
@@ -91,10 +46,10 @@ def _remove_netns() -> None:
 
 
 @pytest.fixture
-def netns_hosts(tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[list[Sshd]]:
+def netns_hosts(tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[list[OpenSshd]]:
     """Three hosts 10.213.<i>.2, each an sshd in its own namespace behind a veth pair."""
     _remove_netns()  # leftovers of a killed run
-    servers: list[Sshd] = []
+    servers: list[OpenSshd] = []
     try:
         for i, name in enumerate(NETNS, start=1):
             host, peer = f"essv{i}", f"essv{i}p"
@@ -106,7 +61,7 @@ def netns_hosts(tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[list[Ssh
             sh("ip", "netns", "exec", name, "ip", "addr", "add", f"10.213.{i}.2/24", "dev", peer)
             sh("ip", "netns", "exec", name, "ip", "link", "set", peer, "up")
             sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-            servers.append(Sshd(tmp_path / name, f"10.213.{i}.2", 22, user_key[1], netns=name))
+            servers.append(OpenSshd(tmp_path / name, user_key[1], address=f"10.213.{i}.2", port=22, netns=name))
         yield servers
     finally:
         for server in servers:
@@ -116,7 +71,7 @@ def netns_hosts(tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[list[Ssh
 
 def test_loopback_sshd_fleet_verifies_and_learns_host_keys(tmp_path, user_key):
     key, pub = user_key
-    servers = [Sshd(tmp_path / f"s{i}", "127.0.0.1", free_port(), pub) for i in range(5)]
+    servers = [OpenSshd(tmp_path / f"s{i}", pub, port=free_port()) for i in range(5)]
     try:
         nodes = [s.node(f"n{i}") for i, s in enumerate(servers)]
         progress, _ = quiet_progress()
