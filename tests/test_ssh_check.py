@@ -241,3 +241,28 @@ def test_plugin_import_does_not_load_paramiko():
     code = ("import sys, ess_ssh.plugin as p; p.ess_settings(); "
             "sys.exit('paramiko' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_key_refused_by_a_just_booted_node_is_retried_until_authorized(user_key, key_file):
+    """EC2: sshd can answer before cloud-init writes authorized_keys; a fresh node gets retries."""
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    with SshNode(authorized_keys=[]) as server:
+        timer = threading.Timer(0.6, lambda: server.authorized.add((user_key.get_name(), user_key.get_base64())))
+        timer.start()
+        fresh = replace(server.node(), launched_at=datetime.now(timezone.utc))
+        [result], _ = run([fresh], key_file, ssh_timeout=20.0)
+        timer.join()
+    assert result.ok, result.message
+    assert result.attempts > 1
+
+
+def test_key_refused_by_a_long_running_node_is_final(user_key, key_file):
+    from dataclasses import replace
+    from datetime import datetime, timedelta, timezone
+
+    with SshNode(authorized_keys=[]) as server:
+        old = replace(server.node(), launched_at=datetime.now(timezone.utc) - timedelta(hours=1))
+        [result], _ = run([old], key_file, ssh_timeout=60.0)
+    assert not result.ok and result.attempts == 1

@@ -39,10 +39,13 @@ INSECURE_WARNING = ("WARNING: insecure_skip_host_key_check is on: SSH host keys 
 class SshFailure(Exception):
     """A connect or command failure on one node; ``retry`` says whether trying again can help."""
 
-    def __init__(self, reason: str, *, retry: bool) -> None:
+    def __init__(self, reason: str, *, retry: bool, auth: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry = retry
+        #: The server refused the key: final for a node that has run a while, but a node
+        #: that just booted may not have its authorized_keys written yet (cloud-init).
+        self.auth = auth
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,7 @@ class Connector:
             if "timeout" in text:
                 return SshFailure(f"authentication did not finish within {limit:.0f}s", retry=True)
             return SshFailure(f"authentication failed with key {self.key_file} for user "
-                              f"{self.access.username}", retry=False)
+                              f"{self.access.username}", retry=False, auth=True)
         if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionRefusedError)):
             return SshFailure("connection refused", retry=True)
         if isinstance(exc, (socket.timeout, TimeoutError)):
