@@ -130,5 +130,7 @@ class HostsBackend(Backend):
 
     @staticmethod
     def _node(key: str, row: dict[str, Any]) -> Node:
+        # No launched_at: ess did not launch these machines and does not know when they booted
+        # (the SSH check treats a recent launch as "may still be installing its key").
         return Node(id=key, state=RUNNING, address=row["host"], port=row["port"], instance_type="host",
-                    launched_at=datetime.fromisoformat(row["registered_at"]), tags=row["tags"])
+                    tags=row["tags"])
