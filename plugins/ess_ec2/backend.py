@@ -149,12 +149,8 @@ class Ec2Backend(Backend):
         aws = aws_client.connect(settings)
         filters = [{"Name": f"tag:{TAG_CLUSTER}", "Values": [settings.cluster]},
                    {"Name": "instance-state-name", "Values": list(LIVE_STATES)}]
-        try:
+        with aws_client.translated(aws, "list instances"):
             instances = aws_client.describe_filtered(aws, filters)
-        except Exception as exc:
-            if aws_client.is_aws_error(exc):
-                raise aws_client.translate(exc, aws, "list instances") from None
-            raise
         use_private = bool(settings.get("use_private_ip", False))
         # The filter already selects the tag; checking again costs nothing and guards
         # against a backend (or emulator) that ignores a filter.
@@ -193,7 +189,7 @@ class Ec2Backend(Backend):
         if not ids:
             return
         action = operation.replace("_", " ").replace(" instances", "")
-        try:
+        with aws_client.translated(aws, f"{action} instances"):
             # Defense in depth: the core chose these from list(), but only an instance that
             # EC2 says carries our cluster tag is ever touched. When EC2 told this object so
             # moments ago (the list or launch of this same command), that answer is used;
@@ -214,12 +210,6 @@ class Ec2Backend(Backend):
                     self._poll(aws, waiting, STOPPED, settings.get("wait_timeout", 600), progress,
                                "stopped", fail_states=(TERMINATED, SHUTTING_DOWN))
             replied = aws_client.act(aws, operation, todo) if todo else {}
-        except EssError:
-            raise
-        except Exception as exc:
-            if aws_client.is_aws_error(exc):
-                raise aws_client.translate(exc, aws, f"{action} instances") from None
-            raise
         watch = [i for i, inst in ours.items()
                  if target == TERMINATED or inst["State"]["Name"] not in (TERMINATED, SHUTTING_DOWN)]
         # What EC2 answered (or had already described) may be final: no poll needed then.
@@ -242,14 +232,8 @@ class Ec2Backend(Backend):
         tagged with another ess cluster. Changes nothing.
         """
         aws = aws_client.connect(settings)
-        try:
+        with aws_client.translated(aws, "describe instances"):
             instances = membership.find(aws, ids)
-        except EssError:
-            raise
-        except Exception as exc:
-            if aws_client.is_aws_error(exc):
-                raise aws_client.translate(exc, aws, "describe instances") from None
-            raise
         membership.check_adoptable(instances, settings.cluster)
         use_private = bool(settings.get("use_private_ip", False))
         return [aws_client.to_node(i, use_private) for i in instances]
@@ -265,23 +249,13 @@ class Ec2Backend(Backend):
         if not ids:
             progress.note(f"ess: every node named is already in cluster {settings.cluster!r}")
             return
-        self._tagging(settings, "tag instances", lambda aws: membership.tag(aws, ids, tags))
+        aws_client.call(settings, "tag instances", lambda aws: membership.tag(aws, ids, tags))
 
     def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Delete ess's tags (ess:*) from the cluster's ``nodes``; they keep running."""
         ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) == settings.cluster]
         if ids:
-            self._tagging(settings, "untag instances", lambda aws: membership.untag(aws, ids))
-
-    @staticmethod
-    def _tagging(settings: Settings, action: str, call: Callable[[aws_client.Aws], None]) -> None:
-        aws = aws_client.connect(settings)
-        try:
-            call(aws)
-        except Exception as exc:
-            if aws_client.is_aws_error(exc):
-                raise aws_client.translate(exc, aws, action) from None
-            raise
+            aws_client.call(settings, "untag instances", lambda aws: membership.untag(aws, ids))
 
     # -- extras: security group, key pair, purge ---------------------------------------
     def commands(self) -> list[Any]:
@@ -301,16 +275,9 @@ class Ec2Backend(Backend):
         from . import keys, security_group
 
         aws = aws_client.connect(settings)
-        try:
+        with aws_client.translated(aws, "delete the cluster's security groups and key pairs"):
             deleted = security_group.purge(aws, settings.cluster, progress, self.sleep)
             deleted += keys.purge_key_pairs(aws, settings.cluster)
-        except EssError:
-            raise
-        except Exception as exc:
-            if aws_client.is_aws_error(exc):
-                raise aws_client.translate(exc, aws, "delete the cluster's security groups and key pairs"
-                                           ) from None
-            raise
         return deleted
 
     # -- polling -----------------------------------------------------------------------
@@ -324,12 +291,8 @@ class Ec2Backend(Backend):
         delay = FIRST_DELAY
         progress.stage(label, len(ids))
         while True:
-            try:
+            with aws_client.translated(aws, "describe instances"):
                 found = aws_client.describe(aws, ids)
-            except Exception as exc:
-                if aws_client.is_aws_error(exc):
-                    raise aws_client.translate(exc, aws, "describe instances") from None
-                raise
             states = {i: (found[i]["State"]["Name"] if i in found else TERMINATED) for i in ids}
             done = sum(1 for s in states.values() if s == target)
             progress.update(done)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ess.errors import EssError, UsageError
 from ess.models import Node, Settings
@@ -38,6 +39,7 @@ NOT_FOUND_IDS = "InvalidInstanceID.NotFound"
 _INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
 
 _shared_loader: Any = None
+Result = TypeVar("Result")
 
 
 def _loader() -> Any:
@@ -227,6 +229,24 @@ def is_aws_error(exc: BaseException) -> bool:
     return isinstance(exc, (BotoCoreError, ClientError))
 
 
+@contextmanager
+def translated(aws: Aws, action: str) -> Iterator[None]:
+    """Inside, a botocore/boto3 error becomes :func:`translate`'s one-line ess error; others pass."""
+    try:
+        yield
+    except Exception as exc:
+        if is_aws_error(exc):
+            raise translate(exc, aws, action) from None
+        raise
+
+
+def call(settings: Settings, action: str, work: Callable[[Aws], Result]) -> Result:
+    """``work(aws)`` on this command's client, its AWS errors as one-line ess errors."""
+    aws = connect(settings)
+    with translated(aws, action):
+        return work(aws)
+
+
 # -- batched calls -----------------------------------------------------------------------
 def chunks(ids: list[str], size: int = CHUNK) -> Iterator[list[str]]:
     for start in range(0, len(ids), size):
@@ -243,25 +263,31 @@ def describe(aws: Aws, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     A describe with an unknown id fails as a whole (InvalidInstanceID.NotFound, which
     also happens for a second or two after launch): drop the ids the error names, ask again.
     """
-    from botocore.exceptions import ClientError
-
+    paginator = aws.ec2.get_paginator("describe_instances")
     found: dict[str, dict[str, Any]] = {}
     for chunk in chunks(sorted(set(ids))):
-        remaining = list(chunk)
-        while remaining:
-            try:
-                paginator = aws.ec2.get_paginator("describe_instances")
-                for page in paginator.paginate(InstanceIds=remaining):
-                    for reservation in page.get("Reservations", []):
-                        for instance in reservation.get("Instances", []):
-                            found[instance["InstanceId"]] = instance
-                break
-            except ClientError as exc:
-                missing = _missing_ids(exc) & set(remaining) if error_code(exc) == NOT_FOUND_IDS else set()
-                if not missing:
-                    raise
-                remaining = [i for i in remaining if i not in missing]
+        pages = _without_missing(chunk, lambda known: list(paginator.paginate(InstanceIds=known)))
+        for page in pages or []:
+            for reservation in page.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    found[instance["InstanceId"]] = instance
     return found
+
+
+def _without_missing(ids: list[str], call: Callable[[list[str]], Result]) -> Result | None:
+    """``call(ids)``, dropping the ids EC2 says do not exist and calling again; None if none exists."""
+    from botocore.exceptions import ClientError
+
+    remaining = list(ids)
+    while remaining:
+        try:
+            return call(remaining)
+        except ClientError as exc:
+            missing = _missing_ids(exc) & set(remaining) if error_code(exc) == NOT_FOUND_IDS else set()
+            if not missing:
+                raise
+            remaining = [i for i in remaining if i not in missing]
+    return None
 
 
 def describe_filtered(aws: Aws, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -280,26 +306,13 @@ def act(aws: Aws, operation: str, ids: list[str]) -> dict[str, str]:
     Ids that no longer exist are dropped and the call repeated, so the action is idempotent.
     Returns each instance's state as the reply gives it (often not final yet).
     """
-    from botocore.exceptions import ClientError
-
     method = getattr(aws.ec2, operation)
     reply_key = {"terminate_instances": "TerminatingInstances", "stop_instances": "StoppingInstances",
                  "start_instances": "StartingInstances"}[operation]
     states: dict[str, str] = {}
     for chunk in chunks(sorted(set(ids))):
-        remaining = list(chunk)
-        while remaining:
-            try:
-                reply = method(InstanceIds=remaining)
-                break
-            except ClientError as exc:
-                missing = _missing_ids(exc) & set(remaining) if error_code(exc) == NOT_FOUND_IDS else set()
-                if not missing:
-                    raise
-                remaining = [i for i in remaining if i not in missing]
-        else:
-            continue
-        for change in reply.get(reply_key, []):
+        reply = _without_missing(chunk, lambda known: method(InstanceIds=known))
+        for change in (reply or {}).get(reply_key, []):
             states[change["InstanceId"]] = str(change.get("CurrentState", {}).get("Name", ""))
     return states
 

@@ -36,16 +36,6 @@ def default_group_name(settings: Settings) -> str:
     return names[0] if names else DEFAULT_GROUP_NAME
 
 
-def _aws_call(settings: Settings, action: str, call: Any) -> Any:
-    aws = aws_client.connect(settings)
-    try:
-        return call(aws)
-    except Exception as exc:
-        if aws_client.is_aws_error(exc):
-            raise aws_client.translate(exc, aws, action) from None
-        raise
-
-
 def security_group_group(backend: Backend) -> click.Group:
     """``ess instance ec2 security-group ...``."""
     group = click.Group("security-group", help="The cluster's security group: SSH from your address only.")
@@ -86,7 +76,7 @@ def security_group_create(backend: Backend) -> click.Command:
         if wide:
             click.echo(f"ess: warning: --cidr {source} opens SSH (port 22) of every node to the whole "
                        "internet", err=True)
-        result = _aws_call(settings, f"create or update security group {name}",
+        result = aws_client.call(settings, f"create or update security group {name}",
                            lambda aws: security_group.ensure(aws, settings, name, source, ports,
                                                              creation_tags(settings), force=yes))
         did = "created" if result.created else "found"
@@ -138,7 +128,7 @@ def key_pair_create(backend: Backend) -> click.Command:
     def create(name: str | None, **flags: Any) -> None:
         settings = load(backend, flags)
         name = name or keys.key_pair_name(settings)
-        path = _aws_call(settings, f"create key pair {name}",
+        path = aws_client.call(settings, f"create key pair {name}",
                          lambda aws: keys.create_key_pair(aws, settings, name, creation_tags(settings)))
         if OPTIONS.json:
             emit_json({"backend": backend.name, "cluster": settings.cluster, "key_name": name,

@@ -14,7 +14,7 @@ from ess.errors import UsageError
 from ess.models import LaunchRequest, Settings
 
 from . import keys
-from .client import Aws, error_code, error_message, is_aws_error, translate
+from .client import Aws, error_code, error_message, is_aws_error, translate, translated
 
 #: Latest Amazon Linux 2023 per architecture, published by AWS as public SSM parameters.
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
@@ -54,18 +54,12 @@ def plan_launch(aws: Aws, settings: Settings, request: LaunchRequest) -> LaunchP
     key_name = keys.key_pair_name(settings)
     key_file = keys.key_file(settings)
     instance_type = str(settings["instance_type"])
-    try:
+    with translated(aws, "check the launch settings"):
         _check_key_pair(aws, settings, key_name)
         subnet_id, vpc_id, zone = _check_subnet(aws, settings)
         group_ids = _resolve_security_groups(aws, settings, vpc_id)
         arch = _check_instance_type(aws, settings, instance_type, zone)
         image_id = _resolve_image(aws, settings, arch)
-    except UsageError:
-        raise
-    except Exception as exc:
-        if is_aws_error(exc):
-            raise translate(exc, aws, "check the launch settings") from None
-        raise
     plan = LaunchPlan(region=aws.region, instance_type=instance_type, image_id=image_id,
                       key_name=key_name, key_file=key_file, security_group_ids=tuple(group_ids),
                       subnet_id=subnet_id, zone=zone, instance_tag=str(settings["instance_tag"]))
