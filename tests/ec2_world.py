@@ -6,6 +6,7 @@ every client the backend makes reports its API calls (and tests may add fault ha
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -180,23 +181,37 @@ def register_image(ec2: Any) -> str:
                                   RootDeviceName="/dev/xvda")["ImageId"])
 
 
-def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf_text: str = ESSENTIA_CONF) -> World:
+@functools.cache
+def moto_client(endpoint: str) -> Any:
+    """One boto3 EC2 client per moto endpoint for the session (a client costs ~50 ms to build)."""
+    return boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
+
+
+def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf_text: str = ESSENTIA_CONF,
+               key: tuple[str, str] | None = None) -> World:
     """Key pair ``pem_file`` (its PEM saved 0600 next to instance.conf), group essentia-access,
     and one registered Linux image, in a moto account without moto's default AMIs.
 
+    ``key`` = (private PEM, OpenSSH public key) is imported as the key pair; without it moto
+    creates one (an RSA key generated per call: slower when a suite makes hundreds).
     The default image path (SSM's Amazon Linux 2023 parameter) still resolves: moto's SSM
     parameters do not depend on its EC2 images, and launches do not validate the AMI.
     """
-    assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1"), "moto only"
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    assert endpoint.startswith("http://127.0.0.1"), "moto only"
     quiet_moto()
     lean_moto(monkeypatch)
-    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2 = moto_client(endpoint)
     image = register_image(ec2)
     folder = tmp_path / "conf"
     folder.mkdir()
     conf = folder / "instance.conf"
     conf.write_text(conf_text)
-    material = ec2.create_key_pair(KeyName="pem_file")["KeyMaterial"]
+    if key is None:
+        material = ec2.create_key_pair(KeyName="pem_file")["KeyMaterial"]
+    else:
+        material, public = key
+        ec2.import_key_pair(KeyName="pem_file", PublicKeyMaterial=public.encode())
     pem = folder / "pem_file.pem"
     pem.write_text(material)
     pem.chmod(0o600)
