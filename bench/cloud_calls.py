@@ -337,9 +337,7 @@ def plot(sizes: list[int], series: dict[str, list[float]], png: Path) -> None:
     right.plot(sizes, [1.2 * s for s in series["raw_s"]], ":", color="grey", label="goal: 1.2x raw")
     right.set(xscale="log", yscale="log", xlabel="nodes N", ylabel="seconds (median)", title="Wall time on moto")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    print(f"wrote {png}", file=sys.stderr)
+    report.save_plot(fig, png)
 
 
 if __name__ == "__main__":

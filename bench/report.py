@@ -13,6 +13,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -90,3 +91,10 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def save_plot(fig: Any, png: Path) -> None:
+    """Write a benchmark's figure as the PNG docs/benchmarks.md shows."""
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}", file=sys.stderr)

@@ -287,9 +287,7 @@ def plot(results: dict[int, dict[str, float]], cores: int, png: Path) -> None:
     ax.plot(sizes, [1.5 * f for f in cpu_floor], ":", color="black", label="goal: 1.5x CPU floor")
     ax.set(xlabel="nodes N", ylabel="seconds (median)", title="SSH verify on loopback sshd (2 cores shared)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    print(f"wrote {png}", file=sys.stderr)
+    report.save_plot(fig, png)
 
 
 if __name__ == "__main__":

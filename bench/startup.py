@@ -134,9 +134,7 @@ def plot(figures: dict[str, dict[str, float]], png: Path) -> None:
     ax.set(xlabel="milliseconds (median, min-max bars)", title="Start-up time")
     ax.invert_yaxis()
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    print(f"wrote {png}", file=sys.stderr)
+    report.save_plot(fig, png)
 
 
 if __name__ == "__main__":
