@@ -294,13 +294,18 @@ class LocalBackend(Backend):
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Stop the given nodes' verified processes, wait until their ports are free, forget them."""
         store = self.store(settings)
-        wanted = {node.id for node in nodes}
-        with store.locked() as state:
-            records = [record for record in state.nodes.values() if record.id in wanted]
+        records = self._records(store, nodes)
         progress.stage("terminating local nodes", len(records))
         self._discard(store, records)
         progress.update(len(records))
         progress.finish()
+
+    @staticmethod
+    def _records(store: ClusterStore, nodes: list[Node]) -> list[NodeRecord]:
+        """The recorded nodes among ``nodes`` (read under the lock; unknown ids are skipped)."""
+        wanted = {node.id for node in nodes}
+        with store.locked() as state:
+            return [record for record in state.nodes.values() if record.id in wanted]
 
     def _halt(self, records: list[NodeRecord]) -> None:
         process.stop([self._identity(record) for record in records])
@@ -321,9 +326,7 @@ class LocalBackend(Backend):
     def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """End the nodes' processes but keep their records (port, host key) for ``start``."""
         store = self.store(settings)
-        wanted = {node.id for node in nodes}
-        with store.locked() as state:
-            records = [record for record in state.nodes.values() if record.id in wanted]
+        records = self._records(store, nodes)
         progress.stage("stopping local nodes", len(records))
         self._halt(records)
         with store.locked() as state:
