@@ -38,6 +38,14 @@ class Node:
     ``address`` is what ess connects to (EC2 picks public or private per
     ``use_private_ip``); ``host_keys`` are OpenSSH public-key lines ("ssh-ed25519 AAAA...")
     the backend learned out of band, which the SSH plugin trusts instead of trust-on-first-use.
+
+    ``desired`` is the state ess last asked this node to be in: ``running`` after
+    ``create``/``start``/``add``, ``stopped`` after ``stop``; None when the backend cannot
+    tell. A node whose ``desired`` is ``running`` but whose ``state`` is not (its process
+    died, the instance was stopped or terminated behind ess's back, the host's sshd is
+    gone) is *lost*: ``verify``, ``exec``, ``push`` and ``status`` report it as a failed
+    node instead of leaving it out. ``reason`` says, in a few words, why the backend
+    sees the node in that state ("process exited", "port 22 refused").
     """
 
     id: str
@@ -50,6 +58,13 @@ class Node:
     launched_at: datetime | None = None
     host_keys: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    desired: str | None = None
+    reason: str = ""
+
+    @property
+    def lost(self) -> bool:
+        """Ess wants this node running and it is not (see the class docstring)."""
+        return self.desired == RUNNING and self.state not in (RUNNING, PENDING)
 
     @property
     def launch_id(self) -> str | None:
@@ -72,6 +87,8 @@ class Node:
             "launched_at": self.launched_at.isoformat() if self.launched_at else None,
             "cluster": self.cluster,
             "tags": dict(self.tags),
+            "desired": self.desired,
+            "lost": self.lost,
         }
 
 
