@@ -38,7 +38,7 @@ import report  # noqa: E402
 
 LINUX_AMI = "ami-760aaa0f"
 SCRIPTS = Path(sysconfig.get_path("scripts"))
-FLINTROCK = "flintrock 2.1.0 (peer, moto 5.2.5): launch 14 calls for any N, destroy 4N+5"
+FLINTROCK = "flintrock 2.1.0 (peer, moto 5.2.5): launch 14 calls for any N, destroy 2N+9 for --num-slaves N"
 
 CONF = f"""[EC2]
 aws_credential: credential_file
@@ -329,7 +329,7 @@ def plot(sizes: list[int], series: dict[str, list[float]], png: Path) -> None:
     left.plot(sizes, series["raw_create_calls"], "o--", label="raw boto3 create")
     left.plot(sizes, series["raw_terminate_calls"], "s--", label="raw boto3 terminate")
     left.plot(sizes, [14 for _ in sizes], ":", color="grey", label="flintrock launch (peer)")
-    left.plot(sizes, [4 * n + 5 for n in sizes], "-.", color="grey", label="flintrock destroy 4N+5 (peer)")
+    left.plot(sizes, [2 * n + 9 for n in sizes], "-.", color="grey", label="flintrock destroy 2N+9 (peer)")
     left.set(xscale="log", yscale="log", xlabel="nodes N", ylabel="EC2 API calls", title="API calls per operation")
     left.legend(fontsize=8)
     right.plot(sizes, series["ess_s"], "o-", label="ess create + terminate")
