@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .backend import Backend
 
 ENTRY_POINT_GROUP = "ess"
+#: The distribution whose entry points are the built-in plugins (registered first).
+BUILTIN_DISTRIBUTION = "ess"
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ def load_errors() -> list[LoadError]:
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
-    for name, value, dist in _entry_points():
+    rows, clashes = ordered_entry_points(_entry_points())
+    _load_errors.extend(clashes)
+    for name, value, dist in rows:
         if pm.is_blocked(name):
             continue
         _dists[name] = dist
@@ -100,31 +104,60 @@ def _load(value: str) -> object:
     return target
 
 
-def _entry_points() -> list[tuple[str, str, str]]:
+Row = tuple[str, str, str]
+
+
+def ordered_entry_points(rows: list[Row]) -> tuple[list[Row], list[LoadError]]:
+    """The registration order, and the entry points dropped because their name is taken.
+
+    Built-ins (the ``ess`` distribution's own entry points) come first, then third
+    parties, each group sorted by entry-point name: pluggy calls the last
+    registered first, so this order decides which plugin answers a "first result wins"
+    hook, and it must not depend on the order the filesystem lists site-packages in.
+    A name used by two distributions keeps the built-in (or the first by distribution
+    name) and reports the other as a load error; the same distribution seen twice (an
+    editable install plus a build folder on sys.path) is not a clash.
+    """
+    kept: dict[str, Row] = {}
+    clashes: list[LoadError] = []
+    for row in sorted(rows, key=lambda row: (not _is_builtin(row[2]), row[0], row[2], row[1])):
+        name, _, dist = row
+        first = kept.get(name)
+        if first is None:
+            kept[name] = row
+        elif first[2] != dist:
+            owner = "the built-in plugin" if _is_builtin(first[2]) else f"{first[2] or 'another package'}"
+            clashes.append(LoadError(name, f"from {dist or 'an unknown package'} not loaded: the entry-point "
+                                           f"name is taken by {owner} (rename it in its package)"))
+    return list(kept.values()), clashes
+
+
+def _is_builtin(dist: str) -> bool:
+    return dist.lower() == BUILTIN_DISTRIBUTION
+
+
+def _entry_points() -> list[Row]:
     """(name, value, distribution) of every ``ess`` entry point, from a cache when it is fresh.
 
     Scanning every installed distribution costs ~40 ms (importlib.metadata and the scan),
     a sixth of ``ess --help``. The cache is keyed by the Python version and the mtimes of
     the folders on sys.path: installing, upgrading or removing a package changes its
-    site-packages folder, so a stale cache is never used.
+    site-packages folder, so a stale cache is never used. The cache is advisory: anything
+    wrong with it (unreadable, not JSON, the wrong shape) only means "scan again".
     """
     key = _fingerprint()
     cache = _cache_file()
-    try:
-        data = json.loads(cache.read_text())
-        if data.get("key") == key:
-            return [tuple(row) for row in data["entry_points"]]  # type: ignore[misc]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    cached = _read_cache(cache, key)
+    if cached is not None:
+        return cached
     from importlib.metadata import entry_points
 
-    seen: dict[str, tuple[str, str, str]] = {}
+    rows: list[Row] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        # The same distribution can be visible twice (e.g. an editable install plus a
-        # build directory on sys.path); keep each entry-point name once.
         dist = getattr(ep, "dist", None)
-        seen.setdefault(ep.name, (ep.name, ep.value, dist.name if dist is not None else ""))
-    rows = list(seen.values())
+        row = (ep.name, ep.value, dist.name if dist is not None else "")
+        if row not in rows:  # one distribution visible twice on sys.path
+            rows.append(row)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -133,6 +166,23 @@ def _entry_points() -> list[tuple[str, str, str]]:
     except OSError:
         pass  # a read-only home only costs the scan next time
     return rows
+
+
+def _read_cache(cache: Path, key: list[object]) -> list[Row] | None:
+    """The cached rows if the file is fresh and exactly the shape written, else None."""
+    try:
+        data = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != json.loads(json.dumps(key)):
+        return None
+    rows = data.get("entry_points")
+    if not isinstance(rows, list):
+        return None
+    if not all(isinstance(row, list) and len(row) == 3 and all(isinstance(part, str) for part in row)
+               for row in rows):
+        return None
+    return [(name, value, dist) for name, value, dist in rows]
 
 
 def _fingerprint() -> list[object]:
@@ -175,20 +225,37 @@ def _register(pm: pluggy.PluginManager, name: str, load) -> None:
 
 def backends() -> dict[str, Backend]:
     """Every registered backend by name; a duplicate name is a load error, first one kept."""
-    pm = get_plugin_manager()
     found: dict[str, Backend] = {}
-    for impl in reversed(pm.hook.ess_backends.get_hookimpls()):
-        try:
-            provided = impl.function() or []
-        except Exception as exc:
-            _record(LoadError(impl.plugin_name, f"ess_backends failed: {type(exc).__name__}: {exc}"))
-            continue
+    for plugin_name, provided in _backends_by_plugin().items():
         for backend in provided:
             if backend.name in found:
-                _record(LoadError(impl.plugin_name, f"backend name {backend.name!r} is taken"))
+                _record(LoadError(plugin_name, f"backend name {backend.name!r} is taken"))
                 continue
             found[backend.name] = backend
     return found
+
+
+def _backends_by_plugin() -> dict[str, list[Backend]]:
+    """What each plugin's ``ess_backends`` returns, in pluggy's call order (last registered first).
+
+    Each plugin is asked through its own pluggy subset caller (not by calling the function
+    directly), so hook tracing, call monitoring and ``--debug`` see every call, and one
+    plugin that raises costs only its own backends (a load error), not everyone's.
+    """
+    pm = get_plugin_manager()
+    impls = pm.hook.ess_backends.get_hookimpls()
+    results: dict[str, list[Backend]] = {}
+    for impl in reversed(impls):  # get_hookimpls lists the call order backwards
+        others = [other.plugin for other in impls if other.plugin is not impl.plugin]
+        caller = pm.subset_hook_caller("ess_backends", remove_plugins=others)
+        try:
+            answers = caller()
+        except Exception as exc:
+            _record(LoadError(impl.plugin_name, f"ess_backends failed: {type(exc).__name__}: {exc}"))
+            results[impl.plugin_name] = []
+            continue
+        results[impl.plugin_name] = [backend for answer in answers for backend in (answer or [])]
+    return results
 
 
 def _record(error: LoadError) -> None:
@@ -211,12 +278,7 @@ def _version(dist: str | None) -> str | None:
 def plugin_infos() -> list[PluginInfo]:
     """What ``ess plugins`` shows: every registered plugin with its hooks and backends."""
     pm = get_plugin_manager()
-    owners: dict[str, list[str]] = {}
-    for impl in pm.hook.ess_backends.get_hookimpls():
-        try:
-            owners[impl.plugin_name] = [b.name for b in (impl.function() or [])]
-        except Exception:
-            owners[impl.plugin_name] = []
+    owners = {name: [backend.name for backend in provided] for name, provided in _backends_by_plugin().items()}
     infos = []
     for name, plugin in pm.list_name_plugin():
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
