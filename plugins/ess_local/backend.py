@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import secrets
 import shlex
-import shutil
 import socket
 import time
 from datetime import datetime, timezone
@@ -36,7 +36,7 @@ from ess.progress import Progress
 
 from . import process
 from .keys import generate_ed25519, public_key_of
-from .state import ClusterState, ClusterStore, NodeRecord, check_cluster_name
+from .state import UNKNOWN_TIME, ClusterState, ClusterStore, NodeRecord, check_cluster_name, valid_node_id
 
 ADDRESS = "127.0.0.1"
 POLL_SECONDS = 0.02
@@ -97,27 +97,46 @@ class LocalBackend(Backend):
                            f"{settings['username']}@{ADDRESS}"])
 
     @staticmethod
-    def _to_node(record: NodeRecord, state: str, port: int | None) -> Node:
+    def _to_node(record: NodeRecord, state: str, port: int | None, reason: str = "") -> Node:
         return Node(id=record.id, state=state, address=ADDRESS, port=port or 0, public_ip=ADDRESS,
                     private_ip=ADDRESS, instance_type=record.instance_type,
                     launched_at=datetime.fromisoformat(record.launched_at),
-                    host_keys=(record.host_key,), tags=dict(record.tags))
+                    host_keys=(record.host_key,) if record.host_key else (), tags=dict(record.tags),
+                    desired=STOPPED if record.stopped else RUNNING, reason=reason)
 
     @staticmethod
-    def _identity(record: NodeRecord) -> process.Identity:
-        return process.Identity(record.pid, record.start_time, record.id)
+    def _identity(store: ClusterStore, record: NodeRecord) -> process.Identity:
+        return process.Identity(record.pid, record.start_time, record.id,
+                                str(store.node_dir(record.id) / "ready.json"))
 
     @staticmethod
     def _read_ready(store: ClusterStore, node_id: str) -> dict[str, object] | None:
         try:
-            return json.loads((store.node_dir(node_id) / "ready.json").read_text())
+            answer = json.loads((store.node_dir(node_id) / "ready.json").read_text())
         except (OSError, ValueError):
             return None
+        return answer if isinstance(answer, dict) else None
 
-    def _observe(self, store: ClusterStore, record: NodeRecord) -> Node:
-        """The node as it is now: stopped unless its verified process is alive."""
-        if record.stopped or not process.is_ours(self._identity(record)):
-            return self._to_node(record, STOPPED, record.port)
+    def _census(self, store: ClusterStore, state: ClusterState) -> dict[str, process.Identity]:
+        """The cluster's live node processes, from the process table; adds a record for any
+        the files do not know (ess was killed between spawn and save, state.json was lost)."""
+        live = process.find_nodes(store.nodes_dir, valid_node_id)
+        for node_id, identity in live.items():
+            if node_id not in state.nodes:
+                state.nodes[node_id] = NodeRecord(
+                    id=node_id, pid=identity.pid, start_time=identity.start_time, host_key="",
+                    tags={TAG_CLUSTER: store.cluster}, instance_type="local", launched_at=UNKNOWN_TIME)
+        return live
+
+    def _observe(self, store: ClusterStore, record: NodeRecord,
+                 live: dict[str, process.Identity]) -> Node:
+        """The node as it is now: running only if a process of this node is in the process table."""
+        if record.id not in live and not (record.pid and process.is_ours(self._identity(store, record))):
+            if record.stopped:
+                reason = "stopped with ess stop"
+            else:
+                reason = "process never started" if record.pid == 0 else "process exited"
+            return self._to_node(record, STOPPED, record.port, reason)
         port = record.port
         if port is None:
             ready = self._read_ready(store, record.id) or {}
@@ -137,7 +156,11 @@ class LocalBackend(Backend):
             raise UsageError("local backend: /bin/sh not found (local nodes run commands with it)")
 
     def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
-        """Start ``request.count`` node processes, recording each in state as soon as it exists."""
+        """Start ``request.count`` node processes; each node's record is on disk before its process.
+
+        A signal at any moment leaves either a record without a process (shown as lost,
+        removed by ``terminate``) or a process with a record, never a process alone.
+        """
         store = self.store(settings)
         tags = dict(request.tags)
         tags.setdefault(TAG_CLUSTER, settings.cluster)
@@ -147,22 +170,27 @@ class LocalBackend(Backend):
         failures: list[str] = []
         with store.locked() as state:
             _, public = self._login_key(settings, store, generate=True)
-            for _ in range(request.count):
-                record = self._spawn_new(settings, store, state, public, tags)
-                if record is None:
-                    failures.append("a node process exited at once")
+            intents: list[NodeRecord] = []
+            try:
+                store.make_dirs()
+                for _ in range(request.count):
+                    intents.append(self._prepare(settings, store, state, public, tags))
+                store.save(state)  # the intent is durable before any process exists
+            except BaseException:
+                for record in intents:  # no process was started: forget them whole
+                    state.nodes.pop(record.id, None)
+                    store.remove_node(record.id)
+                raise
+            for record in intents:
+                identity = self._start_process(settings, store, record.id, port=0)
+                if identity is None:
+                    failures.append(f"{record.id} exited at once: {_last_line(store, record.id)}")
+                    state.nodes.pop(record.id, None)
+                    store.remove_node(record.id)
                     continue
-                try:
-                    state.nodes[record.id] = record
-                    # Saved at once: a crash from here on leaves a node `terminate all` can find.
-                    store.save(state)
-                except BaseException:
-                    # Ctrl-C (or a full disk) between spawn and save: the node is in no
-                    # record, so nobody could find it later; stop it now.
-                    process.stop([self._identity(record)])
-                    shutil.rmtree(store.node_dir(record.id), ignore_errors=True)
-                    raise
+                record.pid, record.start_time = identity.pid, identity.start_time
                 spawned.append(record)
+            store.save(state)
         ready, failed = self._await_ready(store, spawned, float(settings.get("start_timeout", 120.0)),
                                           progress, already=0)
         failures.extend(failed.values())
@@ -174,7 +202,7 @@ class LocalBackend(Backend):
                     current.port = ready[record.id]
             store.save(state)
         if failed:
-            self._discard(store, [record for record in spawned if record.id in failed])
+            self._discard(store, {record.id for record in spawned if record.id in failed})
         nodes = [self._to_node(record, RUNNING, ready[record.id]) for record in spawned if record.id in ready]
         if failures:
             progress.note(f"local: {len(failures)} node(s) failed to start: {failures[0]}")
@@ -185,23 +213,24 @@ class LocalBackend(Backend):
             progress.note(f"log in by hand: {self.ssh_command(settings, nodes[0])}")
         return nodes
 
-    def _spawn_new(self, settings: Settings, store: ClusterStore, state: ClusterState, public: str,
-                   tags: dict[str, str]) -> NodeRecord | None:
+    def _prepare(self, settings: Settings, store: ClusterStore, state: ClusterState, public: str,
+                 tags: dict[str, str]) -> NodeRecord:
+        """A new node's folder, keys and record (pid 0: no process yet), added to ``state``."""
         node_id = f"local-{secrets.token_hex(4)}"
-        while node_id in state.nodes:
+        while node_id in state.nodes or store.node_dir(node_id).exists():
             node_id = f"local-{secrets.token_hex(4)}"
         node_dir = store.node_dir(node_id)
-        node_dir.mkdir(mode=0o700, parents=True)
+        node_dir.mkdir(mode=0o700)
         host_key = generate_ed25519(node_dir / "ssh_host_ed25519_key", node_id)
-        (node_dir / "authorized_keys").write_text(public + "\n")
-        identity = self._start_process(settings, store, node_id, port=0)
-        if identity is None:
-            shutil.rmtree(node_dir, ignore_errors=True)
-            return None
-        return NodeRecord(id=node_id, pid=identity.pid, start_time=identity.start_time,
-                          host_key=" ".join(host_key.split()[:2]), tags=dict(tags),
-                          instance_type=str(settings.get("instance_type", "local")),
-                          launched_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        fd = os.open(node_dir / "authorized_keys", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(public + "\n")
+        (node_dir / "home").mkdir(mode=0o700)
+        record = NodeRecord(id=node_id, pid=0, start_time="", host_key=" ".join(host_key.split()[:2]),
+                            tags=dict(tags), instance_type=str(settings.get("instance_type", "local")),
+                            launched_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        state.nodes[node_id] = record
+        return record
 
     def _start_process(self, settings: Settings, store: ClusterStore, node_id: str,
                        port: int) -> process.Identity | None:
@@ -230,7 +259,7 @@ class LocalBackend(Backend):
                     ready[record.id] = int(answer["port"])  # type: ignore[arg-type]
                 elif answer is not None and answer.get("error"):
                     failed[record.id] = f"{record.id}: {answer['error']}"
-                elif not process.exists(self._identity(record)):
+                elif not process.exists(self._identity(store, record)):
                     process.reap(record.pid)
                     failed[record.id] = f"{record.id} exited while starting: {_last_line(store, record.id)}"
                 else:
@@ -246,22 +275,36 @@ class LocalBackend(Backend):
                 time.sleep(POLL_SECONDS)
         return ready, failed
 
-    def _discard(self, store: ClusterStore, records: list[NodeRecord]) -> None:
-        """Stop verified node processes and forget them (their folders too).
+    def _discard(self, store: ClusterStore, ids: set[str]) -> None:
+        """Stop the nodes' processes and forget them (their folders too), all under the lock.
 
-        With the cluster's last node, its whole state folder goes: nothing is left behind.
+        The processes are found in the process table, not only through their records. With
+        the cluster's last node its whole state folder goes: nothing is left behind. If a
+        record cannot be removed, the processes are still stopped and the error says so.
         """
-        if not records:
+        if not ids:
             return
-        self._halt(records)
         with store.locked() as state:
+            live = self._census(store, state)
+            records = [state.nodes[node_id] for node_id in ids if node_id in state.nodes]
+            self._halt(store, records, live)
+            stuck: list[str] = []
             for record in records:
-                state.nodes.pop(record.id, None)
-                shutil.rmtree(store.node_dir(record.id), ignore_errors=True)
-            if state.nodes:
-                store.save(state)
-            else:
-                store.remove_all()
+                store.remove_node(record.id)
+                if store.node_dir(record.id).exists():
+                    stuck.append(record.id)
+                else:
+                    state.nodes.pop(record.id, None)
+            try:
+                if stuck:
+                    raise EssError(f"{store.node_dir(stuck[0])}: could not delete it")
+                if state.nodes:
+                    store.save(state)
+                else:
+                    store.remove_all()
+            except EssError as exc:
+                raise EssError(f"local backend: stopped the processes of {len(records)} node(s), but their "
+                               f"records could not all be removed: {exc}") from None
 
     def wait(self, settings: Settings, nodes: list[Node], progress: Progress,
              timeout: float) -> list[Node]:
@@ -286,31 +329,30 @@ class LocalBackend(Backend):
         return [node for node in self.list(settings) if node.id in wanted]
 
     def list(self, settings: Settings) -> list[Node]:
+        """Every node of the cluster: records, node folders and live processes, as they are now."""
         store = self.store(settings)
         state = store.read()
+        live = self._census(store, state)
         records = sorted(state.nodes.values(), key=lambda record: (record.launched_at, record.id))
-        return [self._observe(store, record) for record in records]
+        return [self._observe(store, record, live) for record in records]
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Stop the given nodes' verified processes, wait until their ports are free, forget them."""
         store = self.store(settings)
-        records = self._records(store, nodes)
-        progress.stage("terminating local nodes", len(records))
-        self._discard(store, records)
-        progress.update(len(records))
+        ids = {node.id for node in nodes if valid_node_id(node.id)}
+        progress.stage("terminating local nodes", len(ids))
+        self._discard(store, ids)
+        progress.update(len(ids))
         progress.finish()
 
-    @staticmethod
-    def _records(store: ClusterStore, nodes: list[Node]) -> list[NodeRecord]:
-        """The recorded nodes among ``nodes`` (read under the lock; unknown ids are skipped)."""
-        wanted = {node.id for node in nodes}
-        with store.locked() as state:
-            return [record for record in state.nodes.values() if record.id in wanted]
-
-    def _halt(self, records: list[NodeRecord]) -> None:
-        process.stop([self._identity(record) for record in records])
-        for record in records:
-            process.reap(record.pid)
+    def _halt(self, store: ClusterStore, records: list[NodeRecord],
+              live: dict[str, process.Identity]) -> None:
+        """Stop the processes of ``records``: found in the process table, or by a verified pid."""
+        identities = [live.get(record.id) or self._identity(store, record) for record in records]
+        identities = [identity for identity in identities if identity.pid > 1]
+        process.stop(identities)
+        for identity in identities:
+            process.reap(identity.pid)
         # The kernel closes the listening socket when the process exits; confirm it, briefly.
         deadline = time.monotonic() + 2.0
         for record in records:
@@ -326,14 +368,16 @@ class LocalBackend(Backend):
     def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """End the nodes' processes but keep their records (port, host key) for ``start``."""
         store = self.store(settings)
-        records = self._records(store, nodes)
-        progress.stage("stopping local nodes", len(records))
-        self._halt(records)
+        wanted = {node.id for node in nodes}
         with store.locked() as state:
+            live = self._census(store, state)
+            records = [record for record in state.nodes.values() if record.id in wanted]
+            progress.stage("stopping local nodes", len(records))
             for record in records:
-                if record.id in state.nodes:
-                    state.nodes[record.id].stopped = True
-            store.save(state)
+                record.stopped = True
+            store.save(state)  # the intent first: a node stopped from here on is not "lost"
+            self._halt(store, records, live)
+            progress.update(len(records))
         progress.finish()
 
     def start(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
@@ -342,18 +386,23 @@ class LocalBackend(Backend):
         wanted = {node.id for node in nodes}
         restarted: list[NodeRecord] = []
         with store.locked() as state:
+            live = self._census(store, state)
             candidates = [record for record in state.nodes.values() if record.id in wanted]
             progress.stage("starting local nodes", len(candidates))
             for record in candidates:
-                if not record.stopped and process.is_ours(self._identity(record)):
-                    continue
+                record.stopped = False
+            store.save(state)  # the intent first: a process spawned from here on has its record
+            for record in candidates:
+                if record.id in live:
+                    continue  # already running (maybe a start that was killed after its spawn)
                 identity = self._start_process(settings, store, record.id, port=record.port or 0)
                 if identity is None:
+                    store.save(state)
                     raise EssError(f"local backend: {record.id} exited at once "
                                    f"(see {store.node_dir(record.id) / 'node.log'})")
-                record.pid, record.start_time, record.stopped = identity.pid, identity.start_time, False
-                store.save(state)
+                record.pid, record.start_time = identity.pid, identity.start_time
                 restarted.append(record)
+            store.save(state)
         ready, failed = self._await_ready(store, restarted, float(settings.get("start_timeout", 120.0)),
                                           progress, already=len(candidates) - len(restarted))
         with store.locked() as state:
@@ -363,7 +412,7 @@ class LocalBackend(Backend):
             store.save(state)
         progress.finish()
         if failed:
-            process.stop([self._identity(record) for record in restarted if record.id in failed])
+            process.stop([self._identity(store, record) for record in restarted if record.id in failed])
             first = next(iter(failed.values()))
             raise EssError(f"local backend: {len(failed)} node(s) did not start: {first}")
 

@@ -11,8 +11,10 @@ It accepts public-key logins only, for ``--username`` with the key in
 ``--authorized-keys``. ``exec`` requests run through ``/bin/sh -c`` in ``--home`` (also
 ``$HOME``), with real stdin, stdout, stderr and exit status; a session without a command
 gets ``/bin/sh`` (interactive, on a pseudo-terminal, when the client asks for one, as
-``ssh`` does by hand). SFTP and scp see this machine's real file
-system, with relative paths starting in ``--home``. SIGTERM (or SIGINT) closes the server
+``ssh`` does by hand). SFTP and scp are chrooted to ``--home``: ``/`` is the node's home
+folder, so no path a client sends (``../../..`` included) reaches ess's own state next to
+it; their channels end with exit status 0, as OpenSSH's sftp-server does, which OpenSSH's
+``scp`` and ``sftp -b`` need to exit 0. SIGTERM (or SIGINT) closes the server
 and exits 0. If the node's folder disappears (cluster state deleted by hand), the node
 exits by itself rather than live on as an orphan nobody can find.
 """
@@ -47,8 +49,34 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _write_ready(path: Path, payload: dict[str, object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload))
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(payload))
     os.replace(tmp, path)
+
+
+def _sftp_factory(home: Path):
+    """SFTP (and scp) sessions rooted at the node's home, ended with an exit status.
+
+    The chroot is what keeps ``push x --dest ../../..`` from overwriting the cluster's
+    state.json (the home folder lives inside ess's state folder). asyncssh closes an SFTP
+    channel without an exit status by default; OpenSSH's ``scp`` (SFTP mode) then exits 1
+    although the copy worked, so the session ends the way OpenSSH's sftp-server does.
+    """
+    import asyncssh
+
+    root = os.fsencode(home)
+
+    class NodeSFTPServer(asyncssh.SFTPServer):
+        def __init__(self, chan) -> None:  # asyncssh.SSHServerChannel
+            super().__init__(chan, chroot=root)
+
+        def exit(self) -> None:
+            with contextlib.suppress(Exception):  # the client may already be gone
+                self.channel.exit(0)
+
+    return NodeSFTPServer
 
 
 async def _pump(reader: asyncio.StreamReader, writer: object) -> None:
@@ -227,14 +255,14 @@ async def _serve(args: argparse.Namespace) -> int:
         def validate_public_key(self, user: str, key: asyncssh.SSHKey) -> bool:
             return user == username and allowed.validate(key, "127.0.0.1", "127.0.0.1") is not None
 
-    args.home.mkdir(parents=True, exist_ok=True)
-    os.chdir(args.home)  # SFTP resolves relative paths against the process's folder
+    args.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chdir(args.home)  # commands start here; SFTP is chrooted here too
     try:
         server = await asyncssh.listen(
             "127.0.0.1", args.port, server_factory=NodeServer,
             server_host_keys=[str(args.host_key)],
             process_factory=_make_handler(args.home, username),
-            sftp_factory=True, allow_scp=True, encoding=None,
+            sftp_factory=_sftp_factory(args.home), allow_scp=True, encoding=None,
             agent_forwarding=False, x11_forwarding=False, allow_pty=True, line_editor=False,
             reuse_address=True)
     except (OSError, asyncssh.Error) as exc:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class Identity:
     pid: int
     start_time: str
     node_id: str
+    #: The ``--ready-file`` the node was started with; when set, it must match too, so a
+    #: node of another cluster (or another ESS_HOME) with the same id is never taken for ours.
+    ready_file: str = ""
 
 
 def start_time(pid: int) -> str | None:
@@ -76,7 +80,55 @@ def is_ours(identity: Identity) -> bool:
     argv = command_line(identity.pid)
     if not argv or NODE_MODULE not in argv:
         return False
-    return "--node-id" in argv and identity.node_id in argv
+    if _option(argv, "--node-id") != identity.node_id:
+        return False
+    return not identity.ready_file or _option(argv, "--ready-file") == identity.ready_file
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The value after ``name`` in a node's command line (argparse's ``--name VALUE`` form)."""
+    try:
+        return argv[argv.index(name) + 1]
+    except (ValueError, IndexError):
+        return None
+
+
+def find_nodes(nodes_dir: Path, valid_id: Callable[[str], bool]) -> dict[str, Identity]:
+    """Every live node process of one cluster, found in the process table, not in a file.
+
+    A node of the cluster is an ``ess_local.node`` process of this user whose ``--ready-file``
+    is ``<nodes_dir>/<id>/ready.json`` for its own ``--node-id``: that is how ``list`` and
+    ``terminate`` find a node whose record was lost (ess killed between spawn and save,
+    state.json deleted or damaged). Linux only (``/proc``); elsewhere nothing is found.
+    """
+    found: dict[str, Identity] = {}
+    proc = Path("/proc")
+    if not (proc / "self").exists():
+        return found
+    uid = os.getuid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+        except OSError:
+            continue
+        pid = int(entry.name)
+        argv = command_line(pid)
+        if not argv or NODE_MODULE not in argv:
+            continue
+        node_id = _option(argv, "--node-id")
+        if node_id is None or not valid_id(node_id):
+            continue
+        ready_file = str(nodes_dir / node_id / "ready.json")
+        if _option(argv, "--ready-file") != ready_file:
+            continue
+        started = start_time(pid)
+        if started is None:
+            continue
+        found[node_id] = Identity(pid, started, node_id, ready_file)
+    return found
 
 
 def exists(identity: Identity) -> bool:
@@ -95,7 +147,10 @@ def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
     Ctrl-C; stdin is /dev/null and output goes to the node's log file.
     """
     node_id = argv[argv.index("--node-id") + 1]
-    with open(log_file, "ab") as log:
+    ready_file = _option(argv, "--ready-file") or ""
+    # The log may hold what commands printed: private to this user from its first byte.
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", NODE_MODULE, *argv], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, cwd=cwd, start_new_session=True,
                                 close_fds=True)
@@ -113,7 +168,7 @@ def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
     # subprocess module keeps unfinished children in a list and reaps them later.
     if started is None:
         return None
-    return Identity(proc.pid, started, node_id)
+    return Identity(proc.pid, started, node_id, ready_file)
 
 
 def reap(pid: int) -> None:
@@ -128,8 +183,12 @@ def signal_node(identity: Identity, signum: int) -> bool:
         return False
     # The node leads its own session and process group (start_new_session), so the group
     # id is its pid: the group holds the node and the commands it is running, nothing else.
+    # A process that is not a group leader gets the signal alone.
     try:
-        os.killpg(identity.pid, signum)
+        if os.getpgid(identity.pid) == identity.pid:
+            os.killpg(identity.pid, signum)
+        else:
+            os.kill(identity.pid, signum)
     except ProcessLookupError:
         return False
     except PermissionError:
