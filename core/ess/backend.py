@@ -5,6 +5,13 @@ It does the cloud work and nothing else: the core owns the flow (preflight, crea
 verify, rollback), the output and the errors. Methods a backend cannot support raise
 :class:`ess.errors.NotSupported`, which the CLI reports as a one-line error.
 
+What a backend supports is derived from the class itself: :meth:`Backend.supports`
+is true for an operation the subclass overrides. The CLI shows only the commands whose
+operations are supported (``stop``/``start`` need ``stop``/``start``; ``add`` needs
+``adoptable`` and ``adopt``; ``remove`` needs ``release``; ``exec``/``push``/``ssh``/
+``ssh-config`` need ``access``; ``terminate all --purge`` needs ``purge``), and names a
+command that helps when one that is not offered is typed. Nothing to declare by hand.
+
 Rules every backend must follow (the contract suite in ``ess.testing`` checks them):
 
 * ``preflight`` has no side effects and raises :class:`UsageError` for bad settings.
@@ -38,6 +45,22 @@ class Backend:
     #: A list setting that ``create``'s positional arguments fill, e.g. "hosts" makes
     #: ``ess instance hosts create 10.0.0.5 10.0.0.6`` set ``hosts``. None: no arguments.
     create_arguments: ClassVar[str | None] = None
+    #: False when ``terminate`` only forgets machines ess does not own (hosts): the CLI
+    #: then says "release"/"released" instead of "terminate"/"terminated".
+    ends_nodes: ClassVar[bool] = True
+    #: A node id as this backend writes it, for the examples in ``--help`` ("i-0abc123").
+    example_node_id: ClassVar[str] = "NODE_ID"
+
+    def supports(self, operation: str) -> bool:
+        """True when this backend implements ``operation`` (a method name of this class):
+        the subclass overrides it. ``create``, ``list`` and ``terminate`` are required;
+        ``stop``, ``start``, ``adoptable``/``adopt``, ``release``, ``purge`` and ``access``
+        are optional, and the CLI offers only the commands whose operations are supported.
+        """
+        base = getattr(Backend, operation, None)
+        if not callable(base):
+            raise ValueError(f"{operation!r} is not a Backend operation")
+        return getattr(type(self), operation, base) is not base
 
     def requested_count(self, settings: Settings) -> int:
         """How many nodes ``create`` makes: ``instance_count``, unless the backend knows better."""

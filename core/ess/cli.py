@@ -89,7 +89,28 @@ class WholeNumber(click.ParamType):
 
 
 # -- the command tree --------------------------------------------------------------------
-class RootGroup(click.Group):
+class NoSuchCommand(click.UsageError):
+    """A subcommand name no group knows; carries the name and the closest known ones."""
+
+    def __init__(self, name: str, close: list[str], ctx: click.Context) -> None:
+        super().__init__(f"no such command {name!r}", ctx)
+        self.name, self.close = name, close
+
+
+class SuggestingGroup(click.Group):
+    """A group whose unknown-subcommand error names the typo and the closest command."""
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            raise NoSuchCommand(name, difflib.get_close_matches(name, self.list_commands(ctx), n=1), ctx)
+        return super().resolve_command(ctx, args)
+
+
+class RootGroup(SuggestingGroup):
     """Adds commands that plugins register through ``ess_register_commands``, lazily."""
 
     _extended = False
@@ -129,7 +150,7 @@ def cli() -> None:
     """
 
 
-class InstanceGroup(click.Group):
+class InstanceGroup(SuggestingGroup):
     """One subcommand per registered backend."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -192,10 +213,15 @@ def plugins_command() -> None:
         emit(f"load error: {error.name}: {error.error}")
 
 
-@cli.group("config")
+@cli.group("config", cls=SuggestingGroup)
 @common_options
 def config_group() -> None:
-    """Inspect the configuration ess would use."""
+    """Inspect the configuration ess would use.
+
+    \b
+    Example:
+      ess config show --backend local
+    """
 
 
 def _all_setting_flags() -> list[tuple[str, str]]:
@@ -266,6 +292,9 @@ def config_show(backend_name: str | None, **flags: Any) -> None:
 
 
 def _show(value: Any) -> Any:
+    # One number format whatever type a backend declared (ec2's int 600, local's float 600.0).
+    if isinstance(value, float):
+        return f"{value:g}"
     return ", ".join(value) if isinstance(value, list) else value
 
 
@@ -294,7 +323,9 @@ def run(argv: list[str] | None = None) -> int:
         _fail(format_usage_error(exc))
         return 2
     except click.Abort:
-        _fail("aborted; nothing was changed")
+        # click raises Abort for Ctrl-C (or end of input) at a prompt; a "no" answer is
+        # ess.errors.Declined (exit 1), so 130 stays the code of an interruption.
+        _fail("interrupted at the prompt; nothing was changed")
         return Interrupted.exit_code
     except EssError as exc:
         _fail(str(exc))
@@ -326,10 +357,21 @@ def format_usage_error(exc: click.UsageError) -> str:
     """click's usage errors in ess's one-line shape: ``--number: 'abc' is not ... (try ...)``."""
     command = exc.ctx.command_path if exc.ctx else "ess"
     see = f"(see `{command} --help`)"
+    if isinstance(exc, NoSuchCommand):
+        hint = f" (did you mean {exc.close[0]}?)" if exc.close else f" {see}"
+        return f"{exc.name}: no such command for `{command}`{hint}"
     if isinstance(exc, click.NoSuchOption):
         close = sorted(exc.possibilities or [])
         hint = f" (did you mean {close[0]}?)" if close else f" {see}"
+        passthrough = _passthrough_argument(exc.ctx)
+        if not close and passthrough is not None:
+            # `exec uname -a`: the option was meant for the remote command, not for ess.
+            hint = f" (to pass it to the command, put the command after `--`: `{command} -- ...`)"
         return f"{exc.option_name}: no such option for `{command}`{hint}"
+    if isinstance(exc, click.MissingParameter) and exc.param is not None:
+        name = exc.param.opts[0] if isinstance(exc.param, click.Option) else exc.param.human_readable_name
+        what = "option" if isinstance(exc.param, click.Option) else "argument"
+        return f"{name}: missing {what} {see}"
     if isinstance(exc, click.BadParameter) and exc.param is not None:
         name = exc.param.opts[0] if isinstance(exc.param, click.Option) else exc.param.human_readable_name
         message = exc.message
@@ -337,3 +379,13 @@ def format_usage_error(exc: click.UsageError) -> str:
             message = f"{message} {see}"
         return f"{name}: {message}"
     return f"{command}: {exc.format_message()} {see}"
+
+
+def _passthrough_argument(ctx: click.Context | None) -> click.Argument | None:
+    """The command's argument that takes a whole command line after ``--`` (``exec``), if any."""
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        if isinstance(param, click.Argument) and param.nargs == -1 and (param.metavar or "").startswith("--"):
+            return param
+    return None

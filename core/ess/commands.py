@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from .backend import Backend
-from .cli import EXIT_CODES_HELP, OPTIONS, WholeNumber, common_options, setting_values
-from .errors import PartialFailure, UsageError
+from .cli import EXIT_CODES_HELP, OPTIONS, SuggestingGroup, WholeNumber, common_options, setting_values
+from .errors import Declined, PartialFailure, UsageError
 from .models import PENDING, RUNNING, STOPPED, STOPPING, TAG_ADOPTED, Node, Settings
 from .output import emit, emit_json, nodes_json, nodes_table
 from .progress import Progress
@@ -56,16 +56,89 @@ def progress() -> Progress:
     return Progress(sys.stderr)
 
 
+#: The Backend operations each optional command needs (see Backend.supports): a command
+#: is offered only when the backend implements all of them.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "stop": ("stop",), "start": ("start",), "add": ("adoptable", "adopt"), "remove": ("release",),
+    "exec": ("access",), "push": ("access",), "ssh": ("access",), "ssh-config": ("access",),
+}
+
+
+class BackendGroup(SuggestingGroup):
+    """``ess instance <backend>``: offers only what the backend supports; a command it does
+    not support is refused (exit 2) with the command that helps instead."""
+
+    def __init__(self, *args: Any, refused: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused = refused
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.refused:
+            raise UsageError(self.refused[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+def has_flag(backend: Backend, flag: str, command: str = "create") -> bool:
+    from .settings import specs_for
+
+    return any(s.flag == flag and (command in s.commands or "*" in s.commands)
+               for s in specs_for(backend.settings).values())
+
+
+def create_example(backend: Backend) -> str:
+    """A ``create`` line that runs on this backend (hosts takes machines, not --number)."""
+    if backend.create_arguments:
+        return f"ess instance {backend.name} create 10.0.0.5 10.0.0.6"
+    if has_flag(backend, "--number"):
+        return f"ess instance {backend.name} create --number 2"
+    return f"ess instance {backend.name} create"
+
+
+def terminate_verb(backend: Backend) -> str:
+    """"terminate", or "release" for a backend whose terminate only forgets machines."""
+    return "terminate" if backend.ends_nodes else "release"
+
+
+def refusals(backend: Backend) -> dict[str, str]:
+    """Why each command the backend cannot do is refused, and what to run instead."""
+    name, verb = backend.name, terminate_verb(backend)
+    instead = {
+        "stop": f"`ess instance {name} terminate all` {verb}s the nodes"
+                + ("" if backend.ends_nodes else " (the machines keep running)"),
+        "start": f"`{create_example(backend)}` adds new nodes",
+        "add": f"`{create_example(backend)}` " + ("registers machines" if backend.create_arguments
+                                                   else "starts new nodes"),
+        "remove": f"`ess instance {name} terminate {backend.example_node_id}` {verb}s a node"
+                  + ("" if backend.ends_nodes else " and leaves the machine running"),
+    }
+    refused = {}
+    for command, operations in NEEDS.items():
+        if not all(backend.supports(op) for op in operations):
+            hint = instead.get(command, "it has no SSH access to its nodes")
+            refused[command] = f"{command}: backend {name} does not support `{command}`; {hint}"
+    return refused
+
+
 def backend_group(backend: Backend) -> click.Group:
-    group = click.Group(backend.name, help=f"{backend.description}\n\n\b\nExample:\n"
-                        f"  ess instance {backend.name} create --number 2\n"
-                        f"  ess instance {backend.name} list", epilog=EXIT_CODES_HELP)
+    refused = refusals(backend)
+
+    @click.group(backend.name, cls=BackendGroup, refused=refused, epilog=EXIT_CODES_HELP,
+                 help=f"{backend.description}\n\n\b\nExample:\n  {create_example(backend)}\n"
+                      f"  ess instance {backend.name} list")
+    @common_options
+    def group() -> None:
+        pass
+
+    from .login import ssh_command, ssh_config_command
     from .remote import exec_command, push_command
 
-    for make in (create_command, list_command, verify_command, terminate_command, status_command,
-                 iplist_command, stop_command, start_command, add_command, remove_command,
-                 exec_command, push_command):
-        group.add_command(make(backend))
+    makers = {"create": create_command, "list": list_command, "verify": verify_command,
+              "terminate": terminate_command, "status": status_command, "iplist": iplist_command,
+              "stop": stop_command, "start": start_command, "add": add_command, "remove": remove_command,
+              "exec": exec_command, "push": push_command, "ssh": ssh_command, "ssh-config": ssh_config_command}
+    for command, make in makers.items():
+        if command not in refused:
+            group.add_command(make(backend))
     for command in backend.commands():
         group.add_command(command)
     return group
@@ -76,15 +149,19 @@ def create_command(backend: Backend) -> click.Command:
     if backend.create_arguments:
         examples = (f"  ess instance {name} create 10.0.0.5 10.0.0.6\n"
                     f"      ess instance {name} create node1:2222 node2:2222 --no-verify")
-    else:
+    elif has_flag(backend, "--number"):
         examples = (f"  ess instance {name} create\n"
                     f"      ess instance {name} create --number 3 --no-verify\n"
                     f"      ess instance {name} create --number 10 --min 8   # keep 8+ good nodes, drop failures")
+    else:
+        examples = (f"  ess instance {name} create\n"
+                    f"      ess instance {name} create --no-verify")
 
     @click.command("create", epilog=EXIT_CODES_HELP, help=f"""Launch nodes, wait until they run, verify them.
 
     All or nothing by default: if anything fails after the launch (or you press Ctrl-C),
-    the nodes of this run are terminated unless --keep-on-failure.
+    the nodes of this run are terminated unless --keep-on-failure. On a cluster that
+    already has nodes, create adds to it: it says so, and asks first on a terminal.
 
     \b
     Examples:
@@ -109,18 +186,29 @@ def create_command(backend: Backend) -> click.Command:
         count = backend.requested_count(settings)
         request = provision.launch_request(settings, count, min_count)
         provision.preflight(backend, settings, request, verify=not no_verify)
-        if backend.billable and not yes and sys.stdin.isatty():
+        # A second create grows the cluster: say so before doing it, never silently.
+        existing = backend.list(settings)
+        if existing:
+            click.echo(f"cluster {settings.cluster!r} already has {len(existing)} node(s); "
+                       f"adding {count} more", err=True)
+        if (backend.billable or existing) and not yes and sys.stdin.isatty():
             kind = settings.get("instance_type") or "node"
-            click.confirm(f"Launch {count} x {kind} for cluster {settings.cluster!r} on {name}?",
-                          abort=True, err=True)
+            ask(f"Launch {count} x {kind} for cluster {settings.cluster!r} on {name}?" if backend.billable
+                else f"Add {count} node(s) to cluster {settings.cluster!r} on {name}?")
         result = provision.create(backend, settings, request, progress(), verify=not no_verify,
                                   keep_on_failure=keep_on_failure)
         checks = None if no_verify else result.checks
         if OPTIONS.json:
             emit_json(nodes_json(name, settings.cluster, result.nodes, checks,
-                                 dropped=[n.id for n in result.dropped]))
+                                 dropped=[n.id for n in result.dropped],
+                                 total=len(existing) + len(result.nodes)))
         else:
             emit(nodes_table(result.nodes, checks))
+        if result.nodes and backend.supports("access"):
+            from .login import login_hint
+
+            # The first row of the table just printed, so the hint and the table agree.
+            click.echo(login_hint(backend, settings, result.nodes[0]), err=True)
         if result.dropped:
             raise PartialFailure(f"kept {len(result.nodes)} of {request.count} nodes; dropped "
                                  + ", ".join(n.id for n in result.dropped))
@@ -176,16 +264,18 @@ def verify_command(backend: Backend) -> click.Command:
 
 
 def terminate_command(backend: Backend) -> click.Command:
-    @click.command("terminate", help=f"""Terminate all of the cluster's nodes, or the ones named.
+    verb = terminate_verb(backend)
+    @click.command("terminate", help=f"""{verb.capitalize()} all of the cluster's nodes, or the ones named.
 
     Only nodes carrying this cluster's ess:cluster tag are ever touched. Asks first on a
-    terminal; elsewhere --yes is required.
+    terminal; elsewhere --yes is required.{"" if backend.ends_nodes else
+    " On this backend the machines are only released: they keep running, ess forgets them."}
 
     \b
     Examples:
       ess instance {backend.name} terminate all
       ess instance {backend.name} terminate all --yes
-      ess instance {backend.name} terminate ID [ID...]
+      ess instance {backend.name} terminate {backend.example_node_id} --yes
     """)
     @click.argument("targets", nargs=-1, metavar="all|ID...")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -206,7 +296,7 @@ def terminate_command(backend: Backend) -> click.Command:
             raise UsageError("terminate: give either `all` or node ids, not both")
         if purge and targets != ("all",):
             raise UsageError("--purge: only with `terminate all` (the cluster's resources go with its last node)")
-        if purge and type(backend).purge is Backend.purge:
+        if purge and not backend.supports("purge"):
             raise UsageError(f"--purge: backend {backend.name} has nothing to purge (drop --purge)")
         settings = load(backend, flags)
         chosen = provision.select(backend, settings, list(targets))
@@ -222,7 +312,7 @@ def terminate_command(backend: Backend) -> click.Command:
             click.echo(f"nothing to terminate: cluster {settings.cluster!r} has no nodes on "
                        f"{backend.name}", err=True)
         else:
-            confirm(f"Terminate {len(nodes)} node(s) of cluster {settings.cluster!r} on {backend.name}"
+            confirm(f"{verb.capitalize()} {len(nodes)} node(s) of cluster {settings.cluster!r} on {backend.name}"
                     + (" and purge its resources" if purge else ""), nodes, yes)
             provision.terminate(backend, settings, nodes, progress())
         if purge:
@@ -234,7 +324,7 @@ def terminate_command(backend: Backend) -> click.Command:
                        "terminated": [n.id for n in nodes], "purged": purged})
             return
         if nodes:
-            emit(f"terminated {len(nodes)} node(s): {', '.join(n.id for n in nodes)}")
+            emit(f"{verb}d {len(nodes)} node(s): {', '.join(n.id for n in nodes)}")
         for item in purged:
             emit(f"purged {item}")
     return terminate
@@ -249,7 +339,14 @@ def confirm(action: str, nodes: list[Node], yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         raise UsageError("--yes: required to confirm when stdin is not a terminal (nothing was changed)")
-    click.confirm("Proceed?", abort=True, err=True)
+    ask("Proceed?")
+
+
+def ask(question: str) -> None:
+    """Ask on the terminal; "no" is Declined (exit 1). Ctrl-C at the prompt stays click's
+    Abort, reported as an interruption (exit 130)."""
+    if not click.confirm(question, default=False, err=True):
+        raise Declined("aborted at the prompt; nothing was done")
 
 
 def status_command(backend: Backend) -> click.Command:
@@ -289,11 +386,17 @@ def status_command(backend: Backend) -> click.Command:
 def iplist_command(backend: Backend) -> click.Command:
     @click.command("iplist", help=f"""Print one address per running node, for scripts.
 
-    By default the address ess itself uses (private or public per use_private_ip).
+    By default the address ess itself uses (private or public per use_private_ip), as
+    ADDRESS, or ADDRESS:PORT when the node's SSH port is not 22. A backend that knows one
+    address per node (hosts, local) prints it for --private and --public too. To copy
+    files with OpenSSH, log in by node id through `ssh-config` (it carries the port, user,
+    key and known_hosts), or use `push`.
 
     \b
-    Example:
-      for ip in $(ess instance {backend.name} iplist --private); do scp data.csv $ip:; done
+    Examples:
+      ess instance {backend.name} iplist --json
+      ess instance {backend.name} ssh-config > nodes.ssh
+      for n in $(ess instance {backend.name} list --json | jq -r '.nodes[].id'); do scp -F nodes.ssh data.csv $n:; done
     """)
     @click.option("--private", "which", flag_value="private", help="Private addresses.")
     @click.option("--public", "which", flag_value="public", help="Public addresses.")
@@ -303,7 +406,7 @@ def iplist_command(backend: Backend) -> click.Command:
         settings = load(backend, flags)
         field = {"private": "private_ip", "public": "public_ip"}.get(which or "", "address")
         running = [n for n in backend.list(settings) if n.state == RUNNING]
-        addresses = [getattr(n, field) for n in running]
+        addresses = [_ip_of(n, field) for n in running]
         missing = [n.id for n, a in zip(running, addresses, strict=True) if not a]
         if missing:
             click.echo(f"ess: warning: no {which or ''} address for {', '.join(missing)}".replace("  ", " "),
@@ -313,6 +416,20 @@ def iplist_command(backend: Backend) -> click.Command:
         elif any(addresses):
             emit("\n".join(a for a in addresses if a))
     return iplist
+
+
+def _ip_of(node: Node, field: str) -> str | None:
+    """``field``'s address, with ``:port`` when the port is not 22 (a script needs it).
+
+    A node with neither a public nor a private address (hosts) has only ``address``: it
+    is the answer to --private and --public too.
+    """
+    address = getattr(node, field)
+    if address is None and node.public_ip is None and node.private_ip is None:
+        address = node.address
+    if address and node.port not in (22, 0):
+        return f"{address}:{node.port}"
+    return address
 
 
 def _power_command(backend: Backend, verb: str) -> click.Command:
@@ -367,7 +484,7 @@ def add_command(backend: Backend) -> click.Command:
 
     \b
     Example:
-      ess instance {backend.name} add i-0abc123 i-0def456 --yes
+      ess instance {backend.name} add {backend.example_node_id} --yes
     """)
     @click.argument("ids", nargs=-1, required=True, metavar="ID...")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -391,7 +508,7 @@ def remove_command(backend: Backend) -> click.Command:
 
     \b
     Example:
-      ess instance {backend.name} remove i-0abc123 --yes
+      ess instance {backend.name} remove {backend.example_node_id} --yes
     """)
     @click.argument("ids", nargs=-1, required=True, metavar="ID...")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")

@@ -27,6 +27,11 @@ class NotSupported(UsageError):
     """The backend cannot do what was asked (e.g. `stop` on a backend without it)."""
 
 
+class Declined(EssError):
+    """The user answered no at a confirmation prompt: nothing was done (exit 1, not 130,
+    which is kept for Ctrl-C)."""
+
+
 class PartialFailure(EssError):
     """Some nodes succeeded and some failed; the message names the failed ones."""
 

@@ -146,12 +146,19 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class Access:
-    """How to log in to a cluster's nodes; built by the backend, used by SSH plugins."""
+    """How to log in to a cluster's nodes; built by the backend, used by SSH plugins.
+
+    ``known_hosts`` is the OpenSSH known_hosts file that holds the nodes' host keys, for
+    ``ess instance <backend> ssh`` and ``ssh-config`` (which hand it to OpenSSH with
+    ``StrictHostKeyChecking yes``). A backend that writes its own (local) names it; None
+    means the per-cluster file the SSH plugin keeps, ``ess.paths.known_hosts_file()``.
+    """
 
     backend: str
     cluster: str
     username: str
     key_file: Path
+    known_hosts: Path | None = None
 
 
 @dataclass(frozen=True)

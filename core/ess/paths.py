@@ -35,6 +35,17 @@ def data_dir() -> Path:
     return _ensure(_base("data"))
 
 
+def known_hosts_file(backend: str, cluster: str) -> Path:
+    """The per-cluster known_hosts file (OpenSSH format) the SSH plugin trusts and extends.
+
+    Kept in the core so the CLI (``ssh``, ``ssh-config``) finds it without importing a plugin.
+    """
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{backend}-{cluster}")
+    return data_dir() / "known_hosts" / safe
+
+
 def _ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path

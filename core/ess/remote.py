@@ -67,7 +67,7 @@ def exec_command(backend: Backend) -> click.Command:
     Put the command after `--`. Each output line is prefixed by its node; the exit code is
     0 only if the command succeeded everywhere (3 if only some nodes failed).
 
-    \\b
+    \b
     Examples:
       ess instance {backend.name} exec -- uptime
       ess instance {backend.name} exec --json -- 'df -h / | tail -1'
@@ -95,7 +95,7 @@ def exec_command(backend: Backend) -> click.Command:
 def push_command(backend: Backend) -> click.Command:
     @click.command("push", epilog=EXIT_CODES_HELP, help=f"""Copy a file or folder to every running node over SFTP.
 
-    \\b
+    \b
     Examples:
       ess instance {backend.name} push ./job.py
       ess instance {backend.name} push ./data --dest /tmp/inputs

@@ -58,6 +58,7 @@ class Ec2Backend(Backend):
     description: ClassVar[str] = "Amazon EC2 instances (boto3), tagged per cluster"
     settings: ClassVar[tuple[SettingSpec, ...]] = SETTINGS
     billable: ClassVar[bool] = True
+    example_node_id: ClassVar[str] = "i-0abc123"
 
     def __init__(self) -> None:
         # Preflight's findings per launch, so create does not ask AWS again.

@@ -38,7 +38,8 @@ def default_group_name(settings: Settings) -> str:
 
 def security_group_group(backend: Backend) -> click.Group:
     """``ess instance ec2 security-group ...``."""
-    group = click.Group("security-group", help="The cluster's security group: SSH from your address only.")
+    group = click.Group("security-group", help="The cluster's security group: SSH from your address only.\n\n"
+                        "\b\nExample:\n  ess instance ec2 security-group create")
     group.add_command(security_group_create(backend))
     return group
 
@@ -106,7 +107,8 @@ def security_group_create(backend: Backend) -> click.Command:
 
 def key_pair_group(backend: Backend) -> click.Group:
     """``ess instance ec2 key-pair ...``."""
-    group = click.Group("key-pair", help="An EC2 key pair made by ess, its private key saved next to the config.")
+    group = click.Group("key-pair", help="An EC2 key pair made by ess, its private key saved next to the config.\n\n"
+                             "\b\nExample:\n  ess instance ec2 key-pair create pem_file")
     group.add_command(key_pair_create(backend))
     return group
 

@@ -58,6 +58,9 @@ class HostsBackend(Backend):
     name = "hosts"
     description = "Machines you already run, registered as workers (nothing is launched or stopped)."
     create_arguments = "hosts"
+    # terminate only forgets the machines: the CLI says "released", not "terminated".
+    ends_nodes = False
+    example_node_id = "10.0.0.5"
     settings = (
         SettingSpec("hosts", type="list", default=[], commands=("create",),
                     help="The machines: addresses or names, host:port for another SSH port. "

@@ -12,7 +12,6 @@ import getpass
 import json
 import os
 import secrets
-import shlex
 import socket
 import time
 from datetime import datetime, timezone
@@ -54,6 +53,7 @@ class LocalBackend(Backend):
 
     name = "local"
     description = "Nodes on this machine (SSH servers on 127.0.0.1), for trying ess offline"
+    example_node_id = "local-1a2b3c4d"
     settings = (
         SettingSpec("instance_count", type="int", default=2, minimum=1, maximum=200, flag="--number",
                     help="How many nodes `create` starts."),
@@ -86,15 +86,6 @@ class LocalBackend(Backend):
                 raise EssError(f"{path}: the cluster key does not exist yet (run create first)")
             generate_ed25519(path, f"ess-local-{store.cluster}")
         return path, public_key_of(path, str(path))
-
-    def ssh_command(self, settings: Settings, node: Node) -> str:
-        """A command line that logs in to ``node`` by hand with OpenSSH, host key checked."""
-        store = self.store(settings)
-        key = settings.path("key_file") or store.generated_key
-        return shlex.join(["ssh", "-i", str(key), "-p", str(node.port),
-                           "-o", f"UserKnownHostsFile={store.known_hosts}",
-                           "-o", "StrictHostKeyChecking=yes",
-                           f"{settings['username']}@{ADDRESS}"])
 
     @staticmethod
     def _to_node(record: NodeRecord, state: str, port: int | None, reason: str = "") -> Node:
@@ -209,8 +200,6 @@ class LocalBackend(Backend):
         if len(nodes) < request.min_count:
             raise EssError(f"local backend: only {len(nodes)} of {request.count} nodes started "
                            f"(first problem: {failures[0] if failures else 'unknown'})")
-        if nodes:
-            progress.note(f"log in by hand: {self.ssh_command(settings, nodes[0])}")
         return nodes
 
     def _prepare(self, settings: Settings, store: ClusterStore, state: ClusterState, public: str,
@@ -363,7 +352,7 @@ class LocalBackend(Backend):
         store = self.store(settings)
         key = settings.path("key_file") or store.generated_key
         return Access(backend=self.name, cluster=settings.cluster, username=str(settings["username"]),
-                      key_file=key)
+                      key_file=key, known_hosts=store.known_hosts)
 
     def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """End the nodes' processes but keep their records (port, host key) for ``start``."""

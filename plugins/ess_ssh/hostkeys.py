@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -40,10 +39,9 @@ def host_name(address: str, port: int) -> str:
 
 def known_hosts_path(backend: str, cluster: str) -> Path:
     """Where the known_hosts file of one cluster lives (the folder is created, mode 0700)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{backend}-{cluster}")
-    folder = paths.data_dir() / "known_hosts"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder / safe
+    path = paths.known_hosts_file(backend, cluster)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
 
 
 @dataclass(frozen=True)
