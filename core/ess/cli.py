@@ -325,6 +325,8 @@ def run(argv: list[str] | None = None) -> int:
     except click.Abort:
         # click raises Abort for Ctrl-C (or end of input) at a prompt; a "no" answer is
         # ess.errors.Declined (exit 1), so 130 stays the code of an interruption.
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")  # the terminal's cursor is still on the prompt line, after ^C
         _fail("interrupted at the prompt; nothing was changed")
         return Interrupted.exit_code
     except EssError as exc:
