@@ -118,7 +118,7 @@ def test_shell_metacharacters_in_tags_are_kept_verbatim_and_never_run(world: Wor
     """Tags are data (EC2 allows these characters): ess passes them through unchanged."""
     tag = _fill(HOSTILE_TAG, world)
     world.conf.write_text(world.conf.read_text().replace("Essentia Worker Node", tag))
-    cluster = "weird-$(id)-'\"-cluster"
+    cluster = "weird-cluster_1.0"  # a cluster name with shell characters is refused (case 74)
     created = ess("instance", "ec2", "create", "--yes", "--no-verify", "--number", "2",
                   "--cluster", cluster, "--json")
     assert created.code == 0, created

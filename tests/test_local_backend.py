@@ -265,7 +265,7 @@ def test_preflight_rejects_bad_settings(backend: LocalBackend, tmp_path: Path) -
     junk.write_text("not a key")
     with pytest.raises(UsageError, match="is not an SSH private key"):
         backend.preflight(settings_for(backend, key_file=str(junk)), request(1))
-    with pytest.raises(UsageError, match="cannot name a local cluster"):
+    with pytest.raises(UsageError, match="is not a valid cluster"):
         backend.preflight(settings_for(backend, cluster="../evil"), request(1))
     assert not (tmp_path / "ess-home" / "state" / "local").exists()
 

@@ -9,7 +9,7 @@ import pytest
 from ess.errors import UsageError
 from ess.loaders import ini, toml
 from ess.models import SettingSpec
-from ess.settings import coerce, find_config, resolve
+from ess.settings import CORE_SETTINGS, coerce, find_config, how_to_set, resolve
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SPECS = {s.key: s for s in (
@@ -103,7 +103,7 @@ def test_secrets_are_masked():
     ("instance_type: x\n", "line 1: a setting before any [section]"),
     ("[EC2]\n[EC2]\n", "line 2: section [EC2] appears twice"),
     ("[EC2]\nkey_name: a\nkey_name: b\n", "line 3: [EC2] key_name is set twice"),
-    ("[EC2]\njust words\n", "line 2: cannot parse 'just words'"),
+    ("[EC2]\njust words\n", "line 2: cannot parse this line, it is not `key: value`"),
 ])
 def test_broken_ini_is_one_line_with_the_line_number(text, fragment):
     with pytest.raises(UsageError) as info:
@@ -142,3 +142,118 @@ def test_user_config_dir_is_searched_last(tmp_path, monkeypatch, ess_home):
     user.mkdir(parents=True)
     (user / "instance.conf").write_text("[EC2]\n")
     assert find_config(None, {})[0] == user / "instance.conf"
+
+
+# -- one cluster-name rule, in the core, for every backend ------------------------------
+CORE = {spec.key: spec for spec in CORE_SETTINGS}
+BAD_CLUSTERS = ["", "../../../x", "/tmp/elsewhere", "a/b", "..", ".hidden", "-dash", "c" * 65, "c" * 300,
+                "weird-$(id)", "sp ace", "tab\tname", "naïve"]
+
+
+@pytest.mark.parametrize(("source", "name"), [
+    (source, name) for source in ("cli", "env", "file") for name in BAD_CLUSTERS
+    if (source, name) != ("env", "")  # an empty variable means unset, as for every setting
+], ids=lambda value: repr(value[:20]))
+def test_a_cluster_name_outside_the_rule_is_refused_wherever_it_comes_from(name, source):
+    cli = {"cluster": name} if source == "cli" else {}
+    env = {"ESS_CLUSTER": name} if source == "env" else {}
+    sections = {"ec2": {"cluster": name}} if source == "file" else {}
+    with pytest.raises(UsageError) as info:
+        resolve("ec2", CORE, sections=sections, cli=cli, env=env)
+    message = str(info.value)
+    assert "is not a valid cluster (use 1 to 64 letters, digits, '.', '_' or '-'" in message
+    assert "\n" not in message and len(message) < 200
+
+
+@pytest.mark.parametrize("name", ["default", "a", "team-a.b_c", "C" * 64, "0day"])
+def test_cluster_names_inside_the_rule_are_kept(name):
+    assert resolve("ec2", CORE, cli={"cluster": name}, env={}).cluster == name
+
+
+@pytest.mark.parametrize("backend", ["hosts", "local"])
+@pytest.mark.parametrize("name", ["../../../x", "ABSOLUTE", "", "c" * 300])
+def test_hosts_and_local_refuse_a_cluster_that_would_be_a_path_and_write_nothing(ess, ess_home, tmp_path,
+                                                                                 monkeypatch, backend, name):
+    monkeypatch.chdir(tmp_path)
+    if name == "ABSOLUTE":
+        name = str(tmp_path / "outside")
+    (ess_home / "state").mkdir(parents=True)
+    cache = ess_home / "cache"  # the plugin cache is written at start-up, whatever the command
+
+    def files() -> list[Path]:
+        return sorted(path for path in tmp_path.rglob("*") if cache not in path.parents and path != cache)
+
+    before = files()
+    result = ess("instance", backend, "list", "--cluster", name)
+    assert result.code == 2, result
+    assert result.err.count("\n") == 1 and "is not a valid cluster" in result.err, result
+    assert files() == before  # no registry or state written anywhere
+
+
+def test_the_local_backend_uses_the_cores_cluster_rule():
+    from ess import names
+    from ess_local import state
+
+    assert state.CLUSTER_NAME is names.CLUSTER_NAME
+
+
+# -- declarative patterns: username ----------------------------------------------------
+@pytest.mark.parametrize("backend", ["ec2", "local", "hosts"])
+@pytest.mark.parametrize("username", ["-oProxyCommand=x", "-l", "a b", "x" * 33, ".hidden", "root;id"])
+def test_a_username_ssh_would_misread_is_refused_before_anything_starts(ess, tmp_path, monkeypatch, backend,
+                                                                       username):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "instance.conf").write_text(f"[{backend}]\nusername: {username}\n")
+    result = ess("config", "show", "--backend", backend)
+    assert result.code == 2, result
+    assert f"[{backend}] username: " in result.err and "is not a valid username (use a login name" in result.err
+    assert result.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("username", ["ec2-user", "ubuntu", "root", "svc_ess.2", "_build"])
+def test_ordinary_usernames_pass_the_pattern(username):
+    spec = SettingSpec("username", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")
+    assert coerce(spec, username, "x") == username
+
+
+def test_a_secret_setting_that_fails_its_pattern_is_not_quoted():
+    spec = SettingSpec("token", secret=True, pattern=r"^[a-z]+$", pattern_help="lower case only")
+    with pytest.raises(UsageError) as info:
+        coerce(spec, "Hunter2-SECRET", "ESS_TOKEN")
+    assert "Hunter2" not in str(info.value) and "the value is not a valid token" in str(info.value)
+
+
+# -- unknown sections get a did-you-mean, like unknown keys ---------------------------
+def test_a_misspelled_section_is_refused_with_a_suggestion():
+    with pytest.raises(UsageError, match=r"^x.conf \[lcoal\]: unknown section \(did you mean \[local\]\?\)$"):
+        resolve("ec2", SPECS, config_path=Path("x.conf"), sections={"EC2": {}, "lcoal": {}}, env={})
+
+
+def test_a_section_no_backend_claims_is_refused_with_what_to_do():
+    with pytest.raises(UsageError, match=r"\[gce\]: unknown section \(no installed backend is named 'gce'"):
+        resolve("ec2", SPECS, sections={"EC2": {}, "gce": {}}, env={})
+
+
+def test_sections_of_other_installed_backends_are_fine():
+    assert resolve("ec2", SPECS, sections={"EC2": {"key_name": "k"}, "Local": {}, "hosts": {}}, env={})["key_name"] == "k"
+
+
+def test_an_unknown_section_fails_every_command_not_only_its_backend(ess, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "instance.conf").write_text("[lcoal]\nusername: me\n")
+    result = ess("instance", "local", "list")
+    assert result.code == 2, result
+    assert result.err == f"ess: {tmp_path / 'instance.conf'} [lcoal]: unknown section (did you mean [local]?)\n"
+
+
+# -- a missing required setting names only the ways that exist ------------------------
+def test_how_to_set_names_the_flag_only_when_there_is_one():
+    assert how_to_set(SettingSpec("key_file")) == "the config file or ESS_KEY_FILE"
+    assert how_to_set(SettingSpec("instance_type", flag="--type")) == "the config file, ESS_INSTANCE_TYPE or --type"
+
+
+def test_missing_hosts_key_file_does_not_promise_a_flag(ess, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = ess("instance", "hosts", "create", "127.0.0.1", "--no-verify")
+    assert result.code == 2, result
+    assert result.err == "ess: setting key_file: required for create (set it in the config file or ESS_KEY_FILE)\n"

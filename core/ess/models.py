@@ -184,6 +184,7 @@ class SettingSpec:
     ``type`` is one of "str", "int", "float", "bool", "path", "list" (comma-separated in
     INI and env, an array in TOML). ``flag`` adds a command-line option (e.g. "--number")
     to the backend's ``commands``. ``secret`` values are masked wherever they are shown.
+    ``pattern`` is checked by the core when settings are resolved, before anything starts.
     """
 
     key: str
@@ -197,6 +198,10 @@ class SettingSpec:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    #: A regular expression a "str" or "path" value must match whole (e.g.
+    #: ``ess.names.USERNAME.pattern``), and what to write instead when it does not.
+    pattern: str | None = None
+    pattern_help: str = ""
 
     @property
     def env(self) -> str:

@@ -35,6 +35,7 @@ from .models import (
 )
 from .plugins import get_plugin_manager
 from .progress import Progress
+from .settings import how_to_set
 
 
 @dataclass
@@ -85,7 +86,7 @@ def preflight(backend: Backend, settings: Settings, request: LaunchRequest, *, v
     if missing:
         key = missing[0]
         raise UsageError(f"{settings.where(key)}: required for create "
-                         f"(set it in the config file, {settings.specs[key].env}, or on the command line)")
+                         f"(set it in {how_to_set(settings.specs[key])})")
     backend.preflight(settings, request)
     try:
         access: Access | None = backend.access(settings)

@@ -21,6 +21,28 @@ _SIGNATURE = re.compile(r"(Signature=|X-Amz-Security-Token[=:]\s*|aws_secret_acc
                         re.I)
 
 
+# What AWS credentials look like, for text read before any secret is known (a credential
+# CSV row pasted into instance.conf): an access key id, and a long mixed run of the
+# base64 alphabet (a secret access key is 40 such characters).
+_ACCESS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{12,124}(?![A-Za-z0-9])")
+_SECRET_SHAPED = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{30,}(?![A-Za-z0-9/+])")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with anything shaped like an AWS access key id or secret key masked.
+
+    For messages about config text (parse and type errors), which are written before the
+    credential file is read and so before :func:`register_secret` knows the secret. A run
+    counts as secret-shaped when it mixes upper case, lower case and digits.
+    """
+    text = _ACCESS_KEY_ID.sub(MASK, text)
+    return _SECRET_SHAPED.sub(lambda m: MASK if _mixed(m.group(0)) else m.group(0), text)
+
+
+def _mixed(run: str) -> bool:
+    return any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+
+
 def register_secret(value: str | None) -> None:
     """Remember ``value`` as secret (short values are ignored: masking them would garble text)."""
     if value and len(value) >= 8:

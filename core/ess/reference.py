@@ -70,6 +70,8 @@ def _table(specs: list[SettingSpec]) -> list[str]:
             extra.append("required for create")
         if spec.secret:
             extra.append("secret: masked in output")
+        if spec.pattern_help:
+            extra.append(spec.pattern_help)
         if spec.choices:
             extra.append("one of " + ", ".join(f"`{c}`" for c in spec.choices if c))
         if spec.minimum is not None or spec.maximum is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable, Mapping
@@ -17,7 +18,9 @@ from typing import Any
 
 from .errors import UsageError
 from .models import Settings, SettingSpec, Value
+from .names import CLUSTER_NAME, CLUSTER_NAME_HELP
 from .paths import config_dir
+from .redact import mask_credentials
 
 CONFIG_NAMES = ("instance.conf", "instance.toml")
 
@@ -25,9 +28,9 @@ CONFIG_NAMES = ("instance.conf", "instance.toml")
 CORE_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "cluster", default="default", flag="--cluster",
-        commands=("*",),
+        commands=("*",), pattern=CLUSTER_NAME.pattern, pattern_help=CLUSTER_NAME_HELP,
         help="Name of the cluster; nodes are tagged ess:cluster=<name> and every command "
-             "acts only on nodes with that tag.",
+             "acts only on nodes with that tag (it also names the cluster's state files).",
     ),
     SettingSpec(
         "wait_timeout", type="float", default=600.0, minimum=1,
@@ -146,6 +149,7 @@ def resolve(
     file_values = dict(sections.get(section, {})) if section else {}
     file_label = f"{config_path} [{section}]" if config_path else f"[{section}]"
 
+    check_sections(sections, backend, config_path)
     for key in file_values:
         if key not in specs:
             raise UsageError(f"{file_label} {key}: unknown key{did_you_mean(key, specs)}")
@@ -166,6 +170,29 @@ def resolve(
                     config_path=config_path, section=section)
 
 
+def check_sections(sections: Mapping[str, Any], backend: str, config_path: Path | None) -> None:
+    """Every section must name an installed backend: a misspelled ``[lcoal]`` would
+    otherwise be ignored and the defaults used without a word."""
+    from .plugins import backends
+
+    known = {name.lower(): name for name in [backend, *backends()]}
+    for name in sections:
+        if name.lower() in known:
+            continue
+        where = f"{config_path} [{name}]" if config_path else f"[{name}]"
+        close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+        hint = (f" (did you mean [{known[close[0]]}]?)" if close else
+                f" (no installed backend is named {name!r}: remove the section, or install the "
+                "plugin that provides it; `ess plugins` lists the backends)")
+        raise UsageError(f"{where}: unknown section{hint}")
+
+
+def how_to_set(spec: SettingSpec) -> str:
+    """The ways a user can give ``spec`` a value, naming only those that exist."""
+    ways = ["the config file", spec.env] + ([spec.flag] if spec.flag else [])
+    return ", ".join(ways[:-1]) + f" or {ways[-1]}"
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if close:
@@ -174,7 +201,21 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
-    """Convert a raw value (string from INI/env/CLI, or typed from TOML) to the spec's type."""
+    """Convert a raw value (string from INI/env/CLI, or typed from TOML) to the spec's type.
+
+    Errors quote the value, masked if it looks like an AWS credential: a key pasted into
+    the wrong line is read before the credential file, so no registered secret covers it.
+    """
+    try:
+        return _coerce(spec, raw, where)
+    except UsageError as exc:
+        message = str(exc)
+        if message.startswith(where):
+            raise UsageError(where + mask_credentials(message[len(where):])) from None
+        raise UsageError(mask_credentials(message)) from None
+
+
+def _coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
     if isinstance(raw, str):
         if len(raw) > MAX_VALUE_LENGTH:
             raise UsageError(f"{where}: value is {len(raw)} characters long "
@@ -194,12 +235,21 @@ def coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
             raise UsageError(f"{where}: expected text, got {_describe(raw)}")
         if "\x00" in raw or any(ch in raw for ch in "\r\n"):
             raise UsageError(f"{where}: contains a control character (use plain text)")
+        if spec.pattern is not None and not re.fullmatch(spec.pattern, raw):
+            shown = "the value" if spec.secret else _excerpt(raw)
+            raise UsageError(f"{where}: {shown} is not a valid {spec.key} "
+                             f"({spec.pattern_help or 'it must match ' + spec.pattern})")
         value = raw
     else:  # pragma: no cover - a plugin declared an unknown type
         raise UsageError(f"{where}: setting type {kind!r} is not known to ess")
     if spec.choices and value not in spec.choices:
         raise UsageError(f"{where}: {value!r} is not one of {', '.join(spec.choices)}")
     return value
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    """``text`` quoted, shortened to ``limit`` characters so the error stays one short line."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _describe(raw: Any) -> str:

@@ -6,6 +6,7 @@ Kept free of boto3 imports: ``ess --help`` and ``ess config show`` read these.
 from __future__ import annotations
 
 from ess.models import SettingSpec
+from ess.names import USERNAME, USERNAME_HELP
 
 #: Essentia's default Name tag; also what ``instance_tag`` falls back to.
 DEFAULT_INSTANCE_TAG = "Essentia Worker Node"
@@ -49,7 +50,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
              "looked up in the subnet's VPC (or the default VPC). Empty: the VPC's default group.",
     ),
     SettingSpec(
-        "username", default="ec2-user",
+        "username", default="ec2-user", pattern=USERNAME.pattern, pattern_help=USERNAME_HELP,
         help="User name ess logs in as over SSH (ec2-user on Amazon Linux, ubuntu on Ubuntu).",
     ),
     # -- additive keys ----------------------------------------------------------------

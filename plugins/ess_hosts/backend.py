@@ -17,6 +17,7 @@ from typing import Any
 from ess.backend import Backend
 from ess.errors import UsageError
 from ess.models import RUNNING, Access, LaunchRequest, Node, Settings, SettingSpec
+from ess.names import USERNAME, USERNAME_HELP
 from ess.paths import state_dir
 from ess.progress import Progress
 from ess.statefile import locked_json
@@ -67,7 +68,8 @@ class HostsBackend(Backend):
                          "`ess instance hosts create 10.0.0.5 10.0.0.6` sets them on the command line."),
         SettingSpec("port", type="int", default=22, minimum=1, maximum=65535,
                     help="SSH port of machines listed without one."),
-        SettingSpec("username", default=getpass.getuser(), help="SSH user on the machines."),
+        SettingSpec("username", default=getpass.getuser(), pattern=USERNAME.pattern, pattern_help=USERNAME_HELP,
+                    help="SSH user on the machines."),
         SettingSpec("key_file", type="path", required=True,
                     help="Private key that logs in to the machines (mode 0600)."),
     )

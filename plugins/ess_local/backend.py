@@ -31,6 +31,7 @@ from ess.models import (
     Settings,
     SettingSpec,
 )
+from ess.names import USERNAME, USERNAME_HELP
 from ess.progress import Progress
 
 from . import process
@@ -62,7 +63,8 @@ class LocalBackend(Backend):
                          "matches EC2's."),
         SettingSpec("instance_tag", default="ess local node", commands=("create",),
                     help="The Name tag of new nodes."),
-        SettingSpec("username", default=_current_user(), commands=("*",),
+        SettingSpec("username", default=_current_user(), commands=("*",), pattern=USERNAME.pattern,
+                    pattern_help=USERNAME_HELP,
                     help="The user name nodes accept (commands run as you whatever it is)."),
         SettingSpec("key_file", type="path", commands=("*",),
                     help="Private key that logs in to the nodes; unset: ess generates an ed25519 "

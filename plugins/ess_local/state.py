@@ -37,12 +37,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ess.errors import EssError, UsageError
+from ess.names import CLUSTER_NAME
 from ess.paths import state_dir
 
 FORMAT_VERSION = 1
 #: Seconds to wait for another ess command that holds the cluster's lock.
 LOCK_TIMEOUT = 120.0
-CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: The only node ids ess generates, and the only ones it will turn into a path.
 NODE_ID = re.compile(r"^local-[0-9a-f]{8}\Z")
 #: What a record gets when its launch time is unknown (rebuilt from a bare process).

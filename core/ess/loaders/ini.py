@@ -13,6 +13,7 @@ from typing import Any
 
 from ess import hookimpl
 from ess.errors import UsageError
+from ess.redact import mask_credentials
 
 SUFFIXES = {".conf", ".ini", ".cfg", ""}
 
@@ -41,11 +42,11 @@ def parse(text: str, origin: str) -> dict[str, dict[str, Any]]:
         raise UsageError(f"{origin}: line {exc.lineno}: [{exc.section}] {exc.option} is set twice "
                          "(keep one)") from None
     except configparser.ParsingError as exc:
+        # The line itself is never quoted: the config is parsed before any secret is known,
+        # and a credential CSV row pasted here by mistake is exactly such a line.
         lineno = exc.errors[0][0] if exc.errors else 0
-        lines = text.splitlines()
-        line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
-        raise UsageError(f"{origin}: line {lineno}: cannot parse {line.strip()!r} "
-                         "(write key: value)") from None
+        raise UsageError(f"{origin}: line {lineno}: cannot parse this line, it is not `key: value` "
+                         "(fix or remove it; its text is not shown, as it could be a secret)") from None
     except configparser.Error as exc:
-        raise UsageError(f"{origin}: {exc.message.splitlines()[0]}") from None
+        raise UsageError(f"{origin}: {mask_credentials(exc.message.splitlines()[0])}") from None
     return {name: dict(parser.items(name)) for name in parser.sections()}
