@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ess.redact import RedactingFilter, register_secret, scrub
-from ess.testing.fixtures import FAKE_SECRET_KEY
+from ess.testing.fixtures import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 pytest_plugins = ["pytester"]
 
@@ -102,3 +102,34 @@ def test_a_failing_log_write_never_dumps_the_exception_it_was_handling(monkeypat
     written = "".join(flaky.written)
     assert FAKE_SECRET_KEY not in written
     assert written == "ess: could not write a log record from ess.test\n"
+
+
+# -- config text is read before any secret is known: errors must not quote it ------------
+PASTED_ROW = f"{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}"
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("instance.conf", f"[EC2]\nkey_name: pem_file\n{PASTED_ROW}\n"),
+    ("instance.conf", f"[EC2]\nkey_name: pem_file\n  {PASTED_ROW}\n"),
+    ("instance.toml", f'[EC2]\nkey_name = "pem_file"\n{PASTED_ROW}\n'),
+    ("instance.toml", f'[EC2]\n"{FAKE_ACCESS_KEY}" = 1\n"{FAKE_ACCESS_KEY}" = 2\n'),
+    ("instance.toml", f'[EC2]\ninstance_count = "{FAKE_SECRET_KEY}"\n'),
+    ("instance.conf", f"[EC2]\ninstance_count: {FAKE_ACCESS_KEY}\n"),
+])
+def test_a_credential_pasted_into_the_config_is_never_quoted_by_the_error(ess, tmp_path, monkeypatch, name, text):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text(text)
+    result = ess("instance", "ec2", "create", "--yes", "--no-verify", "--config", name)
+    assert result.code == 2, result
+    assert result.err.count("\n") == 1 and name in result.err, result
+    assert FAKE_ACCESS_KEY not in result.err and FAKE_SECRET_KEY not in result.err, result
+    assert "DoNotLeak" not in result.err, result
+
+
+def test_mask_credentials_masks_key_shapes_and_keeps_ordinary_text():
+    from ess.redact import mask_credentials
+
+    real_shape = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    assert mask_credentials(f"x {FAKE_ACCESS_KEY} y {real_shape} z") == "x **** y **** z"
+    ordinary = "line 3: /home/user/projects/clusterconfig/instance.conf m3.medium essentia-access"
+    assert mask_credentials(ordinary) == ordinary
