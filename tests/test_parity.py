@@ -30,7 +30,8 @@ def test_local_status_iplist_stop_start(ess, ess_home, local_nodes):
     status = json.loads(ess("instance", "local", "status", "--ssh", "--json").out)
     assert [n["state"] for n in status["nodes"]] == ["running", "running"]
     assert all(n["checks"][0]["ok"] for n in status["nodes"]) and all(n["uptime"] for n in status["nodes"])
-    assert ess("instance", "local", "iplist").out.split() == ["127.0.0.1", "127.0.0.1"]
+    # Local nodes listen on their own ports: iplist gives ADDRESS:PORT, usable by a script.
+    assert ess("instance", "local", "iplist").out.split() == [f"127.0.0.1:{n['port']}" for n in nodes]
     pids = [record["pid"] for record in local_state(ess_home)["nodes"]]
     assert all(pid_alive(pid) for pid in pids)
 
