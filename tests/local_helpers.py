@@ -98,3 +98,39 @@ def kill_test_nodes(ess_home: Path) -> list[int]:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
     return killed
+
+
+def node_pids(ess_home: Path) -> list[int]:
+    """Live ess_local.node processes whose command line points into this test's ESS_HOME."""
+    found = []
+    marker = str(ess_home)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "ess_local.node" in argv and any(marker in part for part in argv) and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def listening_ports(pids: list[int]) -> set[int]:
+    """TCP ports in LISTEN state whose socket one of ``pids`` holds (from /proc, no tools)."""
+    inodes: set[str] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
