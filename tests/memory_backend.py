@@ -14,7 +14,7 @@ from pathlib import Path
 from ess import hookimpl
 from ess.backend import Backend
 from ess.errors import EssError, UsageError
-from ess.models import RUNNING, STOPPED, Access, CheckResult, LaunchRequest, Node, Settings, SettingSpec
+from ess.models import PENDING, RUNNING, STOPPED, Access, CheckResult, LaunchRequest, Node, Settings, SettingSpec
 from ess.progress import Progress
 
 CALLS: list[str] = []
@@ -38,11 +38,17 @@ def add_unmanaged(node_id: str) -> None:
     save(load() + [{"id": node_id, "state": RUNNING, "tags": {"Name": "someone else's"}}])
 
 
+def lose(node_id: str, state: str = STOPPED, reason: str = "crashed") -> None:
+    """The node goes down behind ess's back: its state changes, what ess asked for does not."""
+    save([{**r, "state": state, "reason": reason} if r["id"] == node_id else r for r in load()])
+
+
 def as_node(row: dict) -> Node:
     number = int(row["id"].rsplit("-", 1)[-1]) if row["id"].rsplit("-", 1)[-1].isdigit() else 0
     return Node(id=row["id"], state=row["state"], address=f"192.0.2.{number % 250 + 1}",
                 public_ip=f"198.51.100.{number % 250 + 1}", private_ip=f"10.0.0.{number % 250 + 1}",
-                tags=row["tags"], instance_type="mem.small")
+                tags=row["tags"], instance_type="mem.small", desired=row.get("desired"),
+                reason=row.get("reason", ""))
 
 
 class MemoryBackend(Backend):
@@ -62,7 +68,7 @@ class MemoryBackend(Backend):
     def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
         CALLS.append("create")
         rows = load()
-        new = [{"id": f"mem-{len(rows) + i:04d}", "state": RUNNING, "tags": dict(request.tags)}
+        new = [{"id": f"mem-{len(rows) + i:04d}", "state": RUNNING, "desired": RUNNING, "tags": dict(request.tags)}
                for i in range(request.count)]
         save(rows + new)
         if settings["fail_at"] == "create":
@@ -86,7 +92,8 @@ class MemoryBackend(Backend):
 
     def _set_state(self, nodes: list[Node], state: str) -> None:
         ids = {n.id for n in nodes}
-        save([{**r, "state": state} if r["id"] in ids else r for r in load()])
+        desired = RUNNING if state in (RUNNING, PENDING) else state
+        save([{**r, "state": state, "desired": desired, "reason": ""} if r["id"] in ids else r for r in load()])
 
     def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         CALLS.append("stop")

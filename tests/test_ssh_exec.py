@@ -36,7 +36,7 @@ def test_run_command_hook_reports_exit_code_and_output_per_node(tmp_path: Path) 
     with SshNode(authorized_keys=[key]) as ok, SshNode(authorized_keys=[key], handler=handler) as odd:
         results = get_plugin_manager().hook.ess_run_command(
             nodes=[ok.node("a"), odd.node("b")], command="echo hi; echo warn >&2",
-            access=make_access(key_file), settings=make_settings(), progress=quiet_progress()[0])
+            access=make_access(key_file), settings=make_settings(), progress=quiet_progress()[0], output=None)
     a, b = results
     assert (a.node_id, a.exit_code, a.stdout, a.stderr, a.error, a.ok) == ("a", 0, "hi\n", "warn\n", "", True)
     assert (b.node_id, b.exit_code, b.stdout, b.stderr, b.ok) == ("b", 4, "out \ufffd\n", "err line\n", False)
@@ -52,7 +52,7 @@ def test_one_node_down_fails_alone_and_the_others_succeed(tmp_path: Path) -> Non
         results = get_plugin_manager().hook.ess_run_command(
             nodes=[first.node("n1"), down, second.node("n2")], command="echo up",
             access=make_access(key_file), settings=make_settings(ssh_timeout=1.0),
-            progress=quiet_progress()[0])
+            progress=quiet_progress()[0], output=None)
     by_id = {r.node_id: r for r in results}
     assert [r.node_id for r in results] == ["n1", "down", "n2"]
     assert by_id["n1"].ok and by_id["n1"].stdout == "up\n"
@@ -68,7 +68,7 @@ def test_wrong_key_is_not_retried_and_names_the_key(tmp_path: Path) -> None:
     with SshNode(authorized_keys=[key]) as server:
         (result,) = get_plugin_manager().hook.ess_run_command(
             nodes=[server.node("n1")], command="true", access=make_access(key_file),
-            settings=make_settings(ssh_timeout=30.0), progress=quiet_progress()[0])
+            settings=make_settings(ssh_timeout=30.0), progress=quiet_progress()[0], output=None)
     assert result.exit_code is None and result.error.startswith(f"authentication failed with key {key_file}")
     assert server.commands == [] and server.connections == 1
 
@@ -117,9 +117,9 @@ def test_exec_on_local_nodes_through_the_cli(ess) -> None:
         "local", "default", "echo j; echo e >&2; exit 2")
     assert sorted(r["node"] for r in payload["results"]) == ids
     for result in payload["results"]:
-        assert set(result) == {"node", "ok", "exit_code", "stdout", "stderr", "error", "seconds"}
-        assert (result["ok"], result["exit_code"], result["stdout"], result["stderr"], result["error"]) == (
-            False, 2, "j\n", "e\n", "")
+        assert set(result) == {"node", "ok", "exit_code", "stdout", "stderr", "error", "seconds", "truncated"}
+        assert (result["ok"], result["exit_code"], result["stdout"], result["stderr"], result["error"],
+                result["truncated"]) == (False, 2, "j\n", "e\n", "", False)
 
 
 def test_exec_on_50_local_nodes_uses_one_connection_and_one_command_per_node(

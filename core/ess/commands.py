@@ -371,15 +371,15 @@ def status_command(backend: Backend) -> click.Command:
         checks = None
         if with_ssh:
             running = [n for n in nodes if n.state == RUNNING]
-            checks = provision.check(backend, settings, running, progress()) if running else []
+            checks = provision.check(backend, settings, running, progress()) + provision.lost_checks(nodes)
         if OPTIONS.json:
             emit_json(status_json(backend.name, settings.cluster, nodes, checks))
         elif nodes:
             emit(status_table(nodes, checks))
         else:
             click.echo(f"cluster {settings.cluster!r} has no nodes on {backend.name}", err=True)
-        if checks:
-            provision.verdict(checks)
+        # A lost node (ess wants it running, it is not) fails status, with or without --ssh.
+        provision.verdict(checks if checks is not None else provision.state_checks(nodes))
     return status
 
 

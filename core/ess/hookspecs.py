@@ -24,6 +24,7 @@ passes only the arguments they ask for); removing or changing one bumps the majo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover - import cost matters at start-up
 hookspec = pluggy.HookspecMarker("ess")
 
 #: Version of this contract: MAJOR.MINOR, see the module docstring.
-ESS_HOOK_API = "1.0"
+#: 1.1: ``ess_run_command`` gained the ``output`` argument (streamed command output).
+ESS_HOOK_API = "1.1"
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -130,13 +132,22 @@ def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
 # -- remote execution -------------------------------------------------------------------
 @hookspec(firstresult=True)
 def ess_run_command(nodes: list[Node], command: str, access: Access, settings: Settings,
-                    progress: Progress) -> list[CommandResult] | None:
+                    progress: Progress,
+                    output: Callable[[str, str, bytes], None] | None) -> list[CommandResult] | None:
     """Run ``command`` (a shell command line) on every node; one :class:`CommandResult` each.
 
     Called by ``ess instance <backend> exec -- CMD`` with the cluster's running nodes.
     Run in parallel with bounded concurrency and a deadline, check host keys as for
     verification, and never retry the command itself (it may not be idempotent).
     First result wins: ess's SSH plugin implements it; return None to let it.
+
+    ``output`` (since hook API 1.1) is ``output(node_id, stream, chunk)``: call it, from
+    any thread, with each chunk of bytes a node prints as it arrives (``stream`` is
+    ``"stdout"`` or ``"stderr"``); the core prints it live as ``<node> | line``. It is None
+    when the core wants no live output (``--json``). Either way keep only a bounded tail of
+    each stream in the :class:`CommandResult` (ess's SSH plugin keeps 64 KiB) and set
+    ``truncated`` when more was printed: a node may print gigabytes. An implementation
+    that does not take ``output`` keeps working; the core then prints its results at the end.
     """
 
 

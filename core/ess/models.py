@@ -89,6 +89,7 @@ class Node:
             "tags": dict(self.tags),
             "desired": self.desired,
             "lost": self.lost,
+            "reason": self.reason,
         }
 
 
@@ -126,6 +127,8 @@ class CommandResult:
 
     ``exit_code`` is None when it never ran; ``error`` then says why (connection refused,
     authentication failed...). Output is decoded as UTF-8 with replacement characters.
+    ``stdout`` and ``stderr`` may hold only the end of what the command printed (a runner
+    keeps a bounded tail so a chatty command cannot exhaust memory): ``truncated`` says so.
     """
 
     node_id: str
@@ -134,6 +137,7 @@ class CommandResult:
     stderr: str = ""
     error: str = ""
     seconds: float = 0.0
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -141,7 +145,8 @@ class CommandResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node_id, "ok": self.ok, "exit_code": self.exit_code, "stdout": self.stdout,
-                "stderr": self.stderr, "error": self.error, "seconds": round(self.seconds, 3)}
+                "stderr": self.stderr, "error": self.error, "seconds": round(self.seconds, 3),
+                "truncated": self.truncated}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def state_cell(node: Node) -> str:
+    """A node's state for a table; a lost node says so, with the backend's reason."""
+    if not node.lost:
+        return node.state
+    return f"{node.state} (lost: {node.reason})" if node.reason else f"{node.state} (lost)"
+
+
 def check_summary(node: Node, checks: Iterable[CheckResult]) -> tuple[str, float | None]:
     """One node's verdict over every checker: "ok", or the first failure's reason."""
     mine = [c for c in checks if c.node_id == node.id]
@@ -55,7 +62,7 @@ def nodes_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = No
     for n in nodes:
         address = f"{n.address}:{n.port}" if n.address and n.port != 22 else n.address
         launched = n.launched_at.strftime("%Y-%m-%d %H:%M") if n.launched_at else None
-        row: list[Any] = [n.id, n.state, address, n.instance_type, launched]
+        row: list[Any] = [n.id, state_cell(n), address, n.instance_type, launched]
         if checks is not None:
             verdict, seconds = check_summary(n, checks)
             row += [verdict, seconds]
@@ -90,7 +97,7 @@ def status_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = N
     headers = ["id", "state", "public_ip", "private_ip", "type", "uptime"]
     rows: list[list[Any]] = []
     for n in nodes:
-        row: list[Any] = [n.id, n.state, n.public_ip, n.private_ip, n.instance_type, uptime(n)]
+        row: list[Any] = [n.id, state_cell(n), n.public_ip, n.private_ip, n.instance_type, uptime(n)]
         if checks is not None:
             row.append(check_summary(n, checks)[0])
         rows.append(row)

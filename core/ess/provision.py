@@ -21,7 +21,10 @@ from datetime import datetime, timezone
 from .backend import Backend
 from .errors import EssError, Interrupted, NotSupported, PartialFailure, UsageError
 from .models import (
+    PENDING,
     RUNNING,
+    STOPPED,
+    STOPPING,
     TAG_ADOPTED,
     TAG_CLUSTER,
     TAG_CREATED_AT,
@@ -196,12 +199,63 @@ def check(backend: Backend, settings: Settings, nodes: list[Node], progress: Pro
 
 
 def verify(backend: Backend, settings: Settings, progress: Progress) -> tuple[list[Node], list[CheckResult]]:
-    """Check the cluster's running nodes; raise if none are running or any check failed."""
-    nodes = [n for n in backend.list(settings) if n.state == RUNNING]
+    """Check the cluster's running nodes, and fail its lost ones (see :func:`health_targets`)."""
+    nodes = health_targets(backend, settings)
+    running = [n for n in nodes if not n.lost]
+    return nodes, check(backend, settings, running, progress) + lost_checks(nodes)
+
+
+def health_targets(backend: Backend, settings: Settings) -> list[Node]:
+    """The nodes ``verify``, ``exec`` and ``push`` act on, in the backend's order.
+
+    Running nodes, and lost ones (``Node.lost``: ess wants them running and they are not):
+    a lost node is a failure to report, never a node to leave out silently. A node stopped
+    on purpose is left out. With neither, the error names the command that helps.
+    """
+    nodes = backend.list(settings)
+    targets = [n for n in nodes if n.state == RUNNING or n.lost]
+    if not targets:
+        raise no_running_nodes(backend, settings, nodes)
+    return targets
+
+
+def no_running_nodes(backend: Backend, settings: Settings, nodes: list[Node]) -> EssError:
+    """"No running nodes", with the command that actually helps for what the cluster holds."""
+    name, cluster = backend.name, settings.cluster
+    create = f"ess instance {name} create" + (f" {backend.create_arguments.upper()}..."
+                                              if backend.create_arguments else "")
     if not nodes:
-        raise EssError(f"cluster {settings.cluster!r} has no running nodes "
-                       f"(start some with: ess instance {backend.name} create)")
-    return nodes, check(backend, settings, nodes, progress)
+        return EssError(f"cluster {cluster!r} has no nodes on {name} (create some with: {create})")
+    counts: dict[str, int] = {}
+    for node in nodes:
+        counts[node.state] = counts.get(node.state, 0) + 1
+    held = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+    can_start = type(backend).start is not Backend.start
+    if can_start and any(n.state in (STOPPED, STOPPING) for n in nodes):
+        hint = f"start them with: ess instance {name} start"
+    elif any(n.state == PENDING for n in nodes):
+        hint = f"they are still starting; see ess instance {name} status"
+    else:
+        hint = f"create some with: {create}"
+    return EssError(f"cluster {cluster!r} has no running nodes ({held}; {hint})")
+
+
+def lost_message(node: Node) -> str:
+    """Why a lost node failed, with its state and the backend's reason."""
+    why = f" ({node.reason})" if node.reason else ""
+    return f"{node.state}, expected running{why}"
+
+
+def lost_checks(nodes: list[Node]) -> list[CheckResult]:
+    """One failed result per lost node, so verdicts and tables count it as failed."""
+    return [CheckResult(n.id, "state", False, lost_message(n), attempts=0, address=n.address)
+            for n in nodes if n.lost]
+
+
+def state_checks(nodes: list[Node]) -> list[CheckResult]:
+    """``status`` without ``--ssh``: running nodes pass, lost nodes fail, the rest abstain."""
+    return ([CheckResult(n.id, "state", True, attempts=0, address=n.address)
+             for n in nodes if n.state == RUNNING] + lost_checks(nodes))
 
 
 def verdict(checks: list[CheckResult]) -> None:

@@ -17,6 +17,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from ess.models import Access, Node
 
 from .hostkeys import KnownHosts, host_name, known_hosts_path, parse_public_key, to_paramiko
 from .keys import load_private_key
+from .tail import Tail
 
 if TYPE_CHECKING:
     import paramiko
@@ -50,11 +52,24 @@ class SshFailure(Exception):
 
 @dataclass(frozen=True)
 class CommandOutput:
-    """What a command printed and how it exited on one node."""
+    """How a command exited on one node, and the end of what it printed.
+
+    ``stdout`` and ``stderr`` are the last :data:`ess_ssh.tail.TAIL_BYTES` of each stream;
+    ``truncated`` says that more was printed (and handed to the ``on_output`` callback).
+    """
 
     exit_code: int
     stdout: bytes
     stderr: bytes
+    truncated: bool = False
+
+
+#: ``on_output(stream, chunk)``: stream is "stdout" or "stderr", called as output arrives.
+OutputCallback = Callable[[str, bytes], None]
+
+#: The SSH window of a command's channel: the most a node can send before ess reads it.
+#: paramiko's default (2 MiB) times 50 busy nodes would be 100 MB waiting in ess alone.
+COMMAND_WINDOW = 256 * 1024
 
 
 class Connector:
@@ -199,19 +214,23 @@ class Connector:
         return not self._aborted and deadline - time.monotonic() > 0.05
 
     # -- commands -------------------------------------------------------------------------
-    def run(self, client: paramiko.SSHClient, command: str, deadline: float | None = None) -> CommandOutput:
-        """Run ``command`` on a connected client; its output and exit code, or SshFailure on timeout."""
+    def run(self, client: paramiko.SSHClient, command: str, deadline: float | None = None,
+            on_output: OutputCallback | None = None) -> CommandOutput:
+        """Run ``command`` on a connected client; its exit code and output tails, or SshFailure.
+
+        ``on_output`` gets every chunk as it arrives; memory stays bounded either way.
+        """
         transport = client.get_transport()
         if transport is None or not transport.is_active():
             raise SshFailure("connection closed before the command could run", retry=True)
         try:
-            channel = transport.open_session(timeout=self._budget(deadline))
+            channel = transport.open_session(window_size=COMMAND_WINDOW, timeout=self._budget(deadline))
         except Exception as exc:
             raise self.classify(exc, self._budget(deadline)) from None
         try:
             channel.exec_command(command)
-            return _collect(channel, command, deadline)
-        except SshFailure:
+            return _collect(channel, command, deadline, on_output)
+        except (OutputFailure, SshFailure):
             raise
         except Exception as exc:
             raise self.classify(exc, self._budget(deadline)) from None
@@ -355,26 +374,45 @@ class _Policy:
         self.learned = (key.get_name(), key.get_base64())
 
 
-def _collect(channel: Any, command: str, deadline: float | None) -> CommandOutput:
-    """Read stdout and stderr until the command exits; both at once, so neither stream stalls."""
-    out, err = bytearray(), bytearray()
-    while True:
+class OutputFailure(Exception):
+    """The ``on_output`` callback raised: the caller's problem, not the node's (never retried)."""
+
+
+def _collect(channel: Any, command: str, deadline: float | None,
+             on_output: OutputCallback | None = None) -> CommandOutput:
+    """Read stdout and stderr until the command exits; both at once, so neither stream stalls.
+
+    Each chunk goes to ``on_output`` and into a bounded tail, never into an unbounded buffer.
+    """
+    out, err = Tail(), Tail()
+
+    def drain() -> None:
         while channel.recv_ready():
-            out += channel.recv(65536)
+            _take("stdout", channel.recv(65536), out, on_output)
         while channel.recv_stderr_ready():
-            err += channel.recv_stderr(65536)
+            _take("stderr", channel.recv_stderr(65536), err, on_output)
+
+    while True:
+        drain()
         if channel.eof_received or channel.closed:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
             if not channel.status_event.wait(remaining):
                 break
-            while channel.recv_ready():
-                out += channel.recv(65536)
-            while channel.recv_stderr_ready():
-                err += channel.recv_stderr(65536)
-            return CommandOutput(channel.recv_exit_status(), bytes(out), bytes(err))
+            drain()
+            stdout, stderr = out.value(), err.value()
+            return CommandOutput(channel.recv_exit_status(), stdout, stderr, out.truncated or err.truncated)
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             break
         # The channel's fileno is readable when stdout or stderr has data, or on EOF/close.
         select.select([channel], [], [], remaining)
     raise SshFailure(f"command {command!r} did not finish in time", retry=True)
+
+
+def _take(stream: str, chunk: bytes, tail: Tail, on_output: OutputCallback | None) -> None:
+    tail.add(chunk)
+    if on_output is not None and chunk:
+        try:
+            on_output(stream, chunk)
+        except Exception as exc:
+            raise OutputFailure(f"{type(exc).__name__}: {exc}") from exc

@@ -13,6 +13,7 @@ import ess
 from ess.models import SettingSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from ess.models import Access, CheckResult, CommandResult, Node, Settings
@@ -88,8 +89,12 @@ def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
 
 @ess.hookimpl
 def ess_run_command(nodes: list[Node], command: str, access: Access, settings: Settings,
-                    progress: Progress) -> list[CommandResult] | None:
-    """Run ``command`` once on every node over SSH (see :mod:`ess_ssh.run`)."""
+                    progress: Progress,
+                    output: Callable[[str, str, bytes], None] | None) -> list[CommandResult] | None:
+    """Run ``command`` once on every node over SSH (see :mod:`ess_ssh.run`).
+
+    Output streams to ``output`` as it arrives; the results keep each stream's last 64 KiB.
+    """
     from ess.models import CommandResult
 
     from .run import run_command
@@ -97,8 +102,8 @@ def ess_run_command(nodes: list[Node], command: str, access: Access, settings: S
     return [CommandResult(node_id=out.node_id, exit_code=out.exit_code,
                           stdout=out.stdout.decode("utf-8", "replace"),
                           stderr=out.stderr.decode("utf-8", "replace"),
-                          error=out.error, seconds=out.seconds)
-            for out in run_command(nodes, command, access, settings, progress)]
+                          error=out.error, seconds=out.seconds, truncated=out.truncated)
+            for out in run_command(nodes, command, access, settings, progress, output=output)]
 
 
 @ess.hookimpl
