@@ -145,7 +145,8 @@ def test_no_running_nodes_hint_for_ssh(ess, local_cluster):
     assert ess("instance", "local", "stop", "--yes").code == 0
     r = ess("instance", "local", "ssh")
     assert r.code == 1
-    assert r.err.strip() == "ess: cluster 'default' has no running nodes (start them with: ess instance local start)"
+    assert r.err.strip() == ("ess: cluster 'default' has no running nodes "
+                             "(2 stopped; start them with: ess instance local start)")
     r = ess("instance", "local", "ssh", "local-nope")
     assert r.code == 2 and "NODE: 'local-nope' is not a node of cluster 'default'" in r.err
 

@@ -137,11 +137,9 @@ def pick_node(backend: Backend, settings: Settings, wanted: str | None) -> Node:
     running = [n for n in nodes if n.state == RUNNING]
     if running:
         return running[0]
-    if nodes and backend.supports("start"):
-        raise EssError(f"cluster {settings.cluster!r} has no running nodes "
-                       f"(start them with: ess instance {backend.name} start)")
-    raise EssError(f"cluster {settings.cluster!r} has no running nodes "
-                   f"(start some with: {_create_line(backend)})")
+    from .provision import no_running_nodes
+
+    raise no_running_nodes(backend, settings, nodes)
 
 
 def ssh_command(backend: Backend) -> click.Command:

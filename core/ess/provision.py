@@ -230,7 +230,7 @@ def no_running_nodes(backend: Backend, settings: Settings, nodes: list[Node]) ->
     for node in nodes:
         counts[node.state] = counts.get(node.state, 0) + 1
     held = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
-    can_start = type(backend).start is not Backend.start
+    can_start = backend.supports("start")
     if can_start and any(n.state in (STOPPED, STOPPING) for n in nodes):
         hint = f"start them with: ess instance {name} start"
     elif any(n.state == PENDING for n in nodes):
