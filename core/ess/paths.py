@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import UsageError
+
 
 def _base(kind: str) -> Path:
     home = os.environ.get("ESS_HOME")
@@ -47,5 +49,30 @@ def known_hosts_file(backend: str, cluster: str) -> Path:
 
 
 def _ensure(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """``path`` as a folder ess can write, created (mode 0700) if missing.
+
+    Anything in the way (ESS_HOME naming a file, a read-only or full disk, a folder ess may
+    not write) is the user's setup, found before any work: one line and exit 2, never
+    a traceback.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise UsageError(f"{path}: is a file, not a folder; ess keeps its files there "
+                         f"{_what_to_do(path)}") from None
+    except NotADirectoryError:
+        blocker = next((parent for parent in path.parents if parent.is_file()), path.parent)
+        raise UsageError(f"{blocker}: is a file, not a folder; ess keeps its files under it "
+                         f"{_what_to_do(path)}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot create ess's folder ({exc.strerror or exc}) "
+                         f"{_what_to_do(path)}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: ess's folder is not writable {_what_to_do(path)}")
     return path
+
+
+def _what_to_do(path: Path) -> str:
+    if os.environ.get("ESS_HOME"):
+        return "(point ESS_HOME at a folder you can write, or unset it)"
+    return f"(make {path} a folder you can write, or set ESS_HOME to one)"
