@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
+
+from ess.testing.openssh import kill_leftovers, leftover_processes
 
 ENABLED = os.environ.get("ESS_INTEGRATION") == "1"
 SSHD = "/usr/sbin/sshd"
@@ -39,3 +42,24 @@ def tools() -> None:
         pytest.fail(f"ESS_INTEGRATION=1 but `ip netns` does not work: {probe.stderr.strip()} "
                     "(needs root / CAP_SYS_ADMIN)")
     os.makedirs("/run/sshd", exist_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """Every sshd a test started, and every per-connection child and command of it, is gone
+    when the test ends: an orphan `sshd: root@notty` once outlived its network namespace."""
+    yield
+    left = leftover_processes()
+    if left:
+        described = [_describe(pid) for pid in left]
+        kill_leftovers()  # so one leak does not fail every later test too
+        pytest.fail(f"the test left {len(left)} process(es) running: {described}")
+
+
+def _describe(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        return f"{pid} {command}"
+    except OSError:
+        return str(pid)

@@ -8,10 +8,21 @@ started or changed: each server runs ``sshd -D`` with a config under ``folder``:
     node = server.node("n1")                                 # an ess Node pointing at it
     ...
     server.stop()
+
+``stop`` ends every process the server started, not only the listener: each connection is
+served by a child that calls ``setsid()`` (so it leaves the listener's process group) and
+outlives the listener, re-parented to init. Such a child is recognised by the server's log
+file, which it keeps open (sshd rewrites its environment for the process title, so an
+environment marker would not survive), and the commands it runs by their parent links.
+:func:`leftover_processes` finds anything a server of this process left behind (Linux /proc).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import signal
 import socket
 import subprocess
 import time
@@ -22,6 +33,8 @@ from ess.models import RUNNING, Node
 from .sshd import free_port
 
 SSHD = "/usr/sbin/sshd"
+#: The log file of every server this process started: each sshd process holds its own open.
+_LOGS: set[str] = set()
 
 
 class OpenSshd:
@@ -45,8 +58,12 @@ class OpenSshd:
             f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PermitRootLogin prohibit-password\nUseDNS no\nMaxStartups 200\nMaxSessions 50\n")
-        self.proc = subprocess.Popen([*self._prefix(), SSHD, "-D", "-f", str(config),
-                                      "-E", str(folder / "sshd.log")])
+        # Its own process group (start_new_session), stopped as a whole; the log file is how
+        # stop() recognises the per-connection children that leave that group.
+        self.log = str((folder / "sshd.log").resolve())
+        _LOGS.add(self.log)
+        self.proc = subprocess.Popen([*self._prefix(), SSHD, "-D", "-f", str(config), "-E", self.log],
+                                     start_new_session=True)
         if wait:
             self.wait()
 
@@ -83,10 +100,100 @@ class OpenSshd:
     def node(self, node_id: str) -> Node:
         return Node(node_id, RUNNING, address=self.address, port=self.port)
 
+    def processes(self) -> list[int]:
+        """Every live process of this server: listener, per-connection children, their commands."""
+        return _with_descendants(_holding({self.log}))
+
     def stop(self) -> None:
-        self.proc.terminate()
+        """Stop the listener's process group, then every other process of this server."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        _kill_all(self.processes)
+
+
+def leftover_processes() -> list[int]:
+    """Live processes of every server this process started (none once each was stopped)."""
+    return _with_descendants(_holding(_LOGS)) if _LOGS else []
+
+
+def kill_leftovers() -> None:
+    """Kill what :func:`leftover_processes` finds and wait until it is gone."""
+    _kill_all(leftover_processes)
+
+
+def _kill_all(find) -> None:
+    # A process may fork between the scan and the kill: scan again until nothing is left.
+    for _ in range(20):
+        pids = find()
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            _wait_gone(pid)
+    raise RuntimeError(f"processes {find()} survived SIGKILL")
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Until ``pid`` has exited (not our child, so no waitpid: a pidfd becomes readable)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def _holding(paths: set[str]) -> list[int]:
+    """Pids with one of ``paths`` open."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"{entry.path}/fd")
+        except OSError:  # gone meanwhile
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{entry.path}/fd/{fd}")
+            except OSError:
+                continue
+            if target in paths:
+                found.append(int(entry.name))
+                break
+    return found
+
+
+def _with_descendants(roots: list[int]) -> list[int]:
+    """``roots`` and every live (not zombie) process below them, from /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    alive: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":
+            alive.add(int(entry.name))
+            children.setdefault(int(ppid), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid for pid in roots if pid in alive]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+    return sorted(found)
