@@ -107,6 +107,34 @@ def aws_error(status: int, code: str, message: str) -> Any:
     return AWSResponse("https://ec2.us-east-1.amazonaws.com/", status, {}, _Raw(body))
 
 
+def proxy_page(status: int = 502) -> Any:
+    """What a proxy in front of the endpoint answers: an HTML page, not AWS's XML."""
+    from botocore.awsrequest import AWSResponse
+
+    # Not well-formed XML (void <meta> and <hr>), as real proxy pages are not.
+    body = (b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>502 Bad Gateway"
+            b"</title></head><body><h1>Bad Gateway</h1><hr>The proxy received an invalid response.</body></html>")
+    return AWSResponse("https://ec2.us-east-1.amazonaws.com/", status, {"Content-Type": "text/html"}, _Raw(body))
+
+
+def reply_lost(request: Any) -> None:
+    """Deliver ``request`` to the endpoint (moto), then raise as if the reply never came back.
+
+    Used in a ``before-send`` handler: botocore treats the ReadTimeoutError as transient and
+    sends again, exactly what happens when a real reply is lost after EC2 acted on it.
+    """
+    import urllib.request
+
+    from botocore.exceptions import ReadTimeoutError
+
+    body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+    headers = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()}
+    sent = urllib.request.Request(request.url, data=body, headers=headers, method=request.method)
+    with urllib.request.urlopen(sent, timeout=60) as answer:
+        answer.read()
+    raise ReadTimeoutError(endpoint_url=request.url)
+
+
 def is_dry_run(request: Any) -> bool:
     body = request.body or b""
     return b"DryRun=true" in (body if isinstance(body, bytes) else body.encode())

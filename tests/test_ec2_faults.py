@@ -6,7 +6,7 @@ import logging
 
 import boto3
 import pytest
-from ec2_world import aws_error, is_dry_run, make_world
+from ec2_world import aws_error, is_dry_run, make_world, proxy_page, reply_lost
 
 from ess import provision
 from ess.errors import EssError, UsageError
@@ -85,6 +85,85 @@ def test_capacity_error_names_type_zone_and_what_to_try_and_leaves_nothing(world
     assert world.backend.list(settings) == []
     assert world.ec2.describe_instances()["Reservations"] == []
     assert world.calls.mutating() == ["RunInstances"]  # the failed launch itself, nothing else
+
+
+def lose_first(k: int):
+    """A before-send handler that lets the first ``k`` real RunInstances reach moto, then loses
+    their replies (ReadTimeout), so botocore sends again: moto, unlike EC2, ignores ClientToken."""
+    seen = {"lost": 0}
+
+    def handler(request, **_):
+        if is_dry_run(request) or seen["lost"] >= k:
+            return None
+        seen["lost"] += 1
+        reply_lost(request)
+
+    return handler, seen
+
+
+def live_of_launch(world, launch_id: str) -> list[str]:
+    reply = world.ec2.describe_instances(Filters=[
+        {"Name": "tag:ess:launch", "Values": [launch_id]},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    return sorted(i["InstanceId"] for r in reply["Reservations"] for i in r["Instances"])
+
+
+def test_lost_run_instances_replies_keep_exactly_n_and_terminate_the_rest(world):
+    handler, seen = lose_first(2)
+    world.calls.handlers.append(("before-send.ec2.RunInstances", handler))
+    nodes = world.launch(5, launch_id="lost-twice")
+    assert seen["lost"] == 2  # three launches of 5 reached moto
+    assert len(nodes) == 5
+    assert live_of_launch(world, "lost-twice") == sorted(n.id for n in nodes)
+    said = world.progress_stream.getvalue()
+    assert "RunInstances was retried (3 attempts); found 15 instances of this launch, terminated 10 extra" in said
+    # One describe by the launch tag and one batched terminate, not a call per instance.
+    assert world.calls.count("TerminateInstances") == 1
+    terminated = next(p for op, p in world.calls.made if op == "TerminateInstances")
+    assert len(terminated["InstanceIds"]) == 10
+
+
+def test_a_retry_that_launched_nothing_extra_says_nothing(world):
+    handler, _ = fail_first(1, 503, "RequestLimitExceeded", "Request limit exceeded.")
+    world.calls.handlers.append(("before-send.ec2.RunInstances", handler))
+    nodes = world.launch(3, launch_id="throttled-once")
+    assert len(nodes) == 3 and live_of_launch(world, "throttled-once") == sorted(n.id for n in nodes)
+    assert "RunInstances was retried" not in world.progress_stream.getvalue()
+    assert world.calls.count("TerminateInstances") == 0
+
+
+def html_502_first(k: int | None, operation_sends: dict):
+    def handler(request, **_):
+        if is_dry_run(request):
+            return None
+        operation_sends["sends"] += 1
+        if k is None or operation_sends["sends"] <= k:
+            return proxy_page(502)
+        return None
+
+    return handler
+
+
+def test_a_proxy_html_502_is_retried_like_a_5xx(world):
+    seen = {"sends": 0}
+    world.calls.handlers.append(("before-send.ec2.RunInstances", html_502_first(2, seen)))
+    nodes = world.launch(2, launch_id="through-proxy")
+    assert len(nodes) == 2 and seen["sends"] == 3
+    assert live_of_launch(world, "through-proxy") == sorted(n.id for n in nodes)
+
+
+def test_a_persistent_proxy_502_is_one_line_naming_the_endpoint(world):
+    import os
+
+    seen = {"sends": 0}
+    world.calls.handlers.append(("before-send.ec2.RunInstances", html_502_first(None, seen)))
+    with pytest.raises(EssError) as info:
+        world.launch(2, launch_id="proxy-down", api_max_attempts=3)
+    text = str(info.value)
+    assert seen["sends"] == 3 and "\n" not in text
+    assert os.environ["AWS_ENDPOINT_URL"] in text and "HTTP 502 Bad Gateway" in text
+    assert "ResponseParserError" not in text
+    assert live_of_launch(world, "proxy-down") == []
 
 
 def test_same_launch_id_sends_the_same_client_token(world, monkeypatch):

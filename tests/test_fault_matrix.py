@@ -108,6 +108,19 @@ def failing(operation: str, status: int, code: str, *, sends: int | None = None,
     return f"before-send.ec2.{operation}", handler
 
 
+def after_launch(world: World, fault: tuple[str, Callable[..., Any]]) -> tuple[str, Callable[..., Any]]:
+    """``fault`` only once the real RunInstances was sent: ``create`` lists the cluster before
+    launching (to say how many nodes it already has), and that describe must not be the one hit."""
+    event, handler = fault
+
+    def later(request: Any, **kwargs: Any) -> Any:
+        if world.calls.count("RunInstances", dry_run=False) == 0:
+            return None
+        return handler(request=request, **kwargs)
+
+    return event, later
+
+
 def lines(err: str) -> list[str]:
     return err.strip().splitlines()
 
@@ -144,7 +157,8 @@ def test_capacity_error_at_launch_leaves_nothing(case: Ec2Case, ess) -> None:
 def test_describe_error_past_retries_during_wait_rolls_back(case: Ec2Case, ess, monkeypatch) -> None:
     monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "3")
     # Every send of the wait's first describe fails (3 attempts); the rollback's describes work.
-    case.world.calls.handlers.append(failing("DescribeInstances", 500, "InternalError", sends=3))
+    case.world.calls.handlers.append(after_launch(case.world, failing("DescribeInstances", 500, "InternalError",
+                                                                      sends=3)))
     result = ess(*CREATE, "--no-verify", "--number", "3")
     assert result.code == 1, result
     assert "cannot describe instances" in result.err
@@ -155,7 +169,7 @@ def test_describe_error_past_retries_during_wait_rolls_back(case: Ec2Case, ess, 
 def test_describe_outage_through_rollback_still_terminates_the_launched_ids(case: Ec2Case, ess,
                                                                              monkeypatch) -> None:
     monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "2")
-    case.world.calls.handlers.append(failing("DescribeInstances", 500, "InternalError"))
+    case.world.calls.handlers.append(after_launch(case.world, failing("DescribeInstances", 500, "InternalError")))
     result = ess(*CREATE, "--no-verify", "--number", "2")
     case.world.calls.handlers.clear()
     leak = case.conclude("wait", "500 InternalError (describe outage through rollback)", result.code)
@@ -165,7 +179,7 @@ def test_describe_outage_through_rollback_still_terminates_the_launched_ids(case
 def test_describe_outage_through_rollback_says_how_to_clean_and_terminate_all_does(
         case: Ec2Case, ess, monkeypatch) -> None:
     monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "2")
-    case.world.calls.handlers.append(failing("DescribeInstances", 500, "InternalError"))
+    case.world.calls.handlers.append(after_launch(case.world, failing("DescribeInstances", 500, "InternalError")))
     result = ess(*CREATE, "--no-verify", "--number", "2")
     assert result.code == 1, result
     assert "termination of 2 instance(s) was accepted but cannot be confirmed" in result.err
@@ -213,7 +227,7 @@ def test_sigint_during_wait_rolls_back(case: Ec2Case, ess) -> None:
             fired["done"] = True
             os.kill(os.getpid(), signal.SIGINT)  # delivered as KeyboardInterrupt in this thread
 
-    case.world.calls.handlers.append(("before-send.ec2.DescribeInstances", interrupt))
+    case.world.calls.handlers.append(after_launch(case.world, ("before-send.ec2.DescribeInstances", interrupt)))
     result = ess(*CREATE, "--no-verify", "--number", "2")
     assert fired["done"] and result.code == 130, result
     assert "interrupted; the nodes of this run were terminated" in result.err

@@ -16,7 +16,7 @@ import click
 from .backend import Backend
 from .cli import EXIT_CODES_HELP, OPTIONS, SuggestingGroup, WholeNumber, common_options, setting_values
 from .errors import Declined, PartialFailure, UsageError
-from .models import PENDING, RUNNING, STOPPED, STOPPING, TAG_ADOPTED, Node, Settings
+from .models import PENDING, RUNNING, STOPPED, STOPPING, TAG_ADOPTED, TERMINATED, Node, Settings
 from .output import emit, emit_json, nodes_json, nodes_table
 from .progress import Progress
 
@@ -299,7 +299,9 @@ def terminate_command(backend: Backend) -> click.Command:
         if purge and not backend.supports("purge"):
             raise UsageError(f"--purge: backend {backend.name} has nothing to purge (drop --purge)")
         settings = load(backend, flags)
-        chosen = provision.select(backend, settings, list(targets))
+        # A lost node that is already terminated (EC2 lists one for about an hour) has
+        # nothing left to terminate: it is not counted or reported as terminated by ess.
+        chosen = [n for n in provision.select(backend, settings, list(targets)) if n.state != TERMINATED]
         nodes = chosen
         if targets == ("all",) and not include_adopted:
             nodes = [n for n in chosen if n.tags.get(TAG_ADOPTED) != "true"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from ess.backend import Backend
@@ -18,6 +20,7 @@ from ess.models import (
     STOPPED,
     STOPPING,
     TAG_CLUSTER,
+    TAG_LAUNCH,
     TERMINATED,
     Access,
     LaunchRequest,
@@ -28,12 +31,16 @@ from ess.models import (
 from ess.progress import Progress
 
 from . import client as aws_client
-from . import keys, membership
+from . import keys, membership, ownership
+from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
 from .specs import SETTINGS
 
-#: States a cluster's node can be in while it exists (what ``list`` asks EC2 for).
+#: States a cluster's node can be in while it exists.
 LIVE_STATES = (PENDING, RUNNING, STOPPING, STOPPED, SHUTTING_DOWN)
+#: What ``list`` asks EC2 for: terminated too (EC2 shows them for about an hour), so a node
+#: terminated behind ess's back is reported lost instead of silently vanishing.
+LISTED_STATES = (*LIVE_STATES, TERMINATED)
 #: Polling: first delay, growth factor and ceiling (seconds); each delay gets jitter.
 FIRST_DELAY, GROWTH, MAX_DELAY = 1.0, 1.5, 15.0
 _ZONE = re.compile(r"\b([a-z]{2}(?:-gov)?-[a-z]+-\d[a-z])\b")
@@ -71,6 +78,9 @@ class Ec2Backend(Backend):
         #: (when, its instance record). Terminate trusts these, never tags on Node objects
         #: a caller hands in, and only while fresh (SEEN_FRESH seconds).
         self._seen: dict[str, tuple[float, dict]] = {}
+        #: Instances already reported as skipped (not this cluster's), so one command that
+        #: lists twice says it once.
+        self._told: set[str] = set()
 
     def _remember(self, instances: Iterable[dict], *, launched: bool = False) -> None:
         # What this object launched it tagged itself: that knowledge does not go stale, so a
@@ -114,9 +124,46 @@ class Ec2Backend(Backend):
             if aws_client.is_aws_error(exc):
                 raise self._launch_error(exc, aws, plan, request) from None
             raise
-        use_private = bool(settings.get("use_private_ip", False))
-        self._remember(reply.get("Instances", []), launched=True)
-        return [aws_client.to_node(i, use_private) for i in reply.get("Instances", [])]
+        instances = reply.get("Instances", [])
+        attempts = 1 + int(reply.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
+        if attempts > 1:
+            instances = self._reconcile(aws, request, instances, attempts, progress)
+        self._remember(instances, launched=True)
+        return [self._node(i, settings) for i in instances]
+
+    def _reconcile(self, aws: aws_client.Aws, request: LaunchRequest, replied: list[dict],
+                   attempts: int, progress: Progress) -> list[dict]:
+        """After a retried RunInstances, keep exactly ``request.count`` of this launch's instances.
+
+        An earlier attempt whose reply was lost may have launched too (real EC2 honours the
+        ClientToken, emulators and some proxies' replays do not): one describe by the
+        launch's ``ess:launch`` tag finds every instance, the ones this reply named are kept
+        first, and the surplus goes in one TerminateInstances call.
+        """
+        filters = [{"Name": f"tag:{TAG_LAUNCH}", "Values": [request.launch_id]},
+                   {"Name": "instance-state-name", "Values": [PENDING, RUNNING]}]
+        try:
+            with aws_client.translated(aws, "check the retried launch for duplicates"):
+                found = aws_client.describe_filtered(aws, filters)
+        except EssError as exc:
+            # The instances exist and carry the launch tag: `list` and `terminate all` see them.
+            progress.note(f"ess: RunInstances was retried; could not check for duplicate instances "
+                          f"({exc}); check with: ess instance ec2 list")
+            return replied
+        first = {i["InstanceId"] for i in replied}
+        ranked = sorted({i["InstanceId"]: i for i in [*replied, *found]}.values(),
+                        key=lambda i: (i["InstanceId"] not in first, str(i.get("LaunchTime", "")),
+                                       i["InstanceId"]))
+        keep, extra = ranked[:request.count], ranked[request.count:]
+        if extra:
+            ids = [i["InstanceId"] for i in extra]
+            with aws_client.translated(aws, "terminate duplicate instances"):
+                membership.tag(aws, ids, {TAG_DESIRED: TERMINATED})
+                aws_client.act(aws, "terminate_instances", ids)
+            progress.note(f"ess: RunInstances was retried ({attempts} attempts); found {len(ranked)} "
+                          f"instances of this launch, terminated {len(extra)} extra: "
+                          f"{', '.join(sorted(ids)[:10])}{' ...' if len(ids) > 10 else ''}")
+        return keep
 
     @staticmethod
     def _launch_error(exc: BaseException, aws: aws_client.Aws, plan: LaunchPlan,
@@ -141,24 +188,81 @@ class Ec2Backend(Backend):
         aws = aws_client.connect(settings)
         found = self._poll(aws, [n.id for n in nodes], RUNNING, timeout, progress, "running",
                            fail_states=(SHUTTING_DOWN, TERMINATED, STOPPING, STOPPED))
-        use_private = bool(settings.get("use_private_ip", False))
-        return [aws_client.to_node(found[n.id], use_private) if n.id in found else n for n in nodes]
+        return [self._node(found[n.id], settings) if n.id in found else n for n in nodes]
 
     # -- reading -----------------------------------------------------------------------
     def list(self, settings: Settings) -> list[Node]:
-        """Every live instance tagged ess:cluster=<cluster>; Name is never used to select."""
+        """The cluster's members (see ownership.py); Name is never used to select.
+
+        One describe by the ess:cluster tag. Instances that carry the tag but are not
+        members (not launched by ess with this key pair, adoption not signed) are named on
+        stderr as skipped. A terminated instance is listed only if ess did not terminate
+        it: it is a lost node (desired running) until EC2 forgets it.
+        """
         aws = aws_client.connect(settings)
         filters = [{"Name": f"tag:{TAG_CLUSTER}", "Values": [settings.cluster]},
-                   {"Name": "instance-state-name", "Values": list(LIVE_STATES)}]
+                   {"Name": "instance-state-name", "Values": list(LISTED_STATES)}]
         with aws_client.translated(aws, "list instances"):
             instances = aws_client.describe_filtered(aws, filters)
-        use_private = bool(settings.get("use_private_ip", False))
-        # The filter already selects the tag; checking again costs nothing and guards
-        # against a backend (or emulator) that ignores a filter.
-        mine = [i for i in instances if aws_client.tags_of(i).get(TAG_CLUSTER) == settings.cluster]
+        mine, skipped = self._owned(settings, instances)
+        self._tell_skipped(settings, skipped)
         self._remember(mine)
-        nodes = [aws_client.to_node(i, use_private) for i in mine]
+        nodes = [self._node(i, settings) for i in mine]
+        nodes = [n for n in nodes if not (n.state in (TERMINATED, SHUTTING_DOWN) and n.desired == TERMINATED)]
         return sorted(nodes, key=lambda n: (n.launched_at is None, n.launched_at, n.id))
+
+    # -- ownership and health ------------------------------------------------------------
+    def _owned(self, settings: Settings, instances: Iterable[dict]) -> tuple[list[dict], dict[str, str]]:
+        """Members of the cluster among ``instances``, and the others with why they are not."""
+        key_pair = keys.key_pair_name(settings)
+        secret: list[bytes | None] = []
+
+        def adoption_key() -> bytes | None:
+            if not secret:
+                try:
+                    secret.append(ownership.adoption_key(keys.key_file(settings)))
+                except (EssError, OSError):
+                    secret.append(None)
+            return secret[0]
+
+        mine: list[dict] = []
+        others: dict[str, str] = {}
+        for instance in instances:
+            reason = ownership.why_not_ours(instance, settings.cluster, key_pair, adoption_key)
+            if reason:
+                others[instance["InstanceId"]] = reason
+            else:
+                mine.append(instance)
+        return mine, others
+
+    def _tell_skipped(self, settings: Settings, skipped: dict[str, str]) -> None:
+        new = {i: why for i, why in sorted(skipped.items()) if i not in self._told}
+        if not new:
+            return
+        self._told.update(new)
+        shown = "; ".join(f"{i} ({why})" for i, why in list(new.items())[:5])
+        more = f"; and {len(new) - 5} more" if len(new) > 5 else ""
+        sys.stderr.write(f"ess: skipped {len(new)} instance(s) tagged {TAG_CLUSTER}={settings.cluster} that "
+                         f"are not this cluster's: {shown}{more} (ess never touches them; to remove one on "
+                         "purpose: aws ec2 terminate-instances --instance-ids ID, or adopt it first with "
+                         "ess instance ec2 add ID)\n")
+
+    @staticmethod
+    def _node(instance: dict, settings: Settings) -> Node:
+        """The instance as a Node, with what ess wants of it and, if it is lost, why."""
+        node = aws_client.to_node(instance, bool(settings.get("use_private_ip", False)))
+        mark = node.tags.get(TAG_DESIRED)
+        if mark in (STOPPED, TERMINATED):
+            return replace(node, desired=mark)
+        reason = ""
+        if node.state in (STOPPING, STOPPED):
+            reason = "stopped outside ess"
+        elif node.state in (SHUTTING_DOWN, TERMINATED):
+            reason = "terminated outside ess"
+        why = str(instance.get("StateReason", {}).get("Message", "") or "")
+        if reason and why:
+            reason += f" ({why[:80]})"
+        return replace(node, desired=RUNNING, reason=reason)
 
     def access(self, settings: Settings) -> Access:
         """ec2-user (or ``username``) with the key pair's private key."""
@@ -198,13 +302,15 @@ class Ec2Backend(Backend):
             current = self._seen_recently(ids) if operation == "terminate_instances" else None
             if current is None:
                 current = aws_client.describe(aws, ids)
-            ours = {i: inst for i, inst in current.items()
-                    if aws_client.tags_of(inst).get(TAG_CLUSTER) == settings.cluster}
-            foreign = [i for i in ids if i in current and i not in ours]
+            mine, foreign = self._owned(settings, current.values())
+            ours = {inst["InstanceId"]: inst for inst in mine}
             if foreign:
-                progress.note(f"ess: skipped {len(foreign)} instance(s) not tagged "
-                              f"{TAG_CLUSTER}={settings.cluster}: {', '.join(foreign[:10])}")
+                shown = "; ".join(f"{i} ({why})" for i, why in sorted(foreign.items())[:10])
+                progress.note(f"ess: skipped {len(foreign)} instance(s) that are not cluster "
+                              f"{settings.cluster!r}'s: {shown}")
             todo = [i for i, inst in ours.items() if inst["State"]["Name"] not in skip_states]
+            if todo:
+                self._mark(aws, operation, todo, progress)
             if operation == "start_instances":
                 waiting = [i for i, inst in ours.items() if inst["State"]["Name"] == STOPPING]
                 if waiting:
@@ -225,6 +331,24 @@ class Ec2Backend(Backend):
                 progress.note(f"ess: termination of {len(watch)} instance(s) was accepted but cannot be "
                               f"confirmed while describe fails; check with: ess instance ec2 list")
 
+    @staticmethod
+    def _mark(aws: aws_client.Aws, operation: str, ids: list[str], progress: Progress) -> None:
+        """Record what ess wants before asking for it (one batched call), so ``list`` can tell a
+        node ess stopped or terminated from one stopped or terminated behind its back."""
+        if operation == "start_instances":
+            membership.untag(aws, ids, (TAG_DESIRED,))
+            return
+        wanted = TERMINATED if operation == "terminate_instances" else STOPPED
+        try:
+            membership.tag(aws, ids, {TAG_DESIRED: wanted})
+        except Exception as exc:
+            if operation != "terminate_instances" or not aws_client.is_aws_error(exc):
+                raise
+            # Terminating matters more than the mark: without it `list` may show the nodes
+            # as lost ("terminated outside ess") until EC2 forgets them, about an hour.
+            progress.note(f"ess: could not mark {len(ids)} instance(s) as terminated by ess "
+                          f"({aws_client.error_code(exc) or type(exc).__name__}); terminating anyway")
+
     # -- membership --------------------------------------------------------------------
     def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
         """The live instances ``ids`` name (``i-...``, or ``r-...`` for a whole reservation).
@@ -236,21 +360,34 @@ class Ec2Backend(Backend):
         with aws_client.translated(aws, "describe instances"):
             instances = membership.find(aws, ids)
         membership.check_adoptable(instances, settings.cluster)
-        use_private = bool(settings.get("use_private_ip", False))
-        return [aws_client.to_node(i, use_private) for i in instances]
+        self._remember(instances)
+        return [self._node(i, settings) for i in instances]
 
     def adopt(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str],
               progress: Progress) -> None:
-        """Tag ``nodes`` with the cluster's tags: one CreateTags per 1000 instances.
+        """Tag ``nodes`` with the cluster's tags and a signed proof of the adoption.
 
-        A node already in this cluster keeps its tags: marking a node ess launched as
+        The proof (ownership.TAG_ADOPTED_PROOF) holds an HMAC of each instance id and the
+        cluster, keyed by a hash of the cluster's private key file; its value differs per
+        batch, so there is one CreateTags per ownership.MACS_PER_TAG instances.
+        A node that is already a member keeps its tags: marking a node ess launched as
         adopted would make ``terminate all`` pass it over.
         """
-        ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) != settings.cluster]
+        seen = {n.id: (self._seen.get(n.id) or (0.0, None))[1] for n in nodes}
+        mine, _ = self._owned(settings, [i for i in seen.values() if i is not None])
+        members = {i["InstanceId"] for i in mine}
+        ids = sorted(n.id for n in nodes if n.id not in members)
         if not ids:
             progress.note(f"ess: every node named is already in cluster {settings.cluster!r}")
             return
-        aws_client.call(settings, "tag instances", lambda aws: membership.tag(aws, ids, tags))
+        secret = ownership.adoption_key(keys.key_file(settings))
+
+        def tag_all(aws: aws_client.Aws) -> None:
+            for chunk in aws_client.chunks(ids, ownership.MACS_PER_TAG):
+                proof = ownership.proof_value(secret, chunk, settings.cluster)
+                membership.tag(aws, chunk, {**tags, ownership.TAG_ADOPTED_PROOF: proof})
+
+        aws_client.call(settings, "tag instances", tag_all)
 
     def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Delete ess's tags (ess:*) from the cluster's ``nodes``; they keep running."""

@@ -88,7 +88,25 @@ def build_client(session: boto3.Session, service: str, region: str, max_attempts
         read_timeout=READ_TIMEOUT,
         user_agent_extra="ess",
     )
-    return session.client(service, config=config)
+    client = session.client(service, config=config)
+    client.meta.events.register("before-parse", proxy_page_as_server_error)
+    return client
+
+
+def proxy_page_as_server_error(response_dict: dict[str, Any], **_: Any) -> None:
+    """A 5xx whose body is not AWS's XML (a proxy's HTML 502 page) becomes a bodiless 5xx.
+
+    botocore recognises only pages starting with ``<html>`` as such; a ``<!DOCTYPE html>``
+    page fails XML parsing with ResponseParserError, which is raised outside the retry
+    logic. Without a body, botocore reads it as a generic HTTP 5xx error: transient,
+    retried with back-off like any 500/502/503/504, and reported with its status code.
+    """
+    if int(response_dict.get("status_code") or 0) < 500:
+        return
+    body = response_dict.get("body") or b""
+    text = body.lstrip()[:64].lower() if isinstance(body, bytes) else b""
+    if text and not text.startswith((b"<?xml", b"<response", b"<errorresponse")):
+        response_dict["body"] = b""
 
 
 def resolve_region(settings: Settings, session: boto3.Session) -> str:
@@ -122,6 +140,11 @@ class Aws:
     @property
     def ssm(self) -> Any:
         return self.client("ssm")
+
+    @property
+    def endpoint(self) -> str:
+        """The EC2 endpoint URL the clients talk to (named in errors about the endpoint)."""
+        return str(self.ec2.meta.endpoint_url)
 
 
 #: The last connect() result and what it was made from. One command loads its settings once
@@ -211,6 +234,11 @@ def translate(exc: BaseException, aws: Aws, action: str) -> EssError:
             return UsageError(f"aws_credential: the credentials from {aws.credential_source} are not "
                               f"allowed to {action} in {aws.region} (grant the IAM permissions listed "
                               "in docs/ec2.md)")
+        if code.isdigit():  # a bare HTTP status: no AWS error body (a proxy, or an outage)
+            attempts = 1 + int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0))
+            return EssError(f"EC2: the endpoint {aws.endpoint} answered HTTP {code} {error_message(exc)} "
+                            f"to all {attempts} attempt(s) to {action} (a proxy or the AWS endpoint is "
+                            "failing; try again later, or check HTTPS_PROXY and AWS_ENDPOINT_URL)")
         return EssError(f"EC2: cannot {action} in {aws.region}: {code}: {error_message(exc)}")
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
         return EssError(f"EC2: cannot reach the AWS endpoint to {action} in {aws.region} "

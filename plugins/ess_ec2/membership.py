@@ -23,9 +23,15 @@ from ess.models import (
 )
 
 from .client import NOT_FOUND_IDS, Aws, chunks, error_code, error_message, tags_of
+from .ownership import TAG_ADOPTED_PROOF
 
+#: What ess last asked of a node ("stopped" by ``stop``, "terminated" before TerminateInstances);
+#: no tag means "running". A node in another state without the matching mark was stopped or
+#: terminated behind ess's back: ``list`` reports it as lost.
+TAG_DESIRED = "ess:desired"
 #: The tags ess puts on a node; ``remove`` deletes exactly these (Name is the user's label).
-ESS_TAG_KEYS = (TAG_CLUSTER, TAG_LAUNCH, TAG_CREATED_BY, TAG_CREATED_AT, TAG_ADOPTED)
+ESS_TAG_KEYS = (TAG_CLUSTER, TAG_LAUNCH, TAG_CREATED_BY, TAG_CREATED_AT, TAG_ADOPTED, TAG_ADOPTED_PROOF,
+                TAG_DESIRED)
 _INSTANCE = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _RESERVATION = re.compile(r"^r-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _GONE = (TERMINATED, SHUTTING_DOWN)
@@ -112,15 +118,15 @@ def check_adoptable(instances: list[dict[str, Any]], cluster: str) -> None:
                              "was changed)")
 
 
-def tag(aws: Aws, ids: list[str], tags: Mapping[str, str]) -> None:
-    """One CreateTags per 1000 instances."""
+def tag(aws: Aws, ids: list[str], tags: Mapping[str, str], size: int = 1000) -> None:
+    """One CreateTags per ``size`` (at most 1000) instances."""
     pairs = [{"Key": k, "Value": str(v)} for k, v in tags.items()]
-    for chunk in chunks(sorted(set(ids))):
+    for chunk in chunks(sorted(set(ids)), size):
         aws.ec2.create_tags(Resources=chunk, Tags=pairs)
 
 
-def untag(aws: Aws, ids: list[str]) -> None:
-    """One DeleteTags of ess's tag keys per 1000 instances (any value)."""
-    keys = [{"Key": k} for k in ESS_TAG_KEYS]
+def untag(aws: Aws, ids: list[str], keys: tuple[str, ...] = ESS_TAG_KEYS) -> None:
+    """One DeleteTags of ``keys`` (default: all of ess's) per 1000 instances, whatever their values."""
+    pairs = [{"Key": k} for k in keys]
     for chunk in chunks(sorted(set(ids))):
-        aws.ec2.delete_tags(Resources=chunk, Tags=keys)
+        aws.ec2.delete_tags(Resources=chunk, Tags=pairs)
