@@ -49,7 +49,8 @@ security_groups = ["essentia-access"]
 
 In INI and environment variables, booleans are `True`/`False` (also yes/no, on/off, 1/0)
 and lists are comma-separated. Relative paths resolve against the config file's folder.
-An unknown key is an error that names the file, section and key, with a did-you-mean.
+An unknown key is an error that names the file, section and key, with a did-you-mean;
+so is a section that names no installed backend (`[lcoal]`: did you mean `[local]`?).
 """
 
 
