@@ -6,11 +6,14 @@ launched), and silence: nothing on stdout or stderr unless a progress sink is gi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from ess.api import Cluster, VerifyResult
 from ess.errors import EssError, PartialFailure, UsageError
 from ess.models import RUNNING, STOPPED, TAG_CLUSTER, CheckResult, CommandResult, Node
 from ess.provision import CreateResult
+from ess_local.state import ClusterStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +96,75 @@ def test_exec_and_push_return_one_result_per_node(capfd, tmp_path: Path) -> None
         cluster.exec(f"mkdir {tmp_path / 'once'}", check=True)
     cluster.terminate()
     silent(capfd)
+
+
+def test_a_lost_node_is_a_failed_result_of_verify_and_exec(capfd) -> None:
+    cluster = Cluster("local", cluster="crash")
+    victim, survivor = (n.id for n in cluster.create(2, verify=False).nodes)
+    pid = ClusterStore("crash").read().nodes[victim].pid
+    os.kill(pid, signal.SIGKILL)  # a crash: ess was not asked to stop it
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+    verified = cluster.verify()
+    assert not verified.ok and [c.node_id for c in verified.failed] == [victim]
+    assert str(verified).startswith(f"1 of 2 node(s) passed; {victim}: stopped, expected running")
+    with pytest.raises(PartialFailure):
+        cluster.verify(check=True)
+    results = {r.node_id: r for r in cluster.exec("true")}
+    assert results[survivor].ok and results[victim].exit_code is None
+    assert "expected running" in results[victim].error
+    cluster.terminate()
+    silent(capfd)
+
+
+def test_exec_streams_output_to_the_callback_as_it_arrives(capfd) -> None:
+    cluster = Cluster("local", cluster="stream")
+    ids = sorted(n.id for n in cluster.create(2, verify=False).nodes)
+    chunks: list[tuple[str, str, bytes]] = []
+    lock = threading.Lock()
+
+    def output(node_id: str, stream: str, chunk: bytes) -> None:
+        with lock:  # called from the runner's worker threads
+            chunks.append((node_id, stream, chunk))
+
+    results = cluster.exec("echo out; echo err >&2", output=output)
+    assert all(r.ok for r in results)
+    for node_id in ids:
+        for stream, text in (("stdout", b"out\n"), ("stderr", b"err\n")):
+            assert b"".join(c for n, s, c in chunks if (n, s) == (node_id, stream)) == text
+    cluster.terminate()
+    silent(capfd)
+
+
+def test_works_from_a_worker_thread_as_in_a_scheduler_task(capfd) -> None:
+    outcome: dict[str, object] = {}
+
+    def task() -> None:
+        try:
+            cluster = Cluster("local", cluster="worker")
+            outcome["created"] = len(cluster.create(1).nodes)
+            outcome["terminated"] = len(cluster.terminate())
+        except BaseException as exc:  # reported to the test thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=task)
+    worker.start()
+    worker.join()
+    assert outcome == {"created": 1, "terminated": 1}
+    silent(capfd)
+
+
+def test_from_settings_keeps_the_callers_sources(tmp_path: Path) -> None:
+    from ess.plugins import backends
+    from ess.settings import load_settings
+
+    settings = load_settings(backends()["local"], None, cli={"instance_type": "lab"}, env={})
+    cluster = Cluster.from_settings(settings)
+    assert (cluster.backend.name, cluster.name) == ("local", "default")
+    assert cluster.settings.where("instance_type") == "--type"
+    with pytest.raises(UsageError, match="^count: 0 is out of range"):
+        cluster.create(0)
 
 
 @pytest.mark.parametrize(("count", "min_count", "message"), [
