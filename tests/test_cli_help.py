@@ -142,6 +142,8 @@ def test_help_lists_only_what_the_backend_supports(ess, backend, hidden, shown):
      "ess: -a: no such option for `ess instance local exec` (to pass it to the command, put the command "
      "after `--`: `ess instance local exec -- ...`)"),
     (["instanc", "local", "list"], "ess: instanc: no such command for `ess` (did you mean instance?)"),
+    (["instance", "local", "terminate", "all", "--purge", "--yes"],
+     "ess: --purge: backend local has nothing to purge (drop --purge)"),
     (["instance", "local", "lst"], "ess: lst: no such command for `ess instance local` (did you mean list?)"),
 ])
 def test_refusals_and_usage_errors_are_one_helpful_line(ess, argv, line):
