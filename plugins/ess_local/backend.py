@@ -36,7 +36,16 @@ from ess.progress import Progress
 
 from . import process
 from .keys import generate_ed25519, public_key_of
-from .state import UNKNOWN_TIME, ClusterState, ClusterStore, NodeRecord, check_cluster_name, valid_node_id
+from .state import (
+    UNKNOWN_TIME,
+    ClusterState,
+    ClusterStore,
+    NodeRecord,
+    StateUnwritable,
+    check_cluster_name,
+    unwritable,
+    valid_node_id,
+)
 
 ADDRESS = "127.0.0.1"
 POLL_SECONDS = 0.02
@@ -162,17 +171,19 @@ class LocalBackend(Backend):
         spawned: list[NodeRecord] = []
         failures: list[str] = []
         with store.locked() as state:
-            _, public = self._login_key(settings, store, generate=True)
             intents: list[NodeRecord] = []
             try:
                 store.make_dirs()
+                _, public = self._login_key(settings, store, generate=True)
                 for _ in range(request.count):
                     intents.append(self._prepare(settings, store, state, public, tags))
                 store.save(state)  # the intent is durable before any process exists
-            except BaseException:
+            except BaseException as exc:
                 for record in intents:  # no process was started: forget them whole
                     state.nodes.pop(record.id, None)
                     store.remove_node(record.id)
+                if isinstance(exc, OSError):  # disk full, read-only: one line, nothing started
+                    raise unwritable(Path(exc.filename or store.dir), exc) from None
                 raise
             for record in intents:
                 identity = self._start_process(settings, store, record.id, port=0)
@@ -275,27 +286,41 @@ class LocalBackend(Backend):
         """
         if not ids:
             return
-        with store.locked() as state:
+        try:
+            with store.locked() as state:
+                self._discard_locked(store, state, ids)
+        except StateUnwritable as exc:
+            # Not even the lock could be taken (read-only or full file system): the processes
+            # are stopped all the same, and the error says that their records stay.
+            state = store.read()
             live = self._census(store, state)
             records = [state.nodes[node_id] for node_id in ids if node_id in state.nodes]
             self._halt(store, records, live)
-            stuck: list[str] = []
-            for record in records:
-                store.remove_node(record.id)
-                if store.node_dir(record.id).exists():
-                    stuck.append(record.id)
-                else:
-                    state.nodes.pop(record.id, None)
-            try:
-                if stuck:
-                    raise EssError(f"{store.node_dir(stuck[0])}: could not delete it")
-                if state.nodes:
-                    store.save(state)
-                else:
-                    store.remove_all()
-            except EssError as exc:
-                raise EssError(f"local backend: stopped the processes of {len(records)} node(s), but their "
-                               f"records could not all be removed: {exc}") from None
+            raise EssError(f"local backend: stopped the processes of {len(records)} node(s), but their "
+                           f"records stay: {exc}") from None
+
+    def _discard_locked(self, store: ClusterStore, state: ClusterState, ids: set[str]) -> None:
+        """Halt, delete the folders, then save: a record stays only if its folder could not go."""
+        live = self._census(store, state)
+        records = [state.nodes[node_id] for node_id in ids if node_id in state.nodes]
+        self._halt(store, records, live)
+        stuck: list[str] = []
+        for record in records:
+            store.remove_node(record.id)
+            if store.node_dir(record.id).exists():
+                stuck.append(record.id)
+            else:
+                state.nodes.pop(record.id, None)
+        try:
+            if stuck:
+                raise EssError(f"{store.node_dir(stuck[0])}: could not delete it")
+            if state.nodes:
+                store.save(state)
+            else:
+                store.remove_all()
+        except EssError as exc:
+            raise EssError(f"local backend: stopped the processes of {len(records)} node(s), but their "
+                           f"records could not all be removed: {exc}") from None
 
     def wait(self, settings: Settings, nodes: list[Node], progress: Progress,
              timeout: float) -> list[Node]:

@@ -141,7 +141,7 @@ class ClusterStore:
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise _write_error(self.root, exc) from None
+            raise unwritable(self.root, exc) from None
         lock = FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT)
         try:
             lock.acquire()
@@ -149,7 +149,7 @@ class ClusterStore:
             raise EssError(f"{self.lock_path}: another ess command has held this cluster's lock for "
                            f"{LOCK_TIMEOUT:.0f} s (wait for it to finish, then retry)") from None
         except OSError as exc:
-            raise _write_error(self.lock_path, exc) from None
+            raise unwritable(self.lock_path, exc) from None
         try:
             yield self._load()
         finally:
@@ -239,7 +239,7 @@ class ClusterStore:
                      for record in state.nodes.values() if record.port and record.host_key]
             _atomic_write(self.known_hosts, "".join(line + "\n" for line in lines))
         except OSError as exc:
-            raise _write_error(Path(exc.filename or self.dir), exc) from None
+            raise unwritable(Path(exc.filename or self.dir), exc) from None
         state.rebuilt = ""
 
     def remove_node(self, node_id: str) -> None:
@@ -283,8 +283,13 @@ def _public_key_line(path: Path) -> str | None:
     return " ".join(parts[:2]) if len(parts) >= 2 and parts[0].startswith("ssh-") else None
 
 
-def _write_error(path: Path, exc: OSError) -> EssError:
-    return EssError(f"{path}: cannot write the local cluster's state ({exc.strerror or exc}); "
+class StateUnwritable(EssError):
+    """The cluster's state folder cannot be written (disk full, read-only, permissions)."""
+
+
+def unwritable(path: Path, exc: OSError) -> StateUnwritable:
+    """One line naming the file that could not be written, and what to do about it."""
+    return StateUnwritable(f"{path}: cannot write the local cluster's state ({exc.strerror or exc}); "
                     "free some disk space or make the state folder writable, then run the command again")
 
 
