@@ -61,11 +61,14 @@ def test_create_registers_after_ssh_check_and_terminate_only_forgets(ess, hosts_
     again = ess("instance", "hosts", "create", addresses[0], "--config", str(conf))
     assert again.code == 2 and f"{addresses[0]} is already in cluster 'default'" in again.err
     _, servers = machines
-    before = [(s.connections, list(s.commands)) for s in servers]
+    before = [list(s.commands) for s in servers]
     r = ess("instance", "hosts", "terminate", "all", "--yes", "--config", str(conf))
     assert r.code == 0
     assert ess("instance", "hosts", "list", "--json", "--config", str(conf)).out.count('"id"') == 0
-    assert [(s.connections, list(s.commands)) for s in servers] == before, "terminate must not touch the machines"
+    # Listing the cluster opens (and closes) a TCP connection to each SSH port, to learn
+    # which machines answer; nothing logs in, nothing runs.
+    assert [list(s.commands) for s in servers] == before, "terminate must not touch the machines"
+    assert all(s.auth_failures == 0 for s in servers)
 
 
 def test_unreachable_machine_is_not_registered(ess, hosts_conf):
@@ -101,3 +104,58 @@ def test_ssh_node_fixture_gives_a_reachable_node(ssh_node):
                                            "key_file": str(ssh_node.key_file)})
     results = provision.check(backend, settings, [server.node("n1")], Progress(quiet=True))
     assert [r.ok for r in results] == [True]
+
+
+# -- the truth about each machine (#13): a TCP probe of its SSH port, lost when it fails -------
+def test_list_verify_and_exec_report_a_host_whose_sshd_is_gone(ess, hosts_conf, machines):
+    conf, addresses = hosts_conf
+    _, servers = machines
+    assert ess("instance", "hosts", "create", *addresses[:2], "--config", str(conf)).code == 0
+    servers[1].stop()  # sshd killed: the port now refuses
+    port = servers[1].port
+    listed = {n["id"]: n for n in json.loads(ess("instance", "hosts", "list", "--json", "--config",
+                                                  str(conf)).out)["nodes"]}
+    gone = listed[addresses[1]]
+    assert (gone["state"], gone["desired"], gone["lost"], gone["reason"]) == (
+        "unknown", "running", True, f"port {port} refused")
+    assert (listed[addresses[0]]["state"], listed[addresses[0]]["lost"]) == ("running", False)
+    table = ess("instance", "hosts", "list", "--config", str(conf)).out
+    assert f"unknown (lost: port {port} refused)" in table
+
+    verify = ess("instance", "hosts", "verify", "--config", str(conf), "--timeout", "30")
+    assert verify.code == 3, verify
+    assert f"{addresses[1]}: unknown, expected running (port {port} refused)" in verify.err
+    run = ess("instance", "hosts", "exec", "--config", str(conf), "--timeout", "30", "--", "echo up")
+    assert run.code == 3, run
+    assert run.out.strip() == f"{addresses[0]} | up"
+
+
+def test_create_on_a_refused_port_fails_in_seconds_naming_host_and_port(ess, hosts_conf):
+    from ess.testing.sshd import free_port
+
+    conf, _ = hosts_conf
+    port = free_port()
+    # --timeout 60 only so that a regression cannot hang the suite for the default 300 s.
+    r = ess("instance", "hosts", "create", f"localhost:{port}", "--config", str(conf), "--timeout", "60")
+    assert r.code == 1, r
+    assert f"connection refused by localhost port {port} for 5s: nothing listens for SSH there" in r.err
+    assert "still failing after 60s" not in r.err
+
+
+def test_probes_run_at_the_same_time(monkeypatch):
+    """Each probe waits at a barrier that opens only when all three are connecting at once."""
+    import socket
+    import threading
+
+    from ess_hosts import probe
+
+    barrier = threading.Barrier(3, timeout=30)
+
+    def connecting(address, timeout):  # stands in for the network: refuse, after the barrier
+        barrier.wait()
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(socket, "create_connection", connecting)
+    found = probe.probe_all([("10.0.0.5", 22), ("10.0.0.6", 22), ("10.0.0.7", 2222)])
+    assert found == {("10.0.0.5", 22): "port 22 refused", ("10.0.0.6", 22): "port 22 refused",
+                     ("10.0.0.7", 2222): "port 2222 refused"}

@@ -266,3 +266,45 @@ def test_key_refused_by_a_long_running_node_is_final(user_key, key_file):
         old = replace(server.node(), launched_at=datetime.now(timezone.utc) - timedelta(hours=1))
         [result], _ = run([old], key_file, ssh_timeout=60.0)
     assert not result.ok and result.attempts == 1
+
+
+# -- connection refused (#13): seconds for a node that was not just launched, not ssh_timeout ---
+def test_refused_by_a_node_not_just_launched_fails_after_a_short_grace(key_file, monkeypatch):
+    from ess.models import Node
+    from ess_ssh import connect
+
+    monkeypatch.setattr(connect, "REFUSED_GRACE", 0.5)
+    port = free_port()
+    node = Node("host1", "running", address="127.0.0.1", port=port)  # hosts: no launch time
+    [result], _ = run([node], key_file, ssh_timeout=60.0)
+    assert not result.ok
+    assert result.message == (f"connection refused by 127.0.0.1 port {port} for 0.5s: nothing listens for "
+                              "SSH there (is sshd running? is the port right?)")
+    assert result.attempts > 1  # a sshd restart still gets its few seconds
+
+
+def test_refused_by_a_just_launched_node_is_retried_until_the_deadline(key_file, monkeypatch):
+    from datetime import datetime, timezone
+
+    from ess.models import Node
+    from ess_ssh import connect
+
+    monkeypatch.setattr(connect, "REFUSED_GRACE", 0.2)
+    node = Node("i-1", "running", address="127.0.0.1", port=free_port(), launched_at=datetime.now(timezone.utc))
+    [result], _ = run([node], key_file, ssh_timeout=1.5)
+    assert result.message.startswith("connection refused (still failing after 1.5s")
+
+
+def test_exec_gives_up_on_a_refused_port_after_the_grace_too(key_file, monkeypatch):
+    from ess.models import Node
+    from ess.plugins import get_plugin_manager
+    from ess_ssh import connect
+
+    monkeypatch.setattr(connect, "REFUSED_GRACE", 0.5)
+    port = free_port()
+    (result,) = get_plugin_manager().hook.ess_run_command(
+        nodes=[Node("host1", "running", address="127.0.0.1", port=port)], command="true",
+        access=make_access(key_file), settings=make_settings(ssh_timeout=60.0), progress=quiet_progress()[0],
+        output=None)
+    assert result.exit_code is None
+    assert result.error.startswith(f"connection refused by 127.0.0.1 port {port} for 0.5s")

@@ -3,6 +3,10 @@
 ``create`` registers the given machines in this cluster (after the usual SSH check, unless
 ``--no-verify``); ``terminate`` forgets them. ess never starts, stops or changes the
 machines themselves: the registry is a file on this machine, one per cluster.
+
+A registered machine should always be running (``desired`` is running): ``list`` reports
+its state from a quick TCP probe of its SSH port (:mod:`ess_hosts.probe`), so a machine
+whose sshd is gone is shown, verified and exec'd as lost, with the reason.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from typing import Any
 
 from ess.backend import Backend
 from ess.errors import UsageError
-from ess.models import RUNNING, Access, LaunchRequest, Node, Settings, SettingSpec
+from ess.models import RUNNING, UNKNOWN, Access, LaunchRequest, Node, Settings, SettingSpec
 from ess.names import USERNAME, USERNAME_HELP
 from ess.paths import state_dir
 from ess.progress import Progress
 from ess.statefile import locked_json
+
+from .probe import probe_all
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 
@@ -121,7 +127,9 @@ class HostsBackend(Backend):
 
     def list(self, settings: Settings) -> list[Node]:
         with self._registry(settings) as registry:
-            return [self._node(key, row) for key, row in sorted(registry.items())]
+            rows = sorted(registry.items())
+        found = probe_all([(row["host"], row["port"]) for _, row in rows])
+        return [self._node(key, row, found[(row["host"], row["port"])]) for key, row in rows]
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         progress.stage("forgetting machines", len(nodes))
@@ -134,8 +142,14 @@ class HostsBackend(Backend):
         return Access(self.name, settings.cluster, settings["username"], self._key(settings))
 
     @staticmethod
-    def _node(key: str, row: dict[str, Any]) -> Node:
+    def _node(key: str, row: dict[str, Any], unreachable: str = "") -> Node:
+        """A registered machine: running if its SSH port answered (``unreachable`` is why not).
+
+        The state is "unknown", not "stopped", when the port does not answer: ess cannot
+        tell a machine that is down from one whose sshd is.
+        """
         # No launched_at: ess did not launch these machines and does not know when they booted
-        # (the SSH check treats a recent launch as "may still be installing its key").
-        return Node(id=key, state=RUNNING, address=row["host"], port=row["port"], instance_type="host",
-                    tags=row["tags"])
+        # (the SSH check treats a recent launch as "may still be installing its key", and
+        # fails a refused connection fast only for nodes that were not just launched).
+        return Node(id=key, state=UNKNOWN if unreachable else RUNNING, address=row["host"], port=row["port"],
+                    instance_type="host", tags=row["tags"], desired=RUNNING, reason=unreachable)

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from ess.models import Access, CheckResult, Node, Settings
 from ess.progress import Progress
 
-from .connect import BACKOFF_FACTOR, BACKOFF_MAX, BACKOFF_START, Connector, SshFailure
+from .connect import (
+    BACKOFF_FACTOR,
+    BACKOFF_MAX,
+    BACKOFF_START,
+    Connector,
+    RefusedClock,
+    SshFailure,
+    just_launched,
+)
 from .fanout import Fleet
 
 
@@ -58,18 +65,6 @@ def check_nodes(nodes: list[Node], access: Access, settings: Settings,
     return out
 
 
-#: A node launched less than this many seconds ago gets its key refusals retried: on EC2,
-#: sshd can answer before cloud-init has written the key pair into authorized_keys.
-BOOT_GRACE = 180.0
-
-
-def _just_booted(node: Node) -> bool:
-    if node.launched_at is None:
-        return False
-    launched = node.launched_at if node.launched_at.tzinfo else node.launched_at.replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - launched).total_seconds() < BOOT_GRACE
-
-
 def _gave_up(reason: str, timeout: float, attempts: int) -> str:
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     return f"{reason} (still failing after {timeout:g}s, {tries})"
@@ -80,6 +75,7 @@ def _verify_one(connector: Connector, node: Node, command: str, start: float, de
     """Retry connect + command on one node until it passes, fails for good, or time runs out."""
     state.started = True
     delay = BACKOFF_START
+    refused = RefusedClock(node)
     while True:
         state.attempts += 1
         try:
@@ -97,7 +93,12 @@ def _verify_one(connector: Connector, node: Node, command: str, start: float, de
         except SshFailure as failure:
             if failure.reason != "timed out" or not state.last:
                 state.last = failure.reason
-            if not failure.retry and not (failure.auth and _just_booted(node)):
+            final = refused.final(failure)
+            if final is not None:
+                state.last = final.reason
+                return CheckResult(node.id, "ssh", False, final.reason, time.monotonic() - start,
+                                   state.attempts, node.address)
+            if not failure.retry and not (failure.auth and just_launched(node)):
                 return CheckResult(node.id, "ssh", False, failure.reason, time.monotonic() - start,
                                    state.attempts, node.address)
             if not connector.sleep_until_retry(delay, deadline):

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,13 +42,59 @@ INSECURE_WARNING = ("WARNING: insecure_skip_host_key_check is on: SSH host keys 
 class SshFailure(Exception):
     """A connect or command failure on one node; ``retry`` says whether trying again can help."""
 
-    def __init__(self, reason: str, *, retry: bool, auth: bool = False) -> None:
+    def __init__(self, reason: str, *, retry: bool, auth: bool = False, refused: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry = retry
         #: The server refused the key: final for a node that has run a while, but a node
         #: that just booted may not have its authorized_keys written yet (cloud-init).
         self.auth = auth
+        #: TCP connection refused: a booting node's sshd is not up yet, but on a node that
+        #: was not just launched nothing listens there (see :func:`refused_for_good`).
+        self.refused = refused
+
+
+#: A node launched less than this many seconds ago is still booting: its key refusals and
+#: refused connections are retried (on EC2, sshd starts and cloud-init writes the key pair
+#: into authorized_keys some time after the instance is "running").
+BOOT_GRACE = 180.0
+#: Seconds a node that was not just launched (hosts, adopted machines) may refuse
+#: connections before ess gives up on it: long enough for an sshd restart, not 300 s.
+REFUSED_GRACE = 5.0
+
+
+def just_launched(node: Node) -> bool:
+    """True for a node launched within :data:`BOOT_GRACE` (unknown launch time: False)."""
+    if node.launched_at is None:
+        return False
+    launched = node.launched_at if node.launched_at.tzinfo else node.launched_at.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - launched).total_seconds() < BOOT_GRACE
+
+
+class RefusedClock:
+    """Times one node's refused connections: final after :data:`REFUSED_GRACE` unless just launched."""
+
+    def __init__(self, node: Node, grace: float | None = None) -> None:
+        self.node = node
+        self.grace = REFUSED_GRACE if grace is None else grace
+        self.booting = just_launched(node)
+        self._since: float | None = None
+
+    def final(self, failure: SshFailure) -> SshFailure | None:
+        """The failure to give up with, if ``failure`` ends this node's retries; else None."""
+        if not failure.refused:
+            self._since = None
+            return None
+        if self.booting:
+            return None
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        if now - self._since < self.grace:
+            return None
+        return SshFailure(f"connection refused by {self.node.address} port {self.node.port} for "
+                          f"{self.grace:g}s: nothing listens for SSH there (is sshd running? is the port "
+                          "right?)", retry=False, refused=True)
 
 
 @dataclass(frozen=True)
@@ -163,6 +210,7 @@ class Connector:
         """
         attempts = 0
         delay = BACKOFF_START
+        refused = RefusedClock(node)
         while True:
             attempts += 1
             if on_attempt is not None:
@@ -172,6 +220,9 @@ class Connector:
             except SshFailure as failure:
                 if not failure.retry or self._aborted:
                     raise
+                final = refused.final(failure)
+                if final is not None:
+                    raise final from None
                 if not self.sleep_until_retry(delay, deadline):
                     raise
                 delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
@@ -310,13 +361,16 @@ class Connector:
             return SshFailure(f"authentication failed with key {self.key_file} for user "
                               f"{self.access.username}", retry=False, auth=True)
         if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionRefusedError)):
-            return SshFailure("connection refused", retry=True)
+            return SshFailure("connection refused", retry=True, refused=True)
         if isinstance(exc, (socket.timeout, TimeoutError)):
             return SshFailure("timed out", retry=True)
         if isinstance(exc, socket.gaierror):
             return SshFailure(f"cannot resolve the address ({exc.strerror})", retry=True)
         if isinstance(exc, paramiko.SSHException):
             text = str(exc)
+            if any(sign in text for sign in ("Indecipherable protocol version", "Invalid SSH banner",
+                                             "codec can't decode")):
+                return SshFailure("not an SSH server: the banner is garbled (is the port right?)", retry=True)
             if "banner" in text.lower():
                 return SshFailure(f"no SSH banner within {limit:.0f}s", retry=True)
             if "No existing session" in text:
@@ -338,15 +392,20 @@ class Connector:
 
 
 def _quiet_paramiko() -> None:
-    """paramiko logs every failed handshake with a traceback; ess reports one line per node instead.
+    """paramiko logs every failed handshake as ERROR lines with a traceback (20 to 50 lines
+    for one garbled banner); ess reports one line per node instead.
 
-    Without a handler of its own, Python's last-resort handler would print those on stderr.
+    Its records stop at the "paramiko" logger unless ``--debug`` is on (the CLI then sets the
+    ``ess_ssh`` logger to DEBUG): only then do they reach the CLI's redacting stderr
+    handler. The NullHandler keeps Python's last-resort handler from printing them when no
+    handler is configured at all (ess used as a library).
     """
     import logging
 
     logger = logging.getLogger("paramiko")
     if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
         logger.addHandler(logging.NullHandler())
+    logger.propagate = logging.getLogger("ess_ssh").isEnabledFor(logging.DEBUG)
 
 
 #: Backoff between attempts on one node: fresh cloud nodes take tens of seconds to start sshd.
