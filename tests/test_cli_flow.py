@@ -181,3 +181,11 @@ def test_ess_ssh_logs_in_to_the_first_node_with_openssh(ess, local_cluster, tmp_
     proc = subprocess.run([sys.executable, "-m", "ess", "instance", "local", "ssh", ids[1], "--", "exit 7"],
                           capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert proc.returncode == 7, proc.stderr
+
+
+@pytest.mark.parametrize(("backend", "command"), [("hosts", "ess instance hosts create 10.0.0.5 10.0.0.6"),
+                                                   ("local", "ess instance local create --number 2")])
+def test_empty_list_names_a_create_that_works_on_the_backend(ess, backend, command):
+    r = ess("instance", backend, "list")
+    assert r.code == 0
+    assert r.err.strip() == f"cluster 'default' has no nodes on {backend} (create some with: {command})"

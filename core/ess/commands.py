@@ -235,7 +235,8 @@ def list_command(backend: Backend) -> click.Command:
         elif nodes:
             emit(nodes_table(nodes))
         else:
-            click.echo(f"cluster {settings.cluster!r} has no nodes on {backend.name}", err=True)
+            click.echo(f"cluster {settings.cluster!r} has no nodes on {backend.name} "
+                       f"(create some with: {create_example(backend)})", err=True)
     return list_
 
 
@@ -379,7 +380,8 @@ def status_command(backend: Backend) -> click.Command:
         elif nodes:
             emit(status_table(nodes, checks))
         else:
-            click.echo(f"cluster {settings.cluster!r} has no nodes on {backend.name}", err=True)
+            click.echo(f"cluster {settings.cluster!r} has no nodes on {backend.name} "
+                       f"(create some with: {create_example(backend)})", err=True)
         # A lost node (ess wants it running, it is not) fails status, with or without --ssh.
         provision.verdict(checks if checks is not None else provision.state_checks(nodes))
     return status

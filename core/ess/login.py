@@ -98,7 +98,7 @@ def ssh_config_command(backend: Backend) -> click.Command:
             emit(config_text(entries))
         else:
             click.echo(f"cluster {settings.cluster!r} has no nodes on {name} "
-                       f"(start some with: {_create_line(backend)})", err=True)
+                       f"(create some with: {_create_line(backend)})", err=True)
     return ssh_config
 
 
