@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ec2_world import World, aws_error, is_dry_run
+from ec2_world import World, aws_error, is_dry_run, proxy_page, reply_lost
 from fault_world import WORKER_NAME, lean_world, record
 from local_helpers import kill_test_nodes, pid_alive
 
@@ -191,6 +191,99 @@ def test_describe_outage_through_rollback_says_how_to_clean_and_terminate_all_do
     assert cleaned.code == 0, cleaned
     assert case.conclude("wait", "describe outage through rollback, then terminate all", result.code,
                          left_before_terminate_all=left) == 0
+
+
+# -- lost RunInstances replies and a proxy's HTML 502 (issue 12) ----------------------------
+def losing_replies(sends: int | None) -> tuple[str, Callable[..., Any]]:
+    """RunInstances reaches moto and launches, then its reply is lost (ReadTimeout): always, or
+    the first ``sends`` times. botocore sends again; moto ignores the ClientToken."""
+    seen = {"lost": 0}
+
+    def handler(request: Any, **_: Any) -> None:
+        if is_dry_run(request) or (sends is not None and seen["lost"] >= sends):
+            return
+        seen["lost"] += 1
+        reply_lost(request)
+
+    return "before-send.ec2.RunInstances", handler
+
+
+def test_lost_launch_replies_keep_exactly_n(case: Ec2Case, ess) -> None:
+    case.world.calls.handlers.append(losing_replies(2))
+    result = ess(*CREATE, "--no-verify", "--number", "5", "--json")
+    assert result.code == 0, result
+    nodes = json.loads(result.out)["nodes"]
+    assert sorted(n["id"] for n in nodes) == case.running() and len(nodes) == 5
+    assert "found 15 instances of this launch, terminated 10 extra" in result.err
+    assert case.conclude("launch", "reply lost twice (ReadTimeout), retried", result.code, kept=5) == 0
+
+
+def test_lost_launch_replies_to_the_last_attempt_leave_nothing(case: Ec2Case, ess, monkeypatch) -> None:
+    monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "3")
+    case.world.calls.handlers.append(losing_replies(None))
+    result = ess(*CREATE, "--no-verify", "--number", "5")
+    assert result.code == 1, result
+    assert "cleaned up: terminated 15 node(s) launched by this run" in result.err
+    assert case.conclude("launch", "every reply lost (ReadTimeout x3)", result.code) == 0
+
+
+def proxy_502(operation: str, sends: int | None) -> tuple[str, Callable[..., Any]]:
+    seen = {"sends": 0}
+
+    def handler(request: Any, **_: Any) -> Any:
+        if is_dry_run(request):
+            return None
+        seen["sends"] += 1
+        return proxy_page(502) if sends is None or seen["sends"] <= sends else None
+
+    return f"before-send.ec2.{operation}", handler
+
+
+def test_proxy_html_502_at_launch_is_retried(case: Ec2Case, ess) -> None:
+    case.world.calls.handlers.append(proxy_502("RunInstances", 2))
+    result = ess(*CREATE, "--no-verify", "--number", "2", "--json")
+    assert result.code == 0, result
+    assert len(json.loads(result.out)["nodes"]) == 2 == len(case.running())
+    assert case.conclude("launch", "proxy HTML 502 x2, then OK", result.code, kept=2) == 0
+
+
+def test_persistent_proxy_html_502_at_launch_is_one_line(case: Ec2Case, ess, monkeypatch) -> None:
+    monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "3")
+    case.world.calls.handlers.append(proxy_502("RunInstances", None))
+    result = ess(*CREATE, "--no-verify", "--number", "2")
+    assert result.code == 1, result
+    err = [line for line in lines(result.err) if line.startswith("ess:")]  # not the progress lines
+    assert len(err) == 1 and "HTTP 502 Bad Gateway" in err[0] and os.environ["AWS_ENDPOINT_URL"] in err[0]
+    assert case.conclude("launch", "proxy HTML 502 (persistent)", result.code) == 0
+
+
+def test_persistent_proxy_html_502_after_launch_rolls_back(case: Ec2Case, ess, monkeypatch) -> None:
+    monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "3")
+    case.world.calls.handlers.append(after_launch(case.world, proxy_502("DescribeInstances", 3)))
+    result = ess(*CREATE, "--no-verify", "--number", "3")
+    assert result.code == 1, result
+    assert "HTTP 502 Bad Gateway" in lines(result.err)[-1]
+    assert "cleaned up: terminated 3 node(s) launched by this run" in result.err
+    assert case.conclude("wait", "proxy HTML 502 (persistent, then recovers)", result.code) == 0
+
+
+# -- ownership: forged tags and another team on the default cluster name (issue 12) ---------
+def test_terminate_all_leaves_forged_and_other_key_pair_instances(case: Ec2Case, ess) -> None:
+    world = case.world
+    forged = world.foreign(1, name=WORKER_NAME, tags={TAG_CLUSTER: "default"})
+    world.ec2.create_key_pair(KeyName="team_b")
+    other_team = world.ec2.run_instances(
+        ImageId=world.image, MinCount=1, MaxCount=1, InstanceType="m3.medium", KeyName="team_b",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": TAG_CLUSTER, "Value": "default"}, {"Key": TAG_LAUNCH, "Value": "team-b-launch"}]}])
+    case.bystanders += forged + [i["InstanceId"] for i in other_team["Instances"]]
+    made = ess(*CREATE, "--no-verify", "--number", "2")
+    assert made.code == 0, made
+    result = ess("instance", "ec2", "terminate", "all", "--yes", "--include-adopted")
+    assert result.code == 0, result
+    assert "skipped 2 instance(s)" in result.err
+    assert case.conclude("terminate all", "forged ess:cluster tag + other key pair on 'default'",
+                         result.code, kept=2) == 0
 
 
 # -- throttling everywhere ------------------------------------------------------------------
