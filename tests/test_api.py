@@ -23,7 +23,7 @@ from local_helpers import kill_test_nodes
 import ess
 from ess import plugins
 from ess.api import Cluster, VerifyResult
-from ess.errors import EssError, PartialFailure, UsageError
+from ess.errors import EssError, NotSupported, PartialFailure, UsageError
 from ess.models import RUNNING, STOPPED, TAG_CLUSTER, CheckResult, CommandResult, Node
 from ess.provision import CreateResult
 from ess_local.state import ClusterStore
@@ -152,6 +152,19 @@ def test_works_from_a_worker_thread_as_in_a_scheduler_task(capfd) -> None:
     worker.start()
     worker.join()
     assert outcome == {"created": 1, "terminated": 1}
+    silent(capfd)
+
+
+def test_what_a_backend_cannot_do_is_not_supported_before_anything_happens(capfd) -> None:
+    hosts = Cluster("hosts")
+    for call, message in ((hosts.stop, "stop: backend hosts cannot stop nodes"),
+                          (hosts.start, "start: backend hosts cannot start nodes"),
+                          (hosts.purge, "purge: backend hosts has nothing to purge")):
+        with pytest.raises(NotSupported) as raised:
+            call()
+        assert str(raised.value) == message
+    with pytest.raises(UsageError, match="^count: backend hosts takes no count"):
+        hosts.create(2)
     silent(capfd)
 
 

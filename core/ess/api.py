@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
-from .errors import UsageError
+from .errors import NotSupported, UsageError
 from .models import (
     PENDING,
     RUNNING,
@@ -222,6 +222,7 @@ class Cluster:
     def purge(self) -> list[str]:
         """Delete what ess created for the cluster (ec2: its security group and key pair);
         call it after ``terminate()``. Returns what went. NotSupported if nothing can be."""
+        self._require("purge", "has nothing to purge")
         purged = self.backend.purge(self.settings, self.progress)
         self.progress.finish()
         return purged
@@ -240,6 +241,7 @@ class Cluster:
         """
         from .remote import run_command, verdict
 
+        self._require("access", "has no SSH access to its nodes", "exec")
         line = command if isinstance(command, str) else shlex.join(command)
         if not line.strip():
             raise UsageError("exec: the command is empty (give a shell command line)")
@@ -254,6 +256,7 @@ class Cluster:
         missing; relative to the home folder); one result per node, as for :meth:`exec`."""
         from .remote import push_files, verdict
 
+        self._require("access", "has no SSH access to its nodes", "push")
         path = Path(source).expanduser()
         if not path.exists():
             raise UsageError(f"push {source}: no such file or folder (check the path)")
@@ -277,9 +280,15 @@ class Cluster:
         _whole_number("count", count, least=least, most=most)
         return _relabelled(self.settings, {"instance_count": f"create(count={count})"}, {"instance_count": count})
 
+    def _require(self, operation: str, cannot: str, verb: str | None = None) -> None:
+        """NotSupported before anything is listed or changed, when the backend lacks ``operation``."""
+        if not self.backend.supports(operation):
+            raise NotSupported(f"{verb or operation}: backend {self.backend.name} {cannot}")
+
     def _power(self, verb: str, ids: Ids, confirm: Confirm | None) -> list[Node]:
         from . import provision
 
+        self._require(verb, f"cannot {verb} nodes")
         wanted = {STOPPED, STOPPING} if verb == "stop" else {RUNNING, PENDING}
         nodes = provision.select(self.backend, self.settings, _targets(ids))
         todo = [n for n in nodes if n.state not in wanted]
