@@ -18,6 +18,7 @@ it parses, confirms and presents, and leaves the work to them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -336,8 +337,7 @@ def _relabelled(settings: Settings, sources: Mapping[str, str], values: Mapping[
     for key, source in sources.items():
         value = (values or {}).get(key, changed[key].value)
         changed[key] = Value(value, source)
-    return Settings(backend=settings.backend, values=changed, specs=settings.specs,
-                    config_path=settings.config_path, section=settings.section)
+    return dataclasses.replace(settings, values=changed)
 
 
 def _whole_number(name: str, value: Any, *, least: int, most: int | None) -> None:
