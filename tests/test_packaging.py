@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import sys
 from pathlib import Path
@@ -32,13 +34,44 @@ def test_licence_is_an_spdx_string_with_the_mit_text_and_a_backend_that_reads_it
     assert floor and int(floor.group(1)) >= 77, "SPDX license strings need setuptools >= 77"
 
 
-def test_directly_imported_third_party_modules_are_declared() -> None:
-    declared = " ".join(PYPROJECT["project"]["dependencies"])
-    imported = {"cryptography", "boto3", "paramiko", "asyncssh", "pluggy", "click", "platformdirs", "filelock"}
-    for name in sorted(imported):
-        assert re.search(rf"\b{name}\b", declared), f"{name} is imported by ess but not a dependency"
-        used = [path for path in (ROOT / "core").rglob("*.py")] + [path for path in (ROOT / "plugins").rglob("*.py")]
-        assert any(re.search(rf"^\s*(import|from) {name}\b", path.read_text(), re.M) for path in used), name
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def third_party_imports(folder: Path) -> dict[str, set[str]]:
+    """Top-level modules imported anywhere under ``folder`` that are neither stdlib nor ess's own."""
+    first_party = {"ess", "ess_ec2", "ess_ssh", "ess_local", "ess_hosts"}
+    found: dict[str, set[str]] = {}
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in first_party:
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_third_party_module_ess_imports_is_declared() -> None:
+    """Imported directly = declared directly (cryptography, botocore): a transitive
+    dependency can vanish when the package that brought it changes its own."""
+    runtime = requirement_names(PYPROJECT["project"]["dependencies"])
+    testing = runtime | requirement_names(PYPROJECT["project"]["optional-dependencies"]["test"])
+    modules_to_dists = importlib.metadata.packages_distributions()
+    undeclared = []
+    for folder in [ROOT / "core", ROOT / "plugins"]:
+        for module, files in sorted(third_party_imports(folder).items()):
+            dists = {d.lower().replace("_", "-") for d in modules_to_dists.get(module, [module])}
+            # ess.testing is the pytest plugin: it may use what the test extra installs.
+            allowed = testing if all(f.startswith("core/ess/testing/") for f in files) else runtime
+            if not dists & allowed:
+                undeclared.append(f"{module} ({sorted(files)[0]})")
+    assert undeclared == []
 
 
 def test_changelog_names_the_current_hook_api() -> None:
