@@ -96,6 +96,21 @@ def test_node_ids_from_disk_never_become_paths(backend, ess, ess_home, tmp_path,
     assert pid_alive(os.getpid())
 
 
+def test_a_planted_symlink_among_the_node_folders_is_never_followed(backend, ess, ess_home, tmp_path) -> None:
+    # A guard for the folder scan that rebuilds lost records: it must not follow links out.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    (victim / "ssh_host_ed25519_key.pub").write_text("ssh-ed25519 AAAA planted\n")
+    settings, ids = _cluster(backend, 1)
+    planted = ClusterStore("default").dir / "nodes" / "local-deadbeef"
+    planted.symlink_to(victim)
+    gone = ess("instance", "local", "terminate", "all", "--yes")
+    assert gone.code == 0, gone
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert node_pids(ess_home) == []
+
+
 @pytest.mark.parametrize("field,value", [("pid", "12"), ("pid", -5), ("port", "22; rm -rf /"), ("port", 70000),
                                          ("tags", ["x"]), ("stopped", "no"), ("host_key", 7)])
 def test_fields_of_the_wrong_type_fall_back_to_the_node_folder(backend, field, value) -> None:

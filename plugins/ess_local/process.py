@@ -122,7 +122,8 @@ def find_nodes(nodes_dir: Path, valid_id: Callable[[str], bool]) -> dict[str, Id
         if node_id is None or not valid_id(node_id):
             continue
         ready_file = str(nodes_dir / node_id / "ready.json")
-        if _option(argv, "--ready-file") != ready_file:
+        given = _option(argv, "--ready-file") or ""
+        if given != ready_file and os.path.realpath(given) != os.path.realpath(ready_file):
             continue
         started = start_time(pid)
         if started is None:

@@ -111,7 +111,8 @@ class ClusterStore:
     def __init__(self, cluster: str, where: str = "setting cluster") -> None:
         self.cluster = cluster
         check_cluster_name(cluster, where)
-        self.root = root = state_dir() / "local"
+        # Absolute: node processes get these paths in their argv, and are found by them.
+        self.root = root = state_dir().absolute() / "local"
         self.dir = root / cluster
         self.nodes_dir = self.dir / "nodes"
         self.lock_path = root / f"{cluster}.lock"
@@ -245,6 +246,9 @@ class ClusterStore:
     def remove_node(self, node_id: str) -> None:
         """Delete one node's folder: only ``nodes/<valid id>``, never a path from a file."""
         folder = self.node_dir(node_id)
+        if folder.is_symlink():  # planted by someone: drop the link, never what it points to
+            folder.unlink(missing_ok=True)
+            return
         if folder.resolve().parent != self.nodes_dir.resolve():
             raise EssError(f"local backend: {folder} is not inside {self.nodes_dir}; not deleting it")
         shutil.rmtree(folder, ignore_errors=True)
