@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from ess.api import Cluster, VerifyResult
 from ess.errors import EssError, NotSupported, PartialFailure, UsageError
 from ess.models import RUNNING, STOPPED, TAG_CLUSTER, CheckResult, CommandResult, Node
 from ess.provision import CreateResult
+from ess.testing.fixtures import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 from ess_local.state import ClusterStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,3 +340,23 @@ def test_ec2_bad_input_raises_typed_errors_and_launches_nothing(moto_endpoint, t
         Cluster("ec2", config=world.conf, instance_count="many")
     assert world.calls.mutating() == []
     silent(capfd)
+
+
+def test_errors_raised_to_the_caller_carry_no_secret(moto_endpoint, tmp_path: Path, monkeypatch) -> None:
+    """A pipeline logs what ess raises, with its traceback and chained exceptions: the secret
+    must not be there (a credential row pasted into instance.conf; a credential CSV in use)."""
+    world = make_world(tmp_path, monkeypatch)
+    text = world.conf.read_text()
+    world.conf.write_text(text + f"{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\n")  # a credential row pasted by mistake
+    with pytest.raises(UsageError) as pasted:
+        Cluster("ec2", config=world.conf)
+    (world.folder / "credential_file.csv").write_text(
+        f"User Name,Access Key Id,Secret Access Key\nessentia,{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\n")
+    world.conf.write_text(text + "aws_credential: credential_file\n")
+    with pytest.raises(UsageError) as refused:
+        Cluster("ec2", config=world.conf, key_name="nosuch-key").create(2, verify=False)
+    for raised in (pasted.value, refused.value):
+        logged = "".join(traceback.format_exception(raised))  # what logging.exception() prints
+        assert FAKE_SECRET_KEY not in logged and FAKE_SECRET_KEY not in repr(raised)
+    assert world.calls.mutating() == []
+

@@ -103,9 +103,17 @@ class Cluster:
         overrides = dict(settings)
         if cluster is not None:
             overrides["cluster"] = cluster
-        path, _ = find_config(os.fspath(config) if config is not None else None, os.environ)
-        _check_overrides(chosen, overrides)
-        resolved = load_settings(chosen, path, cli=overrides)
+        try:
+            path, _ = find_config(os.fspath(config) if config is not None else None, os.environ)
+            _check_overrides(chosen, overrides)
+            resolved = load_settings(chosen, path, cli=overrides)
+        except UsageError as exc:
+            # The one line says it all. The exception it was raised from can quote the config
+            # text (configparser's ParsingError quotes the bad line, maybe a pasted secret), and
+            # a pipeline's logging.exception() would print that chain.
+            exc.__cause__ = None
+            exc.__suppress_context__ = True
+            raise
         given = {key: f"Cluster({key}=...)" for key, value in overrides.items() if value is not None}
         self._setup(chosen, _relabelled(resolved, given), progress)
 
