@@ -289,6 +289,8 @@ def test_import_ess_stays_light_until_cluster_is_used() -> None:
     code = ("import sys, ess\n"
             "assert 'ess.api' not in sys.modules and 'ess.provision' not in sys.modules\n"
             "assert ess.Cluster.__module__ == 'ess.api'\n"
+            "heavy = {'boto3', 'botocore', 'paramiko', 'asyncssh', 'click'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n"
             "try:\n    ess.Nope\nexcept AttributeError:\n    print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
