@@ -12,7 +12,8 @@ Rules that hold for every hook:
 * ess calls hooks with keyword arguments; an implementation may accept any subset of the
   documented arguments, by name.
 * Implementations run in reverse registration order (last registered first); built-in
-  plugins are registered first, so a third-party plugin runs before them.
+  plugins are registered first, then third-party ones sorted by entry-point name, so a
+  third-party plugin runs before them (and of two, the later name runs first).
 * Unless a hook says "first result wins", ess calls every implementation and collects all
   non-None answers into a list.
 * A misspelled hook name is reported by ``ess plugins`` as a load error for that plugin.
