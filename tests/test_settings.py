@@ -257,3 +257,15 @@ def test_missing_hosts_key_file_does_not_promise_a_flag(ess, tmp_path, monkeypat
     result = ess("instance", "hosts", "create", "127.0.0.1", "--no-verify")
     assert result.code == 2, result
     assert result.err == "ess: setting key_file: required for create (set it in the config file or ESS_KEY_FILE)\n"
+
+
+def test_a_section_of_a_disabled_plugin_is_not_a_typo(ess, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ec2")
+    (tmp_path / "instance.conf").write_text("[EC2]\nkey_name: pem_file\n[local]\n")
+    assert ess("instance", "local", "list").code == 0
+
+
+def test_a_section_named_after_a_plugin_that_is_no_backend_is_still_unknown():
+    with pytest.raises(UsageError, match=r"\[ssh\]: unknown section"):
+        resolve("ec2", SPECS, sections={"EC2": {}, "ssh": {"ssh_timeout": "5"}}, env={})

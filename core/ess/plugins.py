@@ -51,6 +51,8 @@ class PluginInfo:
 _manager: pluggy.PluginManager | None = None
 _load_errors: list[LoadError] = []
 _dists: dict[str, str] = {}
+#: Entry-point names of installed plugins that are not loaded (disabled, or failed to load).
+_unloaded: set[str] = set()
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -78,6 +80,7 @@ def reset() -> None:
     global _manager
     _manager = None
     _dists.clear()
+    _unloaded.clear()
 
 
 def load_errors() -> list[LoadError]:
@@ -90,9 +93,12 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     _load_errors.extend(clashes)
     for name, value, dist in rows:
         if pm.is_blocked(name):
+            _unloaded.add(name)
             continue
         _dists[name] = dist
         _register(pm, name, lambda value=value: _load(value))
+        if pm.get_plugin(name) is None:
+            _unloaded.add(name)
 
 
 def _load(value: str) -> object:
@@ -256,6 +262,16 @@ def _backends_by_plugin() -> dict[str, list[Backend]]:
             continue
         results[impl.plugin_name] = [backend for answer in answers for backend in (answer or [])]
     return results
+
+
+def unloaded_names() -> set[str]:
+    """Entry-point names of installed plugins that are not loaded: disabled or broken.
+
+    A config section named after one of these is not a typo, although no backend reads it
+    now (``ESS_DISABLE_PLUGINS=ec2`` with an ``[EC2]`` section in the file).
+    """
+    get_plugin_manager()
+    return set(_unloaded)
 
 
 def _record(error: LoadError) -> None:

@@ -171,11 +171,11 @@ def resolve(
 
 
 def check_sections(sections: Mapping[str, Any], backend: str, config_path: Path | None) -> None:
-    """Every section must name an installed backend: a misspelled ``[lcoal]`` would
-    otherwise be ignored and the defaults used without a word."""
-    from .plugins import backends
+    """Every section must name an installed backend (or plugin, even one disabled now): a
+    misspelled ``[lcoal]`` would otherwise be ignored and the defaults used without a word."""
+    from .plugins import backends, unloaded_names
 
-    known = {name.lower(): name for name in [backend, *backends()]}
+    known = {name.lower(): name for name in [backend, *unloaded_names(), *backends()]}
     for name in sections:
         if name.lower() in known:
             continue
