@@ -167,6 +167,15 @@ def test_ssh_config_works_with_the_real_openssh_client(ess, local_cluster, tmp_p
         proc = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", node, "echo", "hello"],
                               capture_output=True, text=True, timeout=60)
         assert (proc.returncode, proc.stdout.strip()) == (0, "hello"), proc.stderr
+    # The iplist/ssh-config help's copy loop: scp by node id through the snippet.
+    payload = tmp_path / "data.csv"
+    payload.write_text("a,b\n")
+    copied = subprocess.run(["scp", "-F", str(config), "-o", "BatchMode=yes", str(payload), f"{ids[0]}:"],
+                            capture_output=True, text=True, timeout=60)
+    assert copied.returncode == 0, copied.stderr
+    proc = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", ids[0], "cat data.csv"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "a,b\n", proc.stderr
     data = json.loads(ess("instance", "local", "ssh-config", "--json").out)
     assert [h["Host"] for h in data["hosts"]] == ids
 
