@@ -154,3 +154,15 @@ def test_a_killed_node_is_lost_a_stopped_one_is_not(backend, ess_home) -> None:
     backend.start(settings, [by_id[victim]], quiet())
     again = {node.id: node for node in backend.list(settings)}[victim]
     assert (again.state, again.lost) == (RUNNING, False)
+
+
+def test_folders_an_older_ess_made_0755_become_private_on_start(backend) -> None:
+    settings, ids = _cluster(backend, 1)
+    store = ClusterStore("default")
+    folders = (store.nodes_dir, store.node_dir(ids[0]) / "home")
+    for folder in folders:
+        folder.chmod(0o755)
+    nodes = backend.list(settings)
+    backend.stop(settings, nodes, quiet())
+    backend.start(settings, nodes, quiet())
+    assert [stat.S_IMODE(folder.stat().st_mode) for folder in folders] == [0o700, 0o700]

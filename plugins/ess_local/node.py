@@ -256,6 +256,7 @@ async def _serve(args: argparse.Namespace) -> int:
             return user == username and allowed.validate(key, "127.0.0.1", "127.0.0.1") is not None
 
     args.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    args.home.chmod(0o700)  # a home made 0755 by an older ess becomes private too
     os.chdir(args.home)  # commands start here; SFTP is chrooted here too
     try:
         server = await asyncssh.listen(

@@ -133,6 +133,8 @@ class ClusterStore:
         """The cluster folder and ``nodes/``, mode 0700 each (mkdir's parents= ignores mode)."""
         for folder in (self.root, self.dir, self.nodes_dir):
             folder.mkdir(mode=0o700, exist_ok=True)
+            if folder.stat().st_mode & 0o077:  # made 0755 by an older ess: private from now on
+                folder.chmod(0o700)
 
     @contextmanager
     def locked(self) -> Iterator[ClusterState]:
