@@ -115,6 +115,7 @@ PASTED_ROW = f"{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}"
     ("instance.toml", f'[EC2]\n"{FAKE_ACCESS_KEY}" = 1\n"{FAKE_ACCESS_KEY}" = 2\n'),
     ("instance.toml", f'[EC2]\ninstance_count = "{FAKE_SECRET_KEY}"\n'),
     ("instance.conf", f"[EC2]\ninstance_count: {FAKE_ACCESS_KEY}\n"),
+    ("instance.toml", f'[EC2]\n{FAKE_ACCESS_KEY} = "{FAKE_SECRET_KEY}"\n'),
 ])
 def test_a_credential_pasted_into_the_config_is_never_quoted_by_the_error(ess, tmp_path, monkeypatch, name, text):
     monkeypatch.chdir(tmp_path)

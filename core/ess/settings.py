@@ -152,7 +152,7 @@ def resolve(
     check_sections(sections, backend, config_path)
     for key in file_values:
         if key not in specs:
-            raise UsageError(f"{file_label} {key}: unknown key{did_you_mean(key, specs)}")
+            raise UsageError(f"{file_label} {mask_credentials(key)}: unknown key{did_you_mean(key, specs)}")
 
     values: dict[str, Value] = {}
     for key, spec in specs.items():
