@@ -140,7 +140,7 @@ def test_help_lists_only_what_the_backend_supports(ess, backend, hidden, shown):
     (["instance", "local", "push"], "ess: SRC: missing argument (see `ess instance local push --help`)"),
     (["instance", "local", "exec", "uname", "-a"],
      "ess: -a: no such option for `ess instance local exec` (to pass it to the command, put the command "
-     "after `--`: `ess instance local exec -- ...`)"),
+     "after `--`: `ess instance local exec -- uname -a`)"),
     (["instanc", "local", "list"], "ess: instanc: no such command for `ess` (did you mean instance?)"),
     (["instance", "local", "terminate", "all", "--purge", "--yes"],
      "ess: --purge: backend local has nothing to purge (drop --purge)"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Callable
@@ -320,7 +321,7 @@ def run(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
-        _fail(format_usage_error(exc))
+        _fail(format_usage_error(exc, sys.argv[1:] if argv is None else argv))
         return 2
     except click.Abort:
         # click raises Abort for Ctrl-C (or end of input) at a prompt; a "no" answer is
@@ -355,7 +356,7 @@ def _fail(message: str) -> None:
     sys.stderr.write(scrub(f"ess: {line}") + "\n")
 
 
-def format_usage_error(exc: click.UsageError) -> str:
+def format_usage_error(exc: click.UsageError, argv: list[str] | None = None) -> str:
     """click's usage errors in ess's one-line shape: ``--number: 'abc' is not ... (try ...)``."""
     command = exc.ctx.command_path if exc.ctx else "ess"
     see = f"(see `{command} --help`)"
@@ -368,7 +369,7 @@ def format_usage_error(exc: click.UsageError) -> str:
         passthrough = _passthrough_argument(exc.ctx)
         if not close and passthrough is not None:
             # `exec uname -a`: the option was meant for the remote command, not for ess.
-            hint = f" (to pass it to the command, put the command after `--`: `{command} -- ...`)"
+            hint = f" (to pass it to the command, put the command after `--`: `{_with_dashes(command, argv)}`)"
         return f"{exc.option_name}: no such option for `{command}`{hint}"
     if isinstance(exc, click.MissingParameter) and exc.param is not None:
         name = exc.param.opts[0] if isinstance(exc.param, click.Option) else exc.param.human_readable_name
@@ -381,6 +382,16 @@ def format_usage_error(exc: click.UsageError) -> str:
             message = f"{message} {see}"
         return f"{name}: {message}"
     return f"{command}: {exc.format_message()} {see}"
+
+
+def _with_dashes(command: str, argv: list[str] | None) -> str:
+    """``ess instance local exec uname -a`` rewritten as ``... exec -- uname -a``."""
+    name = command.split()[-1]
+    words = list(argv or [])
+    if name not in words:
+        return f"{command} -- ..."
+    rest = words[len(words) - words[::-1].index(name):]
+    return f"{command} -- {shlex.join(rest)}" if rest else f"{command} -- ..."
 
 
 def _passthrough_argument(ctx: click.Context | None) -> click.Argument | None:
