@@ -198,3 +198,19 @@ def test_empty_list_names_a_create_that_works_on_the_backend(ess, backend, comma
     r = ess("instance", backend, "list")
     assert r.code == 0
     assert r.err.strip() == f"cluster 'default' has no nodes on {backend} (create some with: {command})"
+
+
+@needs_openssh
+def test_hosts_ssh_config_uses_the_host_keys_verify_recorded(ess, hosts_conf, tmp_path):
+    conf, machines = hosts_conf
+    assert ess("instance", "hosts", "create", *machines, "--config", str(conf)).code == 0
+    r = ess("instance", "hosts", "ssh-config", "--config", str(conf))
+    assert r.code == 0, r
+    config = tmp_path / "hosts.ssh"
+    config.write_text(r.out)
+    from ess.paths import known_hosts_file
+
+    assert f"UserKnownHostsFile {known_hosts_file('hosts', 'default')}" in r.out
+    proc = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", machines[0], "true"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
