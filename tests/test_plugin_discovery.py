@@ -145,3 +145,15 @@ def test_backends_and_plugin_infos_go_through_pluggy_so_monitoring_sees_every_ca
         assert {name for hook, name in seen if hook == "ess_backends"} == providers
     finally:
         undo()
+
+
+def test_a_cache_that_is_binary_or_a_folder_is_bypassed(ess_home, ess):
+    names()
+    cache = ess_home / "cache" / "entry-points.json"
+    cache.write_bytes(b"\xff\xfe\x00garbage")
+    assert ess("--help").code == 0 and "local" in names()
+    cache.unlink()
+    cache.mkdir()
+    result = ess("--help")
+    assert result.code == 0 and result.err == "", result
+    assert "local" in names()
