@@ -22,7 +22,7 @@ from . import __version__
 from .errors import EssError, Interrupted, UsageError
 from .redact import RedactingStderrHandler, scrub
 
-EXIT_CODES_HELP = ("Exit codes: 0 success, 1 failure, 2 bad input (nothing was done), "
+EXIT_CODES_HELP = ("Exit codes: 0 success, 1 failure (or a declined prompt), 2 bad input (nothing was done), "
                    "3 partial success, 130 interrupted.")
 
 
