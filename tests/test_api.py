@@ -236,6 +236,8 @@ def test_bad_construction_is_a_usage_error_naming_the_argument(capfd, tmp_path: 
         Cluster("local", instance_cuont=2)
     with pytest.raises(UsageError, match=r"^Cluster\(start_timeout=\.\.\.\): 'soon' is not a number"):
         Cluster("local", start_timeout="soon")
+    with pytest.raises(UsageError, match=r"^Cluster\(cluster=\.\.\.\): '\.\./x' is not a valid cluster"):
+        Cluster("local", cluster="../x")
     with pytest.raises(UsageError, match=r"^--config .*missing.conf: no such file"):
         Cluster("local", config=tmp_path / "missing.conf")
     with pytest.raises(UsageError, match=r"^ids: give either 'all' or node ids, not both$"):
