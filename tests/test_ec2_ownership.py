@@ -136,3 +136,12 @@ def test_adoption_proofs_are_bound_to_instance_cluster_and_key(tmp_path):
     assert not ownership.proves(ownership.adoption_key(key_file), "i-0aaaaaaaaaaaaaaaa", "default", value)
     many = ownership.proof_value(key, [f"i-{n:017x}" for n in range(ownership.MACS_PER_TAG)], "c")
     assert len(many) <= 256
+
+
+def test_add_without_the_private_key_is_one_line_and_changes_nothing(world, ess):
+    foreign = world.foreign(1)
+    world.pem.unlink()
+    world.calls.reset()
+    result = cli(ess, world.conf, "add", foreign[0], "--yes")
+    assert result.code == 2 and result.err.count("\n") == 1 and "private key not found" in result.err
+    assert world.calls.mutating() == []

@@ -360,6 +360,9 @@ class Ec2Backend(Backend):
         with aws_client.translated(aws, "describe instances"):
             instances = membership.find(aws, ids)
         membership.check_adoptable(instances, settings.cluster)
+        # adopt() signs the adoption with the private key: a missing or unsafe key file is
+        # reported now, before anything is asked or changed.
+        keys.key_file(settings)
         self._remember(instances)
         return [self._node(i, settings) for i in instances]
 
