@@ -16,7 +16,9 @@ Rules every backend must follow (the contract suite in ``ess.testing`` checks th
 
 * ``preflight`` has no side effects and raises :class:`UsageError` for bad settings.
 * ``create`` attaches ``request.tags`` to every node *in the launch call itself*.
-* ``list`` returns the cluster's nodes (not terminated ones) and never a foreign node.
+* ``list`` returns the cluster's nodes and never a foreign node; not the ones ess terminated,
+  though a *lost* node (terminated behind ess's back, ``desired`` running) may be listed
+  while the cloud still shows it.
 * ``terminate`` acts only on the nodes it is given, which the core took from ``list``;
   it is idempotent, and it waits until they are gone.
 """
@@ -79,7 +81,7 @@ class Backend:
         return nodes
 
     def list(self, settings: Settings) -> list[Node]:
-        """The cluster's current nodes, terminated ones excluded, foreign ones never included."""
+        """The cluster's current nodes (not those ess terminated; lost ones may show), never a foreign one."""
         raise NotSupported(f"backend {self.name} cannot list nodes")
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:

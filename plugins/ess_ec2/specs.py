@@ -40,7 +40,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "key_name", required=True,
-        help="EC2 key pair name (required for create). Its private key is looked for as "
+        help="EC2 key pair name. Commands that read the cluster need it too: only nodes "
+             "launched with this key pair, or adopted with its private key, are the cluster's. "
+             "Its private key is looked for as "
              "<key_name>.pem in the config file's folder, then in ~/.ssh/; a path to a "
              ".pem file also works (the key pair name is then the file's stem).",
     ),
