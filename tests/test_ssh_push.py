@@ -97,7 +97,8 @@ def test_push_hook_node_down_fails_alone_and_a_node_without_sftp_says_so(ess, tm
         result = by_id[node.id]
         home = ClusterStore("default").dir / "nodes" / node.id / "home"
         assert result.ok and result.exit_code == 0, result
-        assert result.stdout == f"copied 2 file(s), 27 bytes to {home / 'drop'}\n"
+        # A local node's SFTP is chrooted to its home (docs/local.md): there, home is "/".
+        assert result.stdout == "copied 2 file(s), 27 bytes to /drop\n"
         assert (home / "drop" / "job" / "sub" / "data.csv").read_text() == "a,b\n1,2\n"
 
     key = generate_ed25519_key()
@@ -138,10 +139,14 @@ def test_push_file_and_folder_through_the_cli_and_read_them_back(ess, tmp_path: 
     again = ess("instance", "local", "push", str(src), "--dest", "in/deep")  # overwrites, merges
     assert again.code == 0, again
 
+    # An absolute destination on a local node is below its home: SFTP is chrooted there.
     absolute = tmp_path / "shared"
     landed = ess("instance", "local", "push", str(src / "run.sh"), "--dest", str(absolute / "a" / "b"))
     assert landed.code == 0, landed
-    assert (absolute / "a" / "b" / "run.sh").read_text() == "#!/bin/sh\necho run\n"
+    for node_id in ids:
+        home = ClusterStore("default").dir / "nodes" / node_id / "home"
+        assert (home / str(absolute / "a" / "b" / "run.sh").lstrip("/")).read_text() == "#!/bin/sh\necho run\n"
+    assert not absolute.exists()
 
 
 def test_push_failures_through_the_cli(ess, tmp_path: Path) -> None:
@@ -156,16 +161,19 @@ def test_push_failures_through_the_cli(ess, tmp_path: Path) -> None:
 
     src = tmp_path / "f.txt"
     src.write_text("x")
-    # sysfs refuses to create files, for root too: a portable "permission denied".
-    denied = ess("instance", "local", "push", str(src), "--dest", "/sys/kernel")
+    # sysfs refuses to create files, for root too: a portable "permission denied". A local
+    # node's SFTP is chrooted to its home, so the way there is a link inside the home.
+    homes = [ClusterStore("default").dir / "nodes" / n / "home" for n in ids]
+    for home in homes:
+        (home / "kernel").symlink_to("/sys/kernel")
+        (home / "plain").write_text("not a folder")
+    denied = ess("instance", "local", "push", str(src), "--dest", "/kernel")
     assert denied.code == 1, denied
-    assert all(f"{node_id}  FAILED: permission denied: /sys/kernel/f.txt" in denied.out for node_id in ids)
+    assert all(f"{node_id}  FAILED: permission denied: /kernel/f.txt" in denied.out for node_id in ids)
 
-    blocker = tmp_path / "plain"
-    blocker.write_text("not a folder")
-    clash = ess("instance", "local", "push", str(src), "--dest", str(blocker / "sub"))
+    clash = ess("instance", "local", "push", str(src), "--dest", "plain/sub")
     assert clash.code == 1, clash
-    assert f"not a folder: {blocker}" in clash.out
+    assert "not a folder: /plain" in clash.out
 
 
 # -- known_hosts: two writers, each with its own KnownHosts ----------------------------------
