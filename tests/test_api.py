@@ -25,7 +25,7 @@ import ess
 from ess import plugins
 from ess.api import Cluster, VerifyResult
 from ess.errors import EssError, NotSupported, PartialFailure, UsageError
-from ess.models import RUNNING, STOPPED, TAG_CLUSTER, CheckResult, CommandResult, Node
+from ess.models import RUNNING, STOPPED, TAG_ADOPTED, TAG_CLUSTER, CheckResult, CommandResult, Node
 from ess.provision import CreateResult
 from ess.testing.fixtures import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 from ess_local.state import ClusterStore
@@ -330,6 +330,26 @@ def test_ec2_lifecycle_on_moto(moto_endpoint, tmp_path: Path, monkeypatch, capfd
     assert sorted(n.id for n in gone) == ids
     assert set(world.states(ids).values()) == {"terminated"}
     assert cluster.nodes() == []
+    silent(capfd)
+
+
+def test_ec2_add_terminate_keeps_adopted_remove_releases_on_moto(moto_endpoint, tmp_path: Path, monkeypatch,
+                                                                 capfd) -> None:
+    world = make_world(tmp_path, monkeypatch)
+    [outsider] = world.foreign(1)
+    cluster = Cluster("ec2", config=world.conf, cluster="adopting")
+    with pytest.raises(UsageError, match="^add: name node ids"):
+        cluster.add("all")
+
+    assert [n.id for n in cluster.add([outsider])] == [outsider]
+    assert [(n.id, n.tags.get(TAG_ADOPTED)) for n in cluster.nodes()] == [(outsider, "true")]
+    notes = io.StringIO()
+    kept = Cluster("ec2", config=world.conf, cluster="adopting", progress=notes).terminate()
+    assert kept == [] and f"keeping 1 adopted node(s) ess did not launch: {outsider}" in notes.getvalue()
+
+    assert [n.id for n in cluster.remove([outsider])] == [outsider]
+    assert cluster.nodes() == []
+    assert world.states([outsider]) == {outsider: "running"}  # released, never stopped
     silent(capfd)
 
 

@@ -236,6 +236,32 @@ class Cluster:
         self.progress.finish()
         return purged
 
+    def add(self, ids: Sequence[str], *, confirm: Confirm | None = None) -> list[Node]:
+        """Adopt existing machines (ec2 instance ids) into the cluster by tagging them; nothing
+        restarts. Returns them. ``confirm(nodes)`` sees them first; raising adopts none."""
+        from . import provision
+
+        self._require("adopt", "cannot adopt existing machines")
+        wanted = _node_ids(ids, "add")
+        nodes = self.backend.adoptable(self.settings, wanted)
+        if confirm is not None:
+            confirm(nodes)
+        self.backend.adopt(self.settings, nodes, provision.membership_tags(self.settings), self.progress)
+        self.progress.finish()
+        return nodes
+
+    def remove(self, ids: Sequence[str], *, confirm: Confirm | None = None) -> list[Node]:
+        """Release nodes from the cluster without stopping them (ess's tags go); returns them."""
+        from . import provision
+
+        self._require("release", "cannot release nodes")
+        nodes = provision.select(self.backend, self.settings, _node_ids(ids, "remove"))
+        if confirm is not None:
+            confirm(nodes)
+        self.backend.release(self.settings, nodes, self.progress)
+        self.progress.finish()
+        return nodes
+
     # -- remote execution ----------------------------------------------------------------
     def exec(self, command: str | Sequence[str], *, check: bool = False,
              output: Callable[[str, str, bytes], None] | None = None) -> list[CommandResult]:
@@ -354,6 +380,14 @@ def _whole_number(name: str, value: Any, *, least: int, most: int | None) -> Non
     if value < least or (most is not None and value > most):
         bounds = f"between {least} and {most}" if most is not None else f"at least {least}"
         raise UsageError(f"{name}: {value} is out of range (it must be {bounds}); nothing was launched")
+
+
+def _node_ids(ids: Sequence[str], verb: str) -> list[str]:
+    """Explicit node ids, never "all" (adopting or releasing everything by accident)."""
+    wanted = [ids] if isinstance(ids, str) else list(ids)
+    if not wanted or not all(isinstance(i, str) and i for i in wanted) or "all" in wanted:
+        raise UsageError(f"{verb}: name node ids ({ids!r} is not a list of ids; 'all' is not accepted here)")
+    return list(dict.fromkeys(wanted))
 
 
 def _targets(ids: Ids) -> list[str]:
