@@ -145,3 +145,10 @@ def test_add_without_the_private_key_is_one_line_and_changes_nothing(world, ess)
     result = cli(ess, world.conf, "add", foreign[0], "--yes")
     assert result.code == 2 and result.err.count("\n") == 1 and "private key not found" in result.err
     assert world.calls.mutating() == []
+
+
+def test_a_terminated_stranger_is_neither_listed_nor_reported(world, ess):
+    forged = world.foreign(1, tags={TAG_CLUSTER: "default"})
+    world.ec2.terminate_instances(InstanceIds=forged)
+    ids, err = listed(ess, world.conf)
+    assert ids == set() and "skipped" not in err

@@ -205,7 +205,9 @@ class Ec2Backend(Backend):
         with aws_client.translated(aws, "list instances"):
             instances = aws_client.describe_filtered(aws, filters)
         mine, skipped = self._owned(settings, instances)
-        self._tell_skipped(settings, skipped)
+        # A terminated stranger can be touched by nobody: naming it would only be noise.
+        gone = {i["InstanceId"] for i in instances if i["State"]["Name"] in (TERMINATED, SHUTTING_DOWN)}
+        self._tell_skipped(settings, {i: why for i, why in skipped.items() if i not in gone})
         self._remember(mine)
         nodes = [self._node(i, settings) for i in mine]
         nodes = [n for n in nodes if not (n.state in (TERMINATED, SHUTTING_DOWN) and n.desired == TERMINATED)]
