@@ -186,7 +186,7 @@ class LocalBackend(Backend):
                     raise unwritable(Path(exc.filename or store.dir), exc) from None
                 raise
             for record in intents:
-                identity = self._start_process(settings, store, record.id, port=0)
+                identity = self._spawn(settings, store, record.id, port=0)
                 if identity is None:
                     failures.append(f"{record.id} exited at once: {_last_line(store, record.id)}")
                     state.nodes.pop(record.id, None)
@@ -233,6 +233,13 @@ class LocalBackend(Backend):
                             launched_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         state.nodes[node_id] = record
         return record
+
+    def _spawn(self, settings: Settings, store: ClusterStore, node_id: str, port: int) -> process.Identity | None:
+        """:meth:`_start_process`, with a full or read-only state folder as one line."""
+        try:
+            return self._start_process(settings, store, node_id, port)
+        except OSError as exc:
+            raise unwritable(Path(exc.filename or store.node_dir(node_id)), exc) from None
 
     def _start_process(self, settings: Settings, store: ClusterStore, node_id: str,
                        port: int) -> process.Identity | None:
@@ -411,7 +418,7 @@ class LocalBackend(Backend):
             for record in candidates:
                 if record.id in live:
                     continue  # already running (maybe a start that was killed after its spawn)
-                identity = self._start_process(settings, store, record.id, port=record.port or 0)
+                identity = self._spawn(settings, store, record.id, port=record.port or 0)
                 if identity is None:
                     store.save(state)
                     raise EssError(f"local backend: {record.id} exited at once "
