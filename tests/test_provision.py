@@ -192,3 +192,27 @@ def test_a_backend_that_cannot_tell_keeps_todays_behaviour(ess, memory):
     r = ess("instance", "memory", "verify", "--json")
     assert r.code == 0, r
     assert [n["id"] for n in json.loads(r.out)["nodes"]] == [rows[1]["id"]]
+
+
+def test_a_hook_api_1_0_runner_without_output_still_works_and_lost_nodes_fail(ess, memory, capsys):
+    """A runner that does not take `output` (hook API 1.0): its results are printed at the end."""
+    from ess import hookimpl
+    from ess.models import CommandResult
+    from ess.plugins import get_plugin_manager
+
+    class OldRunner:
+        @hookimpl
+        def ess_run_command(self, nodes, command):
+            return [CommandResult(n.id, 0, stdout=f"ran {command}\npartial", stderr="warn\n") for n in nodes]
+
+    assert ess("instance", "memory", "create", "--number", "3").code == 0
+    ids = [n["id"] for n in nodes(ess)]
+    memory.lose(ids[2], reason="crashed")
+    get_plugin_manager().register(OldRunner())
+    from ess.cli import run
+
+    assert run(["instance", "memory", "exec", "--", "true"]) == 3
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{ids[0]} | ran true", f"{ids[0]} | partial",
+                                f"{ids[1]} | ran true", f"{ids[1]} | partial"]
+    assert f"{ids[0]} | warn" in err and f"{ids[2]} | ess: stopped, expected running (crashed)" in err

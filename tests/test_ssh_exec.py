@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -147,3 +150,63 @@ def test_exec_on_50_local_nodes_uses_one_connection_and_one_command_per_node(
     ran = marker.read_text().splitlines()
     assert sorted(ran) == sorted(homes.values())  # each node ran the command exactly once
     assert sorted(done.out.splitlines()) == sorted(f"{node_id} | ok" for node_id in homes)
+
+
+# -- streaming with bounded memory (#12) -------------------------------------------------------
+def ess_popen(*args: str, **options) -> subprocess.Popen:
+    """A real `ess` process (ESS_HOME comes from the ess_home fixture's environment)."""
+    return subprocess.Popen([sys.executable, "-m", "ess", *args], **options)
+
+
+def test_exec_prints_each_line_as_it_arrives(ess, tmp_path: Path) -> None:
+    """The node prints `first`, then waits for a file the test writes only after reading `first`."""
+    assert ess("instance", "local", "create", "--number", "1", "--no-verify").code == 0
+    marker = tmp_path / "go"
+    command = f"echo first; while [ ! -e {marker} ]; do sleep 0.05; done; echo second"
+    proc = ess_popen("instance", "local", "exec", "--timeout", "60", "--", command,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    marker.touch()
+    rest, err = proc.communicate(timeout=120)
+    assert first.endswith(" | first\n"), (first, err)
+    assert rest.endswith(" | second\n") and proc.returncode == 0, (rest, err)
+
+
+def test_long_lines_come_in_pieces_and_json_keeps_a_tail(ess) -> None:
+    from ess.prefixed import LINE_LIMIT
+    from ess_ssh.tail import TAIL_BYTES
+
+    assert ess("instance", "local", "create", "--number", "2", "--no-verify").code == 0
+    long_line = "printf 'x%.0s' $(seq 70000); echo; echo end"
+    text = ess("instance", "local", "exec", "--", long_line)
+    assert text.code == 0, text.err
+    for node_id in ClusterStore("default").read().nodes:
+        pieces = [line.split(" | ", 1)[1] for line in text.out.splitlines() if line.startswith(node_id)]
+        assert [len(p) for p in pieces] == [LINE_LIMIT] * 4 + [70000 - 4 * LINE_LIMIT, 3]
+        assert "".join(pieces[:-1]) == "x" * 70000 and pieces[-1] == "end"
+
+    shaped = ess("instance", "local", "exec", "--json", "--", "head -c 300000 /dev/zero | tr '\\0' a; echo; echo last")
+    results = json.loads(shaped.out)["results"]
+    for result in results:
+        assert result["truncated"] is True and result["ok"] is True
+        assert len(result["stdout"]) == TAIL_BYTES and result["stdout"].endswith("a\nlast\n")
+    small = json.loads(ess("instance", "local", "exec", "--json", "--", "echo hi").out)["results"]
+    assert all(r["truncated"] is False and r["stdout"] == "hi\n" for r in small)
+
+
+def test_exec_memory_stays_bounded_whatever_the_nodes_print(ess) -> None:
+    """4 local nodes print 200 MB each (no newline at all) into a real `ess exec` process.
+
+    ess used to hold everything (>= 800 MB, then decoded it once more); streaming with a
+    64 KiB tail per stream keeps its peak RSS near its start-up size. The bound is on
+    memory only: wait4 reports the child's peak RSS (ru_maxrss, KiB) when it ends.
+    """
+    nodes, size = 4, 200_000_000
+    assert ess("instance", "local", "create", "--number", str(nodes), "--no-verify").code == 0
+    proc = ess_popen("instance", "local", "exec", "--timeout", "600", "--", f"head -c {size} /dev/zero",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, err
+    peak_mb = usage.ru_maxrss / 1024
+    assert peak_mb < 150, f"ess peaked at {peak_mb:.0f} MB while {nodes} nodes printed {size // 10**6} MB each"
