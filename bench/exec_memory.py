@@ -1,6 +1,6 @@
 """Benchmark: peak memory of `ess exec` while every node prints a lot (issue 12).
 
-    python bench/exec_memory.py [--nodes 50] [--megabytes 1000] [--no-write]
+    python bench/exec_memory.py [--nodes 50] [--megabytes 1000 ...] [--no-write]
 
 Starts N local nodes in a throwaway ESS_HOME, then runs a real `ess instance local exec --
 'head -c BYTES /dev/zero'` process (output with no newline at all: the worst case for a
@@ -57,11 +57,11 @@ def measure(nodes: int, megabytes: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, nargs="+", default=[50])
-    parser.add_argument("--megabytes", type=int, default=1000, help="per node")
+    parser.add_argument("--megabytes", type=int, nargs="+", default=[1000], help="per node")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     before = load_average()
-    rows = [measure(n, args.megabytes) for n in args.nodes]
+    rows = [measure(n, mb) for n in args.nodes for mb in args.megabytes]
     header = ["nodes", "MB per node", "GB total", "ess peak RSS MB", f"< {GOAL_MB} MB", "wall s",
               "ess CPU s", "MB/s through ess"]
     body = "\n\n".join([
