@@ -210,3 +210,18 @@ def test_exec_memory_stays_bounded_whatever_the_nodes_print(ess) -> None:
     assert os.waitstatus_to_exitcode(status) == 0, err
     peak_mb = usage.ru_maxrss / 1024
     assert peak_mb < 150, f"ess peaked at {peak_mb:.0f} MB while {nodes} nodes printed {size // 10**6} MB each"
+
+
+def test_streamed_exec_on_a_terminal_draws_no_progress_line_among_the_output(ess, monkeypatch) -> None:
+    """On a terminal the progress line is redrawn in place: between streamed lines it would garble them."""
+    import io
+
+    from ess import remote
+    from ess.progress import Progress
+
+    assert ess("instance", "local", "create", "--number", "1", "--no-verify").code == 0
+    terminal = io.StringIO()
+    monkeypatch.setattr(remote, "progress", lambda: Progress(terminal, tty=True))
+    r = ess("instance", "local", "exec", "--", "echo hi")
+    assert r.code == 0 and r.out.endswith(" | hi\n"), r
+    assert terminal.getvalue() == ""

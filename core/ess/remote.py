@@ -131,7 +131,11 @@ def exec_command(backend: Backend) -> click.Command:
         # Lines go out as they arrive (no --json); the results hold only each stream's tail.
         targets = health_targets(backend, settings)
         lines = None if OPTIONS.json else PrefixedLines(n.id for n in targets)
-        results = run_command(backend, settings, line, progress(), output=lines, targets=targets)
+        stage = progress()
+        if lines is not None and stage.tty:
+            # A redrawn progress line would run into the streamed lines on the terminal.
+            stage = Progress(quiet=True)
+        results = run_command(backend, settings, line, stage, output=lines, targets=targets)
         if OPTIONS.json:
             emit_json({"backend": backend.name, "cluster": settings.cluster, "command": line,
                        "results": [r.to_dict() for r in results]})
