@@ -243,7 +243,9 @@ def list_command(backend: Backend) -> click.Command:
 def verify_command(backend: Backend) -> click.Command:
     @click.command("verify", epilog=EXIT_CODES_HELP, help=f"""Check every running node over SSH.
 
-    Exit code 0 only if every node passed; 3 if some failed; 1 if all failed.
+    A lost node (ess expects it running and it is not: its process died, it was stopped
+    behind ess's back, its sshd is gone) fails without a connection attempt. Exit code 0
+    only if every node passed; 3 if some failed; 1 if all failed.
 
     \b
     Example:
@@ -355,7 +357,8 @@ def ask(question: str) -> None:
 def status_command(backend: Backend) -> click.Command:
     @click.command("status", help=f"""Per node: state, public and private address, type, uptime.
 
-    With --ssh, also check each running node over SSH.
+    With --ssh, also check each running node over SSH. A lost node (ess expects it
+    running and it is not) fails status either way: exit 3, or 1 if none is healthy.
 
     \b
     Examples:
