@@ -115,7 +115,7 @@ def test_verify_exit_codes(ess, memory, monkeypatch):
 
 def test_verify_with_no_nodes_says_how_to_get_some(ess, memory):
     r = ess("instance", "memory", "verify")
-    assert r.code == 1 and "has no nodes on memory (create some with: ess instance memory create)" in r.err
+    assert r.code == 1 and "has no nodes on memory (create some with: ess instance memory create --number 2)" in r.err
 
 
 def test_before_create_veto_launches_nothing(ess, memory, monkeypatch):

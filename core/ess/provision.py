@@ -221,9 +221,10 @@ def health_targets(backend: Backend, settings: Settings) -> list[Node]:
 
 def no_running_nodes(backend: Backend, settings: Settings, nodes: list[Node]) -> EssError:
     """"No running nodes", with the command that actually helps for what the cluster holds."""
+    from .commands import create_example  # the same runnable line as `list` and --help show
+
     name, cluster = backend.name, settings.cluster
-    create = f"ess instance {name} create" + (f" {backend.create_arguments.upper()}..."
-                                              if backend.create_arguments else "")
+    create = create_example(backend)
     if not nodes:
         return EssError(f"cluster {cluster!r} has no nodes on {name} (create some with: {create})")
     counts: dict[str, int] = {}
