@@ -460,7 +460,9 @@ def _power_command(backend: Backend, verb: str) -> click.Command:
 
         settings = load(backend, flags)
         nodes = provision.select(backend, settings, list(targets) or ["all"])
-        todo = [n for n in nodes if n.state not in wanted]
+        # A lost node that is already down still goes to `stop`: stopping it is how the user
+        # says "leave it down", so it stops failing verify and status.
+        todo = [n for n in nodes if n.state not in wanted or (verb == "stop" and n.lost and n.state == STOPPED)]
         if not todo:
             click.echo(f"nothing to {verb}: no node of cluster {settings.cluster!r} needs it", err=True)
             return
