@@ -116,6 +116,10 @@ def test_a_lost_node_is_a_failed_result_of_verify_and_exec(capfd) -> None:
     results = {r.node_id: r for r in cluster.exec("true")}
     assert results[survivor].ok and results[victim].exit_code is None
     assert "expected running" in results[victim].error
+
+    # Stopping the dead node is how a caller says "leave it down": it no longer fails verify.
+    assert [(n.id, n.state) for n in cluster.stop([victim])] == [(victim, STOPPED)]
+    assert cluster.verify(check=True).ok
     cluster.terminate()
     silent(capfd)
 
