@@ -80,3 +80,17 @@ def test_terminate_all_skips_an_already_terminated_lost_node(world, ess):
     assert json.loads(gone.out)["terminated"] == [b]
     sent = [p["InstanceIds"] for op, p in world.calls.made if op == "TerminateInstances"]
     assert sent == [[b]]
+
+
+def test_status_fails_a_node_stopped_behind_ess_back_but_not_one_ess_stopped(world, ess):
+    a, b = (n.id for n in world.launch(2))
+    conf = str(world.conf)
+    world.ec2.stop_instances(InstanceIds=[a])
+    lost = ess("instance", "ec2", "status", "--config", conf)
+    assert lost.code == 3, lost
+    assert a in lost.err and "stopped outside ess" in lost.err
+    assert ess("instance", "ec2", "start", "--config", conf).code == 0
+    stopped = ess("instance", "ec2", "stop", a, "--yes", "--config", conf)
+    assert stopped.code == 0, stopped.err
+    after = ess("instance", "ec2", "status", "--config", conf)
+    assert after.code == 0, after
