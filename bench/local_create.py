@@ -50,7 +50,7 @@ def main() -> None:
             codes = [reply[0] for reply in replies]
         assert codes == [0] * len(nodes), codes
         executed = time.perf_counter()
-        backend.terminate(settings, backend.list(settings), Progress(quiet=True))
+        backend.terminate(settings, backend.nodes(settings), Progress(quiet=True))
         ended = time.perf_counter()
         rows.append((created - started, executed - created, ended - executed))
         print(f"create+wait {rows[-1][0]:.2f} s, ssh exec on {len(nodes)} {rows[-1][1]:.2f} s, "

@@ -81,7 +81,7 @@ class MemoryBackend(Backend):
             raise EssError("injected failure while waiting")
         return nodes
 
-    def list(self, settings: Settings) -> list[Node]:
+    def nodes(self, settings: Settings) -> list[Node]:
         CALLS.append("list")
         return [as_node(r) for r in load() if r["tags"].get("ess:cluster") == settings.cluster]
 

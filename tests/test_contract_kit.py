@@ -64,7 +64,7 @@ BROKEN = {
     ),
     # list returns nodes of every cluster
     "list_shows_foreign_nodes": (
-        "    def list(self, settings):\n"
+        "    def nodes(self, settings):\n"
         "        return [memory_backend.as_node(r) for r in memory_backend.load()]\n",
         ["test_contract_list_finds_them_and_only_them"],
     ),

@@ -48,7 +48,7 @@ def test_throttled_launch_is_retried_and_launches_once(world):
     assert len(nodes) == 2
     assert seen["sends"] == 4  # three throttled sends, then the one that worked
     assert world.calls.count("RunInstances", dry_run=False) == 1  # one API call, retried inside botocore
-    assert len(world.backend.list(world.settings())) == 2
+    assert len(world.backend.nodes(world.settings())) == 2
 
 
 def test_throttling_beyond_the_attempts_is_one_clear_error_and_launches_nothing(world):
@@ -82,7 +82,7 @@ def test_capacity_error_names_type_zone_and_what_to_try_and_leaves_nothing(world
     text = str(info.value)
     assert "m3.medium" in text and "us-east-1a" in text
     assert "--type" in text and "subnet_id" in text and "fewer nodes" in text
-    assert world.backend.list(settings) == []
+    assert world.backend.nodes(settings) == []
     assert world.ec2.describe_instances()["Reservations"] == []
     assert world.calls.mutating() == ["RunInstances"]  # the failed launch itself, nothing else
 
@@ -207,7 +207,7 @@ def test_the_secret_key_never_appears_in_output_logs_or_errors(world, caplog, ca
         settings = world.settings()
         texts = [repr(settings.masked()), repr(settings.values)]
         nodes = world.launch(2)
-        world.backend.terminate(settings, world.backend.list(settings), world.progress())
+        world.backend.terminate(settings, world.backend.nodes(settings), world.progress())
         assert len(nodes) == 2
         world.calls.handlers.append(("before-send.ec2.DescribeKeyPairs",
                                      lambda **_: aws_error(401, "AuthFailure", "not able to validate")))

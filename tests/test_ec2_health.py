@@ -23,7 +23,7 @@ def world(moto_endpoint, tmp_path, monkeypatch):
 
 
 def by_id(world):
-    return {n.id: n for n in world.backend.list(world.settings())}
+    return {n.id: n for n in world.backend.nodes(world.settings())}
 
 
 def tags_of(world, instance_id: str) -> dict[str, str]:
@@ -65,7 +65,7 @@ def test_nodes_ess_terminated_are_not_listed(world):
     settings = world.settings()
     world.backend.terminate(settings, nodes, world.progress())
     assert {tags_of(world, n.id)[TAG_DESIRED] for n in nodes} == {TERMINATED}
-    assert world.backend.list(settings) == []
+    assert world.backend.nodes(settings) == []
 
 
 def test_terminate_all_skips_an_already_terminated_lost_node(world, ess):

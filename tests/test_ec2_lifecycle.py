@@ -112,14 +112,14 @@ def test_tags_are_on_instances_and_volumes_from_launch(world):
 def test_instance_tag_and_cluster_settings_are_used(world):
     nodes = world.launch(1, instance_tag="Render Node", cluster="blue")
     assert nodes[0].tags["Name"] == "Render Node" and nodes[0].tags[TAG_CLUSTER] == "blue"
-    assert [n.id for n in world.backend.list(world.settings(cluster="blue"))] == [nodes[0].id]
-    assert world.backend.list(world.settings()) == []
+    assert [n.id for n in world.backend.nodes(world.settings(cluster="blue"))] == [nodes[0].id]
+    assert world.backend.nodes(world.settings()) == []
 
 
 def test_list_fields_and_address_follow_use_private_ip(world):
     nodes = world.launch(2)
-    public = world.backend.list(world.settings())
-    private = world.backend.list(world.settings(use_private_ip="true"))
+    public = world.backend.nodes(world.settings())
+    private = world.backend.nodes(world.settings(use_private_ip="true"))
     assert {n.id for n in public} == {n.id for n in nodes}
     for node in public:
         assert node.address == node.public_ip and node.public_ip
@@ -132,15 +132,15 @@ def test_list_never_returns_a_foreign_instance_with_the_same_name(world):
     mine = world.launch(2)
     world.foreign(2)
     world.foreign(1, tags={TAG_CLUSTER: "someone-else"})
-    assert sorted(n.id for n in world.backend.list(world.settings())) == sorted(n.id for n in mine)
+    assert sorted(n.id for n in world.backend.nodes(world.settings())) == sorted(n.id for n in mine)
 
 
 def test_terminate_all_leaves_foreign_same_name_instances_running(world):
     world.launch(2)
     foreign = world.foreign(2) + world.foreign(1, tags={TAG_CLUSTER: "other"})
     settings = world.settings()
-    world.backend.terminate(settings, world.backend.list(settings), world.progress())
-    assert world.backend.list(settings) == []
+    world.backend.terminate(settings, world.backend.nodes(settings), world.progress())
+    assert world.backend.nodes(settings) == []
     assert set(world.states(foreign).values()) == {RUNNING}
 
 
@@ -173,7 +173,7 @@ def test_stop_and_start_wait_for_the_state(world):
     settings = world.settings()
     world.backend.stop(settings, nodes, world.progress())
     assert set(world.states([n.id for n in nodes]).values()) == {STOPPED}
-    assert {n.state for n in world.backend.list(settings)} == {STOPPED}
+    assert {n.state for n in world.backend.nodes(settings)} == {STOPPED}
     world.backend.start(settings, nodes, world.progress())
     assert set(world.states([n.id for n in nodes]).values()) == {RUNNING}
     assert world.calls.count("StopInstances") == 1 and world.calls.count("StartInstances") == 1
@@ -185,14 +185,14 @@ def test_pagination_beyond_100_reservations(world):
         world.ec2.run_instances(ImageId=world.image, MinCount=1, MaxCount=1, InstanceType="m3.medium",
                                 KeyName="pem_file", TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
     settings = world.settings()
-    listed = world.backend.list(settings)
+    listed = world.backend.nodes(settings)
     assert len(listed) == 101
     world.calls.reset()
     refreshed = world.backend.wait(settings, listed, world.progress(), timeout=10)
     assert len({n.id for n in refreshed if n.state == RUNNING}) == 101
     assert world.calls.count("DescribeInstances") == 2  # two pages of one describe
     world.backend.terminate(settings, listed, world.progress())
-    assert world.backend.list(settings) == []
+    assert world.backend.nodes(settings) == []
 
 
 def test_wait_deadline_names_how_many_are_late(world):
@@ -243,7 +243,7 @@ def test_failure_after_launch_is_rolled_back_by_the_core(world, monkeypatch):
     monkeypatch.setattr(world.backend, "wait", broken_wait)
     with pytest.raises(EssError, match="simulated failure"):
         provision.create(world.backend, settings, request, world.progress(), verify=False)
-    assert world.backend.list(settings) == []
+    assert world.backend.nodes(settings) == []
     launched = world.ec2.describe_instances(Filters=[{"Name": f"tag:{TAG_LAUNCH}", "Values": ["doomed"]}])
     states = {i["State"]["Name"] for r in launched["Reservations"] for i in r["Instances"]}
     assert states == {TERMINATED}
@@ -265,7 +265,7 @@ def test_what_a_backend_listed_goes_stale_but_what_it_launched_does_not(world):
     now = [1000.0]
     other = Ec2Backend()  # did not launch them: knows them only from its own list
     other.clock = lambda: now[0]
-    ids = [n.id for n in other.list(settings)]
+    ids = [n.id for n in other.nodes(settings)]
     assert ids == [launched[0].id] and other._seen_recently(ids) is not None
     now[0] += 61
     assert other._seen_recently(ids) is None

@@ -50,7 +50,7 @@ def test_create_list_exec_terminate_all(backend: LocalBackend) -> None:
     created = backend.wait(settings, created, quiet(), timeout=30)
     assert len(created) == 2 and all(node.state == RUNNING for node in created)
 
-    listed = backend.list(settings)
+    listed = backend.nodes(settings)
     assert {node.id for node in listed} == {node.id for node in created}
     assert all(node.state == RUNNING and node.address == "127.0.0.1" for node in listed)
     assert len({node.port for node in listed}) == 2
@@ -71,8 +71,8 @@ def test_create_list_exec_terminate_all(backend: LocalBackend) -> None:
         assert f"{served.get_name()} {served.get_base64()}" == node.host_keys[0]
 
     pids = _pids(backend, settings)
-    backend.terminate(settings, backend.list(settings), quiet())
-    assert backend.list(settings) == []
+    backend.terminate(settings, backend.nodes(settings), quiet())
+    assert backend.nodes(settings) == []
     assert not any(pid_alive(pid) for pid in pids.values())
     assert not any(port_accepts(node.port) for node in listed)
     assert not ClusterStore("default").dir.exists()
@@ -87,10 +87,10 @@ def test_node_killed_from_outside_shows_stopped(backend: LocalBackend) -> None:
     pid = _pids(backend, settings)[victim.id]
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)  # the test process is the parent: reap so the pid is really gone
-    states = {node.id: node.state for node in backend.list(settings)}
+    states = {node.id: node.state for node in backend.nodes(settings)}
     assert states == {victim.id: STOPPED, nodes[1].id: RUNNING}
-    backend.terminate(settings, backend.list(settings), quiet())
-    assert backend.list(settings) == []
+    backend.terminate(settings, backend.nodes(settings), quiet())
+    assert backend.nodes(settings) == []
 
 
 def test_terminate_one_node_leaves_the_others(backend: LocalBackend) -> None:
@@ -98,7 +98,7 @@ def test_terminate_one_node_leaves_the_others(backend: LocalBackend) -> None:
     nodes = backend.create(settings, request(3), quiet())
     pids = _pids(backend, settings)
     backend.terminate(settings, [nodes[1]], quiet())
-    left = backend.list(settings)
+    left = backend.nodes(settings)
     assert [node.id for node in left] == sorted([nodes[0].id, nodes[2].id],
                                                 key=[n.id for n in left].index)
     assert {node.id for node in left} == {nodes[0].id, nodes[2].id}
@@ -116,10 +116,10 @@ def test_rollback_finds_and_terminates_one_launch_by_tag(backend: LocalBackend) 
     second = request(1)
     kept = backend.create(settings, second, quiet())
     # What the core does on rollback: list, keep this launch's nodes, terminate them.
-    found = [node for node in backend.list(settings) if node.launch_id == first.launch_id]
+    found = [node for node in backend.nodes(settings) if node.launch_id == first.launch_id]
     assert len(found) == 2
     backend.terminate(settings, found, quiet())
-    assert [node.id for node in backend.list(settings)] == [kept[0].id]
+    assert [node.id for node in backend.nodes(settings)] == [kept[0].id]
 
 
 def test_concurrent_creates_lose_no_node(backend: LocalBackend) -> None:
@@ -141,7 +141,7 @@ def test_concurrent_creates_lose_no_node(backend: LocalBackend) -> None:
     assert not errors
     created = {node.id for batch in results for node in batch}
     assert len(created) == 6
-    listed = backend.list(settings)
+    listed = backend.nodes(settings)
     assert {node.id for node in listed} == created
     assert all(node.state == RUNNING for node in listed)
     assert len({node.port for node in listed}) == 6
@@ -166,7 +166,7 @@ def test_concurrent_creates_from_two_processes(backend: LocalBackend, ess_home: 
     assert all(proc.returncode == 0 for proc in procs)
     created = {node_id for out in outputs for node_id in out.split()}
     assert len(created) == 4
-    listed = backend.list(settings_for(backend))
+    listed = backend.nodes(settings_for(backend))
     assert {node.id for node in listed} == created
     assert all(node.state == RUNNING for node in listed)
 
@@ -191,10 +191,10 @@ def test_stale_pid_of_another_process_is_never_killed(backend: LocalBackend, for
                 stat_text = Path(f"/proc/{sleeper.pid}/stat").read_text()
                 record.start_time = stat_text[stat_text.rindex(")") + 2:].split()[19]
             store.save(state)
-        assert [n.state for n in backend.list(settings)] == [STOPPED]
-        backend.terminate(settings, backend.list(settings), quiet())
+        assert [n.state for n in backend.nodes(settings)] == [STOPPED]
+        backend.terminate(settings, backend.nodes(settings), quiet())
         assert sleeper.poll() is None, "ess killed a process that was not its node"
-        assert backend.list(settings) == []
+        assert backend.nodes(settings) == []
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -308,12 +308,12 @@ def test_stop_and_start_keep_port_and_host_key(backend: LocalBackend) -> None:
     target = nodes[0]
     old_pid = _pids(backend, settings)[target.id]
     backend.stop(settings, [target], quiet())
-    states = {node.id: node.state for node in backend.list(settings)}
+    states = {node.id: node.state for node in backend.nodes(settings)}
     assert states == {target.id: STOPPED, nodes[1].id: RUNNING}
     assert not pid_alive(old_pid) and not port_accepts(target.port)
 
     backend.start(settings, [target], quiet())
-    again = {node.id: node for node in backend.list(settings)}[target.id]
+    again = {node.id: node for node in backend.nodes(settings)}[target.id]
     assert again.state == RUNNING
     assert (again.port, again.host_keys) == (target.port, target.host_keys)
     access = backend.access(settings)
@@ -332,7 +332,7 @@ def test_start_reports_a_taken_port(backend: LocalBackend) -> None:
             backend.start(settings, [node], quiet())
     finally:
         squatter.close()
-    assert [n.state for n in backend.list(settings)] == [STOPPED]
+    assert [n.state for n in backend.nodes(settings)] == [STOPPED]
 
 
 def test_node_exits_when_its_folder_is_deleted(backend: LocalBackend) -> None:
@@ -355,7 +355,7 @@ def test_state_file_is_plain_json(backend: LocalBackend) -> None:
     assert data["cluster"] == "team-a" and data["version"] == 1
     [record] = data["nodes"]
     assert record["id"] == node.id and record["port"] == node.port
-    assert backend.list(settings_for(backend)) == []  # another cluster sees nothing of it
+    assert backend.nodes(settings_for(backend)) == []  # another cluster sees nothing of it
 
 
 def test_exec_signal_status_and_environment(backend: LocalBackend) -> None:

@@ -103,10 +103,13 @@ def test_signal_in_the_spawn_window_of_create_leaks_no_node(home: Path, ess, sig
                                      lambda moment=moment: moment(home), signum)
         hits += hit
         what = f"{signal.Signals(signum).name} once the {name}"
-        # Whatever ess printed, list must show every live node process of the cluster...
-        listed = {node.id for node in LocalBackend().list(settings_for(LocalBackend()))
+        # Whatever ess printed, list must show every live node process of the cluster. Count
+        # the processes first: a child still inside execve when ess was killed is not yet a
+        # node process, and becomes one a moment later (terminate all below must stop it).
+        live = node_pids(home)
+        listed = {node.id for node in LocalBackend().nodes(settings_for(LocalBackend()))
                   if node.state in (PENDING, RUNNING)}
-        assert len(listed) >= len(node_pids(home)), (what, err)
+        assert len(listed) >= len(live), (what, err)
         if "the nodes of this run were terminated" in err:
             assert node_pids(home) == [], f"{what}: ess said terminated, nodes still run"
         # ... and terminate all must stop every one of them.
@@ -125,9 +128,10 @@ def test_signal_in_the_spawn_window_of_start_leaks_no_node(home: Path, ess) -> N
         assert hit, "ess start finished before any node process appeared"
         what = f"{signal.Signals(signum).name} once the first node process exists"
         live = node_pids(home)
-        shown = [node for node in backend.list(settings) if node.state in (PENDING, RUNNING)]
+        shown = [node for node in backend.nodes(settings) if node.state in (PENDING, RUNNING)]
         # A live node is never shown stopped, and start again does not trip over its port.
-        assert len(shown) == len(live), (what, err)
+        # (>=: a child still inside execve when ess was killed may have become a node since.)
+        assert len(shown) >= len(live), (what, err)
         again = ess("instance", "local", "start")
         assert again.code == 0, (what, again)
         assert len(node_pids(home)) == COUNT

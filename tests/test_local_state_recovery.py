@@ -71,7 +71,7 @@ def test_state_and_node_records_lost_the_process_table_still_finds_the_nodes(bac
     store.state_path.unlink()
     for node_id in ids:
         (store.node_dir(node_id) / "node.json").unlink()
-    assert sorted(node.id for node in backend.list(settings) if node.state == RUNNING) == ids
+    assert sorted(node.id for node in backend.nodes(settings) if node.state == RUNNING) == ids
     assert ess("instance", "local", "terminate", "all", "--yes").code == 0
     assert node_pids(ess_home) == []
 
@@ -88,7 +88,7 @@ def test_node_ids_from_disk_never_become_paths(backend, ess, ess_home, tmp_path,
     forged = dict(data["nodes"][0], id=node_id, pid=os.getpid(), port=1)
     data["nodes"].append(forged)
     store.state_path.write_text(json.dumps(data))
-    assert [node.id for node in backend.list(settings)] == ids  # the forged record is ignored
+    assert [node.id for node in backend.nodes(settings)] == ids  # the forged record is ignored
     gone = ess("instance", "local", "terminate", "all", "--yes")
     assert gone.code == 0, gone
     assert (victim / "precious.txt").read_text() == "keep me"
@@ -119,7 +119,7 @@ def test_fields_of_the_wrong_type_fall_back_to_the_node_folder(backend, field, v
     data = json.loads(store.state_path.read_text())
     data["nodes"][0][field] = value
     store.state_path.write_text(json.dumps(data))
-    [node] = backend.list(settings)
+    [node] = backend.nodes(settings)
     assert (node.id, node.state) == (ids[0], RUNNING)
     ready = json.loads((store.node_dir(ids[0]) / "ready.json").read_text())
     assert node.port == ready["port"]
@@ -144,15 +144,15 @@ def test_a_killed_node_is_lost_a_stopped_one_is_not(backend, ess_home) -> None:
     record = ClusterStore("default").read().nodes[victim]
     os.kill(record.pid, signal.SIGKILL)
     os.waitpid(record.pid, 0)
-    backend.stop(settings, [node for node in backend.list(settings) if node.id == stopped], quiet())
-    by_id = {node.id: node for node in backend.list(settings)}
+    backend.stop(settings, [node for node in backend.nodes(settings) if node.id == stopped], quiet())
+    by_id = {node.id: node for node in backend.nodes(settings)}
     assert (by_id[victim].state, by_id[victim].desired, by_id[victim].lost) == (STOPPED, RUNNING, True)
     assert by_id[victim].reason == "process exited"
     assert (by_id[stopped].state, by_id[stopped].desired, by_id[stopped].lost) == (STOPPED, STOPPED, False)
     assert (by_id[healthy].state, by_id[healthy].desired, by_id[healthy].lost) == (RUNNING, RUNNING, False)
     # start brings the lost node back: it is wanted running again, and is.
     backend.start(settings, [by_id[victim]], quiet())
-    again = {node.id: node for node in backend.list(settings)}[victim]
+    again = {node.id: node for node in backend.nodes(settings)}[victim]
     assert (again.state, again.lost) == (RUNNING, False)
 
 
@@ -162,7 +162,7 @@ def test_folders_an_older_ess_made_0755_become_private_on_start(backend) -> None
     folders = (store.nodes_dir, store.node_dir(ids[0]) / "home")
     for folder in folders:
         folder.chmod(0o755)
-    nodes = backend.list(settings)
+    nodes = backend.nodes(settings)
     backend.stop(settings, nodes, quiet())
     backend.start(settings, nodes, quiet())
     assert [stat.S_IMODE(folder.stat().st_mode) for folder in folders] == [0o700, 0o700]

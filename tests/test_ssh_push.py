@@ -84,7 +84,7 @@ def test_push_hook_node_down_fails_alone_and_a_node_without_sftp_says_so(ess, tm
     assert ess("instance", "local", "create", "--number", "2", "--no-verify").code == 0
     backend = LocalBackend()
     settings = load_settings(backend, None, cli={"ssh_timeout": 1.5}, env={})
-    nodes = backend.list(settings)
+    nodes = backend.nodes(settings)
     down = Node(id="down", state=RUNNING, address="127.0.0.1", port=free_port())
     src = _tree(tmp_path)
     results = get_plugin_manager().hook.ess_push_files(

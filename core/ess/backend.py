@@ -16,10 +16,10 @@ Rules every backend must follow (the contract suite in ``ess.testing`` checks th
 
 * ``preflight`` has no side effects and raises :class:`UsageError` for bad settings.
 * ``create`` attaches ``request.tags`` to every node *in the launch call itself*.
-* ``list`` returns the cluster's nodes and never a foreign node; not the ones ess terminated,
+* ``nodes`` returns the cluster's nodes and never a foreign node; not the ones ess terminated,
   though a *lost* node (terminated behind ess's back, ``desired`` running) may be listed
   while the cloud still shows it.
-* ``terminate`` acts only on the nodes it is given, which the core took from ``list``;
+* ``terminate`` acts only on the nodes it is given, which the core took from ``nodes``;
   it is idempotent, and it waits until they are gone.
 """
 
@@ -55,7 +55,7 @@ class Backend:
 
     def supports(self, operation: str) -> bool:
         """True when this backend implements ``operation`` (a method name of this class):
-        the subclass overrides it. ``create``, ``list`` and ``terminate`` are required;
+        the subclass overrides it. ``create``, ``nodes`` and ``terminate`` are required;
         ``stop``, ``start``, ``adoptable``/``adopt``, ``release``, ``purge`` and ``access``
         are optional, and the CLI offers only the commands whose operations are supported.
         """
@@ -80,7 +80,7 @@ class Backend:
         """Block until ``nodes`` are running (or ``timeout`` seconds pass); return them refreshed."""
         return nodes
 
-    def list(self, settings: Settings) -> list[Node]:
+    def nodes(self, settings: Settings) -> list[Node]:
         """The cluster's current nodes (not those ess terminated; lost ones may show), never a foreign one."""
         raise NotSupported(f"backend {self.name} cannot list nodes")
 

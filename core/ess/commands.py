@@ -187,7 +187,7 @@ def create_command(backend: Backend) -> click.Command:
         request = provision.launch_request(settings, count, min_count)
         provision.preflight(backend, settings, request, verify=not no_verify)
         # A second create grows the cluster: say so before doing it, never silently.
-        existing = backend.list(settings)
+        existing = backend.nodes(settings)
         if existing:
             click.echo(f"cluster {settings.cluster!r} already has {len(existing)} node(s); "
                        f"adding {count} more", err=True)
@@ -229,7 +229,7 @@ def list_command(backend: Backend) -> click.Command:
     @common_options
     def list_(**flags: Any) -> None:
         settings = load(backend, flags)
-        nodes = backend.list(settings)
+        nodes = backend.nodes(settings)
         if OPTIONS.json:
             emit_json(nodes_json(backend.name, settings.cluster, nodes))
         elif nodes:
@@ -373,7 +373,7 @@ def status_command(backend: Backend) -> click.Command:
         from .output import status_json, status_table
 
         settings = load(backend, flags)
-        nodes = backend.list(settings)
+        nodes = backend.nodes(settings)
         checks = None
         if with_ssh:
             running = [n for n in nodes if n.state == RUNNING]
@@ -412,7 +412,7 @@ def iplist_command(backend: Backend) -> click.Command:
     def iplist(which: str | None, **flags: Any) -> None:
         settings = load(backend, flags)
         field = {"private": "private_ip", "public": "public_ip"}.get(which or "", "address")
-        running = [n for n in backend.list(settings) if n.state == RUNNING]
+        running = [n for n in backend.nodes(settings) if n.state == RUNNING]
         addresses = [_ip_of(n, field) for n in running]
         missing = [n.id for n, a in zip(running, addresses, strict=True) if not a]
         if missing:
@@ -472,7 +472,7 @@ def _power_command(backend: Backend, verb: str) -> click.Command:
         action(settings, todo, progress_line)
         progress_line.finish()
         done = {n.id for n in todo}
-        after = [n for n in backend.list(settings) if n.id in done]
+        after = [n for n in backend.nodes(settings) if n.id in done]
         if OPTIONS.json:
             emit_json(nodes_json(backend.name, settings.cluster, after))
         else:

@@ -90,7 +90,7 @@ def ssh_config_command(backend: Backend) -> click.Command:
     @common_options
     def ssh_config(**flags: Any) -> None:
         settings = load(backend, flags)
-        nodes = backend.list(settings)
+        nodes = backend.nodes(settings)
         entries = config_entries(backend.access(settings), nodes)
         if OPTIONS.json:
             emit_json({"backend": name, "cluster": settings.cluster, "hosts": entries})
@@ -121,7 +121,7 @@ class PassthroughCommand(click.Command):
 
 def pick_node(backend: Backend, settings: Settings, wanted: str | None) -> Node:
     """The node ``ssh`` logs in to: the one named, else the first running row of ``list``."""
-    nodes = backend.list(settings)
+    nodes = backend.nodes(settings)
     if wanted is not None:
         found = [n for n in nodes if n.id == wanted]
         if not found:

@@ -165,7 +165,7 @@ def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launc
     """Terminate every node of this launch: those returned, and any found by the launch tag."""
     with deferred_interrupts(progress):
         try:
-            found = [n for n in backend.list(settings) if n.launch_id == request.launch_id]
+            found = [n for n in backend.nodes(settings) if n.launch_id == request.launch_id]
         except Exception as exc:
             found = []
             progress.note(f"ess: could not list nodes during cleanup ({exc})")
@@ -212,7 +212,7 @@ def health_targets(backend: Backend, settings: Settings) -> list[Node]:
     a lost node is a failure to report, never a node to leave out silently. A node stopped
     on purpose is left out. With neither, the error names the command that helps.
     """
-    nodes = backend.list(settings)
+    nodes = backend.nodes(settings)
     targets = [n for n in nodes if n.state == RUNNING or n.lost]
     if not targets:
         raise no_running_nodes(backend, settings, nodes)
@@ -271,7 +271,7 @@ def verdict(checks: list[CheckResult]) -> None:
 
 def select(backend: Backend, settings: Settings, targets: list[str]) -> list[Node]:
     """The cluster's nodes named by ``targets`` ("all" or ids); unknown ids are a usage error."""
-    current = backend.list(settings)
+    current = backend.nodes(settings)
     if targets == ["all"]:
         return current
     by_id = {n.id: n for n in current}

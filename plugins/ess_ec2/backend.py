@@ -191,7 +191,7 @@ class Ec2Backend(Backend):
         return [self._node(found[n.id], settings) if n.id in found else n for n in nodes]
 
     # -- reading -----------------------------------------------------------------------
-    def list(self, settings: Settings) -> list[Node]:
+    def nodes(self, settings: Settings) -> list[Node]:
         """The cluster's members (see ownership.py); Name is never used to select.
 
         One describe by the ess:cluster tag. Instances that carry the tag but are not

@@ -125,7 +125,7 @@ class HostsBackend(Backend):
                                                  "registered_at": now}
             return [self._node(key, registry[key]) for key in (node_id(*m) for m in self._machines(settings))]
 
-    def list(self, settings: Settings) -> list[Node]:
+    def nodes(self, settings: Settings) -> list[Node]:
         with self._registry(settings) as registry:
             rows = sorted(registry.items())
         found = probe_all([(row["host"], row["port"]) for _, row in rows])

@@ -349,9 +349,9 @@ class LocalBackend(Backend):
             if pending:
                 time.sleep(0.05)
         progress.finish()
-        return [node for node in self.list(settings) if node.id in wanted]
+        return [node for node in self.nodes(settings) if node.id in wanted]
 
-    def list(self, settings: Settings) -> list[Node]:
+    def nodes(self, settings: Settings) -> list[Node]:
         """Every node of the cluster: records, node folders and live processes, as they are now."""
         store = self.store(settings)
         state = store.read()

@@ -104,7 +104,7 @@ class BackendContract:
         for name in made:
             settings = contract_target.settings_for(name)
             backend = contract_target.backend
-            leftover = backend.list(settings)
+            leftover = backend.nodes(settings)
             if leftover:
                 backend.terminate(settings, leftover, _quiet())
 
@@ -152,7 +152,7 @@ class BackendContract:
                             provision.launch_request(settings, contract_target.backend.requested_count(settings)))
         after = contract_target.snapshot() if contract_target.snapshot else None
         assert before == after, "preflight changed the backend's state"
-        assert contract_target.backend.list(settings) == [], "preflight launched nodes"
+        assert contract_target.backend.nodes(settings) == [], "preflight launched nodes"
 
     def test_contract_preflight_rejects_bad_settings(self, contract_target: ContractTarget,
                                                      clusters: Callable[[], str]) -> None:
@@ -190,9 +190,9 @@ class BackendContract:
         mine, _ = self.launch(contract_target, first)
         theirs, _ = self.launch(contract_target, second, count=1)
         foreign = contract_target.foreign_node() if contract_target.foreign_node else None
-        listed = contract_target.backend.list(contract_target.settings_for(first))
+        listed = contract_target.backend.nodes(contract_target.settings_for(first))
         assert self.ids(listed) == self.ids(mine)
-        other = contract_target.backend.list(contract_target.settings_for(second))
+        other = contract_target.backend.nodes(contract_target.settings_for(second))
         assert self.ids(other) == self.ids(theirs)
         assert foreign not in self.ids(listed)
         for node in listed:
@@ -208,14 +208,14 @@ class BackendContract:
         settings = contract_target.settings_for(first)
         victim, *rest = sorted(mine, key=lambda n: n.id)
         backend.terminate(settings, [victim], _quiet())
-        assert self.ids(backend.list(settings)) == self.ids(rest), "terminate touched other nodes"
+        assert self.ids(backend.nodes(settings)) == self.ids(rest), "terminate touched other nodes"
         backend.terminate(settings, [victim], _quiet())  # idempotent: a second time is fine
-        assert self.ids(backend.list(contract_target.settings_for(second))) == self.ids(theirs), \
+        assert self.ids(backend.nodes(contract_target.settings_for(second))) == self.ids(theirs), \
             "terminate touched another cluster"
         if foreign is not None and contract_target.node_exists is not None:
             assert contract_target.node_exists(foreign), "terminate touched a node ess did not launch"
-        backend.terminate(settings, backend.list(settings), _quiet())
-        assert backend.list(settings) == []
+        backend.terminate(settings, backend.nodes(settings), _quiet())
+        assert backend.nodes(settings) == []
 
     @pytest.mark.parametrize("fault", ["error", "ctrl-c"])
     def test_contract_failure_while_waiting_leaves_nothing(self, contract_target: ContractTarget,
@@ -247,7 +247,7 @@ class BackendContract:
         provision.preflight(target.backend, settings, request)
         with pytest.raises((EssError, Interrupted)):
             provision.create(target.backend, settings, request, _quiet(), verify=False)
-        left = target.backend.list(settings)
+        left = target.backend.nodes(settings)
         assert left == [], f"nodes leaked after a failed create: {sorted(self.ids(left))}"
 
     def test_contract_nodes_pass_the_health_checks(self, contract_target: ContractTarget,

@@ -77,7 +77,7 @@ class PoolBackend(Backend):
                 table[f"{host}:{port}"] = {"host": host, "port": port, "tags": dict(request.tags)}
             return [self._node(table[f"{h}:{p}"], f"{h}:{p}") for h, p in chosen]
 
-    def list(self, settings: Settings) -> list[Node]:
+    def nodes(self, settings: Settings) -> list[Node]:
         with self._table() as table:
             return [self._node(row, key) for key, row in sorted(table.items())
                     if row["tags"].get("ess:cluster") == settings.cluster]
