@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["ESS_HOME"] = tempfile.mkdtemp(prefix="ess-bench-")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from local_helpers import run
+    from support.local_helpers import run
 
     from ess.models import LaunchRequest
     from ess.progress import Progress

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="ess-bench-")
     os.environ["ESS_HOME"] = home
-    from ssh_helpers import make_access, make_settings
+    from support.ssh_helpers import make_access, make_settings
 
     from ess.progress import Progress
     from ess.testing.sshd import SshNode, free_port, generate_ed25519_key, write_private_key

@@ -13,7 +13,7 @@ import pytest
 from ess import plugins
 from ess.testing.fixtures import FAKE_SECRET_KEY
 
-NETGUARD = Path(__file__).resolve().parent / "netguard"
+NETGUARD = Path(__file__).resolve().parent / "support" / "netguard"
 sys.path.insert(0, str(NETGUARD))
 import ess_netguard  # noqa: E402
 
@@ -104,9 +104,9 @@ def ess(capsys):
 @pytest.fixture
 def memory(monkeypatch):
     """The in-memory test backend, with the SSH plugin switched off."""
-    import memory_backend
+    from ess.testing import memory as memory_backend
 
-    monkeypatch.setenv("ESS_PLUGINS", "memory_backend")
+    monkeypatch.setenv("ESS_PLUGINS", "ess.testing.memory")
     monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")
     memory_backend.CALLS.clear()
     plugins.reset()

@@ -18,8 +18,9 @@ import traceback
 from pathlib import Path
 
 import pytest
-from ec2_world import make_world
-from local_helpers import kill_test_nodes
+
+from support.ec2_world import make_world
+from support.local_helpers import kill_test_nodes
 
 import ess
 from ess import plugins

@@ -26,8 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from ec2_world import World
-from fault_world import lean_world, record
+from support.ec2_world import World
+from support.fault_world import lean_world, record
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 CASES = sorted(p for p in BAD.iterdir() if (p / "case.toml").is_file())

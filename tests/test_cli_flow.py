@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes
+from support.local_helpers import kill_test_nodes
 
 
 class Terminal(io.StringIO):

@@ -7,7 +7,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 CONFTEST = '''
-import memory_backend
+from ess.testing import memory as memory_backend
 import pytest
 from ess import plugins
 
@@ -15,7 +15,7 @@ from ess import plugins
 @pytest.fixture(autouse=True)
 def _memory_only(monkeypatch, tmp_path):
     monkeypatch.setenv("ESS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ESS_PLUGINS", "memory_backend")
+    monkeypatch.setenv("ESS_PLUGINS", "ess.testing.memory")
     monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")
     plugins.reset()
     yield
@@ -24,7 +24,7 @@ def _memory_only(monkeypatch, tmp_path):
 
 TEST_TEMPLATE = '''
 import pytest
-import memory_backend
+from ess.testing import memory as memory_backend
 from ess.errors import UsageError
 from ess.testing.contract import BackendContract, ContractTarget
 

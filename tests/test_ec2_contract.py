@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from ec2_world import make_world
+
+from support.ec2_world import make_world
 
 from ess.testing.contract import BackendContract, ContractTarget
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from ec2_world import lean_moto, quiet_moto
+
+from support.ec2_world import lean_moto, quiet_moto
 
 from ess.models import TAG_CLUSTER
 from ess.testing.fixtures import FAKE_ACCESS_KEY, FAKE_SECRET_KEY

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from ec2_world import make_world
+
+from support.ec2_world import make_world
 
 from ess.models import RUNNING, STOPPED, TERMINATED
 from ess_ec2.membership import TAG_DESIRED

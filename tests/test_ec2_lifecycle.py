@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from ec2_world import make_world
+
+from support.ec2_world import make_world
 
 from ess import provision
 from ess.errors import EssError

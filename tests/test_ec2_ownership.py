@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-from ec2_world import ESSENTIA_CONF, make_world
+
+from support.ec2_world import ESSENTIA_CONF, make_world
 
 from ess.models import TAG_ADOPTED, TAG_CLUSTER, TAG_LAUNCH
 from ess_ec2 import ownership

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from ec2_world import make_world
+
+from support.ec2_world import make_world
 
 from ess import plugins
 from ess.models import TAG_CLUSTER

@@ -6,7 +6,8 @@ import json
 import stat
 
 import pytest
-from ec2_world import aws_error, make_world
+
+from support.ec2_world import aws_error, make_world
 
 from ess.errors import UsageError
 from ess.models import TAG_CLUSTER, TAG_CREATED_BY

@@ -11,7 +11,7 @@ EC2 (moto) and local (real node processes). After every case:
   ess cluster, both started before the case, that are no longer running (must be 0).
 
 With ``ESS_RELIABILITY_LOG=<file>`` every case appends one JSON line; see
-tests/reliability_summary.py for the table in docs/reliability.md.
+tests/support/reliability_summary.py for the table in docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ec2_world import World, aws_error, is_dry_run, proxy_page, reply_lost
-from fault_world import WORKER_NAME, lean_world, record
-from local_helpers import kill_test_nodes, pid_alive
+
+from support.ec2_world import World, aws_error, is_dry_run, proxy_page, reply_lost
+from support.fault_world import WORKER_NAME, lean_world, record
+from support.local_helpers import kill_test_nodes, pid_alive
 
 from ess.models import TAG_CLUSTER, TAG_LAUNCH
 
 TESTS = Path(__file__).resolve().parent
-FAULTS = "fault_plugins.faults"
+FAULTS = "support.fault_plugins.faults"
 LIVE = ("pending", "running")
 CREATE = ("instance", "ec2", "create", "--yes")
 

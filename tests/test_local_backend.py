@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from local_helpers import (
+from support.local_helpers import (
     kill_test_nodes,
     pid_alive,
     port_accepts,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes, pid_alive, port_accepts
+from support.local_helpers import kill_test_nodes, pid_alive, port_accepts
 
 from ess_local.state import ClusterStore
 

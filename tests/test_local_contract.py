@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes
+from support.local_helpers import kill_test_nodes
 
 from ess.testing.contract import BackendContract, ContractTarget
 from ess_local.backend import LocalBackend

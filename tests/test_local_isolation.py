@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes, node_pids
+from support.local_helpers import kill_test_nodes, node_pids
 
 from ess_local.state import ClusterStore
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fault_world import record
-from local_helpers import kill_test_nodes, listening_ports, node_pids, quiet, request, settings_for
+from support.fault_world import record
+from support.local_helpers import kill_test_nodes, listening_ports, node_pids, quiet, request, settings_for
 
 from ess.models import PENDING, RUNNING
 from ess_local.backend import LocalBackend

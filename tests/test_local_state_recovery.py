@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes, node_pids, pid_alive, quiet, request, settings_for
+from support.local_helpers import kill_test_nodes, node_pids, pid_alive, quiet, request, settings_for
 
 from ess.models import RUNNING, STOPPED
 from ess_local.backend import LocalBackend

@@ -6,8 +6,9 @@ import json
 from collections import Counter
 
 import pytest
-from ec2_world import make_world
-from local_helpers import kill_test_nodes, pid_alive
+
+from support.ec2_world import make_world
+from support.local_helpers import kill_test_nodes, pid_alive
 
 
 # -- local: real node processes ------------------------------------------------------------

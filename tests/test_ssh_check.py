@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from ssh_helpers import make_access, make_settings, quiet_progress
+from support.ssh_helpers import make_access, make_settings, quiet_progress
 
 from ess.errors import UsageError
 from ess.testing.sshd import (

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes
-from ssh_helpers import make_access, make_settings, quiet_progress
+from support.local_helpers import kill_test_nodes
+from support.ssh_helpers import make_access, make_settings, quiet_progress
 
 from ess.models import RUNNING, Node
 from ess.plugins import get_plugin_manager

@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes, pid_alive
+from support.local_helpers import kill_test_nodes, pid_alive
 
 from ess_local.state import ClusterStore
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ssh_helpers import GarbageServer
+from support.ssh_helpers import GarbageServer
 
 from ess.testing.sshd import generate_ed25519_key, write_private_key
 

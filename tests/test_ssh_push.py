@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes
-from ssh_helpers import make_access, make_settings, quiet_progress
+from support.local_helpers import kill_test_nodes
+from support.ssh_helpers import make_access, make_settings, quiet_progress
 
 from ess.errors import UsageError
 from ess.models import RUNNING, Node

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssh_helpers import make_access, make_settings, quiet_progress
+from support.ssh_helpers import make_access, make_settings, quiet_progress
 
 from ess.testing.sshd import SshNode, generate_ed25519_key, write_private_key
 from ess_ssh.run import run_command

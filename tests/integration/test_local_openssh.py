@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_helpers import kill_test_nodes, quiet, request, settings_for
+from support.local_helpers import kill_test_nodes, quiet, request, settings_for
 
 from ess.models import Node
 from ess_local.backend import LocalBackend

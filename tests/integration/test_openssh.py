@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ssh_helpers import make_access, make_settings, quiet_progress
+from support.ssh_helpers import make_access, make_settings, quiet_progress
 
 from ess.models import RUNNING, Node
 from ess.testing.openssh import OpenSshd

@@ -1,6 +1,6 @@
 """A backend that keeps its "nodes" in a JSON file: tests the core's flows in isolation.
 
-Loaded the way a third-party plugin would be (``ESS_PLUGINS=memory_backend``). Faults are
+Loaded the way a third-party plugin would be (``ESS_PLUGINS=ess.testing.memory``). Faults are
 injected with the ``fail_at`` setting: ``create`` (after launching), ``wait``, ``verify``
 (the memory checker fails the first ``fail_nodes`` nodes) and ``after_create``.
 """

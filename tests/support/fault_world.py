@@ -2,7 +2,7 @@
 
 :func:`lean_world` is ``ec2_world.make_world`` made cheaper per test: one RSA key for the
 session, imported rather than created (moto generates an RSA key per ``create_key_pair``). The
-``ESS_RELIABILITY_LOG`` file gets one JSON line per case; ``tests/reliability_summary.py``
+``ESS_RELIABILITY_LOG`` file gets one JSON line per case; ``tests/support/reliability_summary.py``
 turns it into the table in docs/reliability.md.
 """
 
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ec2_world import ESSENTIA_CONF, World, make_world
+
+from support.ec2_world import ESSENTIA_CONF, World, make_world
 
 #: The Name every node gets by default; the foreign instance wears it too.
 WORKER_NAME = "Essentia Worker Node"

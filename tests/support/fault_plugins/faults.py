@@ -1,6 +1,6 @@
 """Faults at the hooks of ``create``, switched on by environment variables (so they reach subprocesses).
 
-Load with ``ESS_PLUGINS=fault_plugins.faults`` (the tests folder on PYTHONPATH). Every hook
+Load with ``ESS_PLUGINS=support.fault_plugins.faults`` (the tests folder on PYTHONPATH). Every hook
 is a no-op unless its variable is set:
 
 - ``ESS_FAULT_AFTER_CREATE=raise``: ``ess_after_create`` raises RuntimeError.

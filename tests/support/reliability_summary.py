@@ -1,9 +1,9 @@
 """Print the markdown tables of docs/reliability.md from the fault-matrix and bad-input log.
 
     ESS_RELIABILITY_LOG=/tmp/r.jsonl pytest tests/test_fault_matrix.py tests/test_bad_inputs.py
-    python tests/reliability_summary.py /tmp/r.jsonl
+    python tests/support/reliability_summary.py /tmp/r.jsonl
 
-Each log line is one case (see tests/fault_world.py ``record``). The last line per case
+Each log line is one case (see tests/support/fault_world.py ``record``). The last line per case
 wins, so a log appended to by several runs still gives one row per case.
 """
 
@@ -69,7 +69,7 @@ def summary(faults: list[dict[str, Any]], bad: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python tests/reliability_summary.py LOG.jsonl", file=sys.stderr)
+        print("usage: python tests/support/reliability_summary.py LOG.jsonl", file=sys.stderr)
         return 2
     faults, bad = load(Path(argv[0]))
     sys.stdout.write(summary(faults, bad))
