@@ -18,7 +18,6 @@ import traceback
 from pathlib import Path
 
 import pytest
-
 from support.ec2_world import make_world
 from support.local_helpers import kill_test_nodes
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from support.ec2_world import make_world
 
 from ess.testing.contract import BackendContract, ContractTarget

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-
 from support.ec2_world import lean_moto, quiet_moto
 
 from ess.models import TAG_CLUSTER

@@ -6,7 +6,6 @@ import logging
 
 import boto3
 import pytest
-
 from support.ec2_world import aws_error, is_dry_run, make_world, proxy_page, reply_lost
 
 from ess import provision

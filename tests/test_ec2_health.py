@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from support.ec2_world import make_world
 
 from ess.models import RUNNING, STOPPED, TERMINATED

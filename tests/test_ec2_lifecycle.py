@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from support.ec2_world import make_world
 
 from ess import provision

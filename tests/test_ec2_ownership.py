@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from support.ec2_world import ESSENTIA_CONF, make_world
 
 from ess.models import TAG_ADOPTED, TAG_CLUSTER, TAG_LAUNCH

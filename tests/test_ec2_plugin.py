@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support.ec2_world import make_world
 
 from ess import plugins

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from support.ec2_world import aws_error, make_world
 
 from ess.errors import UsageError

@@ -6,7 +6,6 @@ import json
 import stat
 
 import pytest
-
 from support.ec2_world import aws_error, make_world
 
 from ess.errors import UsageError

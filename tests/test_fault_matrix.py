@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.ec2_world import World, aws_error, is_dry_run, proxy_page, reply_lost
 from support.fault_world import WORKER_NAME, lean_world, record
 from support.local_helpers import kill_test_nodes, pid_alive

@@ -6,7 +6,6 @@ import json
 from collections import Counter
 
 import pytest
-
 from support.ec2_world import make_world
 from support.local_helpers import kill_test_nodes, pid_alive
 
