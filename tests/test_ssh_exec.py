@@ -216,7 +216,7 @@ def test_streamed_exec_on_a_terminal_draws_no_progress_line_among_the_output(ess
     """On a terminal the progress line is redrawn in place: between streamed lines it would garble them."""
     import io
 
-    from ess import remote
+    from ess.cli import remote
     from ess.progress import Progress
 
     assert ess("instance", "local", "create", "--number", "1", "--no-verify").code == 0

@@ -1,4 +1,6 @@
-"""``ssh`` and ``ssh-config``: log in to a node with OpenSSH, the cluster's key and known_hosts.
+"""How to log in to a node with OpenSSH: the command line, the config entries, the node to pick.
+
+The ``ssh`` and ``ssh-config`` commands (:mod:`ess.cli.remote`) are built on these.
 
 The core learns how to log in from :meth:`ess.backend.Backend.access` alone: the user,
 the private key, and ``Access.known_hosts``, the file holding the nodes' host keys (the
@@ -10,21 +12,13 @@ never trusted blindly (``verify`` records the keys of cloud nodes).
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-import click
-
 from .backend import Backend
-from .cli import EXIT_CODES_HELP, OPTIONS, common_options
-from .commands import load, setting_options
 from .errors import EssError, UsageError
 from .models import RUNNING, Access, Node, Settings
-from .output import emit, emit_json
 
 
 def known_hosts_of(access: Access) -> Path:
@@ -72,53 +66,6 @@ def config_text(entries: list[dict[str, Any]]) -> str:
     return "\n\n".join(blocks)
 
 
-def ssh_config_command(backend: Backend) -> click.Command:
-    name = backend.name
-
-    @click.command("ssh-config", help=f"""Print an OpenSSH config snippet: one Host per node, named by its id.
-
-    Each entry carries HostName, Port, User, IdentityFile and the cluster's known_hosts
-    with StrictHostKeyChecking yes, so plain ssh, scp and rsync reach a node by id.
-    A node whose host key is not known yet is refused by ssh: run verify first.
-
-    \\b
-    Examples:
-      ess instance {name} ssh-config >> ~/.ssh/config
-      ssh -F <(ess instance {name} ssh-config) {backend.example_node_id} uptime
-    """)
-    @setting_options(backend, "ssh-config")
-    @common_options
-    def ssh_config(**flags: Any) -> None:
-        settings = load(backend, flags)
-        nodes = backend.nodes(settings)
-        entries = config_entries(backend.access(settings), nodes)
-        if OPTIONS.json:
-            emit_json({"backend": name, "cluster": settings.cluster, "hosts": entries})
-        elif entries:
-            emit(config_text(entries))
-        else:
-            click.echo(f"cluster {settings.cluster!r} has no nodes on {name} "
-                       f"(create some with: {_create_line(backend)})", err=True)
-    return ssh_config
-
-
-def _create_line(backend: Backend) -> str:
-    from .commands import create_example
-
-    return create_example(backend)
-
-
-class PassthroughCommand(click.Command):
-    """Keeps everything after ``--`` out of click's parsing, for the remote command."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            at = args.index("--")
-            ctx.meta["ess.remote_command"] = args[at + 1:]
-            args = args[:at]
-        return super().parse_args(ctx, args)
-
-
 def pick_node(backend: Backend, settings: Settings, wanted: str | None) -> Node:
     """The node ``ssh`` logs in to: the one named, else the first running row of ``list``."""
     nodes = backend.nodes(settings)
@@ -140,39 +87,3 @@ def pick_node(backend: Backend, settings: Settings, wanted: str | None) -> Node:
     from .provision import no_running_nodes
 
     raise no_running_nodes(backend, settings, nodes)
-
-
-def ssh_command(backend: Backend) -> click.Command:
-    name = backend.name
-
-    @click.command("ssh", cls=PassthroughCommand, epilog=EXIT_CODES_HELP,
-                   help=f"""Log in to a node with OpenSSH (default: the first running node of `list`).
-
-    Uses the cluster's user, key and known_hosts, host key checked. A command after `--`
-    runs on the node instead of a login shell; the exit code is the command's (255: ssh
-    itself failed).
-
-    \\b
-    Examples:
-      ess instance {name} ssh
-      ess instance {name} ssh {backend.example_node_id} -- uptime
-    """)
-    @click.argument("node", required=False, metavar="[NODE]")
-    @setting_options(backend, "ssh")
-    @common_options
-    def ssh(node: str | None, **flags: Any) -> None:
-        ctx = click.get_current_context()
-        remote = list(ctx.meta.get("ess.remote_command", []))
-        settings = load(backend, flags)
-        target = pick_node(backend, settings, node)
-        access = backend.access(settings)
-        program = shutil.which("ssh")
-        if program is None:
-            raise UsageError("ssh: the OpenSSH client is not installed (install openssh-client, "
-                             f"or use `ess instance {name} exec -- CMD`)")
-        argv = openssh_argv(access, target) + (["--", *remote] if remote else [])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Replace this process, as `flintrock login` does: the terminal belongs to ssh now.
-        os.execv(program, argv)
-    return ssh

@@ -1,10 +1,15 @@
-"""Results on stdout: aligned tables for people, JSON (stable keys) for scripts."""
+"""Results on stdout: aligned tables for people, JSON (stable keys) for scripts.
+
+Used by the command line (:mod:`ess.cli`) and by plugins' commands through
+:class:`Output`; the Python API (:mod:`ess.api`) returns models and prints nothing.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,6 +24,31 @@ def emit(text: str) -> None:
 
 def emit_json(data: Any) -> None:
     emit(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+@dataclass(frozen=True)
+class Output:
+    """How one command presents its result: ``json`` says whether --json was given.
+
+    Results go to stdout (:meth:`emit`, :meth:`emit_json`), notes and warnings to stderr
+    (:meth:`note`), so ``ess ... --json | jq`` sees only the result.
+    """
+
+    json: bool = False
+
+    def emit(self, text: str) -> None:
+        emit(text)
+
+    def emit_json(self, data: Any) -> None:
+        emit_json(data)
+
+    def table(self, rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+        emit(table(rows, headers))
+
+    def note(self, text: str) -> None:
+        """One line on stderr (secrets masked): progress, notes, ``ess: warning: ...``."""
+        sys.stderr.write(scrub(text) + "\n")
+        sys.stderr.flush()
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

@@ -221,7 +221,7 @@ def health_targets(backend: Backend, settings: Settings) -> list[Node]:
 
 def no_running_nodes(backend: Backend, settings: Settings, nodes: list[Node]) -> EssError:
     """"No running nodes", with the command that actually helps for what the cluster holds."""
-    from .commands import create_example  # the same runnable line as `list` and --help show
+    from .hints import create_example  # the same runnable line as `list` and --help show
 
     name, cluster = backend.name, settings.cluster
     create = create_example(backend)

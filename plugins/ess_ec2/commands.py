@@ -1,21 +1,18 @@
 """EC2's own commands under ``ess instance ec2``: ``security-group create`` and ``key-pair create``.
 
-Built with the core's option helpers, so ``--config``, ``--cluster``, ``--region``,
-``--profile``, ``--json`` and ``--debug`` mean what they mean everywhere else.
+Built with the core's public helper :func:`ess.cli.backend_command`, so ``--config``,
+``--cluster``, ``--region``, ``--profile``, ``--json`` and ``--debug`` mean what they mean
+everywhere else.
 Imported only when the ``ec2`` command group is built (never by ``ess --help``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from ess.backend import Backend
-from ess.cli import EXIT_CODES_HELP, OPTIONS, common_options
-from ess.commands import load, setting_options
+from ess.cli import BackendCall, backend_command
 from ess.models import TAG_ADOPTED, Settings
-from ess.output import emit, emit_json, table
 
 from . import client as aws_client
 from . import keys, security_group
@@ -45,7 +42,8 @@ def security_group_group(backend: Backend) -> click.Group:
 
 
 def security_group_create(backend: Backend) -> click.Command:
-    @click.command("create", epilog=EXIT_CODES_HELP, help=f"""Create or complete the cluster's security group.
+    @backend_command(backend, "create", settings_of="security-group",
+                     help=f"""Create or complete the cluster's security group.
 
     Rules: SSH (22) from this machine's public address as a /32 (or --cidr), and SSH plus
     the worker ports (TCP) from the group itself. Never 0.0.0.0/0 unless you pass
@@ -67,41 +65,36 @@ def security_group_create(backend: Backend) -> click.Command:
     @click.option("--worker-ports", default=security_group.DEFAULT_WORKER_PORTS, show_default=True,
                   metavar="PORTS", help="TCP ports open between the nodes: a range or comma-separated list.")
     @click.option("--yes", "-y", is_flag=True, help="Also add rules to a group of that name ess did not create.")
-    @setting_options(backend, "security-group")
-    @common_options
-    def create(name: str | None, cidr: str | None, worker_ports: str, yes: bool, **flags: Any) -> None:
-        settings = load(backend, flags)
+    def create(call: BackendCall, name: str | None, cidr: str | None, worker_ports: str, yes: bool) -> None:
+        settings, out = call.settings, call.out
         ports = security_group.parse_ports(worker_ports, "--worker-ports")
         source, wide = security_group.caller_cidr(cidr)
         name = name or default_group_name(settings)
         if wide:
-            click.echo(f"ess: warning: --cidr {source} opens SSH (port 22) of every node to the whole "
-                       "internet", err=True)
+            out.note(f"ess: warning: --cidr {source} opens SSH (port 22) of every node to the whole internet")
         result = aws_client.call(settings, f"create or update security group {name}",
                            lambda aws: security_group.ensure(aws, settings, name, source, ports,
                                                              creation_tags(settings), force=yes))
         did = "created" if result.created else "found"
-        click.echo(f"{did} security group {name} ({result.group_id}) in {result.vpc_id}; "
-                   f"added {len(result.added)} rule(s)", err=True)
+        out.note(f"{did} security group {name} ({result.group_id}) in {result.vpc_id}; "
+                 f"added {len(result.added)} rule(s)")
         if not result.managed:
-            click.echo(f"ess: note: ess did not create {name}: it was not tagged, and --purge will "
-                       "never delete it", err=True)
+            out.note(f"ess: note: ess did not create {name}: it was not tagged, and --purge will never delete it")
         for rule in security_group.world_open(result):
             if rule.source != source:
-                click.echo(f"ess: warning: {name} already allows port 22 from {rule.source} (ess did not "
-                           "add it; revoke it in the EC2 console unless you mean it)", err=True)
+                out.note(f"ess: warning: {name} already allows port 22 from {rule.source} (ess did not "
+                         "add it; revoke it in the EC2 console unless you mean it)")
         configured = [str(g) for g in settings.get("security_groups", []) or []]
         if name not in configured and result.group_id not in configured:
-            click.echo(f"ess: note: add `security_groups: {name}` to the [EC2] section so create uses it",
-                       err=True)
-        if OPTIONS.json:
-            emit_json({"backend": backend.name, "cluster": settings.cluster, "group_id": result.group_id,
+            out.note(f"ess: note: add `security_groups: {name}` to the [EC2] section so create uses it")
+        if out.json:
+            out.emit_json({"backend": backend.name, "cluster": settings.cluster, "group_id": result.group_id,
                        "group_name": name, "vpc_id": result.vpc_id, "created": result.created,
                        "managed": result.managed,
                        "rules": [dict(rule.to_dict(), status=status) for rule, status in result.rules]})
         else:
-            emit(table([(r.protocol, r.ports, r.source, status, r.description) for r, status in result.rules],
-                       ["protocol", "ports", "source", "status", "description"]))
+            out.table([(r.protocol, r.ports, r.source, status, r.description) for r, status in result.rules],
+                      ["protocol", "ports", "source", "status", "description"])
     return create
 
 
@@ -114,7 +107,7 @@ def key_pair_group(backend: Backend) -> click.Group:
 
 
 def key_pair_create(backend: Backend) -> click.Command:
-    @click.command("create", epilog=EXIT_CODES_HELP, help="""Create an EC2 key pair and save its private key.
+    @backend_command(backend, "create", settings_of="key-pair", help="""Create an EC2 key pair and save its private key.
 
     The key is saved as NAME.pem (mode 0600) in the config file's folder, where create
     looks for it. NAME defaults to key_name. The key pair is tagged as ess's, so
@@ -125,16 +118,14 @@ def key_pair_create(backend: Backend) -> click.Command:
       ess instance ec2 key-pair create pem_file
     """)
     @click.argument("name", required=False)
-    @setting_options(backend, "key-pair")
-    @common_options
-    def create(name: str | None, **flags: Any) -> None:
-        settings = load(backend, flags)
+    def create(call: BackendCall, name: str | None) -> None:
+        settings, out = call.settings, call.out
         name = name or keys.key_pair_name(settings)
         path = aws_client.call(settings, f"create key pair {name}",
                          lambda aws: keys.create_key_pair(aws, settings, name, creation_tags(settings)))
-        if OPTIONS.json:
-            emit_json({"backend": backend.name, "cluster": settings.cluster, "key_name": name,
-                       "key_file": str(path)})
+        if out.json:
+            out.emit_json({"backend": backend.name, "cluster": settings.cluster, "key_name": name,
+                           "key_file": str(path)})
         else:
-            emit(f"created key pair {name}; private key saved to {path} (mode 0600)")
+            out.emit(f"created key pair {name}; private key saved to {path} (mode 0600)")
     return create

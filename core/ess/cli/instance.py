@@ -6,55 +6,19 @@ third-party backend gets ``--region``-style options without touching the core.
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-from .backend import Backend
-from .cli import EXIT_CODES_HELP, OPTIONS, SuggestingGroup, WholeNumber, common_options, setting_values
-from .errors import Declined, PartialFailure, UsageError
-from .models import PENDING, RUNNING, STOPPED, STOPPING, TAG_ADOPTED, TERMINATED, Node, Settings
-from .output import emit, emit_json, nodes_json, nodes_table
-from .progress import Progress
-
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-def setting_options(backend: Backend, command: str) -> Decorator:
-    """click options for the settings whose ``flag`` applies to ``command``."""
-    from .settings import specs_for
-
-    specs = [s for s in specs_for(backend.settings).values()
-             if s.flag and (command in s.commands or "*" in s.commands)]
-
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        for spec in reversed(specs):
-            default = f" [default: {spec.default}]" if spec.default not in (None, "", []) else ""
-            if spec.type == "bool":
-                func = click.option(spec.flag, f"setting__{spec.key}", is_flag=True, default=None,
-                                    help=spec.help)(func)
-            else:
-                metavar = {"int": "N", "float": "SECONDS" if "timeout" in spec.key else "X"}.get(
-                    spec.type, "VALUE")
-                func = click.option(spec.flag, f"setting__{spec.key}", default=None, metavar=metavar,
-                                    help=spec.help + default)(func)
-        return func
-    return decorate
-
-
-def load(backend: Backend, flags: dict[str, Any]) -> Settings:
-    from .settings import find_config, load_settings
-
-    path, _ = find_config(OPTIONS.config, os.environ)
-    return load_settings(backend, path, cli=setting_values(flags))
-
-
-def progress() -> Progress:
-    return Progress(sys.stderr)
-
+from ..backend import Backend
+from ..errors import Declined, PartialFailure, UsageError
+from ..hints import create_example, has_flag, terminate_verb
+from ..models import PENDING, RUNNING, STOPPED, STOPPING, TAG_ADOPTED, TERMINATED, Node
+from ..output import emit, emit_json, nodes_json, nodes_table
+from .groups import SuggestingGroup
+from .options import EXIT_CODES_HELP, WholeNumber, common_options, invocation, progress, setting_options
+from .options import load_settings as load
 
 #: The Backend operations each optional command needs (see Backend.supports): a command
 #: is offered only when the backend implements all of them.
@@ -76,27 +40,6 @@ class BackendGroup(SuggestingGroup):
         if cmd_name in self.refused:
             raise UsageError(self.refused[cmd_name])
         return super().get_command(ctx, cmd_name)
-
-
-def has_flag(backend: Backend, flag: str, command: str = "create") -> bool:
-    from .settings import specs_for
-
-    return any(s.flag == flag and (command in s.commands or "*" in s.commands)
-               for s in specs_for(backend.settings).values())
-
-
-def create_example(backend: Backend) -> str:
-    """A ``create`` line that runs on this backend (hosts takes machines, not --number)."""
-    if backend.create_arguments:
-        return f"ess instance {backend.name} create 10.0.0.5 10.0.0.6"
-    if has_flag(backend, "--number"):
-        return f"ess instance {backend.name} create --number 2"
-    return f"ess instance {backend.name} create"
-
-
-def terminate_verb(backend: Backend) -> str:
-    """"terminate", or "release" for a backend whose terminate only forgets machines."""
-    return "terminate" if backend.ends_nodes else "release"
 
 
 def refusals(backend: Backend) -> dict[str, str]:
@@ -129,8 +72,7 @@ def backend_group(backend: Backend) -> click.Group:
     def group() -> None:
         pass
 
-    from .login import ssh_command, ssh_config_command
-    from .remote import exec_command, push_command
+    from .remote import exec_command, push_command, ssh_command, ssh_config_command
 
     makers = {"create": create_command, "list": list_command, "verify": verify_command,
               "terminate": terminate_command, "status": status_command, "iplist": iplist_command,
@@ -177,15 +119,14 @@ def create_command(backend: Backend) -> click.Command:
     @common_options
     def create(min_count: int | None, no_verify: bool, keep_on_failure: bool, yes: bool,
                **flags: Any) -> None:
-        from . import provision
+        from .. import provision
 
         items = flags.pop("items", ())
         if items:
             flags[f"setting__{backend.create_arguments}"] = ",".join(items)
         settings = load(backend, flags)
         count = backend.requested_count(settings)
-        request = provision.launch_request(settings, count, min_count)
-        provision.preflight(backend, settings, request, verify=not no_verify)
+        request = provision.prepare(backend, settings, count, min_count, verify=not no_verify)
         # A second create grows the cluster: say so before doing it, never silently.
         existing = backend.nodes(settings)
         if existing:
@@ -198,14 +139,14 @@ def create_command(backend: Backend) -> click.Command:
         result = provision.create(backend, settings, request, progress(), verify=not no_verify,
                                   keep_on_failure=keep_on_failure)
         checks = None if no_verify else result.checks
-        if OPTIONS.json:
+        if invocation().json:
             emit_json(nodes_json(name, settings.cluster, result.nodes, checks,
                                  dropped=[n.id for n in result.dropped],
                                  total=len(existing) + len(result.nodes)))
         else:
             emit(nodes_table(result.nodes, checks))
         if result.nodes and backend.supports("access"):
-            from .login import login_hint
+            from ..login import login_hint
 
             # The first row of the table just printed, so the hint and the table agree.
             click.echo(login_hint(backend, settings, result.nodes[0]), err=True)
@@ -230,7 +171,7 @@ def list_command(backend: Backend) -> click.Command:
     def list_(**flags: Any) -> None:
         settings = load(backend, flags)
         nodes = backend.nodes(settings)
-        if OPTIONS.json:
+        if invocation().json:
             emit_json(nodes_json(backend.name, settings.cluster, nodes))
         elif nodes:
             emit(nodes_table(nodes))
@@ -254,11 +195,11 @@ def verify_command(backend: Backend) -> click.Command:
     @setting_options(backend, "verify")
     @common_options
     def verify(**flags: Any) -> None:
-        from . import provision
+        from .. import provision
 
         settings = load(backend, flags)
         nodes, checks = provision.verify(backend, settings, progress())
-        if OPTIONS.json:
+        if invocation().json:
             emit_json(nodes_json(backend.name, settings.cluster, nodes, checks))
         else:
             emit(nodes_table(nodes, checks))
@@ -290,7 +231,7 @@ def terminate_command(backend: Backend) -> click.Command:
     @setting_options(backend, "terminate")
     @common_options
     def terminate(targets: tuple[str, ...], yes: bool, include_adopted: bool, purge: bool, **flags: Any) -> None:
-        from . import provision
+        from .. import provision
 
         if not targets:
             raise UsageError(f"terminate: name what to terminate (ess instance {backend.name} "
@@ -324,7 +265,7 @@ def terminate_command(backend: Backend) -> click.Command:
             if not nodes and not yes and not sys.stdin.isatty():
                 raise UsageError("--yes: required to confirm --purge when stdin is not a terminal")
             purged = backend.purge(settings, progress())
-        if OPTIONS.json:
+        if invocation().json:
             emit_json({"backend": backend.name, "cluster": settings.cluster,
                        "terminated": [n.id for n in nodes], "purged": purged})
             return
@@ -369,8 +310,8 @@ def status_command(backend: Backend) -> click.Command:
     @setting_options(backend, "status")
     @common_options
     def status(with_ssh: bool, **flags: Any) -> None:
-        from . import provision
-        from .output import status_json, status_table
+        from .. import provision
+        from ..output import status_json, status_table
 
         settings = load(backend, flags)
         nodes = backend.nodes(settings)
@@ -378,7 +319,7 @@ def status_command(backend: Backend) -> click.Command:
         if with_ssh:
             running = [n for n in nodes if n.state == RUNNING]
             checks = provision.check(backend, settings, running, progress()) + provision.lost_checks(nodes)
-        if OPTIONS.json:
+        if invocation().json:
             emit_json(status_json(backend.name, settings.cluster, nodes, checks))
         elif nodes:
             emit(status_table(nodes, checks))
@@ -418,7 +359,7 @@ def iplist_command(backend: Backend) -> click.Command:
         if missing:
             click.echo(f"ess: warning: no {which or ''} address for {', '.join(missing)}".replace("  ", " "),
                        err=True)
-        if OPTIONS.json:
+        if invocation().json:
             emit_json([a for a in addresses if a])
         elif any(addresses):
             emit("\n".join(a for a in addresses if a))
@@ -456,7 +397,7 @@ def _power_command(backend: Backend, verb: str) -> click.Command:
     @setting_options(backend, verb)
     @common_options
     def power(targets: tuple[str, ...], yes: bool, **flags: Any) -> None:
-        from . import provision
+        from .. import provision
 
         settings = load(backend, flags)
         nodes = provision.select(backend, settings, list(targets) or ["all"])
@@ -473,7 +414,7 @@ def _power_command(backend: Backend, verb: str) -> click.Command:
         progress_line.finish()
         done = {n.id for n in todo}
         after = [n for n in backend.nodes(settings) if n.id in done]
-        if OPTIONS.json:
+        if invocation().json:
             emit_json(nodes_json(backend.name, settings.cluster, after))
         else:
             emit(nodes_table(after))
@@ -500,7 +441,7 @@ def add_command(backend: Backend) -> click.Command:
     @setting_options(backend, "add")
     @common_options
     def add(ids: tuple[str, ...], yes: bool, **flags: Any) -> None:
-        from . import provision
+        from .. import provision
 
         settings = load(backend, flags)
         nodes = backend.adoptable(settings, list(dict.fromkeys(ids)))
@@ -524,7 +465,7 @@ def remove_command(backend: Backend) -> click.Command:
     @setting_options(backend, "remove")
     @common_options
     def remove(ids: tuple[str, ...], yes: bool, **flags: Any) -> None:
-        from . import provision
+        from .. import provision
 
         settings = load(backend, flags)
         if "all" in ids:

@@ -1,116 +1,44 @@
-"""The ``ess`` command line.
+"""The ``ess`` command line: parse, confirm, present; the work is in :mod:`ess.api` and the flows.
 
 Backend commands (``ess instance <backend> ...``) are built from the registered backends
 and their declared settings, never from a hard-coded list. Results go to stdout, progress
 and logs to stderr; every error is one line (``--debug`` adds the traceback).
+
+The package, one concept a module; imports flow one way, from here down:
+
+    ess.cli            the root group, ``instance``, ``plugins``, ``config``; main() and run()
+    ess.cli.options    --config/--json/--debug (held per run in the click context), setting flags
+    ess.cli.groups     groups that answer a typo with the closest command
+    ess.cli.instance   ``ess instance <backend> ...``: the lifecycle commands
+    ess.cli.remote     exec, push, ssh, ssh-config
+    ess.cli.extend     backend_command(): how a plugin adds its own backend subcommands
+
+Nothing outside this package imports it (a test walks the imports), except the console
+script and plugins using the public helpers re-exported here.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import sys
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from . import __version__
-from .errors import EssError, Interrupted, UsageError
-from .redact import RedactingStderrHandler, scrub
+from .. import __version__
+from ..errors import EssError, Interrupted, UsageError
+from ..redact import scrub
+from .extend import BackendCall, backend_command
+from .groups import NoSuchCommand, SuggestingGroup
+from .options import EXIT_CODES_HELP, Invocation, common_options, configure_logging, invocation, setting_values
 
-EXIT_CODES_HELP = ("Exit codes: 0 success, 1 failure (or a declined prompt), 2 bad input (nothing was done), "
-                   "3 partial success, 130 interrupted.")
-
-
-@dataclass
-class Options:
-    """Options accepted before or after any subcommand (``ess --json instance ...``)."""
-
-    config: str | None = None
-    debug: bool = False
-    json: bool = False
-
-
-OPTIONS = Options()
-
-
-def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value not in (None, False):
-            setattr(OPTIONS, name, value)
-            if name == "debug":
-                configure_logging(debug=True)
-        return value
-    return callback
-
-
-def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--config/--debug/--json on every command, so they work in either position."""
-    func = click.option("--json", "json_", is_flag=True, default=False, expose_value=False,
-                        callback=_remember("json"), help="Print results as JSON.")(func)
-    func = click.option("--debug", is_flag=True, default=False, expose_value=False,
-                        callback=_remember("debug"),
-                        help="Log details to stderr and show tracebacks (secrets stay masked).")(func)
-    func = click.option("--config", metavar="PATH", default=None, expose_value=False,
-                        callback=_remember("config"),
-                        help="Config file (default: $ESS_CONFIG, ./instance.conf, ./instance.toml, "
-                             "then the user config folder).")(func)
-    return func
-
-
-def configure_logging(debug: bool = False) -> None:
-    root = logging.getLogger()
-    handler = next((h for h in root.handlers if getattr(h, "_ess", False)), None)
-    if handler is None:
-        handler = RedactingStderrHandler()
-        handler._ess = True  # type: ignore[attr-defined]
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("ess").setLevel(logging.DEBUG if debug else logging.WARNING)
-    for name in ("ess_ec2", "ess_ssh", "ess_local"):
-        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
-    for name in ("botocore", "boto3", "paramiko", "asyncssh", "urllib3"):
-        logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)
-
-
-class WholeNumber(click.ParamType):
-    name = "N"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            flag = param.opts[0] if param is not None and param.opts else "the option"
-            self.fail(f"{value!r} is not a whole number (try {flag} 3)", param, ctx)
+__all__ = ["EXIT_CODES_HELP", "BackendCall", "Invocation", "backend_command", "cli", "common_options",
+           "configure_logging", "invocation", "main", "run"]
 
 
 # -- the command tree --------------------------------------------------------------------
-class NoSuchCommand(click.UsageError):
-    """A subcommand name no group knows; carries the name and the closest known ones."""
-
-    def __init__(self, name: str, close: list[str], ctx: click.Context) -> None:
-        super().__init__(f"no such command {name!r}", ctx)
-        self.name, self.close = name, close
-
-
-class SuggestingGroup(click.Group):
-    """A group whose unknown-subcommand error names the typo and the closest command."""
-
-    def resolve_command(self, ctx: click.Context,
-                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
-        name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            import difflib
-
-            raise NoSuchCommand(name, difflib.get_close_matches(name, self.list_commands(ctx), n=1), ctx)
-        return super().resolve_command(ctx, args)
-
-
 class RootGroup(SuggestingGroup):
     """Adds commands that plugins register through ``ess_register_commands``, lazily."""
 
@@ -119,7 +47,7 @@ class RootGroup(SuggestingGroup):
     def _extend(self) -> None:
         if not self._extended:
             self._extended = True
-            from .plugins import get_plugin_manager
+            from ..plugins import get_plugin_manager
 
             get_plugin_manager().hook.ess_register_commands(cli=self)
 
@@ -155,13 +83,13 @@ class InstanceGroup(SuggestingGroup):
     """One subcommand per registered backend."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        from .plugins import backends
+        from ..plugins import backends
 
         return sorted(backends())
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        from .plugins import backends
-        from .settings import did_you_mean
+        from ..plugins import backends
+        from ..settings import did_you_mean
 
         found = backends()
         if cmd_name not in found:
@@ -169,7 +97,7 @@ class InstanceGroup(SuggestingGroup):
                 " (remove it; `ess config show` lists the known keys)", "")
             raise UsageError(f"instance {cmd_name}: no such backend{hint} "
                              f"(installed: {', '.join(sorted(found)) or 'none'}; see `ess plugins`)")
-        from .commands import backend_group
+        from .instance import backend_group
 
         return backend_group(found[cmd_name])
 
@@ -194,13 +122,13 @@ def plugins_command() -> None:
     Example:
       ess plugins --json
     """
-    from .hookspecs import ESS_HOOK_API
-    from .output import emit, emit_json, table
-    from .plugins import load_errors, plugin_infos
+    from ..hookspecs import ESS_HOOK_API
+    from ..output import emit, emit_json, table
+    from ..plugins import load_errors, plugin_infos
 
     infos = plugin_infos()
     errors = load_errors()
-    if OPTIONS.json:
+    if invocation().json:
         emit_json({
             "hook_api": ESS_HOOK_API,
             "plugins": [{"name": i.name, "version": i.version, "module": i.module,
@@ -227,8 +155,8 @@ def config_group() -> None:
 
 def _all_setting_flags() -> list[tuple[str, str]]:
     """(flag, key) for every setting any backend or plugin exposes on the command line."""
-    from .plugins import backends
-    from .settings import specs_for
+    from ..plugins import backends
+    from ..settings import specs_for
 
     pairs: dict[str, str] = {}
     for backend in backends().values():
@@ -261,11 +189,11 @@ def config_show(backend_name: str | None, **flags: Any) -> None:
     Example:
       ess config show --config configs/instance.conf --type t3.large
     """
-    from .output import emit, emit_json, table
-    from .plugins import backends
-    from .settings import find_config, find_section, load_settings, read_config
+    from ..output import emit, emit_json, table
+    from ..plugins import backends
+    from ..settings import find_config, find_section, load_settings, read_config
 
-    path, _ = find_config(OPTIONS.config, os.environ)
+    path, _ = find_config(invocation().config, os.environ)
     sections = read_config(path) if path else {}
     found = backends()
     if backend_name is not None:
@@ -283,7 +211,7 @@ def config_show(backend_name: str | None, **flags: Any) -> None:
         settings = load_settings(backend, path, cli=relevant)
         masked = settings.masked()
         shown[name] = {key: {"value": masked[key], "source": settings.source(key)} for key in settings.values}
-    if OPTIONS.json:
+    if invocation().json:
         emit_json({"config": str(path) if path else None, "backends": shown})
         return
     emit(f"config file: {path if path else '(none found; defaults apply)'}")
@@ -299,12 +227,6 @@ def _show(value: Any) -> Any:
     return ", ".join(value) if isinstance(value, list) else value
 
 
-def setting_values(flags: dict[str, Any]) -> dict[str, Any]:
-    """Settings given on the command line: ``setting__<key>`` parameters that were used."""
-    return {name[len("setting__"):]: value for name, value in flags.items()
-            if name.startswith("setting__") and value not in (None, False)}
-
-
 # -- entry point -------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
@@ -312,45 +234,47 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and map every outcome to one stderr line and an exit code."""
-    OPTIONS.__init__()  # type: ignore[misc]  # reset in place: commands hold a reference
+    # This run's options live in the root context's obj, made here so that the error
+    # handling below, which runs after click has closed its contexts, still sees --debug.
+    options = Invocation()
     configure_logging(debug=False)
     _warn_load_errors()
     try:
-        result = cli.main(args=argv, prog_name="ess", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="ess", standalone_mode=False, obj=options)
         return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
-        _fail(format_usage_error(exc, sys.argv[1:] if argv is None else argv))
+        _fail(options, format_usage_error(exc, sys.argv[1:] if argv is None else argv))
         return 2
     except click.Abort:
         # click raises Abort for Ctrl-C (or end of input) at a prompt; a "no" answer is
         # ess.errors.Declined (exit 1), so 130 stays the code of an interruption.
         if sys.stderr.isatty():
             sys.stderr.write("\n")  # the terminal's cursor is still on the prompt line, after ^C
-        _fail("interrupted at the prompt; nothing was changed")
+        _fail(options, "interrupted at the prompt; nothing was changed")
         return Interrupted.exit_code
     except EssError as exc:
-        _fail(str(exc))
+        _fail(options, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        _fail("interrupted")
+        _fail(options, "interrupted")
         return Interrupted.exit_code
     except Exception as exc:
-        _fail(f"internal error: {type(exc).__name__}: {exc} "
+        _fail(options, f"internal error: {type(exc).__name__}: {exc} "
               "(run again with --debug for the traceback, and please report it)")
         return 1
 
 
 def _warn_load_errors() -> None:
-    from .plugins import load_errors
+    from ..plugins import load_errors
 
     for error in load_errors():
         sys.stderr.write(scrub(f"ess: warning: plugin {error.name!r} {error.error}") + "\n")
 
 
-def _fail(message: str) -> None:
-    if OPTIONS.debug:
+def _fail(options: Invocation, message: str) -> None:
+    if options.debug:
         sys.stderr.write(scrub(traceback.format_exc()))
     line = " ".join(message.split("\n")).strip()
     sys.stderr.write(scrub(f"ess: {line}") + "\n")
