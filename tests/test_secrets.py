@@ -59,7 +59,7 @@ def test_internal_errors_and_debug_tracebacks_are_scrubbed(ess, memory, monkeypa
     def explode(self, settings):
         raise RuntimeError(f"backend blew up holding {FAKE_SECRET_KEY}")
 
-    monkeypatch.setattr(memory.MemoryBackend, "list", explode)
+    monkeypatch.setattr(memory.MemoryBackend, "nodes", explode)
     from ess.cli import run
 
     capsys.readouterr()

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +52,8 @@ class PluginInfo:
     backends: tuple[str, ...]
 
 
+log = logging.getLogger(__name__)
+
 _manager: pluggy.PluginManager | None = None
 _load_errors: list[LoadError] = []
 _dists: dict[str, str] = {}
@@ -66,8 +72,12 @@ def get_plugin_manager() -> pluggy.PluginManager:
         _load_errors.clear()
         _load_entry_points(pm)
         for module_name in _names("ESS_PLUGINS"):
-            _register(pm, module_name, lambda m=module_name: importlib.import_module(m))
+            _register(pm, module_name, lambda m=module_name: importlib.import_module(m),
+                      source=f"ESS_PLUGINS module {module_name}")
         _manager = pm
+        if _tracing.wanted:  # --debug came before the first hook call (or reset() in between)
+            _tracing.undo = None
+            trace_hook_calls(True)
     return _manager
 
 
@@ -81,6 +91,8 @@ def reset() -> None:
     _manager = None
     _dists.clear()
     _unloaded.clear()
+    _unlogged_loads.clear()
+    _tracing.undo = None
 
 
 def load_errors() -> list[LoadError]:
@@ -91,12 +103,16 @@ def load_errors() -> list[LoadError]:
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     rows, clashes = ordered_entry_points(_entry_points())
     _load_errors.extend(clashes)
+    for clash in clashes:
+        _log_load(f"plugin {clash.name}: {clash.error}")
     for name, value, dist in rows:
         if pm.is_blocked(name):
             _unloaded.add(name)
+            _log_load(f"plugin {name}: disabled by ESS_DISABLE_PLUGINS (entry point {value})")
             continue
         _dists[name] = dist
-        _register(pm, name, lambda value=value: _load(value))
+        _register(pm, name, lambda value=value: _load(value),
+                  source=f"entry point {name} = {value} ({dist or 'unknown package'})")
         if pm.get_plugin(name) is None:
             _unloaded.add(name)
 
@@ -209,24 +225,100 @@ def _cache_file() -> Path:
     return base / "entry-points.json"
 
 
-def _register(pm: pluggy.PluginManager, name: str, load) -> None:
+def _register(pm: pluggy.PluginManager, name: str, load: Callable[[], object], source: str) -> None:
+    started = time.perf_counter()
+    outcome = _try_register(pm, name, load)
+    _log_load(f"plugin {name}: {outcome} from {source} in {(time.perf_counter() - started) * 1000:.1f} ms")
+
+
+def _try_register(pm: pluggy.PluginManager, name: str, load: Callable[[], object]) -> str:
+    """Import and register one plugin; what happened, in a word or two (for the debug log)."""
     try:
         plugin = load()
     except Exception as exc:  # a broken third-party plugin must not break ess
         _load_errors.append(LoadError(name, f"failed to import: {type(exc).__name__}: {exc}"))
-        return
+        return "failed to import"
     if pm.is_registered(plugin) or pm.get_plugin(name) is not None:
-        return
+        return "already registered"
     try:
         pm.register(plugin, name=name)
     except Exception as exc:
         _load_errors.append(LoadError(name, f"rejected: {exc}"))
-        return
+        return "rejected"
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         pm.unregister(plugin)
         _load_errors.append(LoadError(name, f"rejected: {exc}"))
+        return "rejected"
+    return "loaded"
+
+
+# -- debug log: plugin loading and hook calls -------------------------------------------------
+#: Plugin-load lines not logged yet. The CLI loads plugins before it has parsed --debug
+#: (it warns about broken ones first), so the lines wait here until tracing is turned on.
+_unlogged_loads: list[str] = []
+
+
+def _log_load(line: str) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s", line)
+    else:
+        _unlogged_loads.append(line)
+
+
+@dataclass
+class _Tracing:
+    """Hook-call monitoring state: whether it is wanted, and how to remove it from the manager."""
+
+    wanted: bool = False
+    undo: Callable[[], None] | None = None
+
+
+_tracing = _Tracing()
+_call_starts = threading.local()  # a stack per thread: hooks are called from worker threads too
+
+
+def trace_hook_calls(on: bool) -> None:
+    """Log every hook call (name, plugins, duration) at DEBUG, or stop doing so.
+
+    Called by :func:`ess.log.configure`. Off by default: pluggy's monitoring wraps every hook
+    call, which a normal run need not pay for. Turning it on also logs the plugin loads that
+    happened before (see :data:`_unlogged_loads`).
+    """
+    _tracing.wanted = on
+    if not on:
+        if _tracing.undo is not None:
+            _tracing.undo()
+            _tracing.undo = None
+        _unlogged_loads.clear()
+        return
+    for line in _unlogged_loads:
+        log.debug("%s", line)
+    _unlogged_loads.clear()
+    if _manager is not None and _tracing.undo is None:
+        _tracing.undo = _manager.add_hookcall_monitoring(_before_hook, _after_hook)
+
+
+def _before_hook(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, object]) -> None:
+    # Argument names only: their values (settings, nodes) can be large, and settings hold paths
+    # to secrets; what a hook was given is in the lines its plugin logs.
+    plugins = ", ".join(impl.plugin_name for impl in hook_impls) or "no plugin"
+    log.debug("hook %s(%s) -> %s", hook_name, ", ".join(kwargs), plugins)
+    stack = getattr(_call_starts, "stack", None)
+    if stack is None:
+        stack = _call_starts.stack = []
+    stack.append(time.perf_counter())
+
+
+def _after_hook(outcome: pluggy.Result[object], hook_name: str, hook_impls: Sequence[pluggy.HookImpl],
+                kwargs: Mapping[str, object]) -> None:
+    stack = getattr(_call_starts, "stack", None)
+    elapsed = (time.perf_counter() - stack.pop()) * 1000 if stack else 0.0
+    if outcome.exception is not None:
+        log.debug("hook %s raised %s after %.1f ms", hook_name, type(outcome.exception).__name__, elapsed)
+    else:
+        log.debug("hook %s done in %.1f ms (%d plugin(s))", hook_name, elapsed, len(hook_impls))
 
 
 def backends() -> dict[str, Backend]:

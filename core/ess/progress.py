@@ -7,10 +7,17 @@ line every ``interval`` seconds while it runs, so logs stay short but never sile
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
 from typing import TextIO
+
+from .redact import scrub
+
+# Stages are logged too: a quiet Progress (the Python API's default) still leaves a
+# trace under --debug, and a debug transcript shows each stage next to the calls it made.
+log = logging.getLogger(__name__)
 
 
 class Progress:
@@ -32,6 +39,7 @@ class Progress:
         """Start a stage; ends the previous one if it is still open."""
         with self._lock:
             self._end_locked()
+            log.debug("stage: %s%s", label, f" ({total})" if total is not None else "")
             self._label, self._total, self._done = label, total, 0
             self._started = self._last_plain = time.monotonic()
             self._emit(final=False, force=True)
@@ -41,6 +49,7 @@ class Progress:
         with self._lock:
             if not self._label:
                 self._started = self._last_plain = time.monotonic()
+            log.debug("stage: %s%s", label, f" ({total})" if total is not None else "")
             self._label, self._total = label, total
             self._emit(final=False, force=True)
 
@@ -63,12 +72,16 @@ class Progress:
             self._end_locked()
 
     def note(self, message: str) -> None:
-        """A line that stays (warnings, what was cleaned up), printed above the progress line."""
+        """A line that stays (warnings, what was cleaned up), printed above the progress line.
+
+        Scrubbed like every log line: a note often quotes an error, which can quote a secret.
+        Core and plugins call :func:`ess.log.warn`, which ends here when there is a sink.
+        """
         with self._lock:
             if self.quiet:
                 return
             self._clear()
-            self.stream.write(message + "\n")
+            self.stream.write(scrub(message) + "\n")
             self.stream.flush()
             if self._label and self.tty:
                 self._emit(final=False, force=True)
@@ -104,5 +117,8 @@ class Progress:
 
     def _end_locked(self) -> None:
         if self._label:
+            log.debug("stage done: %s%s in %.3f s", self._label,
+                      f" {self._done}/{self._total}" if self._total is not None else "",
+                      time.monotonic() - self._started)
             self._emit(final=True, force=True)
         self._label = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import secrets
 import socket
@@ -18,6 +19,7 @@ from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
 
+from ess import log as ess_log
 from ess.backend import Backend
 from ess.errors import EssError, UsageError
 from ess.models import (
@@ -49,6 +51,8 @@ from .state import (
 
 ADDRESS = "127.0.0.1"
 POLL_SECONDS = 0.02
+
+log = logging.getLogger(__name__)
 
 
 def _current_user() -> str:
@@ -260,6 +264,7 @@ class LocalBackend(Backend):
         failed: dict[str, str] = {}
         pending = list(records)
         deadline = time.monotonic() + timeout
+        polls = 0
         while pending:
             still: list[NodeRecord] = []
             for record in pending:
@@ -273,6 +278,10 @@ class LocalBackend(Backend):
                     failed[record.id] = f"{record.id} exited while starting: {_last_line(store, record.id)}"
                 else:
                     still.append(record)
+            polls += 1
+            if polls == 1 or len(still) != len(pending):  # polls are 20 ms apart: log changes only
+                log.debug("poll ready files: %d/%d ready, %d failed; waiting for %s", len(ready), len(records),
+                          len(failed), ess_log.pending({r.id: "starting" for r in still}, "ready"))
             if len(still) != len(pending):
                 progress.update(already + len(ready))
             pending = still
@@ -337,13 +346,18 @@ class LocalBackend(Backend):
         deadline = time.monotonic() + timeout
         pending = [node for node in nodes if node.port]
         done = len(nodes) - len(pending)
+        polls = 0
         while pending and time.monotonic() < deadline:
+            polls += 1
             still = []
             for node in pending:
                 if _accepts(node.port):
                     done += 1
                 else:
                     still.append(node)
+            if polls == 1 or len(still) != len(pending):  # polls are 50 ms apart: log changes only
+                log.debug("poll ports: %d/%d accept connections; waiting for %s", done, len(nodes),
+                          ess_log.pending({n.id: f"port {n.port} closed" for n in still}, ""))
             pending = still
             progress.update(done)
             if pending:

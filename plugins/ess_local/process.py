@@ -11,6 +11,7 @@ does not exist (macOS) the command line is read with ``ps`` and the start time w
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NODE_MODULE = "ess_local.node"
+
+log = logging.getLogger(__name__)
 
 #: Seconds a node gets to exit after SIGTERM before it is sent SIGKILL.
 GRACE_SECONDS = 5.0
@@ -149,11 +152,12 @@ def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
     """
     node_id = argv[argv.index("--node-id") + 1]
     ready_file = _option(argv, "--ready-file") or ""
+    began = time.monotonic()
     # The log may hold what commands printed: private to this user from its first byte.
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as log:
+    with os.fdopen(fd, "ab") as node_log:
         proc = subprocess.Popen([sys.executable, "-m", NODE_MODULE, *argv], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, cwd=cwd, start_new_session=True,
+                                stdout=node_log, stderr=node_log, cwd=cwd, start_new_session=True,
                                 close_fds=True)
     started = start_time(proc.pid)
     # Popen can return while the kernel is still inside execve (vfork), when the new
@@ -168,7 +172,10 @@ def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
     # The Popen object is dropped on purpose: the node must outlive this command. Python's
     # subprocess module keeps unfinished children in a list and reaps them later.
     if started is None:
+        log.debug("spawn %s: pid %d exited at once (see %s)", node_id, proc.pid, log_file)
         return None
+    log.debug("spawn %s: pid %d in %.1f ms, log %s", node_id, proc.pid, (time.monotonic() - began) * 1000,
+              log_file)
     return Identity(proc.pid, started, node_id, ready_file)
 
 
@@ -181,6 +188,9 @@ def reap(pid: int) -> None:
 def signal_node(identity: Identity, signum: int) -> bool:
     """Send ``signum`` to a verified node and the commands it runs; False if it is not ours."""
     if not is_ours(identity):
+        # Never signalled: the pid died, or was reused by another process (the whole point).
+        log.debug("signal %s: pid %d is not that node's process any more; not signalled",
+                  identity.node_id, identity.pid)
         return False
     # The node leads its own session and process group (start_new_session), so the group
     # id is its pid: the group holds the node and the commands it is running, nothing else.
@@ -193,7 +203,10 @@ def signal_node(identity: Identity, signum: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        log.debug("signal %s: pid %d refused %s (permission denied)", identity.node_id, identity.pid,
+                  signal.Signals(signum).name)
         return False
+    log.debug("signal %s: %s sent to pid %d", identity.node_id, signal.Signals(signum).name, identity.pid)
     return True
 
 
@@ -217,6 +230,8 @@ def stop(identities: list[Identity], grace: float = GRACE_SECONDS) -> None:
                 if time.monotonic() >= deadline + grace:
                     break
             else:
+                log.debug("stop: %d node(s) still alive %.0f s after SIGTERM: %s", len(pending), grace,
+                          ", ".join(ident.node_id for ident in pending))
                 for ident in pending:
                     signal_node(ident, signal.SIGKILL)
                 killed = True

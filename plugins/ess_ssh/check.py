@@ -8,6 +8,7 @@ their sockets are closed, so the run ends on time whatever the network does.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from .connect import (
     just_launched,
 )
 from .fanout import Fleet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,11 +82,12 @@ def _verify_one(connector: Connector, node: Node, command: str, start: float, de
     while True:
         state.attempts += 1
         try:
-            client = connector.connect(node, deadline)
+            client = connector.connect(node, deadline, attempt=state.attempts)
             try:
                 output = connector.run(client, command, deadline)
             finally:
                 connector.release(client)
+            log.debug("ssh %s attempt %d: %r exited %d", node.id, state.attempts, command, output.exit_code)
             if output.exit_code == 0:
                 return CheckResult(node.id, "ssh", True, "", time.monotonic() - start, state.attempts,
                                    node.address)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import select
 import socket
 import threading
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
     from ess.models import Settings
     from ess.progress import Progress
+
+log = logging.getLogger(__name__)
 
 INSECURE_WARNING = ("WARNING: insecure_skip_host_key_check is on: SSH host keys are NOT checked; "
                     "anyone on the network path can impersonate these nodes")
@@ -153,12 +156,26 @@ class Connector:
                    progress=progress)
 
     # -- connections --------------------------------------------------------------------
-    def connect(self, node: Node, deadline: float | None = None) -> paramiko.SSHClient:
+    def connect(self, node: Node, deadline: float | None = None, attempt: int = 1) -> paramiko.SSHClient:
         """An authenticated client for ``node``, or :class:`SshFailure`; one attempt, no retry.
 
         Each phase (TCP, banner, key exchange, auth) gets ``connect_timeout`` capped by what
-        is left until ``deadline`` (a ``time.monotonic()`` value).
+        is left until ``deadline`` (a ``time.monotonic()`` value). ``attempt`` only numbers
+        the attempt in the debug log, one line per attempt with its outcome.
         """
+        started = time.monotonic()
+        try:
+            client = self._connect(node, deadline)
+        except SshFailure as failure:
+            log.debug("ssh %s %s@%s:%s attempt %d: %s after %.1f ms (%s)", node.id, self.access.username,
+                      node.address, node.port, attempt, failure.reason, (time.monotonic() - started) * 1000,
+                      "retryable" if failure.retry else "final")
+            raise
+        log.debug("ssh %s %s@%s:%s attempt %d: connected in %.1f ms", node.id, self.access.username,
+                  node.address, node.port, attempt, (time.monotonic() - started) * 1000)
+        return client
+
+    def _connect(self, node: Node, deadline: float | None) -> paramiko.SSHClient:
         import paramiko
 
         _quiet_paramiko()
@@ -216,7 +233,7 @@ class Connector:
             if on_attempt is not None:
                 on_attempt(attempts)
             try:
-                return self.connect(node, deadline), attempts
+                return self.connect(node, deadline, attempt=attempts), attempts
             except SshFailure as failure:
                 if not failure.retry or self._aborted:
                     raise
