@@ -10,6 +10,7 @@ to keep them.
 from __future__ import annotations
 
 import getpass
+import logging
 import signal
 import socket
 import uuid
@@ -39,6 +40,8 @@ from .models import (
 from .plugins import get_plugin_manager
 from .progress import Progress
 from .settings import how_to_set
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,12 +113,16 @@ def create(backend: Backend, settings: Settings, request: LaunchRequest, progres
     launched: list[Node] = []
     try:
         with sigterm_as_interrupt():
+            log.debug("create: launch %s of %d node(s) (at least %d) on %s, cluster %r", request.launch_id,
+                      request.count, request.min_count, backend.name, settings.cluster)
             progress.stage(f"launching {request.count}")
             launched = backend.create(settings, request, progress)
             progress.finish()
+            log.debug("create: launched %s", _ids(launched))
             timeout = float(settings.get("wait_timeout", 600.0))
             nodes = backend.wait(settings, launched, progress, timeout)
             progress.finish()
+            log.debug("create: running %s", _ids(nodes))
             result = CreateResult(nodes=nodes)
             if verify:
                 result = _verify_new(backend, settings, nodes, request, progress)
@@ -123,6 +130,8 @@ def create(backend: Backend, settings: Settings, request: LaunchRequest, progres
             return result
     except BaseException as exc:
         progress.finish()
+        log.debug("create: failed with %s after launching %s; %s", type(exc).__name__, _ids(launched),
+                  "keeping them (--keep-on-failure)" if keep_on_failure else "rolling back")
         if keep_on_failure:
             ids = ", ".join(n.id for n in launched) or f"tag {TAG_LAUNCH}={request.launch_id}"
             progress.note(f"ess: --keep-on-failure: keeping the nodes of this run ({ids}); "
@@ -154,6 +163,13 @@ def _verify_new(backend: Backend, settings: Settings, nodes: list[Node], request
                    + describe_failures(checks))
 
 
+def _ids(nodes: list[Node], limit: int = 10) -> str:
+    """``3 node(s): i-1, i-2, i-3`` for the debug log, cut after ``limit`` ids."""
+    shown = ", ".join(n.id for n in nodes[:limit])
+    more = f", ... ({len(nodes) - limit} more)" if len(nodes) > limit else ""
+    return f"{len(nodes)} node(s)" + (f": {shown}{more}" if nodes else "")
+
+
 def describe_failures(checks: list[CheckResult], limit: int = 5) -> str:
     failed = [c for c in checks if not c.ok]
     text = "; ".join(f"{c.node_id}: {c.message}" for c in failed[:limit])
@@ -164,6 +180,7 @@ def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launc
              progress: Progress) -> None:
     """Terminate every node of this launch: those returned, and any found by the launch tag."""
     with deferred_interrupts(progress):
+        log.debug("rollback: listing the cluster for nodes tagged %s=%s", TAG_LAUNCH, request.launch_id)
         try:
             found = [n for n in backend.nodes(settings) if n.launch_id == request.launch_id]
         except Exception as exc:
@@ -171,12 +188,16 @@ def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launc
             progress.note(f"ess: could not list nodes during cleanup ({exc})")
         victims = {n.id: n for n in launched}
         victims.update({n.id: n for n in found})
+        log.debug("rollback: %d returned by the launch, %d found by tag; terminating %s", len(launched),
+                  len(found), _ids(list(victims.values())))
         if not victims:
             return
         try:
             backend.terminate(settings, list(victims.values()), progress)
             progress.finish()
+            log.debug("rollback: terminated %d node(s)", len(victims))
         except Exception as exc:
+            log.debug("rollback: terminate failed: %s: %s", type(exc).__name__, exc)
             progress.note(f"ess: CLEANUP FAILED ({exc}); nodes tagged {TAG_LAUNCH}={request.launch_id} "
                           f"may still run: ess instance {backend.name} terminate all --yes")
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import re
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from ess import log as ess_log
 from ess.backend import Backend
 from ess.errors import EssError
 from ess.models import (
@@ -35,6 +37,8 @@ from . import keys, membership, ownership
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
 from .specs import SETTINGS
+
+log = logging.getLogger(__name__)
 
 #: States a cluster's node can be in while it exists.
 LIVE_STATES = (PENDING, RUNNING, STOPPING, STOPPED, SHUTTING_DOWN)
@@ -438,6 +442,8 @@ class Ec2Backend(Backend):
                 found = aws_client.describe(aws, ids)
             states = {i: (found[i]["State"]["Name"] if i in found else TERMINATED) for i in ids}
             done = sum(1 for s in states.values() if s == target)
+            log.debug("poll %s: %d/%d %s; waiting for %s", label, done, len(ids), target,
+                      ess_log.pending(states, target))
             progress.update(done)
             if done == len(ids):
                 progress.finish()

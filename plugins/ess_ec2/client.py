@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ess.errors import EssError, UsageError
 from ess.models import Node, Settings
 
+from . import calllog
 from .credentials import Credentials, load_credentials, redact
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,6 +91,7 @@ def build_client(session: boto3.Session, service: str, region: str, max_attempts
     )
     client = session.client(service, config=config)
     client.meta.events.register("before-parse", proxy_page_as_server_error)
+    calllog.install(client)  # --debug: one line per API call (operation, size, status, duration)
     return client
 
 
