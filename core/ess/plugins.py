@@ -75,9 +75,11 @@ def get_plugin_manager() -> pluggy.PluginManager:
             _register(pm, module_name, lambda m=module_name: importlib.import_module(m),
                       source=f"ESS_PLUGINS module {module_name}")
         _manager = pm
-        if _tracing.wanted:  # --debug came before the first hook call (or reset() in between)
-            _tracing.undo = None
-            trace_hook_calls(True)
+    # Debug logging turned on since the last call (the CLI parses --debug after loading the
+    # plugins; a library user may call logging.basicConfig): trace from now on. One cached
+    # level check per call; the monitoring itself stays off in a normal run.
+    if _tracing.undo is None and (_tracing.wanted or log.isEnabledFor(logging.DEBUG)):
+        trace_hook_calls(True)
     return _manager
 
 
@@ -301,10 +303,6 @@ def trace_hook_calls(on: bool) -> None:
 
 
 def _before_hook(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, object]) -> None:
-    # Argument names only: their values (settings, nodes) can be large, and settings hold paths
-    # to secrets; what a hook was given is in the lines its plugin logs.
-    plugins = ", ".join(impl.plugin_name for impl in hook_impls) or "no plugin"
-    log.debug("hook %s(%s) -> %s", hook_name, ", ".join(kwargs), plugins)
     stack = getattr(_call_starts, "stack", None)
     if stack is None:
         stack = _call_starts.stack = []
@@ -313,12 +311,13 @@ def _before_hook(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: 
 
 def _after_hook(outcome: pluggy.Result[object], hook_name: str, hook_impls: Sequence[pluggy.HookImpl],
                 kwargs: Mapping[str, object]) -> None:
+    # One line per call, written when it returns. Argument names only: their values
+    # (settings, nodes) are large, and what a plugin did with them is in its own lines.
     stack = getattr(_call_starts, "stack", None)
     elapsed = (time.perf_counter() - stack.pop()) * 1000 if stack else 0.0
-    if outcome.exception is not None:
-        log.debug("hook %s raised %s after %.1f ms", hook_name, type(outcome.exception).__name__, elapsed)
-    else:
-        log.debug("hook %s done in %.1f ms (%d plugin(s))", hook_name, elapsed, len(hook_impls))
+    plugins = ", ".join(impl.plugin_name for impl in reversed(hook_impls)) or "no plugin"
+    ended = "done" if outcome.exception is None else f"raised {type(outcome.exception).__name__}"
+    log.debug("hook %s(%s) -> %s: %s in %.1f ms", hook_name, ", ".join(kwargs), plugins, ended, elapsed)
 
 
 def backends() -> dict[str, Backend]:
