@@ -28,11 +28,6 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from .errors import NotSupported, UsageError
 from .models import (
-    PENDING,
-    RUNNING,
-    STOPPED,
-    STOPPING,
-    TAG_ADOPTED,
     CheckResult,
     CommandResult,
     LaunchRequest,
@@ -216,13 +211,11 @@ class Cluster:
         from . import provision
 
         targets = _targets(ids)
-        nodes = provision.select(self.backend, self.settings, targets)
-        if targets == ["all"] and not include_adopted:
-            kept = [n.id for n in nodes if n.tags.get(TAG_ADOPTED) == "true"]
-            nodes = [n for n in nodes if n.tags.get(TAG_ADOPTED) != "true"]
-            if kept:
-                self.progress.note(f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(kept)} "
-                                   "(include_adopted=True terminates them too)")
+        nodes, kept = provision.terminate_targets(provision.select(self.backend, self.settings, targets),
+                                                  targets == ["all"], include_adopted)
+        if kept:
+            self.progress.note(f"keeping {len(kept)} adopted node(s) ess did not launch: "
+                               f"{', '.join(n.id for n in kept)} (include_adopted=True terminates them too)")
         if nodes and confirm is not None:
             confirm(nodes)
         provision.terminate(self.backend, self.settings, nodes, self.progress)
@@ -324,12 +317,8 @@ class Cluster:
         from . import provision
 
         self._require(verb, f"cannot {verb} nodes")
-        wanted = {STOPPED, STOPPING} if verb == "stop" else {RUNNING, PENDING}
         nodes = provision.select(self.backend, self.settings, _targets(ids))
-        # As the CLI's stop/start (core/ess/commands.py, no flow function in ess.provision yet):
-        # a lost node that is already down still goes to `stop`, which is how a caller says
-        # "leave it down", so it stops failing verify.
-        todo = [n for n in nodes if n.state not in wanted or (verb == "stop" and n.lost and n.state == STOPPED)]
+        todo = provision.power_targets(nodes, verb)  # the CLI's stop/start choose the same way
         if todo and confirm is not None:
             confirm(todo)
         if todo:

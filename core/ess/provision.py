@@ -303,6 +303,35 @@ def select(backend: Backend, settings: Settings, targets: list[str]) -> list[Nod
     return [by_id[t] for t in dict.fromkeys(targets)]
 
 
+def power_targets(nodes: list[Node], verb: str) -> list[Node]:
+    """The nodes ``stop`` (``verb="stop"``) or ``start`` acts on, of those selected.
+
+    Those not already in the wanted state, plus, for ``stop``, a lost node that is already
+    down: stopping it is how the user says "leave it down", so it stops failing verify.
+    """
+    wanted = {STOPPED, STOPPING} if verb == "stop" else {RUNNING, PENDING}
+    # A node that is gone (a lost node EC2 still lists as terminated) can be neither stopped
+    # nor started: it is left out of the confirmation and the work, not skipped by the backend.
+    return [n for n in nodes if n.state not in (TERMINATED, SHUTTING_DOWN)
+            and (n.state not in wanted or (verb == "stop" and n.lost and n.state == STOPPED))]
+
+
+def terminate_targets(nodes: list[Node], all_nodes: bool, include_adopted: bool) -> tuple[list[Node], list[Node]]:
+    """The selected nodes ``terminate`` acts on, and the adopted ones it keeps.
+
+    A lost node that is already terminated (EC2 lists one for about an hour) has nothing
+    left to terminate: it is neither acted on nor reported. With ``all_nodes``, machines
+    adopted with ``add`` are kept unless ``include_adopted`` (ess did not launch them).
+    """
+    from .models import TERMINATED
+
+    chosen = [n for n in nodes if n.state != TERMINATED]
+    if not all_nodes or include_adopted:
+        return chosen, []
+    return ([n for n in chosen if n.tags.get(TAG_ADOPTED) != "true"],
+            [n for n in chosen if n.tags.get(TAG_ADOPTED) == "true"])
+
+
 def terminate(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> None:
     if not nodes:
         return

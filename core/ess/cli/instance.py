@@ -14,7 +14,7 @@ import click
 from ..backend import Backend
 from ..errors import Declined, PartialFailure, UsageError
 from ..hints import create_example, has_flag, terminate_verb
-from ..models import PENDING, RUNNING, STOPPED, STOPPING, TAG_ADOPTED, TERMINATED, Node
+from ..models import RUNNING, LaunchRequest, Node
 from ..output import emit, emit_json, nodes_json, nodes_table
 from .groups import SuggestingGroup
 from .options import EXIT_CODES_HELP, WholeNumber, common_options, invocation, progress, setting_options
@@ -119,25 +119,34 @@ def create_command(backend: Backend) -> click.Command:
     @common_options
     def create(min_count: int | None, no_verify: bool, keep_on_failure: bool, yes: bool,
                **flags: Any) -> None:
-        from .. import provision
+        from ..api import Cluster
 
         items = flags.pop("items", ())
         if items:
             flags[f"setting__{backend.create_arguments}"] = ",".join(items)
         settings = load(backend, flags)
         count = backend.requested_count(settings)
-        request = provision.prepare(backend, settings, count, min_count, verify=not no_verify)
-        # A second create grows the cluster: say so before doing it, never silently.
-        existing = backend.nodes(settings)
-        if existing:
-            click.echo(f"cluster {settings.cluster!r} already has {len(existing)} node(s); "
-                       f"adding {count} more", err=True)
-        if (backend.billable or existing) and not yes and sys.stdin.isatty():
-            kind = settings.get("instance_type") or "node"
-            ask(f"Launch {count} x {kind} for cluster {settings.cluster!r} on {name}?" if backend.billable
-                else f"Add {count} node(s) to cluster {settings.cluster!r} on {name}?")
-        result = provision.create(backend, settings, request, progress(), verify=not no_verify,
-                                  keep_on_failure=keep_on_failure)
+        if min_count is not None and not 1 <= min_count <= count:
+            # The API names its own argument (min_count=); the command line names --min.
+            raise UsageError(f"--min: {min_count} must be between 1 and the node count {count} "
+                             f"(try --min {max(1, count // 2)})")
+        existing: list[Node] = []
+
+        def confirm_launch(request: LaunchRequest) -> None:
+            # Every check passed and nothing is launched yet. A second create grows the
+            # cluster: say so before doing it, never silently.
+            existing.extend(backend.nodes(settings))
+            if existing:
+                click.echo(f"cluster {settings.cluster!r} already has {len(existing)} node(s); "
+                           f"adding {count} more", err=True)
+            if (backend.billable or existing) and not yes and sys.stdin.isatty():
+                kind = settings.get("instance_type") or "node"
+                ask(f"Launch {count} x {kind} for cluster {settings.cluster!r} on {name}?" if backend.billable
+                    else f"Add {count} node(s) to cluster {settings.cluster!r} on {name}?")
+
+        cluster = Cluster.from_settings(settings, progress=progress())
+        result = cluster.create(min_count=min_count, verify=not no_verify, keep_on_failure=keep_on_failure,
+                                confirm=confirm_launch)
         checks = None if no_verify else result.checks
         if invocation().json:
             emit_json(nodes_json(name, settings.cluster, result.nodes, checks,
@@ -151,7 +160,7 @@ def create_command(backend: Backend) -> click.Command:
             # The first row of the table just printed, so the hint and the table agree.
             click.echo(login_hint(backend, settings, result.nodes[0]), err=True)
         if result.dropped:
-            raise PartialFailure(f"kept {len(result.nodes)} of {request.count} nodes; dropped "
+            raise PartialFailure(f"kept {len(result.nodes)} of {count} nodes; dropped "
                                  + ", ".join(n.id for n in result.dropped))
     if backend.create_arguments:
         create = click.argument("items", nargs=-1, metavar=f"[{backend.create_arguments.upper()}...]")(create)
@@ -243,16 +252,11 @@ def terminate_command(backend: Backend) -> click.Command:
         if purge and not backend.supports("purge"):
             raise UsageError(f"--purge: backend {backend.name} has nothing to purge (drop --purge)")
         settings = load(backend, flags)
-        # A lost node that is already terminated (EC2 lists one for about an hour) has
-        # nothing left to terminate: it is not counted or reported as terminated by ess.
-        chosen = [n for n in provision.select(backend, settings, list(targets)) if n.state != TERMINATED]
-        nodes = chosen
-        if targets == ("all",) and not include_adopted:
-            nodes = [n for n in chosen if n.tags.get(TAG_ADOPTED) != "true"]
-            kept = [n.id for n in chosen if n.tags.get(TAG_ADOPTED) == "true"]
-            if kept:
-                click.echo(f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(kept)} "
-                           "(--include-adopted terminates them too; `remove` releases them)", err=True)
+        nodes, kept = provision.terminate_targets(provision.select(backend, settings, list(targets)),
+                                                  targets == ("all",), include_adopted)
+        if kept:
+            click.echo(f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(n.id for n in kept)} "
+                       "(--include-adopted terminates them too; `remove` releases them)", err=True)
         purged: list[str] = []
         if not nodes:
             click.echo(f"nothing to terminate: cluster {settings.cluster!r} has no nodes on "
@@ -381,8 +385,6 @@ def _ip_of(node: Node, field: str) -> str | None:
 
 
 def _power_command(backend: Backend, verb: str) -> click.Command:
-    wanted, action = ({STOPPED, STOPPING}, backend.stop) if verb == "stop" else ({RUNNING, PENDING}, backend.start)
-
     @click.command(verb, help=f"""{verb.capitalize()} the cluster's nodes (all, or the ids given).
 
     {"Stopped nodes keep their disks and cost no compute; `start` resumes them." if verb == "stop"
@@ -401,17 +403,13 @@ def _power_command(backend: Backend, verb: str) -> click.Command:
 
         settings = load(backend, flags)
         nodes = provision.select(backend, settings, list(targets) or ["all"])
-        # A lost node that is already down still goes to `stop`: stopping it is how the user
-        # says "leave it down", so it stops failing verify and status.
-        todo = [n for n in nodes if n.state not in wanted or (verb == "stop" and n.lost and n.state == STOPPED)]
+        todo = provision.power_targets(nodes, verb)  # a lost node already down still goes to `stop`
         if not todo:
             click.echo(f"nothing to {verb}: no node of cluster {settings.cluster!r} needs it", err=True)
             return
         if verb == "stop":
             confirm(f"Stop {len(todo)} node(s) of cluster {settings.cluster!r} on {backend.name}", todo, yes)
-        progress_line = progress()
-        action(settings, todo, progress_line)
-        progress_line.finish()
+        provision.power(backend, settings, todo, verb, progress())
         done = {n.id for n in todo}
         after = [n for n in backend.nodes(settings) if n.id in done]
         if invocation().json:
@@ -448,7 +446,7 @@ def add_command(backend: Backend) -> click.Command:
         tags = provision.membership_tags(settings)
         confirm(f"Add {len(nodes)} machine(s) to cluster {settings.cluster!r} on {backend.name} "
                 f"(tags: {', '.join(f'{k}={v}' for k, v in tags.items())})", nodes, yes)
-        backend.adopt(settings, nodes, tags, progress())
+        provision.adopt(backend, settings, nodes, progress(), tags)
         emit(f"added {len(nodes)} node(s) to cluster {settings.cluster!r}: {', '.join(n.id for n in nodes)}")
     return add
 
@@ -465,13 +463,12 @@ def remove_command(backend: Backend) -> click.Command:
     @setting_options(backend, "remove")
     @common_options
     def remove(ids: tuple[str, ...], yes: bool, **flags: Any) -> None:
-        from .. import provision
+        from ..api import Cluster
 
         settings = load(backend, flags)
         if "all" in ids:
             raise UsageError("remove: name node ids (`all` is not accepted here, to avoid accidents)")
-        nodes = provision.select(backend, settings, list(ids))
-        confirm(f"Remove {len(nodes)} node(s) from cluster {settings.cluster!r} (they keep running)", nodes, yes)
-        backend.release(settings, nodes, progress())
+        nodes = Cluster.from_settings(settings, progress=progress()).remove(list(ids), confirm=lambda nodes: confirm(
+            f"Remove {len(nodes)} node(s) from cluster {settings.cluster!r} (they keep running)", nodes, yes))
         emit(f"removed {len(nodes)} node(s) from cluster {settings.cluster!r}: {', '.join(n.id for n in nodes)}")
     return remove
