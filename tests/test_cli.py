@@ -149,3 +149,47 @@ def test_broken_plugin_is_one_warning_and_help_still_works(module, fragment):
                             env={**os.environ, **env})
     assert any(e["name"] == module for e in json.loads(listed.stdout)["errors"])
     assert "ec2" in {p["name"] for p in json.loads(listed.stdout)["plugins"]}
+
+
+def test_a_plugin_command_built_with_backend_command_gets_settings_options_and_json(ess, memory, monkeypatch):
+    """ess.cli.backend_command, the public helper docs/plugins.md documents: common options at
+    every level, the backend's "*" setting flags, resolved settings and --json in BackendCall."""
+    import click
+
+    from ess.cli import BackendCall, backend_command
+    from ess.errors import UsageError
+
+    def commands(self):
+        @backend_command(self, "hello")
+        @click.argument("who")
+        @click.option("--shout", is_flag=True)
+        def hello(call: BackendCall, who: str, shout: bool) -> None:
+            """Greet WHO from the cluster."""
+            if who == "nobody":
+                raise UsageError("WHO: nobody is there (name someone)")
+            text = f"hello {who} from {call.settings.cluster} on {call.backend.name}"
+            if call.out.json:
+                call.out.emit_json({"text": text, "source": call.settings.source("cluster")})
+            else:
+                call.out.emit(text.upper() if shout else text)
+                call.out.note("said hello")
+        return [hello]
+
+    monkeypatch.setattr(memory.MemoryBackend, "commands", commands)
+    r = ess("instance", "memory", "hello", "you", "--shout", "--cluster", "blue")
+    assert (r.code, r.out, r.err) == (0, "HELLO YOU FROM BLUE ON MEMORY\n", "said hello\n")
+    before = ess("--json", "instance", "memory", "hello", "you", "--cluster", "blue")
+    after = ess("instance", "memory", "hello", "you", "--cluster", "blue", "--json")
+    assert json.loads(before.out) == json.loads(after.out) == {"text": "hello you from blue on memory",
+                                                               "source": "--cluster"}
+    r = ess("instance", "memory", "hello", "nobody")
+    assert (r.code, r.err) == (2, "ess: WHO: nobody is there (name someone)\n")
+    r = ess("instance", "memory", "hello", "--help")
+    assert r.code == 0 and "Greet WHO from the cluster." in r.out and "--config" in r.out and "Exit codes" in r.out
+
+
+def test_options_of_one_run_do_not_leak_into_the_next(ess, memory):
+    """--json lives in the run's click context, not in a module global."""
+    assert json.loads(ess("--json", "instance", "memory", "list").out)["nodes"] == []
+    r = ess("instance", "memory", "list")
+    assert r.code == 0 and r.out == "" and "has no nodes" in r.err
