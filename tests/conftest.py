@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from ess import plugins
-from ess.testing.fixtures import FAKE_SECRET_KEY
+# The fixture modules are imported here (for the fake secret) before pytest_plugins loads
+# them: let pytest rewrite their asserts all the same.
+pytest.register_assert_rewrite("ess.testing", "ess_ec2.testing")
+
+from ess import plugins  # noqa: E402
+from ess_ec2.testing import FAKE_SECRET_KEY  # noqa: E402
+
+# ess's pytest fixtures are opt-in (docs/plugins.md says why): ess_home and ssh_node from
+# the core, fake_aws and the moto fixtures from the EC2 plugin.
+pytest_plugins = ["ess.testing", "ess_ec2.testing"]
 
 NETGUARD = Path(__file__).resolve().parent / "support" / "netguard"
 sys.path.insert(0, str(NETGUARD))

@@ -27,7 +27,7 @@ from ess.api import Cluster, VerifyResult
 from ess.errors import EssError, NotSupported, PartialFailure, UsageError
 from ess.models import RUNNING, STOPPED, TAG_ADOPTED, TAG_CLUSTER, CheckResult, CommandResult, Node
 from ess.provision import CreateResult
-from ess.testing.fixtures import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
+from ess_ec2.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 from ess_local.state import ClusterStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,10 +8,10 @@ import pytest
 
 from ess.errors import UsageError
 from ess.settings import load_settings
-from ess.testing import FAKE_SECRET_KEY
 from ess_ec2.backend import Ec2Backend
 from ess_ec2.client import build_session, connect
 from ess_ec2.credentials import load_credentials
+from ess_ec2.testing import FAKE_SECRET_KEY
 
 ACCESS = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

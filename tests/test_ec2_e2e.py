@@ -19,7 +19,7 @@ import pytest
 from support.ec2_world import lean_moto, quiet_moto
 
 from ess.models import TAG_CLUSTER
-from ess.testing.fixtures import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
+from ess_ec2.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE = ["pending", "running", "stopping", "stopped"]

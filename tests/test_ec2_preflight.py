@@ -159,7 +159,7 @@ def test_key_name_missing(world):
 
 
 def test_rejected_credentials_are_a_usage_error_without_the_secret(world):
-    from ess.testing import FAKE_SECRET_KEY
+    from ess_ec2.testing import FAKE_SECRET_KEY
 
     def reject(**_):
         return aws_error(401, "AuthFailure", "AWS was not able to validate the provided access credentials")

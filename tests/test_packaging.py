@@ -57,6 +57,10 @@ def third_party_imports(folder: Path) -> dict[str, set[str]]:
     return found
 
 
+def is_testing_module(path: str) -> bool:
+    return path.startswith("core/ess/testing/") or (path.startswith("plugins/") and path.endswith("/testing.py"))
+
+
 def test_every_third_party_module_ess_imports_is_declared() -> None:
     """Imported directly = declared directly (cryptography, botocore): a transitive
     dependency can vanish when the package that brought it changes its own."""
@@ -67,11 +71,19 @@ def test_every_third_party_module_ess_imports_is_declared() -> None:
     for folder in [ROOT / "core", ROOT / "plugins"]:
         for module, files in sorted(third_party_imports(folder).items()):
             dists = {d.lower().replace("_", "-") for d in modules_to_dists.get(module, [module])}
-            # ess.testing is the pytest plugin: it may use what the test extra installs.
-            allowed = testing if all(f.startswith("core/ess/testing/") for f in files) else runtime
+            # ess.testing and a plugin's testing.py are opt-in pytest plugins: they may use what
+            # the test extra installs (pytest, moto).
+            allowed = testing if all(is_testing_module(f) for f in files) else runtime
             if not dists & allowed:
                 undeclared.append(f"{module} ({sorted(files)[0]})")
     assert undeclared == []
+
+
+def test_the_pytest_plugin_is_opt_in() -> None:
+    """Installing ess must not load ess into other projects' pytest runs (docs/plugins.md)."""
+    assert "pytest11" not in PYPROJECT["project"].get("entry-points", {})
+    assert all(ep.value.split(".")[0] not in {"ess", "ess_ec2"}
+               for ep in importlib.metadata.entry_points(group="pytest11"))
 
 
 def test_changelog_names_the_current_hook_api() -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ess.redact import RedactingFilter, register_secret, scrub
-from ess.testing.fixtures import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
+from ess_ec2.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 pytest_plugins = ["pytester"]
 
