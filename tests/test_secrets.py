@@ -134,3 +134,28 @@ def test_mask_credentials_masks_key_shapes_and_keeps_ordinary_text():
     assert mask_credentials(f"x {FAKE_ACCESS_KEY} y {real_shape} z") == "x **** y **** z"
     ordinary = "line 3: /home/user/projects/clusterconfig/instance.conf m3.medium essentia-access"
     assert mask_credentials(ordinary) == ordinary
+
+
+# -- --debug shows every AWS call and SSH attempt: none of those lines may carry a secret ----
+def test_debug_transcript_of_an_ec2_create_signed_with_csv_credentials_holds_no_secret(
+        ess, moto_endpoint, tmp_path, monkeypatch):
+    """The credentials come from the console CSV (registered with ess.redact) and sign every
+    request; the transcript has the new debug lines (AWS calls, polls, hooks) and no secret."""
+    from support.fault_world import lean_world
+
+    monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")
+    world = lean_world(moto_endpoint, tmp_path, monkeypatch)
+    (world.folder / "credential_file.csv").write_text(
+        f"User Name,Access Key Id,Secret Access Key\nessentia,{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\n")
+    world.conf.write_text("[EC2]\naws_credential: credential_file\n" + world.conf.read_text().split("\n", 1)[1])
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    monkeypatch.chdir(world.folder)
+
+    created = ess("--debug", "instance", "ec2", "create", "--yes", "--no-verify", "--number", "2")
+    assert created.code == 0, created  # with no credentials in the environment: the CSV signed
+    # The scan would be vacuous without the lines it is meant to cover.
+    assert "DEBUG ess_ec2.calllog: ec2 RunInstances (2 instances): HTTP 200" in created.err, created.err
+    assert "DEBUG ess_ec2.backend: poll " in created.err and "DEBUG ess.plugins: hook " in created.err
+    for secret in (FAKE_SECRET_KEY, "PRIVATE KEY-----", "Signature="):
+        assert secret not in created.err and secret not in created.out, secret

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from . import hookspecs
+from .files import atomic_write
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -78,7 +79,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     # Debug logging turned on since the last call (the CLI parses --debug after loading the
     # plugins; a library user may call logging.basicConfig): trace from now on. One cached
     # level check per call; the monitoring itself stays off in a normal run.
-    if _tracing.undo is None and (_tracing.wanted or log.isEnabledFor(logging.DEBUG)):
+    if _tracing.undo is None and log.isEnabledFor(logging.DEBUG):
         trace_hook_calls(True)
     return _manager
 
@@ -184,9 +185,7 @@ def _entry_points() -> list[Row]:
             rows.append(row)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "entry_points": rows}))
-        os.replace(tmp, cache)
+        atomic_write(cache, json.dumps({"key": key, "entry_points": rows}), mode=0o644)
     except OSError:
         pass  # a read-only home only costs the scan next time
     return rows
@@ -271,9 +270,8 @@ def _log_load(line: str) -> None:
 
 @dataclass
 class _Tracing:
-    """Hook-call monitoring state: whether it is wanted, and how to remove it from the manager."""
+    """Hook-call monitoring state: how to remove it from the manager (None: not installed)."""
 
-    wanted: bool = False
     undo: Callable[[], None] | None = None
 
 
@@ -284,20 +282,21 @@ _call_starts = threading.local()  # a stack per thread: hooks are called from wo
 def trace_hook_calls(on: bool) -> None:
     """Log every hook call (name, plugins, duration) at DEBUG, or stop doing so.
 
-    Called by :func:`ess.log.configure`. Off by default: pluggy's monitoring wraps every hook
-    call, which a normal run need not pay for. Turning it on also logs the plugin loads that
-    happened before (see :data:`_unlogged_loads`).
+    Called by :func:`ess.log.configure`, and by :func:`get_plugin_manager` once it sees debug
+    logging on. Off by default: pluggy's monitoring wraps every hook call, which a normal run
+    need not pay for. Turning it on also logs the plugin loads that happened before (see
+    :data:`_unlogged_loads`), if debug logging is on by then.
     """
-    _tracing.wanted = on
     if not on:
         if _tracing.undo is not None:
             _tracing.undo()
             _tracing.undo = None
         _unlogged_loads.clear()
         return
-    for line in _unlogged_loads:
-        log.debug("%s", line)
-    _unlogged_loads.clear()
+    if log.isEnabledFor(logging.DEBUG):
+        for line in _unlogged_loads:
+            log.debug("%s", line)
+        _unlogged_loads.clear()
     if _manager is not None and _tracing.undo is None:
         _tracing.undo = _manager.add_hookcall_monitoring(_before_hook, _after_hook)
 

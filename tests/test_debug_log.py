@@ -1,0 +1,131 @@
+"""``--debug`` shows the work: plugin loading, hook calls, stages, SSH attempts, AWS calls.
+
+Every command runs through the real CLI in-process (the ``ess`` fixture, which also scans
+its output for the fake AWS secret and private keys). The assertions are on what the lines
+say, never on how long anything took.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from support.ec2_world import World, aws_error, is_dry_run
+from support.fault_world import lean_world
+from support.local_helpers import kill_test_nodes
+
+#: A debug line of ess or a built-in plugin, as the CLI's handler formats it.
+ESS_DEBUG = re.compile(r"^DEBUG (ess|ess_ec2|ess_ssh|ess_local)[.\w]*: ", re.M)
+#: One logged AWS call: "ec2 RunInstances (2 instances): HTTP 200 in 12.3 ms, attempt 1".
+AWS_CALL = re.compile(r"^DEBUG ess_ec2\.calllog: (?:ec2|ssm) (\w+)(?: \(([^)]*)\))?: HTTP (\d+)(?: (\w+))? "
+                      r"in \d+\.\d ms, attempt (\d+)$", re.M)
+
+
+@pytest.fixture
+def local_nodes(ess_home: Path):
+    yield
+    kill_test_nodes(ess_home)
+
+
+def test_local_create_with_debug_shows_plugins_stages_and_one_ssh_attempt_per_node(ess, local_nodes):
+    created = ess("--debug", "instance", "local", "create", "--number", "2", "--json")
+    assert created.code == 0, created
+    err = created.err
+    ids = sorted(node["id"] for node in __import__("json").loads(created.out)["nodes"])
+    assert len(ids) == 2
+
+    # Plugin loading: each built-in, from which entry point.
+    for name, target in (("local", "ess_local.plugin"), ("ssh", "ess_ssh.plugin"), ("ec2", "ess_ec2.plugin")):
+        assert re.search(rf"^DEBUG ess\.plugins: plugin {name}: loaded from entry point {name} = {target} "
+                         r"\(ess\) in \d+\.\d ms$", err, re.M), err
+    # Hook calls, with the plugins that answered.
+    assert re.search(r"^DEBUG ess\.plugins: hook ess_check_nodes\(nodes, access, settings, progress\) -> ssh: "
+                     r"done in \d+\.\d ms$", err, re.M), err
+    assert "DEBUG ess.plugins: hook ess_before_create(" in err
+    # Each stage of the flow, in order.
+    stages = re.findall(r"^DEBUG ess\.progress: stage: (.+)$", err, re.M)
+    assert stages[:4] == ["launching 2", "starting 2 local nodes (2)", "waiting for local nodes (2)",
+                          "ssh ready (2)"], stages
+    for step in ("create: launch ", "create: launched 2 node(s): ", "create: running 2 node(s): "):
+        assert f"DEBUG ess.provision: {step}" in err, err
+    # Local spawn steps and the wait polls that name what is still pending.
+    for node_id in ids:
+        assert re.search(rf"^DEBUG ess_local\.process: spawn {node_id}: pid \d+ in ", err, re.M), err
+    assert re.search(r"^DEBUG ess_local\.backend: poll ready files: 0/2 ready, 0 failed; waiting for local-\w+ "
+                     r"starting, local-\w+ starting$", err, re.M), err
+    # Exactly one SSH attempt line per node (both nodes were up), with its outcome.
+    attempts = re.findall(r"^DEBUG ess_ssh\.connect: ssh (local-\w+) \S+@127\.0\.0\.1:\d+ attempt (\d+): "
+                          r"connected in \d+\.\d ms$", err, re.M)
+    assert sorted(attempts) == [(node_id, "1") for node_id in ids], err
+    assert sorted(re.findall(r"^DEBUG ess_ssh\.check: ssh (local-\w+) attempt 1: 'true' exited 0$", err, re.M)) == ids
+
+    # The same command without --debug: the same result, and none of those lines.
+    quiet = ess("instance", "local", "terminate", "all", "--yes")
+    assert quiet.code == 0, quiet
+    again = ess("instance", "local", "create", "--number", "2")
+    assert again.code == 0, again
+    assert not ESS_DEBUG.search(again.err) and "hook " not in again.err and "plugin local" not in again.err, again
+    assert "launching 2" in again.err  # the progress lines themselves are unchanged
+
+
+def test_terminate_with_debug_logs_each_signal_sent(ess, local_nodes):
+    created = ess("instance", "local", "create", "--number", "2", "--no-verify", "--json")
+    assert created.code == 0, created
+    ids = sorted(node["id"] for node in __import__("json").loads(created.out)["nodes"])
+    gone = ess("--debug", "instance", "local", "terminate", "all", "--yes")
+    assert gone.code == 0, gone
+    signalled = re.findall(r"^DEBUG ess_local\.process: signal (local-\w+): SIGTERM sent to pid \d+$", gone.err, re.M)
+    assert sorted(signalled) == ids, gone.err
+    assert "DEBUG ess.progress: stage: terminating local nodes (2)" in gone.err
+
+
+@pytest.fixture
+def world(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    import botocore.retries.standard
+
+    # No SSH to moto's made-up addresses; retries happen for real, without back-off pauses.
+    monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")
+    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0)
+    made = lean_world(moto_endpoint, tmp_path, monkeypatch)
+    monkeypatch.chdir(made.folder)
+    return made
+
+
+def test_ec2_create_with_debug_logs_every_aws_call_with_size_status_and_attempt(ess, world: World):
+    created = ess("--debug", "instance", "ec2", "create", "--yes", "--no-verify", "--number", "2")
+    assert created.code == 0, created
+    logged = AWS_CALL.findall(created.err)
+    # Every call the backend made (counted at the build_client seam), and no other, has its line.
+    assert sorted(op for op, *_ in logged) == sorted(op for op, _ in world.calls.made), created.err
+    launches = [call for call in logged if call[0] == "RunInstances"]
+    assert ("RunInstances", "2 instances, dry run", "412", "DryRunOperation", "1") in launches, launches
+    assert ("RunInstances", "2 instances", "200", "", "1") in launches, launches
+    described = [call for call in logged if call[0] == "DescribeInstances" and "ids" in call[1]]
+    assert described and all(call[1] == "2 ids" and call[2] == "200" for call in described), logged
+    # The wait poll says how many are running and what it still waits for.
+    assert re.search(r"^DEBUG ess_ec2\.backend: poll \S.*: \d/2 running; waiting for (nothing|i-\w+ \w+)",
+                     created.err, re.M), created.err
+    # Plugin loading shows even though the ssh plugin is disabled.
+    assert "DEBUG ess.plugins: plugin ssh: disabled by ESS_DISABLE_PLUGINS (entry point ess_ssh.plugin)" in created.err
+
+    listed = ess("instance", "ec2", "list")
+    assert listed.code == 0, listed
+    assert not ESS_DEBUG.search(listed.err) and "calllog" not in listed.err, listed
+
+
+def test_a_retried_aws_call_logs_each_failed_attempt_and_the_attempt_that_worked(ess, world: World):
+    sends = {"real": 0}
+
+    def throttle_first(request, **_):
+        if is_dry_run(request):
+            return None
+        sends["real"] += 1
+        return aws_error(503, "RequestLimitExceeded", "Request limit exceeded.") if sends["real"] == 1 else None
+
+    world.calls.handlers.append(("before-send.ec2.RunInstances", throttle_first))
+    created = ess("--debug", "instance", "ec2", "create", "--yes", "--no-verify", "--number", "2")
+    assert created.code == 0, created
+    assert ("DEBUG ess_ec2.calllog: ec2 RunInstances attempt 1: HTTP 503 RequestLimitExceeded (retryable)"
+            in created.err), created.err
+    assert ("RunInstances", "2 instances", "200", "", "2") in AWS_CALL.findall(created.err), created.err
