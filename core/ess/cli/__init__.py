@@ -29,6 +29,7 @@ import click
 
 from .. import __version__
 from ..errors import EssError, Interrupted, UsageError
+from ..log import warn, warnings_to
 from ..redact import scrub
 from .extend import BackendCall, backend_command
 from .groups import NoSuchCommand, SuggestingGroup
@@ -238,9 +239,12 @@ def run(argv: list[str] | None = None) -> int:
     # handling below, which runs after click has closed its contexts, still sees --debug.
     options = Invocation()
     configure_logging(debug=False)
-    _warn_load_errors()
     try:
-        result = cli.main(args=argv, prog_name="ess", standalone_mode=False, obj=options)
+        # The command line is the one that renders warnings (ess.log.warn), on stderr with
+        # its progress lines; the Python API stays silent unless given a sink.
+        with warnings_to(options.progress):
+            _warn_load_errors()
+            result = cli.main(args=argv, prog_name="ess", standalone_mode=False, obj=options)
         return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -270,7 +274,7 @@ def _warn_load_errors() -> None:
     from ..plugins import load_errors
 
     for error in load_errors():
-        sys.stderr.write(scrub(f"ess: warning: plugin {error.name!r} {error.error}") + "\n")
+        warn(f"ess: warning: plugin {error.name!r} {error.error}")
 
 
 def _fail(options: Invocation, message: str) -> None:

@@ -9,21 +9,20 @@ process (the test suite does thousands) never see each other's options.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..redact import RedactingStderrHandler
+from ..log import configure as configure_logging  # re-exported: the CLI's logging is ess.log's
+from ..progress import Progress
 
 if TYPE_CHECKING:  # ``ess --help`` does not import the backend or settings modules
     from ..backend import Backend
     from ..models import Settings
-    from ..progress import Progress
 
 EXIT_CODES_HELP = ("Exit codes: 0 success, 1 failure (or a declined prompt), 2 bad input (nothing was done), "
                    "3 partial success, 130 interrupted.")
@@ -38,6 +37,9 @@ class Invocation:
     config: str | None = None
     debug: bool = False
     json: bool = False
+    #: Where this run's progress lines and warnings go (stderr; results go to stdout). One
+    #: object for the run, so a warning never tears the progress line being redrawn.
+    progress: Progress = field(default_factory=lambda: Progress(sys.stderr))
 
 
 def invocation(ctx: click.Context | None = None) -> Invocation:
@@ -72,23 +74,6 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
                         help="Config file (default: $ESS_CONFIG, ./instance.conf, ./instance.toml, "
                              "then the user config folder).")(func)
     return func
-
-
-def configure_logging(debug: bool = False) -> None:
-    """One redacting stderr handler on the root logger; ``--debug`` opens ess's loggers."""
-    root = logging.getLogger()
-    handler = next((h for h in root.handlers if getattr(h, "_ess", False)), None)
-    if handler is None:
-        handler = RedactingStderrHandler()
-        handler._ess = True  # type: ignore[attr-defined]
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("ess").setLevel(logging.DEBUG if debug else logging.WARNING)
-    for name in ("ess_ec2", "ess_ssh", "ess_local"):
-        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
-    for name in ("botocore", "boto3", "paramiko", "asyncssh", "urllib3"):
-        logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)
 
 
 class WholeNumber(click.ParamType):
@@ -146,7 +131,5 @@ def load_settings(backend: Backend, flags: dict[str, Any]) -> Settings:
 
 
 def progress() -> Progress:
-    """Where a command's stage lines go: stderr (results go to stdout)."""
-    from ..progress import Progress
-
-    return Progress(sys.stderr)
+    """Where a command's stage lines and warnings go: this run's stderr progress."""
+    return invocation().progress
