@@ -20,11 +20,11 @@ from typing import Any
 
 from ess.backend import Backend
 from ess.errors import UsageError
+from ess.files import locked_json
 from ess.models import RUNNING, UNKNOWN, Access, LaunchRequest, Node, Settings, SettingSpec
 from ess.names import USERNAME, USERNAME_HELP
 from ess.paths import state_dir
 from ess.progress import Progress
-from ess.statefile import locked_json
 
 from .probe import probe_all
 

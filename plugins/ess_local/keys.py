@@ -8,10 +8,10 @@ after the key was written.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ess.errors import UsageError
+from ess.files import atomic_write
 
 
 def generate_ed25519(private_path: Path, comment: str) -> str:
@@ -25,8 +25,9 @@ def generate_ed25519(private_path: Path, comment: str) -> str:
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH).decode()
     line = f"{public} {comment}"
-    _write_private(private_path, private)
-    public_path(private_path).write_text(line + "\n")
+    private_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(private_path, private)  # 0600 from its first byte, never chmod-ed after
+    atomic_write(public_path(private_path), line + "\n", mode=0o644)
     return line
 
 
@@ -66,12 +67,3 @@ def public_key_of(private_path: Path, where: str) -> str:
     raise UsageError(f"{where}: {private_path} is not an SSH private key "
                      "(use an OpenSSH or PEM private key file)")
 
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)

@@ -30,6 +30,8 @@ import signal
 import sys
 from pathlib import Path
 
+from ess.files import atomic_write
+
 #: Seconds between checks that the node's folder still exists.
 ORPHAN_CHECK_SECONDS = 2.0
 COPY_CHUNK = 65536
@@ -48,12 +50,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _write_ready(path: Path, payload: dict[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(payload))
-    os.replace(tmp, path)
+    # Atomic: the backend polls for this file and must never read half of it.
+    atomic_write(path, json.dumps(payload))
 
 
 def _sftp_factory(home: Path):

@@ -26,17 +26,17 @@ or leave half a file, and none of their writes is lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ess.errors import EssError, UsageError
+from ess.files import atomic_write, file_lock
 from ess.names import CLUSTER_NAME
 from ess.paths import state_dir
 
@@ -139,24 +139,18 @@ class ClusterStore:
     @contextmanager
     def locked(self) -> Iterator[ClusterState]:
         """Hold the cluster lock and yield its state; call :meth:`save` to write changes."""
-        from filelock import FileLock, Timeout
-
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise unwritable(self.root, exc) from None
-        lock = FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise EssError(f"{self.lock_path}: another ess command has held this cluster's lock for "
-                           f"{LOCK_TIMEOUT:.0f} s (wait for it to finish, then retry)") from None
-        except OSError as exc:
-            raise unwritable(self.lock_path, exc) from None
-        try:
+        busy = (f"{self.lock_path}: another ess command has held this cluster's lock for "
+                f"{LOCK_TIMEOUT:.0f} s (wait for it to finish, then retry)")
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(file_lock(self.lock_path, timeout=LOCK_TIMEOUT, busy=busy, mode=0o644))
+            except OSError as exc:
+                raise unwritable(self.lock_path, exc) from None
             yield self._load()
-        finally:
-            lock.release()
 
     def read(self) -> ClusterState:
         """A consistent snapshot without waiting for writers (every file is always whole)."""
@@ -233,14 +227,14 @@ class ClusterStore:
                     continue  # its folder is gone (terminated): nothing to record it in
                 text = json.dumps(asdict(record), indent=1) + "\n"
                 if self._node_files.get(record.id) != text:
-                    _atomic_write(folder / "node.json", text)
+                    atomic_write(folder / "node.json", text)
                     self._node_files[record.id] = text
             payload = {"version": FORMAT_VERSION, "cluster": self.cluster,
                        "nodes": [asdict(record) for record in state.nodes.values()]}
-            _atomic_write(self.state_path, json.dumps(payload, indent=1) + "\n")
+            atomic_write(self.state_path, json.dumps(payload, indent=1) + "\n")
             lines = [f"[127.0.0.1]:{record.port} {record.host_key}"
                      for record in state.nodes.values() if record.port and record.host_key]
-            _atomic_write(self.known_hosts, "".join(line + "\n" for line in lines))
+            atomic_write(self.known_hosts, "".join(line + "\n" for line in lines))
         except OSError as exc:
             raise unwritable(Path(exc.filename or self.dir), exc) from None
         state.rebuilt = ""
@@ -298,13 +292,3 @@ def unwritable(path: Path, exc: OSError) -> StateUnwritable:
     return StateUnwritable(f"{path}: cannot write the local cluster's state ({exc.strerror or exc}); "
                     "free some disk space or make the state folder writable, then run the command again")
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ess import paths
 from ess.errors import EssError
+from ess.files import atomic_write
 
 if TYPE_CHECKING:
     import paramiko
@@ -175,15 +174,7 @@ class KnownHosts:
                  if f"{host} {keytype} {blob}\n" not in current]
         if not lines:
             return
-        fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(current + "".join(lines))
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, current + "".join(lines))
 
 
 def to_paramiko(keytype: str, blob: str) -> paramiko.PKey | None:

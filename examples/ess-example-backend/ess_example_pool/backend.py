@@ -1,7 +1,7 @@
 """The pool backend: nodes are machines from a fixed list, allocated to clusters.
 
 Allocations live in one JSON file in ess's state folder, shared by every cluster and
-guarded by a file lock (``ess.statefile``), so two ``ess`` commands cannot hand out the
+guarded by a file lock (``ess.files.locked_json``), so two ``ess`` commands cannot hand out the
 same machine.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 from ess.backend import Backend
 from ess.errors import UsageError
+from ess.files import locked_json
 from ess.models import RUNNING, Access, LaunchRequest, Node, Settings, SettingSpec
 from ess.paths import state_dir
 from ess.progress import Progress
-from ess.statefile import locked_json
 
 
 def parse_host(entry: str, where: str) -> tuple[str, int]:
@@ -45,7 +45,7 @@ class PoolBackend(Backend):
         return state_dir() / "example-pool.json"
 
     def _table(self, write: bool = False):
-        # ess.statefile: read-modify-write under a file lock, replaced atomically.
+        # ess.files: read-modify-write under a file lock, replaced atomically.
         return locked_json(self._file(), write=write)
 
     def _pool(self, settings: Settings) -> list[tuple[str, int]]:
