@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,4 +48,3 @@ class TestLocalContract(BackendContract):
             proc.kill()
             proc.wait()
         kill_test_nodes(ess_home)
-        assert os.path.isdir(tmp_path)

@@ -1,7 +1,7 @@
 """Opening authenticated SSH connections to nodes: deadlines, host keys, readable failures.
 
-:class:`Connector` is the shared plumbing of every SSH feature (``verify`` today, ``exec``
-and ``push`` later): it loads the key once, applies the cluster's host-key policy and turns
+:class:`Connector` is the shared plumbing of every SSH feature (``verify`` in check.py,
+``exec`` in run.py, ``push`` in push.py): it loads the key once, applies the cluster's host-key policy and turns
 paramiko's exceptions into :class:`SshFailure` with a reason a user can act on and a flag
 saying whether retrying can help.
 
