@@ -25,7 +25,7 @@ from ..output import emit, emit_json, table
 from ..prefixed import STREAMS, PrefixedLines
 from ..progress import Progress
 from ..provision import health_targets
-from ..remote import push_files, run_command, verdict
+from ..remote import run_command, verdict
 from .options import EXIT_CODES_HELP, common_options, invocation, progress, setting_options
 from .options import load_settings as load
 
@@ -96,13 +96,11 @@ def push_command(backend: Backend) -> click.Command:
     @setting_options(backend, "push")
     @common_options
     def push(source: str, dest: str, **flags: Any) -> None:
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise UsageError(f"push {source}: no such file or folder (check the path)")
-        if not (path.is_file() or path.is_dir()):
-            raise UsageError(f"push {source}: not a regular file or folder")
+        from ..api import Cluster
+
         settings = load(backend, flags)
-        results = push_files(backend, settings, path, dest, progress())
+        results = Cluster.from_settings(settings, progress=progress()).push(source, dest)
+        path = Path(source).expanduser()  # the API checked it: a file or a folder
         if invocation().json:
             emit_json({"backend": backend.name, "cluster": settings.cluster, "source": str(path),
                        "destination": dest, "results": [r.to_dict() for r in results]})
