@@ -76,7 +76,7 @@ def test_capacity_error_names_type_zone_and_what_to_try_and_leaves_nothing(world
     world.calls.handlers.append(("before-send.ec2.RunInstances", handler))
     settings = world.settings()
     request = world.request(3, launch_id="no-room")
-    provision.preflight(world.backend, settings, request)
+    request = provision.preflight(world.backend, settings, request)
     with pytest.raises(EssError) as info:
         provision.create(world.backend, settings, request, world.progress(), verify=False)
     text = str(info.value)
@@ -169,12 +169,11 @@ def test_a_persistent_proxy_502_is_one_line_naming_the_endpoint(world):
 def test_same_launch_id_sends_the_same_client_token(world, monkeypatch):
     from botocore.stub import ANY, Stubber
 
-    settings = world.settings()
-    request = world.request(2, launch_id="retry-me")
-    world.backend.preflight(settings, request)
-    plan = world.backend._plans[request.launch_id]
+    request = world.preflight(world.settings(), world.request(2, launch_id="retry-me"))
+    plan = request.plan
     stubbed = boto3.client("ec2", region_name="us-east-1")
     monkeypatch.setattr(ec2_client, "build_client", lambda *args: stubbed)
+    settings = world.settings()  # a new command: its session's clients come from the stub
     expected = {"MinCount": 2, "MaxCount": 2, "ClientToken": client_token("retry-me"),
                 "TagSpecifications": ANY, "ImageId": plan.image_id, "InstanceType": "m3.medium",
                 "KeyName": "pem_file", "SecurityGroupIds": [world.group_id]}
@@ -185,10 +184,8 @@ def test_same_launch_id_sends_the_same_client_token(world, monkeypatch):
         stub.add_client_error("run_instances", service_error_code="RequestTimeout", http_status_code=500,
                               expected_params=expected)
         stub.add_response("run_instances", reply, expected_params=expected)
-        world.backend._plans[request.launch_id] = plan
         with pytest.raises(EssError):
             world.backend.create(settings, request, world.progress())
-        world.backend._plans[request.launch_id] = plan
         nodes = world.backend.create(settings, request, world.progress())
         stub.assert_no_pending_responses()
     assert [n.id for n in nodes] == ["i-00000000000000001", "i-00000000000000002"]

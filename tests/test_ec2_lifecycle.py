@@ -28,7 +28,7 @@ def full_cycle(world, count: int) -> tuple[Counter, Counter, list[Node]]:
     settings = world.settings()
     request = world.request(count, launch_id=f"launch-{count}")
     world.calls.reset()
-    world.backend.preflight(settings, request)
+    request = world.preflight(settings, request)
     launched = world.backend.create(settings, request, world.progress())
     nodes = world.backend.wait(settings, launched, world.progress(), timeout=60)
     create_calls = world.calls.by_operation()
@@ -80,8 +80,7 @@ def test_1000_nodes_cost_the_same_calls_as_one(lean_world):
 
 def test_one_run_instances_with_tags_token_and_ids(world):
     settings = world.settings()
-    request = world.request(2)
-    world.backend.preflight(settings, request)
+    request = world.preflight(settings, world.request(2))
     nodes = world.backend.create(settings, request, world.progress())
     real = [p for op, p in world.calls.made if op == "RunInstances" and not p.get("DryRun")]
     assert len(real) == 1
@@ -204,14 +203,18 @@ def test_wait_deadline_names_how_many_are_late(world):
         world.sleeps.append(seconds)
         clock[0] += seconds
 
-    world.backend.sleep = sleep
-    world.calls.reset()
-    aws_nodes = [n.id for n in nodes]
-    from ess_ec2 import client as ec2_client
+    def still_pending(parsed, **_):
+        # EC2 as seen through the client seam: the instances never leave pending.
+        for reservation in parsed.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                instance["State"] = {"Name": "pending", "Code": 0}
 
-    aws = ec2_client.connect(world.settings())
-    with pytest.raises(EssError, match=r"2 of 2 node\(s\) not stopped after 30s"):
-        world.backend._poll(aws, aws_nodes, STOPPED, 30, world.progress(), "stopped")
+    world.backend.sleep = sleep
+    world.calls.handlers.append(("after-call.ec2.DescribeInstances", still_pending))
+    settings = world.settings()  # a new command, whose clients carry the handler
+    world.calls.reset()
+    with pytest.raises(EssError, match=r"2 of 2 node\(s\) not running after 30s"):
+        world.backend.wait(settings, nodes, world.progress(), timeout=30)
     polls = world.calls.count("DescribeInstances")
     assert polls == len(world.sleeps) + 1  # one batched describe per poll, nothing else
     assert len(world.sleeps) > 3 and sum(world.sleeps) == pytest.approx(30)
@@ -235,7 +238,7 @@ def test_access_names_user_and_resolved_key(world):
 def test_failure_after_launch_is_rolled_back_by_the_core(world, monkeypatch):
     settings = world.settings()
     request = world.request(2, launch_id="doomed")
-    provision.preflight(world.backend, settings, request)
+    request = provision.preflight(world.backend, settings, request)
 
     def broken_wait(*_args, **_kwargs):
         raise EssError("simulated failure while waiting")
@@ -249,25 +252,37 @@ def test_failure_after_launch_is_rolled_back_by_the_core(world, monkeypatch):
     assert states == {TERMINATED}
 
 
-def test_terminate_re_describes_what_this_backend_did_not_see_recently(world):
+def test_terminate_re_describes_what_this_command_did_not_see(world):
     nodes = world.launch(2)
-    settings = world.settings()
-    fresh = Ec2Backend()  # another object: it has seen nothing, so it must ask EC2
+    settings = world.settings()  # another command: it has seen nothing, so it must ask EC2
+    fresh = Ec2Backend()  # and another backend object, as in a new process
     fresh.sleep = world.backend.sleep
     world.calls.reset()
     fresh.terminate(settings, nodes, world.progress())
     assert world.calls.count("DescribeInstances") == 2  # the tag re-check, then the poll
 
 
-def test_what_a_backend_listed_goes_stale_but_what_it_launched_does_not(world):
-    launched = world.launch(1)
-    settings = world.settings()
+def test_what_a_command_listed_goes_stale_but_what_it_launched_does_not(world):
+    """Terminate trusts EC2's own recent answer about the tags (one describe fewer), counted
+    at the client seam: a describe of its own is the tag re-check, the last one the poll."""
     now = [1000.0]
-    other = Ec2Backend()  # did not launch them: knows them only from its own list
-    other.clock = lambda: now[0]
-    ids = [n.id for n in other.nodes(settings)]
-    assert ids == [launched[0].id] and other._seen_recently(ids) is not None
-    now[0] += 61
-    assert other._seen_recently(ids) is None
-    world.backend.clock = lambda: now[0] + 3600
-    assert world.backend._seen_recently(ids) is not None
+    world.backend.clock = lambda: now[0]
+    launching = world.settings()  # one command: launch, then (an hour later) roll back
+    launched = world.backend.create(launching, world.preflight(launching, world.request(1)),
+                                    world.progress())
+    world.launch(2, launch_id="launch-2")
+    listing = world.settings()  # another command: knows the nodes only from its own list
+    listed = [n for n in world.backend.nodes(listing) if n.id != launched[0].id]
+    now[0] += 3600
+    world.calls.reset()
+    world.backend.terminate(launching, launched, world.progress())
+    assert world.calls.count("DescribeInstances") == 1  # the poll: the launch is never stale
+    world.calls.reset()
+    world.backend.terminate(listing, listed[:1], world.progress())
+    assert world.calls.count("DescribeInstances") == 2  # listed an hour ago: re-checked
+    fresh = world.settings()
+    listed = world.backend.nodes(fresh)
+    world.calls.reset()
+    world.backend.terminate(fresh, listed, world.progress())
+    assert world.calls.count("DescribeInstances") == 1  # listed just now: trusted
+    assert world.backend.nodes(world.settings()) == []

@@ -26,11 +26,9 @@ def preflight_error(world, count: int = 2, **cli) -> str:
 
 def test_passing_preflight_resolves_ids_and_only_dry_runs(world):
     settings = world.settings()
-    request = world.request(3)
-    world.backend.preflight(settings, request)
+    plan = world.backend.preflight(settings, world.request(3))
     assert world.calls.mutating() == []
     assert world.calls.count("RunInstances", dry_run=True) == 1
-    plan = world.backend._plans[request.launch_id]
     assert plan.security_group_ids == (world.group_id,)
     assert plan.image_id.startswith("ami-")  # the SSM-resolved Amazon Linux 2023
     assert plan.key_name == "pem_file" and plan.key_file == world.pem
@@ -42,8 +40,7 @@ def test_passing_preflight_resolves_ids_and_only_dry_runs(world):
 
 def test_create_reuses_the_preflight_findings(world):
     settings = world.settings()
-    request = world.request(2)
-    world.backend.preflight(settings, request)
+    request = world.preflight(settings, world.request(2))
     after_preflight = world.calls.by_operation()
     world.backend.create(settings, request, world.progress())
     launched = world.calls.by_operation() - after_preflight
@@ -74,9 +71,7 @@ def test_pem_found_in_home_ssh(world, tmp_path):
 
 def test_key_name_may_be_a_pem_path(world):
     settings = world.settings(key_name=str(world.pem))
-    request = world.request(1)
-    world.backend.preflight(settings, request)
-    assert world.backend._plans[request.launch_id].key_name == "pem_file"
+    assert world.backend.preflight(settings, world.request(1)).key_name == "pem_file"
 
 
 def test_pem_readable_by_others_gives_the_chmod_to_run(world):
@@ -103,9 +98,8 @@ def test_security_group_by_id_and_name_in_subnet_vpc(world):
     in_vpc = world.ec2.create_security_group(GroupName="essentia-access", Description="x", VpcId=vpc)["GroupId"]
     other = world.ec2.create_security_group(GroupName="extra", Description="x", VpcId=vpc)["GroupId"]
     settings = world.settings(subnet_id=subnet, security_groups=f"essentia-access,{other}")
-    request = world.request(1)
-    world.backend.preflight(settings, request)
-    plan = world.backend._plans[request.launch_id]
+    request = world.preflight(settings, world.request(1))
+    plan = request.plan
     # The same name exists in the default VPC: the subnet's VPC wins.
     assert plan.security_group_ids == (in_vpc, other)
     assert plan.subnet_id == subnet and plan.zone
@@ -134,9 +128,7 @@ def test_unknown_image(world):
 
 def test_explicit_linux_image_is_used(world):
     settings = world.settings(image_id=world.image)
-    request = world.request(1)
-    world.backend.preflight(settings, request)
-    assert world.backend._plans[request.launch_id].image_id == world.image
+    assert world.backend.preflight(settings, world.request(1)).image_id == world.image
 
 
 def test_bad_subnet(world):

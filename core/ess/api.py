@@ -161,8 +161,7 @@ class Cluster:
         total = self.backend.requested_count(settings)
         if min_count is not None:
             _whole_number("min_count", min_count, least=1, most=total)
-        request = provision.launch_request(settings, total, min_count)
-        provision.preflight(self.backend, settings, request, verify=verify)
+        request = provision.prepare(self.backend, settings, total, min_count, verify=verify)
         if confirm is not None:
             confirm(request)
         return provision.create(self.backend, settings, request, self.progress, verify=verify,

@@ -12,6 +12,21 @@ operations are supported (``stop``/``start`` need ``stop``/``start``; ``add`` ne
 ``ssh-config`` need ``access``; ``terminate all --purge`` needs ``purge``), and names a
 command that helps when one that is not offered is typed. Nothing to declare by hand.
 
+State per command, not per backend: one Backend object serves many commands (a CLI
+process runs one; an :class:`ess.Cluster` or a test runs many), so it keeps nothing a
+command learned. Each command loads one :class:`~ess.models.Settings` object and passes
+that same object to every call, which is how a backend tells commands apart:
+
+* What ``preflight`` resolved (ids, images, a price) is its return value, the *plan*.
+  :func:`ess.provision.prepare` puts it in ``request.plan`` and ``create`` launches from
+  it, so a launch asks the cloud each question once. ``create`` must still work with
+  ``request.plan`` None (a caller that skipped preflight): then it checks for itself.
+* A cloud session or what the cloud said during the command (ec2 keeps both in an
+  ``Ec2Session``, found from the Settings object and dropped with it) belongs to that
+  command; never to the backend, and never in a module-global keyed on anything else.
+* Test seams (ec2's ``sleep`` and ``clock``) are public attributes; tests read a
+  backend's public behaviour (results, counted API calls), never its private attributes.
+
 Rules every backend must follow (the contract suite in ``ess.testing`` checks them):
 
 * ``preflight`` has no side effects and raises :class:`UsageError` for bad settings.
@@ -68,11 +83,20 @@ class Backend:
         """How many nodes ``create`` makes: ``instance_count``, unless the backend knows better."""
         return int(settings.get("instance_count", 1))
 
-    def preflight(self, settings: Settings, request: LaunchRequest) -> None:
-        """Check everything a launch needs, without side effects; raise UsageError."""
+    def preflight(self, settings: Settings, request: LaunchRequest) -> Any:
+        """Check everything a launch needs, without side effects; raise UsageError.
+
+        Return the plan ``create`` needs (anything; the core only carries it, in
+        ``request.plan``), or None when there is nothing to carry.
+        """
+        return None
 
     def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
-        """Launch ``request.count`` nodes tagged with ``request.tags``; return them (maybe pending)."""
+        """Launch ``request.count`` nodes tagged with ``request.tags``; return them (maybe pending).
+
+        ``request.plan`` is what :meth:`preflight` returned for this request (None if the
+        caller did not run it).
+        """
         raise NotSupported(f"backend {self.name} cannot create nodes")
 
     def wait(self, settings: Settings, nodes: list[Node], progress: Progress,

@@ -42,7 +42,8 @@ hookspec = pluggy.HookspecMarker("ess")
 
 #: Version of this contract: MAJOR.MINOR, see the module docstring.
 #: 1.1: ``ess_run_command`` gained the ``output`` argument (streamed command output).
-ESS_HOOK_API = "1.1"
+#: 1.2: ``Backend.preflight`` may return a plan, handed to ``create`` in ``LaunchRequest.plan``.
+ESS_HOOK_API = "1.2"
 
 
 # -- configuration ---------------------------------------------------------------------

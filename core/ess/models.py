@@ -174,12 +174,16 @@ class LaunchRequest:
     so a crash at any moment leaves nodes that ``list`` and ``terminate all`` can find.
     ``launch_id`` is unique per ``create`` run: the backend may use it as an idempotency
     token, and the core uses it to roll back exactly what this run launched.
+    ``plan`` is what the backend's ``preflight`` returned (its findings, opaque to the
+    core): :func:`ess.provision.prepare` puts it here so ``create`` launches from it
+    without asking the cloud again, and nothing is kept on the long-lived backend object.
     """
 
     count: int
     min_count: int
     launch_id: str
     tags: Mapping[str, str]
+    plan: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from .backend import Backend
@@ -85,29 +85,45 @@ def _user() -> str:
         return "unknown"
 
 
-def preflight(backend: Backend, settings: Settings, request: LaunchRequest, *, verify: bool = True) -> None:
-    """Every check that costs nothing: the backend's, then the plugins' (which may veto)."""
+def prepare(backend: Backend, settings: Settings, count: int | None = None, min_count: int | None = None,
+            *, verify: bool = True) -> LaunchRequest:
+    """The one way to get a launch ready: a new :class:`LaunchRequest` for ``count`` nodes
+    (default: what the backend would make), checked by :func:`preflight`, carrying the
+    backend's plan for :func:`create`. Raises UsageError before anything is launched."""
+    if count is None:
+        count = backend.requested_count(settings)
+    request = launch_request(settings, count, min_count)
+    return preflight(backend, settings, request, verify=verify)
+
+
+def preflight(backend: Backend, settings: Settings, request: LaunchRequest, *,
+              verify: bool = True) -> LaunchRequest:
+    """Every check that costs nothing: the backend's, then the plugins' (which may veto).
+
+    Returns ``request`` with the backend's plan (what its preflight returned) in ``plan``.
+    """
     missing = [key for key, spec in settings.specs.items()
                if spec.required and settings.get(key) in (None, "")]
     if missing:
         key = missing[0]
         raise UsageError(f"{settings.where(key)}: required for create "
                          f"(set it in {how_to_set(settings.specs[key])})")
-    backend.preflight(settings, request)
+    plan = backend.preflight(settings, request)
     try:
         access: Access | None = backend.access(settings)
     except NotSupported:
         access = None
     get_plugin_manager().hook.ess_before_create(settings=settings, count=request.count, access=access,
                                                 verify=verify)
+    return replace(request, plan=plan)
 
 
 def create(backend: Backend, settings: Settings, request: LaunchRequest, progress: Progress, *,
            verify: bool = True, keep_on_failure: bool = False) -> CreateResult:
     """Launch, wait, verify and run after-create hooks; roll back on any failure.
 
-    Call :func:`preflight` first. With ``request.min_count < request.count``, nodes that
-    fail verification are terminated and the rest kept if at least ``min_count`` passed:
+    ``request`` comes from :func:`prepare`. With ``request.min_count < request.count``,
+    nodes that fail verification are terminated and the rest kept if ``min_count`` passed:
     the result then has ``dropped`` nodes and the caller reports a partial success.
     """
     launched: list[Node] = []

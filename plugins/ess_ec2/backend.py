@@ -1,4 +1,9 @@
-"""The EC2 backend: one RunInstances per create, tags at launch, batched everything."""
+"""The EC2 backend: one RunInstances per create, tags at launch, batched everything.
+
+The backend object holds no per-command state: preflight returns its :class:`LaunchPlan`
+(the core hands it to create in ``request.plan``), and the AWS clients and what EC2 said
+during a command live in that command's :class:`~ess_ec2.session.Ec2Session`.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from . import client as aws_client
 from . import keys, membership, ownership
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
+from .session import Ec2Session, session_for
 from .specs import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -58,9 +64,6 @@ def client_token(launch_id: str) -> str:
     return "ess-" + hashlib.sha256(launch_id.encode()).hexdigest()[:48]
 
 
-#: Seconds for which EC2's own answer about an instance's tags is trusted by terminate.
-SEEN_FRESH = 60.0
-
 
 class Ec2Backend(Backend):
     """Amazon EC2 instances, selected by their ess:cluster tag."""
@@ -72,46 +75,27 @@ class Ec2Backend(Backend):
     example_node_id: ClassVar[str] = "i-0abc123"
 
     def __init__(self) -> None:
-        # Preflight's findings per launch, so create does not ask AWS again.
-        self._plans: dict[str, LaunchPlan] = {}
-        #: Sleep between polls and the clock deadlines are read from; tests replace both
-        #: to run the polling logic without waiting.
+        #: Sleep between polls and the clock deadlines and freshness are read from; tests
+        #: replace both to run the polling logic without waiting. Nothing else is kept here:
+        #: per-command state is in the command's Ec2Session.
         self.sleep: Callable[[float], None] = time.sleep
         self.clock: Callable[[], float] = time.monotonic
-        #: What EC2 itself reported to this object (list, launch reply): instance id ->
-        #: (when, its instance record). Terminate trusts these, never tags on Node objects
-        #: a caller hands in, and only while fresh (SEEN_FRESH seconds).
-        self._seen: dict[str, tuple[float, dict]] = {}
-        #: Instances already reported as skipped (not this cluster's), so one command that
-        #: lists twice says it once.
-        self._told: set[str] = set()
-
-    def _remember(self, instances: Iterable[dict], *, launched: bool = False) -> None:
-        # What this object launched it tagged itself: that knowledge does not go stale, so a
-        # rollback after a long wait needs no describe (which may be what is failing).
-        when = float("inf") if launched else self.clock()
-        for instance in instances:
-            self._seen[instance["InstanceId"]] = (when, instance)
-
-    def _seen_recently(self, ids: list[str]) -> dict[str, dict] | None:
-        """EC2's own recent records of all ``ids``, or None if any is missing or stale."""
-        now = self.clock()
-        found = {i: self._seen.get(i) for i in ids}
-        if any(entry is None or (entry[0] != float("inf") and now - entry[0] > SEEN_FRESH)
-               for entry in found.values()):
-            return None
-        return {i: entry[1] for i, entry in found.items() if entry is not None}
 
     # -- launching ---------------------------------------------------------------------
-    def preflight(self, settings: Settings, request: LaunchRequest) -> None:
-        """Check credentials, key pair and .pem, groups, type, image, subnet; DryRun the launch."""
-        aws = aws_client.connect(settings)
-        self._plans[request.launch_id] = plan_launch(aws, settings, request)
+    def preflight(self, settings: Settings, request: LaunchRequest) -> LaunchPlan:
+        """Check credentials, key pair and .pem, groups, type, image, subnet; DryRun the launch.
+
+        Returns the plan (what the checks resolved) for ``create``, which gets it back in
+        ``request.plan``.
+        """
+        return plan_launch(session_for(settings).aws, settings, request)
 
     def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
         """One RunInstances for the whole count, tagged at launch, idempotent per launch id."""
-        aws = aws_client.connect(settings)
-        plan = self._plans.pop(request.launch_id, None) or plan_launch(aws, settings, request)
+        session = session_for(settings)
+        aws = session.aws
+        # The plan preflight made; without one (a caller that skipped preflight), check now.
+        plan = request.plan if isinstance(request.plan, LaunchPlan) else plan_launch(aws, settings, request)
         tags = [{"Key": k, "Value": str(v)} for k, v in request.tags.items() if k != "Name"]
         tags.append({"Key": "Name", "Value": plan.instance_tag})
         # The core shows the "launching N" stage; one call has no finer progress to give.
@@ -132,7 +116,7 @@ class Ec2Backend(Backend):
         attempts = 1 + int(reply.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
         if attempts > 1:
             instances = self._reconcile(aws, request, instances, attempts, progress)
-        self._remember(instances, launched=True)
+        session.remember(instances, self.clock(), launched=True)
         return [self._node(i, settings) for i in instances]
 
     def _reconcile(self, aws: aws_client.Aws, request: LaunchRequest, replied: list[dict],
@@ -189,7 +173,7 @@ class Ec2Backend(Backend):
     def wait(self, settings: Settings, nodes: list[Node], progress: Progress,
              timeout: float) -> list[Node]:
         """Poll (one batched describe per round) until every node runs; raise at the deadline."""
-        aws = aws_client.connect(settings)
+        aws = session_for(settings).aws
         found = self._poll(aws, [n.id for n in nodes], RUNNING, timeout, progress, "running",
                            fail_states=(SHUTTING_DOWN, TERMINATED, STOPPING, STOPPED))
         return [self._node(found[n.id], settings) if n.id in found else n for n in nodes]
@@ -203,7 +187,8 @@ class Ec2Backend(Backend):
         stderr as skipped. A terminated instance is listed only if ess did not terminate
         it: it is a lost node (desired running) until EC2 forgets it.
         """
-        aws = aws_client.connect(settings)
+        session = session_for(settings)
+        aws = session.aws
         filters = [{"Name": f"tag:{TAG_CLUSTER}", "Values": [settings.cluster]},
                    {"Name": "instance-state-name", "Values": list(LISTED_STATES)}]
         with aws_client.translated(aws, "list instances"):
@@ -211,8 +196,8 @@ class Ec2Backend(Backend):
         mine, skipped = self._owned(settings, instances)
         # A terminated stranger can be touched by nobody: naming it would only be noise.
         gone = {i["InstanceId"] for i in instances if i["State"]["Name"] in (TERMINATED, SHUTTING_DOWN)}
-        self._tell_skipped(settings, {i: why for i, why in skipped.items() if i not in gone})
-        self._remember(mine)
+        self._tell_skipped(session, settings, {i: why for i, why in skipped.items() if i not in gone})
+        session.remember(mine, self.clock())
         nodes = [self._node(i, settings) for i in mine]
         nodes = [n for n in nodes if not (n.state in (TERMINATED, SHUTTING_DOWN) and n.desired == TERMINATED)]
         return sorted(nodes, key=lambda n: (n.launched_at is None, n.launched_at, n.id))
@@ -241,11 +226,11 @@ class Ec2Backend(Backend):
                 mine.append(instance)
         return mine, others
 
-    def _tell_skipped(self, settings: Settings, skipped: dict[str, str]) -> None:
-        new = {i: why for i, why in sorted(skipped.items()) if i not in self._told}
+    @staticmethod
+    def _tell_skipped(session: Ec2Session, settings: Settings, skipped: dict[str, str]) -> None:
+        new = {i: skipped[i] for i in session.not_told(sorted(skipped))}
         if not new:
             return
-        self._told.update(new)
         shown = "; ".join(f"{i} ({why})" for i, why in list(new.items())[:5])
         more = f"; and {len(new) - 5} more" if len(new) > 5 else ""
         sys.stderr.write(f"ess: skipped {len(new)} instance(s) tagged {TAG_CLUSTER}={settings.cluster} that "
@@ -294,7 +279,8 @@ class Ec2Backend(Backend):
 
     def _change(self, settings: Settings, nodes: Iterable[Node], progress: Progress, operation: str,
                 target: str, label: str, skip_states: tuple[str, ...]) -> None:
-        aws = aws_client.connect(settings)
+        session = session_for(settings)
+        aws = session.aws
         nodes = list(nodes)
         ids = sorted({n.id for n in nodes})
         if not ids:
@@ -305,7 +291,7 @@ class Ec2Backend(Backend):
             # EC2 says carries our cluster tag is ever touched. When EC2 told this object so
             # moments ago (the list or launch of this same command), that answer is used;
             # otherwise (ids from elsewhere, or stale) they are described again.
-            current = self._seen_recently(ids) if operation == "terminate_instances" else None
+            current = session.seen_recently(ids, self.clock()) if operation == "terminate_instances" else None
             if current is None:
                 current = aws_client.describe(aws, ids)
             mine, foreign = self._owned(settings, current.values())
@@ -362,14 +348,15 @@ class Ec2Backend(Backend):
         One batched describe; UsageError for an unknown id, a terminated instance, or one
         tagged with another ess cluster. Changes nothing.
         """
-        aws = aws_client.connect(settings)
+        session = session_for(settings)
+        aws = session.aws
         with aws_client.translated(aws, "describe instances"):
             instances = membership.find(aws, ids)
         membership.check_adoptable(instances, settings.cluster)
         # adopt() signs the adoption with the private key: a missing or unsafe key file is
         # reported now, before anything is asked or changed.
         keys.key_file(settings)
-        self._remember(instances)
+        session.remember(instances, self.clock())
         return [self._node(i, settings) for i in instances]
 
     def adopt(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str],
@@ -382,8 +369,9 @@ class Ec2Backend(Backend):
         A node that is already a member keeps its tags: marking a node ess launched as
         adopted would make ``terminate all`` pass it over.
         """
-        seen = {n.id: (self._seen.get(n.id) or (0.0, None))[1] for n in nodes}
-        mine, _ = self._owned(settings, [i for i in seen.values() if i is not None])
+        session = session_for(settings)
+        seen = [session.record(n.id) for n in nodes]
+        mine, _ = self._owned(settings, [i for i in seen if i is not None])
         members = {i["InstanceId"] for i in mine}
         ids = sorted(n.id for n in nodes if n.id not in members)
         if not ids:
@@ -421,7 +409,7 @@ class Ec2Backend(Backend):
         """
         from . import keys, security_group
 
-        aws = aws_client.connect(settings)
+        aws = session_for(settings).aws
         with aws_client.translated(aws, "delete the cluster's security groups and key pairs"):
             deleted = security_group.purge(aws, settings.cluster, progress, self.sleep)
             deleted += keys.purge_key_pairs(aws, settings.cluster)

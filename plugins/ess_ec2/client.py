@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,40 +148,13 @@ class Aws:
         return str(self.ec2.meta.endpoint_url)
 
 
-#: The last connect() result and what it was made from. One command loads its settings once
-#: and then calls preflight, create, wait (or list, terminate) with that same object; each
-#: used to build its own session and client (~0.1 s of CPU each, and a fresh HTTPS
-#: connection pool, so a new TLS handshake per step on real AWS). New settings, another
-#: build_client (tests wrap it) or other AWS_* environment: a new session and client.
-_last_connect: tuple[Any, tuple[Any, ...], Aws] | None = None
-
-
-def _connect_key(settings: Settings) -> tuple[Any, ...]:
-    env = tuple(os.environ.get(name) for name in (
-        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE"))
-    values = tuple(sorted((k, repr(v)) for k, v in settings.values.items()))
-    return (build_client, env, values)
-
-
 def connect(settings: Settings) -> Aws:
     """Credentials (CSV or chain), session and region for ``settings``; no API call yet.
 
-    Calls with the same settings object (and unchanged environment) share one session and
-    its clients: boto3 clients are thread-safe, and one command's steps need the same account.
+    Builds a new session every time (~0.1 s of CPU): a command keeps the one it made in
+    its :class:`ess_ec2.session.Ec2Session`, so its steps share one session and one HTTPS
+    connection pool. Nothing is cached here, keyed on anything.
     """
-    global _last_connect
-    key = _connect_key(settings)
-    last = _last_connect
-    if last is not None and last[0]() is settings and last[1] == key:
-        return last[2]
-    aws = _connect(settings)
-    _last_connect = (weakref.ref(settings), key, aws)
-    return aws
-
-
-def _connect(settings: Settings) -> Aws:
     credentials = load_credentials(settings)
     profile = None if credentials else settings.get("profile")
     session = build_session(credentials, profile, settings.where("profile"))
@@ -272,7 +244,9 @@ def translated(aws: Aws, action: str) -> Iterator[None]:
 
 def call(settings: Settings, action: str, work: Callable[[Aws], Result]) -> Result:
     """``work(aws)`` on this command's client, its AWS errors as one-line ess errors."""
-    aws = connect(settings)
+    from .session import session_for  # session.py builds on this module
+
+    aws = session_for(settings).aws
     with translated(aws, action):
         return work(aws)
 

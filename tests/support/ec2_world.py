@@ -12,7 +12,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +169,11 @@ class World:
     def launch(self, count: int = 2, launch_id: str = "launch-1", **cli: Any) -> list:
         settings = self.settings(**cli)
         request = self.request(count, launch_id=launch_id, cluster=settings.cluster)
-        self.backend.preflight(settings, request)
-        return self.backend.create(settings, request, self.progress())
+        return self.backend.create(settings, self.preflight(settings, request), self.progress())
+
+    def preflight(self, settings: Settings, request: LaunchRequest) -> LaunchRequest:
+        """The backend's preflight; ``request`` carrying its plan, as the core hands it to create."""
+        return replace(request, plan=self.backend.preflight(settings, request))
 
     def foreign(self, count: int = 1, name: str = "Essentia Worker Node",
                 tags: dict[str, str] | None = None) -> list[str]:

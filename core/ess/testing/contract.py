@@ -112,8 +112,7 @@ class BackendContract:
     @staticmethod
     def launch(target: ContractTarget, cluster: str, count: int | None = None) -> tuple[list[Node], str]:
         settings = target.settings_for(cluster, **({"instance_count": count} if count else {}))
-        request = provision.launch_request(settings, target.backend.requested_count(settings))
-        provision.preflight(target.backend, settings, request)
+        request = provision.prepare(target.backend, settings)
         nodes = target.backend.create(settings, request, _quiet())
         nodes = target.backend.wait(settings, nodes, _quiet(), timeout=120)
         return nodes, request.launch_id
@@ -148,8 +147,7 @@ class BackendContract:
         cluster = clusters()
         settings = contract_target.settings_for(cluster)
         before = contract_target.snapshot() if contract_target.snapshot else None
-        provision.preflight(contract_target.backend, settings,
-                            provision.launch_request(settings, contract_target.backend.requested_count(settings)))
+        provision.prepare(contract_target.backend, settings)
         after = contract_target.snapshot() if contract_target.snapshot else None
         assert before == after, "preflight changed the backend's state"
         assert contract_target.backend.nodes(settings) == [], "preflight launched nodes"
@@ -161,10 +159,7 @@ class BackendContract:
         for overrides, fragment in contract_target.bad_settings:
             before = contract_target.snapshot() if contract_target.snapshot else None
             with pytest.raises(UsageError) as info:
-                settings = contract_target.settings_for(cluster, **overrides)
-                count = contract_target.backend.requested_count(settings)
-                request = provision.launch_request(settings, count)
-                provision.preflight(contract_target.backend, settings, request)
+                provision.prepare(contract_target.backend, contract_target.settings_for(cluster, **overrides))
             message = str(info.value)
             assert fragment in message, f"{overrides}: {message!r} lacks {fragment!r}"
             assert "\n" not in message, f"{overrides}: errors are one line: {message!r}"
@@ -183,6 +178,21 @@ class BackendContract:
             assert node.address, f"{node.id} has no address"
             assert node.tags.get(TAG_CLUSTER) == cluster, f"{node.id} lacks {TAG_CLUSTER}={cluster}"
             assert node.tags.get(TAG_LAUNCH) == launch_id, f"{node.id} lacks {TAG_LAUNCH}"
+
+    def test_contract_create_needs_no_plan(self, contract_target: ContractTarget,
+                                           clusters: Callable[[], str]) -> None:
+        """``request.plan`` is an optimisation: a request that did not go through preflight
+        (plan None) launches the same nodes, so no state may hide between the two calls."""
+        cluster = clusters()
+        backend = contract_target.backend
+        settings = contract_target.settings_for(cluster)
+        request = provision.launch_request(settings, backend.requested_count(settings))
+        assert request.plan is None
+        nodes = backend.wait(settings, backend.create(settings, request, _quiet()), _quiet(), timeout=120)
+        assert len(nodes) == backend.requested_count(settings)
+        assert all(n.tags.get(TAG_LAUNCH) == request.launch_id for n in nodes)
+        backend.terminate(settings, backend.nodes(settings), _quiet())
+        assert backend.nodes(settings) == []
 
     def test_contract_list_finds_them_and_only_them(self, contract_target: ContractTarget,
                                                     clusters: Callable[[], str]) -> None:
@@ -243,8 +253,7 @@ class BackendContract:
 
     def _assert_rolled_back(self, target: ContractTarget, cluster: str) -> None:
         settings = target.settings_for(cluster)
-        request = provision.launch_request(settings, target.backend.requested_count(settings))
-        provision.preflight(target.backend, settings, request)
+        request = provision.prepare(target.backend, settings)
         with pytest.raises((EssError, Interrupted)):
             provision.create(target.backend, settings, request, _quiet(), verify=False)
         left = target.backend.nodes(settings)
