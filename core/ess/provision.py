@@ -24,6 +24,7 @@ from .errors import EssError, Interrupted, NotSupported, PartialFailure, UsageEr
 from .models import (
     PENDING,
     RUNNING,
+    SHUTTING_DOWN,
     STOPPED,
     STOPPING,
     TAG_ADOPTED,
@@ -31,6 +32,7 @@ from .models import (
     TAG_CREATED_AT,
     TAG_CREATED_BY,
     TAG_LAUNCH,
+    TERMINATED,
     Access,
     CheckResult,
     LaunchRequest,
@@ -238,8 +240,7 @@ def check(backend: Backend, settings: Settings, nodes: list[Node], progress: Pro
 def verify(backend: Backend, settings: Settings, progress: Progress) -> tuple[list[Node], list[CheckResult]]:
     """Check the cluster's running nodes, and fail its lost ones (see :func:`health_targets`)."""
     nodes = health_targets(backend, settings)
-    running = [n for n in nodes if not n.lost]
-    return nodes, check(backend, settings, running, progress) + lost_checks(nodes)
+    return nodes, check(backend, settings, reachable(nodes), progress) + lost_checks(nodes)
 
 
 def health_targets(backend: Backend, settings: Settings) -> list[Node]:
@@ -254,6 +255,12 @@ def health_targets(backend: Backend, settings: Settings) -> list[Node]:
     if not targets:
         raise no_running_nodes(backend, settings, nodes)
     return targets
+
+
+def reachable(targets: list[Node]) -> list[Node]:
+    """The nodes of :func:`health_targets` that checks, commands and copies go to: all but
+    the lost ones, which are reported as failures instead (:func:`lost_checks`)."""
+    return [n for n in targets if not n.lost]
 
 
 def no_running_nodes(backend: Backend, settings: Settings, nodes: list[Node]) -> EssError:
@@ -302,8 +309,14 @@ def verdict(checks: list[CheckResult]) -> None:
     if not failed:
         return
     total = len({c.node_id for c in checks})
-    message = f"{len(failed)} of {total} node(s) failed: " + describe_failures(checks)
-    raise (PartialFailure if len(failed) < total else EssError)(message)
+    raise verdict_error(len(failed), total, f"{len(failed)} of {total} node(s) failed: "
+                        + describe_failures(checks))
+
+
+def verdict_error(failed: int, total: int, message: str) -> EssError:
+    """The one rule for every per-node verdict (checks, exec, push): partial success (exit 3)
+    when some nodes passed, failure (exit 1) when none did."""
+    return (PartialFailure if failed < total else EssError)(message)
 
 
 def select(backend: Backend, settings: Settings, targets: list[str]) -> list[Node]:
@@ -349,17 +362,50 @@ def terminate_targets(nodes: list[Node], all_nodes: bool, include_adopted: bool)
 
 
 def terminate(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+    """Terminate ``nodes`` (from :func:`select`); a Ctrl-C or SIGTERM waits for the backend."""
     if not nodes:
         return
-    get_plugin_manager().hook.ess_before_terminate(settings=settings, nodes=nodes)
-    with deferred_interrupts(progress):
-        backend.terminate(settings, nodes, progress)
+    with sigterm_as_interrupt():
+        get_plugin_manager().hook.ess_before_terminate(settings=settings, nodes=nodes)
+        with deferred_interrupts(progress):
+            backend.terminate(settings, nodes, progress)
+    progress.finish()
+
+
+def power(backend: Backend, settings: Settings, nodes: list[Node], verb: str, progress: Progress) -> None:
+    """``stop`` or ``start`` (``verb``) ``nodes``, as chosen by :func:`power_targets`.
+
+    SIGTERM is a Ctrl-C here as in ``create`` (exit 130, not -15): the nodes carry the
+    cluster's tags whatever moment it lands, so ``list`` and ``terminate all`` find them.
+    """
+    if not nodes:
+        return
+    action = backend.stop if verb == "stop" else backend.start
+    with sigterm_as_interrupt():
+        action(settings, nodes, progress)
+    progress.finish()
+
+
+def adopt(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress,
+          tags: dict[str, str] | None = None) -> None:
+    """Make ``nodes`` (from ``backend.adoptable``) members of the cluster (``add``), with
+    ``tags`` (default :func:`membership_tags`; the CLI passes those it showed)."""
+    with sigterm_as_interrupt():
+        backend.adopt(settings, nodes, tags if tags is not None else membership_tags(settings), progress)
+    progress.finish()
+
+
+def release(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> None:
+    """Let ``nodes`` (from :func:`select`) leave the cluster, running (``remove``)."""
+    with sigterm_as_interrupt():
+        backend.release(settings, nodes, progress)
     progress.finish()
 
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while nodes are being launched, so cleanup runs."""
+    """Treat SIGTERM like Ctrl-C while nodes are launched or changed, so cleanup runs and
+    the exit code is 130 (interrupted) instead of death by signal with nothing said."""
     try:
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     except ValueError:  # not the main thread: nothing to install

@@ -12,16 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .backend import Backend
-from .errors import EssError, PartialFailure, UsageError
+from .errors import UsageError
 from .models import CommandResult, Node, Settings
 from .plugins import get_plugin_manager
 from .progress import Progress
-from .provision import health_targets, lost_message
-
-
-def running_nodes(backend: Backend, settings: Settings) -> list[Node]:
-    """The cluster's running nodes (lost ones left out: :func:`run_command` reports them)."""
-    return [n for n in health_targets(backend, settings) if not n.lost]
+from .provision import health_targets, lost_message, reachable, verdict_error
 
 
 def lost_results(nodes: list[Node]) -> list[CommandResult]:
@@ -42,7 +37,7 @@ def run_command(backend: Backend, settings: Settings, command: str, progress: Pr
     ``targets``: the nodes from :func:`ess.provision.health_targets`, if already listed.
     """
     targets = health_targets(backend, settings) if targets is None else targets
-    running = [n for n in targets if not n.lost]
+    running = reachable(targets)
     results: list[CommandResult] = []
     if running:
         answer = get_plugin_manager().hook.ess_run_command(
@@ -58,7 +53,7 @@ def push_files(backend: Backend, settings: Settings, source: Path, destination: 
                progress: Progress) -> list[CommandResult]:
     """Copy ``source`` to every running node; lost nodes as failures."""
     targets = health_targets(backend, settings)
-    running = [n for n in targets if not n.lost]
+    running = reachable(targets)
     results: list[CommandResult] = []
     if running:
         answer = get_plugin_manager().hook.ess_push_files(
@@ -81,5 +76,5 @@ def verdict(results: list[CommandResult], what: str) -> None:
         return
     names = ", ".join(f"{r.node_id} ({r.error or f'exit {r.exit_code}'})" for r in failed[:5])
     more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-    message = f"{what} failed on {len(failed)} of {len(results)} node(s): {names}{more}"
-    raise (PartialFailure if len(failed) < len(results) else EssError)(message)
+    raise verdict_error(len(failed), len(results),
+                        f"{what} failed on {len(failed)} of {len(results)} node(s): {names}{more}")
