@@ -67,6 +67,14 @@ def pytest_sessionfinish(session):
             handle.write(json.dumps({"kind": "secrets_scan", **SCANNED}) + "\n")
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs("ssh", ...)``: skip without the programs, fail under ESS_INTEGRATION=1."""
+    for mark in item.iter_markers("needs"):
+        from support.tools import require  # here: a pytester copy of this file has no `support`
+
+        require(*mark.args)
+
+
 @pytest.fixture(autouse=True)
 def _no_packets_beyond_loopback():
     before = len(ess_netguard.BLOCKED)

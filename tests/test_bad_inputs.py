@@ -28,6 +28,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from support.ec2_world import World
 from support.fault_world import lean_world, record
+from support.tools import require
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 CASES = sorted(p for p in BAD.iterdir() if (p / "case.toml").is_file())
@@ -139,10 +140,9 @@ def test_permission_denied_on_the_config_file(world: World) -> None:
     assert ess_script, "the ess console script is installed with the package"
     prefix: list[str] = []
     if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed to take the file-permission override from root"
+        require("setpriv")  # takes the file-permission override from root
         drop = "-dac_override,-dac_read_search"
-        prefix = [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}"]
+        prefix = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
     world.conf.chmod(0o000)
     proc = subprocess.run([*prefix, sys.executable, ess_script, "instance", "ec2", "create", "--yes",
                            "--no-verify", "--config", str(world.conf)],

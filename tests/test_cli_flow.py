@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,10 +150,7 @@ def test_no_running_nodes_hint_for_ssh(ess, local_cluster):
     assert r.code == 2 and "NODE: 'local-nope' is not a node of cluster 'default'" in r.err
 
 
-needs_openssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client not installed")
-
-
-@needs_openssh
+@pytest.mark.needs("ssh", "scp")
 def test_ssh_config_works_with_the_real_openssh_client(ess, local_cluster, tmp_path):
     r = ess("instance", "local", "ssh-config")
     assert r.code == 0, r
@@ -180,7 +176,7 @@ def test_ssh_config_works_with_the_real_openssh_client(ess, local_cluster, tmp_p
     assert [h["Host"] for h in data["hosts"]] == ids
 
 
-@needs_openssh
+@pytest.mark.needs("ssh")
 def test_ess_ssh_logs_in_to_the_first_node_with_openssh(ess, local_cluster, tmp_path):
     env = {**os.environ, "ESS_HOME": os.environ["ESS_HOME"]}
     ids = node_ids(ess, "local")
@@ -200,7 +196,7 @@ def test_empty_list_names_a_create_that_works_on_the_backend(ess, backend, comma
     assert r.err.strip() == f"cluster 'default' has no nodes on {backend} (create some with: {command})"
 
 
-@needs_openssh
+@pytest.mark.needs("ssh")
 def test_hosts_ssh_config_uses_the_host_keys_verify_recorded(ess, hosts_conf, tmp_path):
     conf, machines = hosts_conf
     assert ess("instance", "hosts", "create", *machines, "--config", str(conf)).code == 0

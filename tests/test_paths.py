@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from support.tools import require
 
 from ess.errors import EssError, UsageError
 from ess.paths import state_dir
@@ -30,7 +31,8 @@ def run_ess(*args: str, env: dict[str, str], prefix: list[str] | None = None,
     assert ESS, "the ess console script is installed with the package"
     command = [sys.executable, ESS, *args]
     if script is not None:
-        assert os.geteuid() == 0 and shutil.which("unshare"), "needs root and unshare (as in CI)"
+        assert os.geteuid() == 0, "needs root (as in CI)"
+        require("unshare")
         command = ["unshare", "--mount", "--", "sh", "-ec", f'{script}\nexec "$@"', "sh", *command]
     return subprocess.run([*(prefix or []), *command], env={**os.environ, **env}, capture_output=True,
                           text=True, timeout=60)
@@ -70,9 +72,8 @@ def test_a_state_folder_ess_may_not_write_is_exit_2(tmp_path):
     (tmp_path / "home" / "state").chmod(0o500)
     prefix = []
     if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed to take the file-permission override from root"
-        prefix = [setpriv, f"--bounding-set={NO_DAC}", f"--inh-caps={NO_DAC}"]
+        require("setpriv")  # takes the file-permission override from root
+        prefix = ["setpriv", f"--bounding-set={NO_DAC}", f"--inh-caps={NO_DAC}"]
     proc = run_ess("instance", "hosts", "list", env={"ESS_HOME": str(tmp_path / "home")}, prefix=prefix)
     assert proc.returncode == 2, proc
     assert one_line(proc) == (f"ess: {tmp_path / 'home' / 'state'}: ess's folder is not writable "
@@ -111,7 +112,8 @@ def test_a_save_on_a_full_disk_keeps_the_old_file_and_leaves_no_temp_file(tmp_pa
               f"echo '{{\"old\": 1}}' > {registry}\n"
               f"head -c 40960 /dev/zero > {folder}/ballast\n"
               f'trap \'cat {registry}; ls -a {folder}\' EXIT\n"$@"\ntrap - EXIT\ncat {registry}\nls -a {folder}\nexit')
-    assert os.geteuid() == 0 and shutil.which("unshare"), "needs root and unshare (as in CI)"
+    assert os.geteuid() == 0, "needs root (as in CI)"
+    require("unshare")
     proc = subprocess.run(["unshare", "--mount", "--", "sh", "-ec", script, "sh", sys.executable, "-c",
                            SAVE_ON_FULL_DISK, str(registry)], capture_output=True, text=True, timeout=60)
     lines = proc.stdout.splitlines()

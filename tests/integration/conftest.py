@@ -8,11 +8,11 @@ lose this tier.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 
 import pytest
+from support.tools import require
 
 from ess.testing.openssh import kill_leftovers, leftover_processes
 
@@ -33,10 +33,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def tools() -> None:
     """Fail (not skip) when the tier is on but the machine lacks what it needs."""
-    if not os.access(SSHD, os.X_OK):
-        pytest.fail(f"ESS_INTEGRATION=1 but {SSHD} is missing (run tests/integration/setup.sh)")
-    if shutil.which("ip") is None:
-        pytest.fail("ESS_INTEGRATION=1 but `ip` (iproute2) is missing (run tests/integration/setup.sh)")
+    require(SSHD, "ip", "ssh", "ssh-keygen")  # fails: this tier only runs under ESS_INTEGRATION=1
     probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         pytest.fail(f"ESS_INTEGRATION=1 but `ip netns` does not work: {probe.stderr.strip()} "

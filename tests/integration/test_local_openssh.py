@@ -8,13 +8,13 @@ bytes must arrive intact, in the node's home folder.
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.local_helpers import kill_test_nodes, quiet, request, settings_for
+from support.tools import require
 
 from ess.models import Node
 from ess_local.backend import LocalBackend
@@ -25,9 +25,7 @@ CLIENTS = ("scp", "sftp", "ssh", "rsync")
 
 @pytest.fixture
 def node(ess_home: Path) -> Iterator[tuple[Node, list[str], str, Path]]:
-    missing = [tool for tool in CLIENTS if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"ESS_INTEGRATION=1 but {', '.join(missing)} missing (run tests/integration/setup.sh)")
+    require(*CLIENTS)
     backend = LocalBackend()
     settings = settings_for(backend)
     created = backend.create(settings, request(1), quiet())
