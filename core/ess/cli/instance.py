@@ -178,8 +178,11 @@ def list_command(backend: Backend) -> click.Command:
     @setting_options(backend, "list")
     @common_options
     def list_(**flags: Any) -> None:
+        from ..api import Cluster
+
         settings = load(backend, flags)
-        nodes = backend.nodes(settings)
+        # The stderr sink: list draws no stages, but warnings (skipped instances) go there.
+        nodes = Cluster.from_settings(settings, progress=progress()).nodes()
         if invocation().json:
             emit_json(nodes_json(backend.name, settings.cluster, nodes))
         elif nodes:
@@ -205,14 +208,15 @@ def verify_command(backend: Backend) -> click.Command:
     @common_options
     def verify(**flags: Any) -> None:
         from .. import provision
+        from ..api import Cluster
 
         settings = load(backend, flags)
-        nodes, checks = provision.verify(backend, settings, progress())
+        result = Cluster.from_settings(settings, progress=progress()).verify()
         if invocation().json:
-            emit_json(nodes_json(backend.name, settings.cluster, nodes, checks))
+            emit_json(nodes_json(backend.name, settings.cluster, result.nodes, result.checks))
         else:
-            emit(nodes_table(nodes, checks))
-        provision.verdict(checks)
+            emit(nodes_table(result.nodes, result.checks))
+        provision.verdict(result.checks)  # presented first, then the exit code
     return verify
 
 
