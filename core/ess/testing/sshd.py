@@ -53,7 +53,7 @@ def generate_ed25519_key() -> paramiko.Ed25519Key:
     ).decode()
     key = paramiko.Ed25519Key(file_obj=io.StringIO(text))
     # paramiko cannot serialize ed25519 keys; keep the text so write_private_key can.
-    key._ess_openssh_text = text  # type: ignore[attr-defined]
+    key._ess_openssh_text = text
     return key
 
 
