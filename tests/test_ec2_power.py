@@ -60,3 +60,23 @@ def test_stop_without_yes_off_a_terminal_changes_nothing(world, ess):
     result = ess("instance", "ec2", "stop", "--config", str(world.conf))
     assert result.code == 2 and "--yes" in result.err
     assert world.calls.mutating() == []
+
+
+def test_stop_and_start_leave_out_a_node_terminated_outside_ess(world):
+    """A lost node EC2 still lists as terminated is neither asked about nor sent to the backend."""
+    from ess.api import Cluster
+
+    kept, gone = world.launch(2)
+    world.ec2.terminate_instances(InstanceIds=[gone.id])  # behind ess's back: a lost node
+    cluster = Cluster.from_settings(world.settings())
+    assert {n.id: n.lost for n in cluster.nodes()} == {kept.id: False, gone.id: True}
+    asked: list[list[str]] = []
+    stopped = cluster.stop(confirm=lambda nodes: asked.append(sorted(n.id for n in nodes)))
+    assert asked == [[kept.id]]
+    assert {n.id: n.state for n in stopped}[kept.id] == "stopped"
+    sent = [p["InstanceIds"] for op, p in world.calls.made if op in ("StopInstances", "StartInstances")]
+    world.calls.reset()
+    started = cluster.start()
+    sent += [p["InstanceIds"] for op, p in world.calls.made if op in ("StopInstances", "StartInstances")]
+    assert sent == [[kept.id], [kept.id]]
+    assert {n.id: n.state for n in started}[kept.id] == "running"

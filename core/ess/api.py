@@ -238,8 +238,7 @@ class Cluster:
         nodes = self.backend.adoptable(self.settings, wanted)
         if confirm is not None:
             confirm(nodes)
-        self.backend.adopt(self.settings, nodes, provision.membership_tags(self.settings), self.progress)
-        self.progress.finish()
+        provision.adopt(self.backend, self.settings, nodes, self.progress)
         return nodes
 
     def remove(self, ids: Sequence[str], *, confirm: Confirm | None = None) -> list[Node]:
@@ -250,8 +249,7 @@ class Cluster:
         nodes = provision.select(self.backend, self.settings, _node_ids(ids, "remove"))
         if confirm is not None:
             confirm(nodes)
-        self.backend.release(self.settings, nodes, self.progress)
-        self.progress.finish()
+        provision.release(self.backend, self.settings, nodes, self.progress)
         return nodes
 
     # -- remote execution ----------------------------------------------------------------
@@ -320,10 +318,7 @@ class Cluster:
         todo = provision.power_targets(nodes, verb)  # the CLI's stop/start choose the same way
         if todo and confirm is not None:
             confirm(todo)
-        if todo:
-            action = self.backend.stop if verb == "stop" else self.backend.start
-            action(self.settings, todo, self.progress)
-            self.progress.finish()
+        provision.power(self.backend, self.settings, todo, verb, self.progress)
         chosen = {n.id for n in nodes}
         return [n for n in provision.select(self.backend, self.settings, ["all"]) if n.id in chosen]
 
