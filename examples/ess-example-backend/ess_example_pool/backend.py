@@ -41,12 +41,13 @@ class PoolBackend(Backend):
 
     # -- allocation table -------------------------------------------------------------
     @staticmethod
-    def _file() -> Path:
+    def state_file() -> Path:
+        """The allocation table (public: the contract suite snapshots it)."""
         return state_dir() / "example-pool.json"
 
     def _table(self, write: bool = False):
         # ess.files: read-modify-write under a file lock, replaced atomically.
-        return locked_json(self._file(), write=write)
+        return locked_json(self.state_file(), write=write)
 
     def _pool(self, settings: Settings) -> list[tuple[str, int]]:
         hosts = [parse_host(h, settings.where("hosts")) for h in settings["hosts"]]
@@ -55,7 +56,8 @@ class PoolBackend(Backend):
         return hosts
 
     # -- the Backend contract ---------------------------------------------------------
-    def preflight(self, settings: Settings, request: LaunchRequest) -> None:
+    def preflight(self, settings: Settings, request: LaunchRequest) -> list[tuple[str, int]]:
+        # The parsed pool is the plan: the core hands it to create in request.plan.
         pool = self._pool(settings)
         key = settings.path("key_file")
         if key is None or not key.is_file():
@@ -66,10 +68,13 @@ class PoolBackend(Backend):
         if len(free) < request.count:
             raise UsageError(f"{settings.where('hosts')}: only {len(free)} of {len(pool)} machines are free, "
                              f"{request.count} asked (add hosts or lower --number)")
+        return pool
 
     def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
         with self._table(write=True) as table:
-            free = [h for h in self._pool(settings) if f"{h[0]}:{h[1]}" not in table]
+            # No per-command state on self: preflight's plan, or (no preflight) parse again.
+            pool = request.plan if request.plan is not None else self._pool(settings)
+            free = [h for h in pool if f"{h[0]}:{h[1]}" not in table]
             if len(free) < request.count:
                 raise UsageError(f"{settings.where('hosts')}: only {len(free)} machines are free")
             chosen = free[: request.count]

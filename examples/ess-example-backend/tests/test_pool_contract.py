@@ -30,7 +30,7 @@ class TestPoolContract(BackendContract):
                           ({"hosts": "127.0.0.1:notaport"}, "is not host or host:port"),
                           ({"instance_count": 9}, "only 3 of 3 machines are free"),
                           ({"key_file": "/nonexistent/key"}, "no such key file")],
-            snapshot=lambda: backend._file().read_text() if backend._file().exists() else None,
+            snapshot=lambda: backend.state_file().read_text() if backend.state_file().exists() else None,
         )
 
 
