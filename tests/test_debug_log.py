@@ -22,6 +22,15 @@ AWS_CALL = re.compile(r"^DEBUG ess_ec2\.calllog: (?:ec2|ssm) (\w+)(?: \(([^)]*)\
                       r"in \d+\.\d ms, attempt (\d+)$", re.M)
 
 
+@pytest.fixture(autouse=True)
+def _debug_off_afterwards():
+    """An in-process `ess --debug` leaves ess's loggers at DEBUG: close them for the next test."""
+    yield
+    from ess.log import configure
+
+    configure(debug=False)
+
+
 @pytest.fixture
 def local_nodes(ess_home: Path):
     yield
@@ -129,3 +138,60 @@ def test_a_retried_aws_call_logs_each_failed_attempt_and_the_attempt_that_worked
     assert ("DEBUG ess_ec2.calllog: ec2 RunInstances attempt 1: HTTP 503 RequestLimitExceeded (retryable)"
             in created.err), created.err
     assert ("RunInstances", "2 instances", "200", "", "2") in AWS_CALL.findall(created.err), created.err
+
+
+# -- warnings: one path (ess.log.warn -> the command's progress sink, else stderr), scrubbed --
+def test_warn_without_a_sink_writes_one_scrubbed_line_to_stderr(capsys):
+    from ess.log import warn
+    from ess.redact import register_secret
+
+    register_secret("warn-test-secret-4f9a2c")
+    warn("ess: warning: could not use warn-test-secret-4f9a2c")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "ess: warning: could not use ****\n"
+
+
+def test_warn_goes_to_the_sink_of_the_running_command_and_is_scrubbed_there(capsys):
+    import io
+
+    from ess.log import warn, warnings_to
+    from ess.progress import Progress
+    from ess.redact import register_secret
+
+    register_secret("warn-test-secret-77b1e0")
+    stream = io.StringIO()
+    sink = Progress(stream, tty=False)
+    with warnings_to(sink):
+        warn("ess: warning: one warn-test-secret-77b1e0")
+    warn("ess: warning: two", Progress(stream, tty=False))
+    with warnings_to(Progress(quiet=True)):
+        warn("ess: warning: three")  # a silent sink (the API's default) swallows it
+    assert stream.getvalue() == "ess: warning: one ****\ness: warning: two\n"
+    assert capsys.readouterr().err == ""
+
+
+def test_the_api_sends_a_config_warning_to_its_sink_and_is_silent_without_one(tmp_path, capsys):
+    import io
+
+    import ess
+
+    conf = tmp_path / "instance.conf"
+    conf.write_text("[local]\ninstance_count: 1\n")
+    conf.chmod(0o666)
+    quiet = ess.Cluster("local", config=conf)
+    assert quiet.name == "default"
+    assert capsys.readouterr() == ("", "")  # silent by default, as docs/api.md promises
+    stream = io.StringIO()
+    ess.Cluster("local", config=conf, progress=stream)
+    assert f"ess: warning: {conf} is writable by every user" in stream.getvalue()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_the_cli_still_prints_the_config_warning_on_stderr(ess, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    conf = tmp_path / "instance.conf"
+    conf.write_text("[local]\ninstance_count: 1\n")
+    conf.chmod(0o666)
+    listed = ess("instance", "local", "list")
+    assert listed.code == 0, listed
+    assert listed.err.count(f"ess: warning: {conf} is writable by every user") == 1, listed

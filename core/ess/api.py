@@ -19,6 +19,7 @@ it parses, confirms and presents, and leaves the work to them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from .errors import NotSupported, UsageError
+from .log import warnings_to
 from .models import (
     CheckResult,
     CommandResult,
@@ -46,6 +48,27 @@ __all__ = ["Cluster", "VerifyResult"]
 Ids: TypeAlias = "str | Sequence[str]"
 #: ``confirm=`` of stop/terminate: sees the nodes about to change; raising cancels.
 Confirm: TypeAlias = "Callable[[list[Node]], None]"
+
+
+def _warnings_to_sink(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a :class:`Cluster` method with :func:`ess.log.warn` going to its progress sink.
+
+    Core and plugins warn without a progress object at hand (a config writable by everyone,
+    instances skipped by ownership); in the API those lines belong to the cluster's sink,
+    which prints nothing unless the caller gave one.
+    """
+    @functools.wraps(method)
+    def wrapper(self: Cluster, *args: Any, **kwargs: Any) -> Any:
+        with warnings_to(self.progress):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def _sink(progress: Progress | TextIO | None) -> Progress:
+    """The Progress behind ``progress=``: as given, around a text stream, or silent."""
+    if isinstance(progress, Progress):
+        return progress
+    return Progress(quiet=True) if progress is None else Progress(progress)
 
 
 @dataclass(frozen=True)
@@ -98,10 +121,12 @@ class Cluster:
         overrides = dict(settings)
         if cluster is not None:
             overrides["cluster"] = cluster
+        sink = _sink(progress)
         try:
             path, _ = find_config(os.fspath(config) if config is not None else None, os.environ)
             _check_overrides(chosen, overrides)
-            resolved = load_settings(chosen, path, cli=overrides)
+            with warnings_to(sink):
+                resolved = load_settings(chosen, path, cli=overrides)
         except UsageError as exc:
             # The one line says it all. The exception it was raised from can quote the config
             # text (configparser's ParsingError quotes the bad line, maybe a pasted secret), and
@@ -110,7 +135,7 @@ class Cluster:
             exc.__suppress_context__ = True
             raise
         given = {key: f"Cluster({key}=...)" for key, value in overrides.items() if value is not None}
-        self._setup(chosen, _relabelled(resolved, given), progress)
+        self._setup(chosen, _relabelled(resolved, given), sink)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, progress: Progress | TextIO | None = None) -> Cluster:
@@ -123,12 +148,7 @@ class Cluster:
     def _setup(self, backend: Backend, settings: Settings, progress: Progress | TextIO | None) -> None:
         self.backend = backend
         self.settings = settings
-        if isinstance(progress, Progress):
-            self.progress = progress
-        elif progress is None:
-            self.progress = Progress(quiet=True)
-        else:
-            self.progress = Progress(progress)
+        self.progress = _sink(progress)
 
     def __repr__(self) -> str:
         return f"Cluster({self.backend.name!r}, cluster={self.name!r})"
@@ -139,6 +159,7 @@ class Cluster:
         return self.settings.cluster
 
     # -- lifecycle ---------------------------------------------------------------------
+    @_warnings_to_sink
     def create(self, count: int | None = None, *, min_count: int | None = None, verify: bool = True,
                keep_on_failure: bool = False, confirm: Callable[[LaunchRequest], None] | None = None,
                ) -> CreateResult:
@@ -167,12 +188,14 @@ class Cluster:
         return provision.create(self.backend, settings, request, self.progress, verify=verify,
                                 keep_on_failure=keep_on_failure)
 
+    @_warnings_to_sink
     def nodes(self) -> list[Node]:
         """The cluster's nodes now, in every state but terminated."""
         from . import provision
 
         return provision.select(self.backend, self.settings, ["all"])
 
+    @_warnings_to_sink
     def verify(self, *, check: bool = False) -> VerifyResult:
         """Run every health check (the SSH plugin's) on the cluster's running nodes.
 
@@ -188,16 +211,19 @@ class Cluster:
             provision.verdict(checks)
         return VerifyResult(nodes=nodes, checks=checks)
 
+    @_warnings_to_sink
     def stop(self, ids: Ids = "all", *, confirm: Confirm | None = None) -> list[Node]:
         """Stop the cluster's running nodes (or those named); return them as they are now.
 
         ``confirm(nodes)`` sees the nodes about to stop first; raising there stops none."""
         return self._power("stop", ids, confirm)
 
+    @_warnings_to_sink
     def start(self, ids: Ids = "all") -> list[Node]:
         """Start the cluster's stopped nodes (or those named); return them as they are now."""
         return self._power("start", ids, None)
 
+    @_warnings_to_sink
     def terminate(self, ids: Ids = "all", *, include_adopted: bool = False,
                   confirm: Confirm | None = None) -> list[Node]:
         """Terminate every node of the cluster, or the ids named; return the terminated nodes.
@@ -220,6 +246,7 @@ class Cluster:
         provision.terminate(self.backend, self.settings, nodes, self.progress)
         return nodes
 
+    @_warnings_to_sink
     def purge(self) -> list[str]:
         """Delete what ess created for the cluster (ec2: its security group and key pair);
         call it after ``terminate()``. Returns what went. NotSupported if nothing can be."""
@@ -228,6 +255,7 @@ class Cluster:
         self.progress.finish()
         return purged
 
+    @_warnings_to_sink
     def add(self, ids: Sequence[str], *, confirm: Confirm | None = None) -> list[Node]:
         """Adopt existing machines (ec2 instance ids) into the cluster by tagging them; nothing
         restarts. Returns them. ``confirm(nodes)`` sees them first; raising adopts none."""
@@ -241,6 +269,7 @@ class Cluster:
         provision.adopt(self.backend, self.settings, nodes, self.progress)
         return nodes
 
+    @_warnings_to_sink
     def remove(self, ids: Sequence[str], *, confirm: Confirm | None = None) -> list[Node]:
         """Release nodes from the cluster without stopping them (ess's tags go); returns them."""
         from . import provision
@@ -253,6 +282,7 @@ class Cluster:
         return nodes
 
     # -- remote execution ----------------------------------------------------------------
+    @_warnings_to_sink
     def exec(self, command: str | Sequence[str], *, check: bool = False,
              output: Callable[[str, str, bytes], None] | None = None) -> list[CommandResult]:
         """Run a shell command on every running node in parallel; one result per node.
@@ -276,6 +306,7 @@ class Cluster:
             verdict(results, "command")
         return results
 
+    @_warnings_to_sink
     def push(self, source: str | os.PathLike[str], dest: str = ".", *, check: bool = False) -> list[CommandResult]:
         """Copy a file or folder into the folder ``dest`` on every running node (created if
         missing; relative to the home folder); one result per node, as for :meth:`exec`."""

@@ -11,12 +11,12 @@ import math
 import os
 import re
 import stat
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .log import warn
 from .models import Settings, SettingSpec, Value
 from .names import CLUSTER_NAME, CLUSTER_NAME_HELP
 from .paths import config_dir
@@ -103,8 +103,8 @@ def warn_if_world_writable(path: Path) -> None:
     except OSError:
         return
     if mode & stat.S_IWOTH:
-        print(f"ess: warning: {path} is writable by every user; anyone could change what "
-              f"ess launches (chmod o-w {path})", file=sys.stderr)
+        warn(f"ess: warning: {path} is writable by every user; anyone could change what "
+             f"ess launches (chmod o-w {path})")
 
 
 def find_section(sections: Mapping[str, Mapping[str, Any]], backend: str) -> str | None:

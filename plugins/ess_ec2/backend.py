@@ -11,7 +11,6 @@ import hashlib
 import logging
 import random
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -233,10 +232,10 @@ class Ec2Backend(Backend):
             return
         shown = "; ".join(f"{i} ({why})" for i, why in list(new.items())[:5])
         more = f"; and {len(new) - 5} more" if len(new) > 5 else ""
-        sys.stderr.write(f"ess: skipped {len(new)} instance(s) tagged {TAG_CLUSTER}={settings.cluster} that "
-                         f"are not this cluster's: {shown}{more} (ess never touches them; to remove one on "
-                         "purpose: aws ec2 terminate-instances --instance-ids ID, or adopt it first with "
-                         "ess instance ec2 add ID)\n")
+        ess_log.warn(f"ess: skipped {len(new)} instance(s) tagged {TAG_CLUSTER}={settings.cluster} that "
+                     f"are not this cluster's: {shown}{more} (ess never touches them; to remove one on "
+                     "purpose: aws ec2 terminate-instances --instance-ids ID, or adopt it first with "
+                     "ess instance ec2 add ID)")
 
     @staticmethod
     def _node(instance: dict, settings: Settings) -> Node:
