@@ -365,7 +365,7 @@ def terminate(backend: Backend, settings: Settings, nodes: list[Node], progress:
     """Terminate ``nodes`` (from :func:`select`); a Ctrl-C or SIGTERM waits for the backend."""
     if not nodes:
         return
-    with sigterm_as_interrupt():
+    with interruptible(backend, "terminate"):
         get_plugin_manager().hook.ess_before_terminate(settings=settings, nodes=nodes)
         with deferred_interrupts(progress):
             backend.terminate(settings, nodes, progress)
@@ -381,7 +381,7 @@ def power(backend: Backend, settings: Settings, nodes: list[Node], verb: str, pr
     if not nodes:
         return
     action = backend.stop if verb == "stop" else backend.start
-    with sigterm_as_interrupt():
+    with interruptible(backend, verb):
         action(settings, nodes, progress)
     progress.finish()
 
@@ -390,14 +390,14 @@ def adopt(backend: Backend, settings: Settings, nodes: list[Node], progress: Pro
           tags: dict[str, str] | None = None) -> None:
     """Make ``nodes`` (from ``backend.adoptable``) members of the cluster (``add``), with
     ``tags`` (default :func:`membership_tags`; the CLI passes those it showed)."""
-    with sigterm_as_interrupt():
+    with interruptible(backend, "add"):
         backend.adopt(settings, nodes, tags if tags is not None else membership_tags(settings), progress)
     progress.finish()
 
 
 def release(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> None:
     """Let ``nodes`` (from :func:`select`) leave the cluster, running (``remove``)."""
-    with sigterm_as_interrupt():
+    with interruptible(backend, "remove"):
         backend.release(settings, nodes, progress)
     progress.finish()
 
@@ -415,6 +415,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def interruptible(backend: Backend, command: str) -> Iterator[None]:
+    """A flow that changes nodes: SIGTERM acts as Ctrl-C, and either is :class:`Interrupted`
+    (exit 130) naming where the cluster stands, never a bare KeyboardInterrupt."""
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted during {command} (see where the cluster stands with: "
+                          f"ess instance {backend.name} list)") from None
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
