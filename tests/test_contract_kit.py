@@ -68,6 +68,17 @@ BROKEN = {
         "        return [memory_backend.as_node(r) for r in memory_backend.load()]\n",
         ["test_contract_list_finds_them_and_only_them"],
     ),
+    # create depends on state preflight left on the backend object (per-command state that
+    # outlives the command): a create without preflight fails
+    "create_needs_preflight_state": (
+        "    launches = {}\n"
+        "    def preflight(self, settings, request):\n"
+        "        type(self).launches[request.launch_id] = request.count\n"
+        "    def create(self, settings, request, progress):\n"
+        "        type(self).launches.pop(request.launch_id)\n"
+        "        return super().create(settings, request, progress)\n",
+        ["test_contract_create_needs_no_plan"],
+    ),
     # an undocumented setting
     "undocumented_setting": (
         "    settings = memory_backend.MemoryBackend.settings + (memory_backend.SettingSpec('zone'),)\n",
