@@ -1,8 +1,11 @@
 """``exec``, ``push``, ``ssh`` and ``ssh-config`` under ``ess instance <backend>``.
 
-The flows are :mod:`ess.remote` (through :class:`ess.Cluster`) and :mod:`ess.login`; this
-module parses, and presents: each output line prefixed by its node as it arrives
-(:mod:`ess.prefixed`), or JSON with per-node exit code and the tail of stdout and stderr.
+The work is elsewhere: ``push`` calls :meth:`ess.Cluster.push`; ``exec`` calls the flow
+:func:`ess.remote.run_command` itself, because it lists the target nodes once, to size the
+prefixes before the first line streams, and hands them on; ``ssh`` and ``ssh-config`` use
+:mod:`ess.login`. This module parses and presents: each output line prefixed by its node
+as it arrives (:mod:`ess.prefixed`), or JSON with per-node exit code and the tail of stdout
+and stderr.
 """
 
 from __future__ import annotations
