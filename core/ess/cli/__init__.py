@@ -6,9 +6,11 @@ and logs to stderr; every error is one line (``--debug`` adds the traceback).
 
 The package, one concept a module; imports flow one way, from here down:
 
-    ess.cli            the root group, ``instance``, ``plugins``, ``config``; main() and run()
+    ess.cli            the root group, ``instance``, ``plugins``; main() and run()
     ess.cli.options    --config/--json/--debug (held per run in the click context), setting flags
     ess.cli.groups     groups that answer a typo with the closest command
+    ess.cli.usage      click's usage errors as ess's one line
+    ess.cli.config     ``ess config show``
     ess.cli.instance   ``ess instance <backend> ...``: the lifecycle commands
     ess.cli.remote     exec, push, ssh, ssh-config
     ess.cli.extend     backend_command(): how a plugin adds its own backend subcommands
@@ -19,11 +21,8 @@ script and plugins using the public helpers re-exported here.
 
 from __future__ import annotations
 
-import os
-import shlex
 import sys
 import traceback
-from typing import Any
 
 import click
 
@@ -31,9 +30,11 @@ from .. import __version__
 from ..errors import EssError, Interrupted, UsageError
 from ..log import warn, warnings_to
 from ..redact import scrub
+from .config import config_group
 from .extend import BackendCall, backend_command
-from .groups import NoSuchCommand, SuggestingGroup
-from .options import EXIT_CODES_HELP, Invocation, common_options, configure_logging, invocation, setting_values
+from .groups import SuggestingGroup
+from .options import EXIT_CODES_HELP, Invocation, common_options, configure_logging, invocation
+from .usage import format_usage_error
 
 __all__ = ["EXIT_CODES_HELP", "BackendCall", "Invocation", "backend_command", "cli", "common_options",
            "configure_logging", "invocation", "main", "run"]
@@ -143,89 +144,7 @@ def plugins_command() -> None:
         emit(f"load error: {error.name}: {error.error}")
 
 
-@cli.group("config", cls=SuggestingGroup)
-@common_options
-def config_group() -> None:
-    """Inspect the configuration ess would use.
-
-    \b
-    Example:
-      ess config show --backend local
-    """
-
-
-def _all_setting_flags() -> list[tuple[str, str]]:
-    """(flag, key) for every setting any backend or plugin exposes on the command line."""
-    from ..plugins import backends
-    from ..settings import specs_for
-
-    pairs: dict[str, str] = {}
-    for backend in backends().values():
-        for spec in specs_for(backend.settings).values():
-            if spec.flag:
-                pairs.setdefault(spec.flag, spec.key)
-    return sorted(pairs.items())
-
-
-class ConfigShowCommand(click.Command):
-    """Adds every setting flag lazily, so defining the command loads no plugin."""
-
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        if not getattr(self, "_flags_added", False):
-            self._flags_added = True
-            for flag, key in _all_setting_flags():
-                self.params.append(click.Option([flag, f"setting__{key}"], default=None,
-                                                metavar="VALUE", help=f"Override {key}."))
-        return super().get_params(ctx)
-
-
-@config_group.command("show", cls=ConfigShowCommand)
-@click.option("--backend", "backend_name", metavar="NAME",
-              help="Show this backend's settings (default: those with a section in the file, else all).")
-@common_options
-def config_show(backend_name: str | None, **flags: Any) -> None:
-    """Show every setting, its value and where it came from (secrets masked).
-
-    \b
-    Example:
-      ess config show --config configs/instance.conf --type t3.large
-    """
-    from ..output import emit, emit_json, table
-    from ..plugins import backends
-    from ..settings import find_config, find_section, load_settings, read_config
-
-    path, _ = find_config(invocation().config, os.environ)
-    sections = read_config(path) if path else {}
-    found = backends()
-    if backend_name is not None:
-        if backend_name not in found:
-            raise UsageError(f"--backend: no backend named {backend_name!r} "
-                             f"(installed: {', '.join(sorted(found))})")
-        names = [backend_name]
-    else:
-        names = [n for n in sorted(found) if find_section(sections, n)] or sorted(found)
-    cli_values = setting_values(flags)
-    shown: dict[str, dict[str, Any]] = {}
-    for name in names:
-        backend = found[name]
-        relevant = {k: v for k, v in cli_values.items()}
-        settings = load_settings(backend, path, cli=relevant)
-        masked = settings.masked()
-        shown[name] = {key: {"value": masked[key], "source": settings.source(key)} for key in settings.values}
-    if invocation().json:
-        emit_json({"config": str(path) if path else None, "backends": shown})
-        return
-    emit(f"config file: {path if path else '(none found; defaults apply)'}")
-    rows = [(name, key, _show(v["value"]), v["source"]) for name, keys in shown.items()
-            for key, v in keys.items()]
-    emit(table(rows, ["backend", "key", "value", "source"]))
-
-
-def _show(value: Any) -> Any:
-    # One number format whatever type a backend declared (ec2's int 600, local's float 600.0).
-    if isinstance(value, float):
-        return f"{value:g}"
-    return ", ".join(value) if isinstance(value, list) else value
+cli.add_command(config_group)
 
 
 # -- entry point -------------------------------------------------------------------------
@@ -282,51 +201,3 @@ def _fail(options: Invocation, message: str) -> None:
         sys.stderr.write(scrub(traceback.format_exc()))
     line = " ".join(message.split("\n")).strip()
     sys.stderr.write(scrub(f"ess: {line}") + "\n")
-
-
-def format_usage_error(exc: click.UsageError, argv: list[str] | None = None) -> str:
-    """click's usage errors in ess's one-line shape: ``--number: 'abc' is not ... (try ...)``."""
-    command = exc.ctx.command_path if exc.ctx else "ess"
-    see = f"(see `{command} --help`)"
-    if isinstance(exc, NoSuchCommand):
-        hint = f" (did you mean {exc.close[0]}?)" if exc.close else f" {see}"
-        return f"{exc.name}: no such command for `{command}`{hint}"
-    if isinstance(exc, click.NoSuchOption):
-        close = sorted(exc.possibilities or [])
-        hint = f" (did you mean {close[0]}?)" if close else f" {see}"
-        passthrough = _passthrough_argument(exc.ctx)
-        if not close and passthrough is not None:
-            # `exec uname -a`: the option was meant for the remote command, not for ess.
-            hint = f" (to pass it to the command, put the command after `--`: `{_with_dashes(command, argv)}`)"
-        return f"{exc.option_name}: no such option for `{command}`{hint}"
-    if isinstance(exc, click.MissingParameter) and exc.param is not None:
-        name = exc.param.opts[0] if isinstance(exc.param, click.Option) else exc.param.human_readable_name
-        what = "option" if isinstance(exc.param, click.Option) else "argument"
-        return f"{name}: missing {what} {see}"
-    if isinstance(exc, click.BadParameter) and exc.param is not None:
-        name = exc.param.opts[0] if isinstance(exc.param, click.Option) else exc.param.human_readable_name
-        message = exc.message
-        if "(try" not in message:
-            message = f"{message} {see}"
-        return f"{name}: {message}"
-    return f"{command}: {exc.format_message()} {see}"
-
-
-def _with_dashes(command: str, argv: list[str] | None) -> str:
-    """``ess instance local exec uname -a`` rewritten as ``... exec -- uname -a``."""
-    name = command.split()[-1]
-    words = list(argv or [])
-    if name not in words:
-        return f"{command} -- ..."
-    rest = words[len(words) - words[::-1].index(name):]
-    return f"{command} -- {shlex.join(rest)}" if rest else f"{command} -- ..."
-
-
-def _passthrough_argument(ctx: click.Context | None) -> click.Argument | None:
-    """The command's argument that takes a whole command line after ``--`` (``exec``), if any."""
-    if ctx is None:
-        return None
-    for param in ctx.command.params:
-        if isinstance(param, click.Argument) and param.nargs == -1 and (param.metavar or "").startswith("--"):
-            return param
-    return None
