@@ -82,7 +82,7 @@ def _verify_one(connector: Connector, node: Node, command: str, start: float, de
     while True:
         state.attempts += 1
         try:
-            client = connector.connect(node, deadline, attempt=state.attempts)
+            client = connector.connect(node, deadline)
             try:
                 output = connector.run(client, command, deadline)
             finally:

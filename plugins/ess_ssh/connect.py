@@ -140,6 +140,7 @@ class Connector:
         self.pkey = load_private_key(self.key_file)
         self.known_hosts = KnownHosts(known_hosts or known_hosts_path(access.backend, access.cluster))
         self._sockets: set[socket.socket] = set()
+        self._attempts: dict[str, int] = {}  # per node id, for the debug log
         self._lock = threading.Lock()
         self._aborted = False
         self._stop = threading.Event()
@@ -156,13 +157,15 @@ class Connector:
                    progress=progress)
 
     # -- connections --------------------------------------------------------------------
-    def connect(self, node: Node, deadline: float | None = None, attempt: int = 1) -> paramiko.SSHClient:
+    def connect(self, node: Node, deadline: float | None = None) -> paramiko.SSHClient:
         """An authenticated client for ``node``, or :class:`SshFailure`; one attempt, no retry.
 
         Each phase (TCP, banner, key exchange, auth) gets ``connect_timeout`` capped by what
-        is left until ``deadline`` (a ``time.monotonic()`` value). ``attempt`` only numbers
-        the attempt in the debug log, one line per attempt with its outcome.
+        is left until ``deadline`` (a ``time.monotonic()`` value). The debug log gets one line
+        per attempt with its outcome, numbered per node over this connector's run.
         """
+        with self._lock:
+            attempt = self._attempts[node.id] = self._attempts.get(node.id, 0) + 1
         started = time.monotonic()
         try:
             client = self._connect(node, deadline)
@@ -233,7 +236,7 @@ class Connector:
             if on_attempt is not None:
                 on_attempt(attempts)
             try:
-                return self.connect(node, deadline, attempt=attempts), attempts
+                return self.connect(node, deadline), attempts
             except SshFailure as failure:
                 if not failure.retry or self._aborted:
                     raise
