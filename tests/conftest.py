@@ -21,13 +21,16 @@ from ess_ec2.testing import FAKE_SECRET_KEY  # noqa: E402
 # the core, fake_aws and the moto fixtures from the EC2 plugin.
 pytest_plugins = ["ess.testing", "ess_ec2.testing"]
 
-NETGUARD = Path(__file__).resolve().parent / "support" / "netguard"
+TESTS = Path(__file__).resolve().parent
+NETGUARD = TESTS / "support" / "netguard"
 sys.path.insert(0, str(NETGUARD))
 import ess_netguard  # noqa: E402
 
 ess_netguard.install()
 os.environ["ESS_TEST_NETGUARD"] = "1"
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
+# Subprocesses get the guard (its sitecustomize) and tests/, so an ess child can load a test
+# plugin such as ESS_PLUGINS=support.fault_plugins.faults.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), str(TESTS), os.environ.get("PYTHONPATH")]))
 
 
 # -- secrets scan ------------------------------------------------------------------------
