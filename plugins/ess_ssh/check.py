@@ -87,7 +87,7 @@ def _verify_one(connector: Connector, node: Node, command: str, start: float, de
                 output = connector.run(client, command, deadline)
             finally:
                 connector.release(client)
-            log.debug("ssh %s attempt %d: %r exited %d", node.id, state.attempts, command, output.exit_code)
+            log.debug("ssh %s attempt %d: check command exited %d", node.id, state.attempts, output.exit_code)
             if output.exit_code == 0:
                 return CheckResult(node.id, "ssh", True, "", time.monotonic() - start, state.attempts,
                                    node.address)

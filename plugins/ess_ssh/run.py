@@ -10,6 +10,7 @@ The command itself is never retried: it may not be idempotent.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from ess.progress import Progress
 
 from .connect import Connector, OutputFailure, SshFailure
 from .fanout import Fleet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,18 @@ def run_command(nodes: list[Node], command: str, access: Access, settings: Setti
 
 def _run_one(connector: Connector, node: Node, command: str, deadline: float,
              output: Output | None) -> NodeOutput:
+    result = _run_on(connector, node, command, deadline, output)
+    # Not the command itself: a user's command line can hold a token ess does not know of.
+    if result.exit_code is None:
+        log.debug("exec %s: did not run: %s (%.1f ms)", node.id, result.error, result.seconds * 1000)
+    else:
+        log.debug("exec %s: exit code %d in %.1f ms%s", node.id, result.exit_code, result.seconds * 1000,
+                  ", output truncated to its tail" if result.truncated else "")
+    return result
+
+
+def _run_on(connector: Connector, node: Node, command: str, deadline: float,
+            output: Output | None) -> NodeOutput:
     began = time.monotonic()
     try:
         client, _ = connector.connect_with_retry(node, deadline)
