@@ -205,3 +205,18 @@ def test_the_cli_still_prints_the_config_warning_on_stderr(ess, tmp_path, monkey
     listed = ess("instance", "local", "list")
     assert listed.code == 0, listed
     assert listed.err.count(f"ess: warning: {conf} is writable by every user") == 1, listed
+
+
+def test_a_failed_create_with_debug_logs_the_failure_and_each_rollback_step(ess, memory, monkeypatch):
+    monkeypatch.setenv("ESS_FAIL_AT", "wait")
+    failed = ess("--debug", "instance", "memory", "create", "--number", "3")
+    assert failed.code == 1, failed
+    err = failed.err
+    launch = re.search(r"^DEBUG ess\.provision: create: launch (\w+) of 3 node\(s\)", err, re.M)
+    assert launch, err
+    steps = re.findall(r"^DEBUG ess\.provision: (create: failed|rollback: \w+)", err, re.M)
+    assert steps == ["create: failed", "rollback: listing", "rollback: 3", "rollback: terminated"], err
+    assert f"rollback: listing the cluster for nodes tagged ess:launch={launch.group(1)}" in err
+    assert re.search(r"^DEBUG ess\.provision: rollback: 3 returned by the launch, 3 found by tag; terminating "
+                     r"3 node\(s\): ", err, re.M), err
+    assert "ess: cleaned up: terminated 3 node(s) launched by this run" in err
