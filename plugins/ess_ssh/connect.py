@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ess.log import warn
 from ess.models import Access, Node
 
 from .hostkeys import KnownHosts, host_name, known_hosts_path, parse_public_key, to_paramiko
@@ -144,8 +145,8 @@ class Connector:
         self._lock = threading.Lock()
         self._aborted = False
         self._stop = threading.Event()
-        if insecure and progress is not None:
-            progress.note(INSECURE_WARNING)
+        if insecure:  # a security warning is never dropped: without a progress, ess.log's sink or stderr
+            warn(INSECURE_WARNING, progress)
 
     @classmethod
     def from_settings(cls, access: Access, settings: Settings, progress: Progress | None = None) -> Connector:
