@@ -123,7 +123,11 @@ def ess(capsys):
 @pytest.fixture
 def memory(monkeypatch):
     """The in-memory test backend, with the SSH plugin switched off."""
-    from ess.testing import memory as memory_backend
+    import importlib
+
+    # The module ESS_PLUGINS loads is sys.modules' entry; after a pytester run restored
+    # sys.modules, the package attribute `ess.testing.memory` can be a stale copy.
+    memory_backend = importlib.import_module("ess.testing.memory")
 
     monkeypatch.setenv("ESS_PLUGINS", "ess.testing.memory")
     monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")

@@ -1,6 +1,8 @@
-"""A backend that keeps its "nodes" in a JSON file: tests the core's flows in isolation.
+"""A backend that keeps its "nodes" in a JSON file: the core's flows, tested in isolation.
 
-Loaded the way a third-party plugin would be (``ESS_PLUGINS=ess.testing.memory``). Faults are
+Loaded the way a third-party plugin would be (``ESS_PLUGINS=ess.testing.memory``, with
+``ESS_HOME`` pointing at a temporary folder), so a plugin author can exercise their own
+lifecycle hooks or checker against a backend that needs no cloud and no SSH. Faults are
 injected with the ``fail_at`` setting: ``create`` (after launching), ``wait``, ``verify``
 (the memory checker fails the first ``fail_nodes`` nodes) and ``after_create``.
 """
@@ -14,9 +16,11 @@ from pathlib import Path
 from ess import hookimpl
 from ess.backend import Backend
 from ess.errors import EssError, UsageError
+from ess.files import atomic_write
 from ess.models import PENDING, RUNNING, STOPPED, Access, CheckResult, LaunchRequest, Node, Settings, SettingSpec
 from ess.progress import Progress
 
+#: What the backend and its hooks were asked to do, in order: tests assert on the flow.
 CALLS: list[str] = []
 
 
@@ -30,7 +34,7 @@ def load() -> list[dict]:
 
 def save(rows: list[dict]) -> None:
     store().parent.mkdir(parents=True, exist_ok=True)
-    store().write_text(json.dumps(rows))
+    atomic_write(store(), json.dumps(rows))
 
 
 def add_unmanaged(node_id: str) -> None:
