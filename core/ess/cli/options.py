@@ -97,19 +97,20 @@ def setting_options(backend: Backend, command: str) -> Decorator:
     """
     from ..settings import specs_for
 
-    specs = [s for s in specs_for(backend.settings).values()
-             if s.flag and (command in s.commands or "*" in s.commands)]
+    # (flag, spec) pairs: a spec without a flag has no option, and the pair keeps the type narrow.
+    flagged = [(s.flag, s) for s in specs_for(backend.settings).values()
+               if s.flag and (command in s.commands or "*" in s.commands)]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        for spec in reversed(specs):
+        for flag, spec in reversed(flagged):
             default = f" [default: {spec.default}]" if spec.default not in (None, "", []) else ""
             if spec.type == "bool":
-                func = click.option(spec.flag, f"setting__{spec.key}", is_flag=True, default=None,
+                func = click.option(flag, f"setting__{spec.key}", is_flag=True, default=None,
                                     help=spec.help)(func)
             else:
                 metavar = {"int": "N", "float": "SECONDS" if "timeout" in spec.key else "X"}.get(
                     spec.type, "VALUE")
-                func = click.option(spec.flag, f"setting__{spec.key}", default=None, metavar=metavar,
+                func = click.option(flag, f"setting__{spec.key}", default=None, metavar=metavar,
                                     help=spec.help + default)(func)
         return func
     return decorate
