@@ -193,3 +193,24 @@ def test_options_of_one_run_do_not_leak_into_the_next(ess, memory):
     assert json.loads(ess("--json", "instance", "memory", "list").out)["nodes"] == []
     r = ess("instance", "memory", "list")
     assert r.code == 0 and r.out == "" and "has no nodes" in r.err
+
+
+def test_a_plugin_group_built_with_backend_group_takes_the_common_options_at_its_level(ess, memory, monkeypatch):
+    from ess.cli import BackendCall, backend_command, backend_group
+
+    def commands(self):
+        @backend_command(self, "show")
+        def show(call: BackendCall) -> None:
+            """Show the quota."""
+            if call.out.json:
+                call.out.emit_json({"cluster": call.settings.cluster})
+            else:
+                call.out.emit("quota")
+        return [backend_group("quota", show, help="The account's quota.")]
+
+    monkeypatch.setattr(memory.MemoryBackend, "commands", commands)
+    assert ess("instance", "memory", "quota", "show").out == "quota\n"
+    r = ess("instance", "memory", "quota", "--json", "show")
+    assert r.code == 0 and json.loads(r.out) == {"cluster": "default"}
+    r = ess("instance", "memory", "quota", "shwo")
+    assert (r.code, r.err) == (2, "ess: shwo: no such command for `ess instance memory quota` (did you mean show?)\n")

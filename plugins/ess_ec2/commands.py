@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from ess.backend import Backend
-from ess.cli import BackendCall, backend_command
+from ess.cli import BackendCall, backend_command, backend_group
 from ess.models import TAG_ADOPTED, Settings
 
 from . import client as aws_client
@@ -35,10 +35,9 @@ def default_group_name(settings: Settings) -> str:
 
 def security_group_group(backend: Backend) -> click.Group:
     """``ess instance ec2 security-group ...``."""
-    group = click.Group("security-group", help="The cluster's security group: SSH from your address only.\n\n"
-                        "\b\nExample:\n  ess instance ec2 security-group create")
-    group.add_command(security_group_create(backend))
-    return group
+    return backend_group("security-group", security_group_create(backend),
+                         help="The cluster's security group: SSH from your address only.\n\n"
+                              "\b\nExample:\n  ess instance ec2 security-group create")
 
 
 def security_group_create(backend: Backend) -> click.Command:
@@ -100,10 +99,9 @@ def security_group_create(backend: Backend) -> click.Command:
 
 def key_pair_group(backend: Backend) -> click.Group:
     """``ess instance ec2 key-pair ...``."""
-    group = click.Group("key-pair", help="An EC2 key pair made by ess, its private key saved next to the config.\n\n"
-                             "\b\nExample:\n  ess instance ec2 key-pair create pem_file")
-    group.add_command(key_pair_create(backend))
-    return group
+    return backend_group("key-pair", key_pair_create(backend),
+                         help="An EC2 key pair made by ess, its private key saved next to the config.\n\n"
+                              "\b\nExample:\n  ess instance ec2 key-pair create pem_file")
 
 
 def key_pair_create(backend: Backend) -> click.Command:

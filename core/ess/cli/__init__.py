@@ -31,12 +31,12 @@ from ..errors import EssError, Interrupted, UsageError
 from ..log import warn, warnings_to
 from ..redact import scrub
 from .config import config_group
-from .extend import BackendCall, backend_command
+from .extend import BackendCall, backend_command, backend_group
 from .groups import SuggestingGroup
 from .options import EXIT_CODES_HELP, Invocation, common_options, configure_logging, invocation
 from .usage import format_usage_error
 
-__all__ = ["EXIT_CODES_HELP", "BackendCall", "Invocation", "backend_command", "cli", "common_options",
+__all__ = ["EXIT_CODES_HELP", "BackendCall", "Invocation", "backend_command", "backend_group", "cli", "common_options",
            "configure_logging", "invocation", "main", "run"]
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .groups import SuggestingGroup
 from .options import EXIT_CODES_HELP, common_options, invocation, load_settings, setting_options
 
 if TYPE_CHECKING:
@@ -74,3 +75,18 @@ def backend_command(backend: Backend, name: str, *, settings_of: str | None = No
         decorated = common_options(setting_options(backend, settings_of or name)(run))
         return click.command(name, **command)(decorated)
     return decorate
+
+
+def backend_group(name: str, *commands: click.Command, help: str | None = None) -> click.Group:
+    """A group of a plugin's commands (``ess instance ec2 security-group ...``) that takes
+    ``--config``/``--json``/``--debug`` at its own level too and answers a typo with the
+    closest command, like every group of ess."""
+
+    @click.group(name, cls=SuggestingGroup, help=help)
+    @common_options
+    def group() -> None:
+        pass
+
+    for command in commands:
+        group.add_command(command)
+    return group
