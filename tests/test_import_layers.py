@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parent.parent / "core" / "ess"
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "core" / "ess"
 
 
 def module_name(path: Path) -> str:
@@ -112,6 +113,17 @@ def test_nothing_outside_the_cli_package_imports_it():
     offenders = sorted(f"{name} imports {target}" for name, targets in graph.items()
                        if not (name == "ess.cli" or name.startswith("ess.cli.") or name in ENTRY_POINTS)
                        for target in targets if target == "ess.cli" or target.startswith("ess.cli."))
+    assert offenders == []
+
+
+def test_plugins_use_only_the_public_root_of_the_cli_package():
+    """``ess.cli`` re-exports what a plugin needs (backend_command, backend_group, ...); its
+    submodules are free to change, so no plugin imports them."""
+    offenders = []
+    for path in sorted((ROOT / "plugins").rglob("*.py")):
+        for node in runtime_imports(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("ess.cli.")]
     assert offenders == []
 
 
