@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from .errors import NotSupported, UsageError
-from .log import warnings_to
+from .log import warn, warnings_to
 from .models import (
     CheckResult,
     CommandResult,
@@ -239,8 +239,8 @@ class Cluster:
         nodes, kept = provision.terminate_targets(provision.select(self.backend, self.settings, targets),
                                                   targets == ["all"], include_adopted)
         if kept:
-            self.progress.note(f"keeping {len(kept)} adopted node(s) ess did not launch: "
-                               f"{', '.join(n.id for n in kept)} (include_adopted=True terminates them too)")
+            warn(f"keeping {len(kept)} adopted node(s) ess did not launch: "
+                 f"{', '.join(n.id for n in kept)} (include_adopted=True terminates them too)", self.progress)
         if nodes and confirm is not None:
             confirm(nodes)
         provision.terminate(self.backend, self.settings, nodes, self.progress)

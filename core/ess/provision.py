@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 
 from .backend import Backend
 from .errors import EssError, Interrupted, NotSupported, PartialFailure, UsageError
+from .log import warn
 from .models import (
     PENDING,
     RUNNING,
@@ -152,8 +153,8 @@ def create(backend: Backend, settings: Settings, request: LaunchRequest, progres
                   "keeping them (--keep-on-failure)" if keep_on_failure else "rolling back")
         if keep_on_failure:
             ids = ", ".join(n.id for n in launched) or f"tag {TAG_LAUNCH}={request.launch_id}"
-            progress.note(f"ess: --keep-on-failure: keeping the nodes of this run ({ids}); "
-                          f"remove them with: ess instance {backend.name} terminate all")
+            warn(f"ess: --keep-on-failure: keeping the nodes of this run ({ids}); "
+                 f"remove them with: ess instance {backend.name} terminate all", progress)
         else:
             rollback(backend, settings, request, launched, progress)
         if isinstance(exc, KeyboardInterrupt):
@@ -171,8 +172,8 @@ def _verify_new(backend: Backend, settings: Settings, nodes: list[Node], request
     good = [n for n in nodes if n.id not in failed_ids]
     if len(good) >= request.min_count and request.min_count < request.count:
         bad = [n for n in nodes if n.id in failed_ids]
-        progress.note(f"ess: {len(bad)} node(s) failed verification and are terminated "
-                      f"(--min {request.min_count} allows it): {', '.join(n.id for n in bad)}")
+        warn(f"ess: {len(bad)} node(s) failed verification and are terminated "
+             f"(--min {request.min_count} allows it): {', '.join(n.id for n in bad)}", progress)
         backend.terminate(settings, bad, progress)
         progress.finish()
         return CreateResult(nodes=good, checks=[c for c in checks if c.node_id not in failed_ids],
@@ -203,7 +204,7 @@ def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launc
             found = [n for n in backend.nodes(settings) if n.launch_id == request.launch_id]
         except Exception as exc:
             found = []
-            progress.note(f"ess: could not list nodes during cleanup ({exc})")
+            warn(f"ess: could not list nodes during cleanup ({exc})", progress)
         victims = {n.id: n for n in launched}
         victims.update({n.id: n for n in found})
         log.debug("rollback: %d returned by the launch, %d found by tag; terminating %s", len(launched),
@@ -216,11 +217,11 @@ def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launc
             log.debug("rollback: terminated %d node(s)", len(victims))
         except Exception as exc:
             log.debug("rollback: terminate failed: %s: %s", type(exc).__name__, exc)
-            progress.note(f"ess: CLEANUP FAILED ({exc}); nodes tagged {TAG_LAUNCH}={request.launch_id} "
-                          f"may still run: ess instance {backend.name} terminate all --yes")
+            warn(f"ess: CLEANUP FAILED ({exc}); nodes tagged {TAG_LAUNCH}={request.launch_id} "
+                 f"may still run: ess instance {backend.name} terminate all --yes", progress)
             return
-        progress.note(f"ess: cleaned up: terminated {len(victims)} node(s) launched by this run "
-                      f"({', '.join(sorted(victims))})")
+        warn(f"ess: cleaned up: terminated {len(victims)} node(s) launched by this run "
+             f"({', '.join(sorted(victims))})", progress)
 
 
 def check(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> list[CheckResult]:
@@ -233,7 +234,7 @@ def check(backend: Backend, settings: Settings, nodes: list[Node], progress: Pro
     progress.finish()
     results = [result for answer in answers for result in (answer or [])]
     if not answers:
-        progress.note("ess: warning: no health-check plugin is installed; nothing was verified")
+        warn("ess: warning: no health-check plugin is installed; nothing was verified", progress)
     return results
 
 
@@ -440,7 +441,7 @@ def deferred_interrupts(progress: Progress) -> Iterator[None]:
 
     def hold(signum: int, frame: object) -> None:
         pending.append(signum)
-        progress.note("ess: cleaning up the nodes of this run; please wait")
+        warn("ess: cleaning up the nodes of this run; please wait", progress)
 
     try:
         previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -134,8 +134,8 @@ class Ec2Backend(Backend):
                 found = aws_client.describe_filtered(aws, filters)
         except EssError as exc:
             # The instances exist and carry the launch tag: `list` and `terminate all` see them.
-            progress.note(f"ess: RunInstances was retried; could not check for duplicate instances "
-                          f"({exc}); check with: ess instance ec2 list")
+            ess_log.warn(f"ess: RunInstances was retried; could not check for duplicate instances "
+                         f"({exc}); check with: ess instance ec2 list", progress)
             return replied
         first = {i["InstanceId"] for i in replied}
         ranked = sorted({i["InstanceId"]: i for i in [*replied, *found]}.values(),
@@ -147,9 +147,9 @@ class Ec2Backend(Backend):
             with aws_client.translated(aws, "terminate duplicate instances"):
                 membership.tag(aws, ids, {TAG_DESIRED: TERMINATED})
                 aws_client.act(aws, "terminate_instances", ids)
-            progress.note(f"ess: RunInstances was retried ({attempts} attempts); found {len(ranked)} "
-                          f"instances of this launch, terminated {len(extra)} extra: "
-                          f"{', '.join(sorted(ids)[:10])}{' ...' if len(ids) > 10 else ''}")
+            ess_log.warn(f"ess: RunInstances was retried ({attempts} attempts); found {len(ranked)} "
+                         f"instances of this launch, terminated {len(extra)} extra: "
+                         f"{', '.join(sorted(ids)[:10])}{' ...' if len(ids) > 10 else ''}", progress)
         return keep
 
     @staticmethod
@@ -297,8 +297,8 @@ class Ec2Backend(Backend):
             ours = {inst["InstanceId"]: inst for inst in mine}
             if foreign:
                 shown = "; ".join(f"{i} ({why})" for i, why in sorted(foreign.items())[:10])
-                progress.note(f"ess: skipped {len(foreign)} instance(s) that are not cluster "
-                              f"{settings.cluster!r}'s: {shown}")
+                ess_log.warn(f"ess: skipped {len(foreign)} instance(s) that are not cluster "
+                             f"{settings.cluster!r}'s: {shown}", progress)
             todo = [i for i, inst in ours.items() if inst["State"]["Name"] not in skip_states]
             if todo:
                 self._mark(aws, operation, todo, progress)
@@ -319,8 +319,8 @@ class Ec2Backend(Backend):
                 if operation != "terminate_instances":
                     raise
                 # TerminateInstances was accepted; only the confirmation is out of reach.
-                progress.note(f"ess: termination of {len(watch)} instance(s) was accepted but cannot be "
-                              f"confirmed while describe fails; check with: ess instance ec2 list")
+                ess_log.warn(f"ess: termination of {len(watch)} instance(s) was accepted but cannot be "
+                             f"confirmed while describe fails; check with: ess instance ec2 list", progress)
 
     @staticmethod
     def _mark(aws: aws_client.Aws, operation: str, ids: list[str], progress: Progress) -> None:
@@ -337,8 +337,8 @@ class Ec2Backend(Backend):
                 raise
             # Terminating matters more than the mark: without it `list` may show the nodes
             # as lost ("terminated outside ess") until EC2 forgets them, about an hour.
-            progress.note(f"ess: could not mark {len(ids)} instance(s) as terminated by ess "
-                          f"({aws_client.error_code(exc) or type(exc).__name__}); terminating anyway")
+            ess_log.warn(f"ess: could not mark {len(ids)} instance(s) as terminated by ess "
+                         f"({aws_client.error_code(exc) or type(exc).__name__}); terminating anyway", progress)
 
     # -- membership --------------------------------------------------------------------
     def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
@@ -374,7 +374,7 @@ class Ec2Backend(Backend):
         members = {i["InstanceId"] for i in mine}
         ids = sorted(n.id for n in nodes if n.id not in members)
         if not ids:
-            progress.note(f"ess: every node named is already in cluster {settings.cluster!r}")
+            ess_log.warn(f"ess: every node named is already in cluster {settings.cluster!r}", progress)
             return
         secret = ownership.adoption_key(keys.key_file(settings))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ess.errors import UsageError
+from ess.log import warn
 from ess.models import TAG_CLUSTER, TAG_CREATED_BY, Settings
 from ess.progress import Progress
 
@@ -255,7 +256,7 @@ def purge(aws: Aws, cluster: str, progress: Progress, sleep: Callable[[float], N
         if _delete_group(aws, group["GroupId"], sleep):
             deleted.append(label)
         else:
-            progress.note(f"ess: kept {label}: still in use (terminate what uses it, then run --purge again)")
+            warn(f"ess: kept {label}: still in use (terminate what uses it, then run --purge again)", progress)
     return deleted
 
 

@@ -213,7 +213,7 @@ class LocalBackend(Backend):
             self._discard(store, {record.id for record in spawned if record.id in failed})
         nodes = [self._to_node(record, RUNNING, ready[record.id]) for record in spawned if record.id in ready]
         if failures:
-            progress.note(f"local: {len(failures)} node(s) failed to start: {failures[0]}")
+            ess_log.warn(f"local: {len(failures)} node(s) failed to start: {failures[0]}", progress)
         if len(nodes) < request.min_count:
             raise EssError(f"local backend: only {len(nodes)} of {request.count} nodes started "
                            f"(first problem: {failures[0] if failures else 'unknown'})")
