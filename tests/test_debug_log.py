@@ -220,3 +220,44 @@ def test_a_failed_create_with_debug_logs_the_failure_and_each_rollback_step(ess,
     assert re.search(r"^DEBUG ess\.provision: rollback: 3 returned by the launch, 3 found by tag; terminating "
                      r"3 node\(s\): ", err, re.M), err
     assert "ess: cleaned up: terminated 3 node(s) launched by this run" in err
+
+
+# Where text may reach stderr directly, and why; everything else in core and plugins warns
+# through ess.log.warn (ess.cli, the presentation layer, is outside this rule).
+DIRECT_OUTPUT_ALLOWED = {
+    "core/ess/log.py": "the one path itself (its stderr fallback)",
+    "core/ess/progress.py": "the sink warnings end in",
+    "core/ess/redact.py": "the log handler's last-resort line when stderr fails",
+    "core/ess/output.py": "presentation helpers of ess.cli and plugin commands",
+    "core/ess/reference.py": "the usage line of `python -m ess.reference`",
+    "plugins/ess_local/node.py": "a local node process writing its own log file",
+    "plugins/ess_ec2/commands.py": "a plugin's own click commands, presenting through ess.output",
+}
+
+
+def _direct_output_calls(path: Path) -> list[str]:
+    """``print(...)``, ``sys.stderr.write(...)``, ``click.echo(..., err=True)``, ``x.note(...)`` in a module."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = ast.unparse(func)
+        if (name == "print" or name.endswith("stderr.write") or name.endswith(".note")
+                or (name.endswith("echo") and any(k.arg == "err" for k in node.keywords))):
+            found.append(f"{path}:{node.lineno}: {name}(...)")
+    return found
+
+
+def test_core_and_plugins_warn_only_through_ess_log():
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in ("core/ess", "plugins"):
+        for path in sorted((root / folder).rglob("*.py")):
+            relative = path.relative_to(root).as_posix()
+            if relative.startswith(("core/ess/cli/", "core/ess/testing/")) or relative in DIRECT_OUTPUT_ALLOWED:
+                continue
+            offenders += _direct_output_calls(path)
+    assert offenders == [], "use ess.log.warn(message, progress) instead:\n" + "\n".join(offenders)
