@@ -261,3 +261,30 @@ def test_core_and_plugins_warn_only_through_ess_log():
                 continue
             offenders += _direct_output_calls(path)
     assert offenders == [], "use ess.log.warn(message, progress) instead:\n" + "\n".join(offenders)
+
+
+CHATTY_PLUGIN = '''
+import logging
+
+import ess
+
+log = logging.getLogger(__name__)
+
+
+@ess.hookimpl
+def ess_settings():
+    log.debug("chatty plugin was asked for its settings")
+    return []
+'''
+
+
+def test_a_third_party_plugin_logging_under_its_own_name_shows_with_debug_only(ess, tmp_path, monkeypatch):
+    (tmp_path / "ess_test_chatty.py").write_text(CHATTY_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ESS_PLUGINS", "ess_test_chatty")
+    loud = ess("--debug", "instance", "local", "list")
+    assert loud.code == 0, loud
+    assert "DEBUG ess_test_chatty: chatty plugin was asked for its settings" in loud.err, loud.err
+    assert "DEBUG ess.plugins: plugin ess_test_chatty: loaded from ESS_PLUGINS module ess_test_chatty" in loud.err
+    quiet = ess("instance", "local", "list")
+    assert quiet.code == 0 and "chatty" not in quiet.err, quiet

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -273,6 +273,8 @@ class _Tracing:
     """Hook-call monitoring state: how to remove it from the manager (None: not installed)."""
 
     undo: Callable[[], None] | None = None
+    #: Loggers of third-party plugin packages opened at DEBUG, to close when tracing stops.
+    opened: list[str] = field(default_factory=list)
 
 
 _tracing = _Tracing()
@@ -291,6 +293,9 @@ def trace_hook_calls(on: bool) -> None:
         if _tracing.undo is not None:
             _tracing.undo()
             _tracing.undo = None
+        for name in _tracing.opened:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        _tracing.opened.clear()
         _unlogged_loads.clear()
         return
     if log.isEnabledFor(logging.DEBUG):
@@ -299,6 +304,22 @@ def trace_hook_calls(on: bool) -> None:
         _unlogged_loads.clear()
     if _manager is not None and _tracing.undo is None:
         _tracing.undo = _manager.add_hookcall_monitoring(_before_hook, _after_hook)
+        _open_plugin_loggers(_manager)
+
+
+def _open_plugin_loggers(pm: pluggy.PluginManager) -> None:
+    """Third-party plugins log under their own package's name: show their DEBUG lines too.
+
+    Only loggers nobody configured (level NOTSET) are opened, and :func:`trace_hook_calls`
+    closes them again; the built-ins' loggers are set by :func:`ess.log.configure`.
+    """
+    for _, plugin in pm.list_name_plugin():
+        module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+        package = module.partition(".")[0]
+        logger = logging.getLogger(package)
+        if package and logger.level == logging.NOTSET:
+            logger.setLevel(logging.DEBUG)
+            _tracing.opened.append(package)
 
 
 def _before_hook(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, object]) -> None:
