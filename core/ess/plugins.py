@@ -10,6 +10,7 @@ installed plugins by entry-point name (to work around a broken one).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -73,7 +74,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         _load_errors.clear()
         _load_entry_points(pm)
         for module_name in _names("ESS_PLUGINS"):
-            _register(pm, module_name, lambda m=module_name: importlib.import_module(m),
+            _register(pm, module_name, functools.partial(importlib.import_module, module_name),
                       source=f"ESS_PLUGINS module {module_name}")
         _manager = pm
     # Debug logging turned on since the last call (the CLI parses --debug after loading the
@@ -114,7 +115,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _log_load(f"plugin {name}: disabled by ESS_DISABLE_PLUGINS (entry point {value})")
             continue
         _dists[name] = dist
-        _register(pm, name, lambda value=value: _load(value),
+        _register(pm, name, functools.partial(_load, value),
                   source=f"entry point {name} = {value} ({dist or 'unknown package'})")
         if pm.get_plugin(name) is None:
             _unloaded.add(name)

@@ -92,7 +92,7 @@ class RedactingStderrHandler(logging.StreamHandler):
         super().__init__()
         self.addFilter(RedactingFilter())
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):  # noqa: ANN201 - the property logging.StreamHandler reads
         import sys
 

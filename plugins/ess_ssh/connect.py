@@ -217,7 +217,7 @@ class Connector:
                 raise self.classify(exc, limit) from None
             raise
         # The socket now belongs to the client; keep it registered so abort() can cut it.
-        client.get_transport().ess_socket = sock  # type: ignore[union-attr]
+        client.get_transport().ess_socket = sock
         if policy.learned is not None:
             self.known_hosts.learn(name, *policy.learned)
         return client
