@@ -24,11 +24,20 @@ AWS_CALL = re.compile(r"^DEBUG ess_ec2\.calllog: (?:ec2|ssm) (\w+)(?: \(([^)]*)\
 
 @pytest.fixture(autouse=True)
 def _debug_off_afterwards():
-    """An in-process `ess --debug` leaves ess's loggers at DEBUG: close them for the next test."""
+    """Belt and braces: a test that fails half-way must not leave the next one at DEBUG."""
     yield
     from ess.log import configure
 
     configure(debug=False)
+
+
+def test_one_runs_debug_does_not_leak_into_the_next_in_process_run(ess) -> None:
+    import logging
+
+    assert ess("--debug", "plugins").code == 0
+    assert not logging.getLogger("ess").isEnabledFor(logging.DEBUG)
+    quiet = ess("plugins")
+    assert quiet.code == 0 and not ESS_DEBUG.search(quiet.err)
 
 
 @pytest.fixture

@@ -269,8 +269,9 @@ class LocalBackend(Backend):
             still: list[NodeRecord] = []
             for record in pending:
                 answer = self._read_ready(store, record.id)
-                if answer is not None and isinstance(answer.get("port"), int):
-                    ready[record.id] = int(answer["port"])  # type: ignore[arg-type]
+                port = answer.get("port") if answer is not None else None
+                if isinstance(port, int):
+                    ready[record.id] = port
                 elif answer is not None and answer.get("error"):
                     failed[record.id] = f"{record.id}: {answer['error']}"
                 elif not process.exists(self._identity(store, record)):

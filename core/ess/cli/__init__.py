@@ -187,6 +187,10 @@ def run(argv: list[str] | None = None) -> int:
         _fail(options, f"internal error: {type(exc).__name__}: {exc} "
               "(run again with --debug for the traceback, and please report it)")
         return 1
+    finally:
+        # An in-process caller (a test, a notebook) runs commands one after another: one
+        # run's --debug must not leave the next one logging at DEBUG.
+        configure_logging(debug=False)
 
 
 def _warn_load_errors() -> None:
