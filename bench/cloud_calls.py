@@ -156,15 +156,21 @@ def make_world(endpoint: str, folder: Path) -> str:
     import boto3
 
     urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset", method="POST"), timeout=30)
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint,
-                       aws_access_key_id="AKIAFAKEBENCH0000000", aws_secret_access_key="fake")
+    ec2 = boto3.client(
+        "ec2",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="AKIAFAKEBENCH0000000",
+        aws_secret_access_key="fake",
+    )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "instance.conf").write_text(CONF)
     pem = folder / "pem_file.pem"
     pem.write_text(ec2.create_key_pair(KeyName="pem_file")["KeyMaterial"])
     pem.chmod(0o600)
-    (folder / "credential_file.csv").write_text("Access key ID,Secret access key\nAKIAFAKEBENCH0000000,"
-                                                "fakefakefakefakefakefakefakefakefakefake\n")
+    (folder / "credential_file.csv").write_text(
+        "Access key ID,Secret access key\nAKIAFAKEBENCH0000000,fakefakefakefakefakefakefakefakefakefake\n"
+    )
     return ec2.create_security_group(GroupName="essentia-access", Description="bench")["GroupId"]
 
 
@@ -184,8 +190,9 @@ def one_run(moto: CountingMoto, endpoint: str, env: dict[str, str], n: int, work
     conf = str(work / "conf" / "instance.conf")
     make_world(endpoint, work / "conf")
     moto.take()
-    out["ess_create_s"] = timed([ess, "instance", "ec2", "create", "--number", str(n), "--no-verify", "--yes",
-                                 "--config", conf], env)
+    out["ess_create_s"] = timed(
+        [ess, "instance", "ec2", "create", "--number", str(n), "--no-verify", "--yes", "--config", conf], env
+    )
     out["ess_create_server"] = moto.seconds()
     out["ess_create_by_action"] = moto.seconds_by_action()
     out["ess_create_calls"] = moto.take()
@@ -229,10 +236,16 @@ def main() -> None:
     assert endpoint.startswith("http://127.0.0.1:")
     work = Path(tempfile.mkdtemp(prefix="ess-bench-cloud-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ESS_"))}
-    env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="AKIAFAKEBENCH0000000",
-               AWS_SECRET_ACCESS_KEY="fake", AWS_DEFAULT_REGION="us-east-1", HOME=str(work / "home"),
-               ESS_HOME=str(work / "ess_home"), AWS_CONFIG_FILE=str(work / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(work / "none"))
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="AKIAFAKEBENCH0000000",
+        AWS_SECRET_ACCESS_KEY="fake",
+        AWS_DEFAULT_REGION="us-east-1",
+        HOME=str(work / "home"),
+        ESS_HOME=str(work / "ess_home"),
+        AWS_CONFIG_FILE=str(work / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(work / "none"),
+    )
     results: dict[int, list[dict[str, Any]]] = {}
     try:
         for n in sizes:
@@ -241,8 +254,11 @@ def main() -> None:
             for _ in range(runs):
                 results[n].append(one_run(moto, endpoint, env, n, work))
                 r = results[n][-1]
-                print(f"N={n}: ess {r['ess_create_s']:.2f}+{r['ess_terminate_s']:.2f} s, raw "
-                      f"{r['raw_create_s']:.2f}+{r['raw_terminate_s']:.2f} s", file=sys.stderr)
+                print(
+                    f"N={n}: ess {r['ess_create_s']:.2f}+{r['ess_terminate_s']:.2f} s, raw "
+                    f"{r['raw_create_s']:.2f}+{r['raw_terminate_s']:.2f} s",
+                    file=sys.stderr,
+                )
     finally:
         moto.stop()
     load_after = report.load_average()
@@ -256,24 +272,59 @@ def main() -> None:
         raw_s = med["raw_create_s"] + med["raw_terminate_s"]
         ess_moto = med["ess_create_server"] + med["ess_terminate_server"]
         raw_moto = med["raw_create_server"] + med["raw_terminate_server"]
-        rows.append([str(n), str(total["ess_create_calls"]), str(total["ess_terminate_calls"]),
-                     str(total["raw_create_calls"]), str(total["raw_terminate_calls"]),
-                     f"{med['ess_create_s']:.2f}", f"{med['ess_terminate_s']:.2f}", f"{ess_s:.2f}",
-                     f"{med['raw_create_s']:.2f}", f"{med['raw_terminate_s']:.2f}", f"{raw_s:.2f}",
-                     f"{ess_s / raw_s:.2f}x", f"{ess_moto:.2f} / {raw_moto:.2f}",
-                     f"{(ess_s - ess_moto) / (raw_s - raw_moto):.2f}x", str(len(runs))])
-        detail.append([str(n), fmt_calls(calls["ess_create_calls"]), fmt_calls(calls["ess_terminate_calls"]),
-                       fmt_seconds(runs[-1]["ess_terminate_by_action"])])
+        rows.append(
+            [
+                str(n),
+                str(total["ess_create_calls"]),
+                str(total["ess_terminate_calls"]),
+                str(total["raw_create_calls"]),
+                str(total["raw_terminate_calls"]),
+                f"{med['ess_create_s']:.2f}",
+                f"{med['ess_terminate_s']:.2f}",
+                f"{ess_s:.2f}",
+                f"{med['raw_create_s']:.2f}",
+                f"{med['raw_terminate_s']:.2f}",
+                f"{raw_s:.2f}",
+                f"{ess_s / raw_s:.2f}x",
+                f"{ess_moto:.2f} / {raw_moto:.2f}",
+                f"{(ess_s - ess_moto) / (raw_s - raw_moto):.2f}x",
+                str(len(runs)),
+            ]
+        )
+        detail.append(
+            [
+                str(n),
+                fmt_calls(calls["ess_create_calls"]),
+                fmt_calls(calls["ess_terminate_calls"]),
+                fmt_seconds(runs[-1]["ess_terminate_by_action"]),
+            ]
+        )
         for key in ("ess_create_calls", "ess_terminate_calls", "raw_create_calls", "raw_terminate_calls"):
             series[key].append(total[key])
         series["ess_s"].append(ess_s)
         series["raw_s"].append(raw_s)
-    header = ["N", "ess create calls", "ess terminate calls", "raw create calls", "raw terminate calls",
-              "ess create s", "ess terminate s", "ess total s", "raw create s", "raw terminate s",
-              "raw total s", "ess / raw", "of which moto s (ess / raw)", "ess / raw without moto", "runs"]
+    header = [
+        "N",
+        "ess create calls",
+        "ess terminate calls",
+        "raw create calls",
+        "raw terminate calls",
+        "ess create s",
+        "ess terminate s",
+        "ess total s",
+        "raw create s",
+        "raw terminate s",
+        "raw total s",
+        "ess / raw",
+        "of which moto s (ess / raw)",
+        "ess / raw without moto",
+        "runs",
+    ]
     main_table = report.table(header, rows)
-    detail_table = report.table(["N", "ess create: calls by action", "ess terminate: calls by action",
-                                 "ess terminate: moto seconds by action"], detail)
+    detail_table = report.table(
+        ["N", "ess create: calls by action", "ess terminate: calls by action", "ess terminate: moto seconds by action"],
+        detail,
+    )
     print(main_table)
     print()
     print(detail_table)
@@ -283,22 +334,37 @@ def main() -> None:
         return
     png = report.DOCS / "bench_cloud_calls.png"
     plot(sizes, series, png)
-    info = report.machine(["boto3", "botocore", "moto", "werkzeug"],
-                          f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}.")
-    body = "\n".join([
-        "## 1. Cloud calls: `ess instance ec2 create --no-verify` + `terminate all --yes` on moto",
-        "", info, "",
-        "Seconds are medians of the runs; calls are counted server-side (WSGI wrapper around the moto "
-        "server, by `Action=`), from the last run. Both ess commands and both raw boto3 steps run as "
-        "separate processes (interpreter start and imports included). The moto server runs in the "
-        "benchmark process on the same 2 cores, so at large N most of the time is moto's own work.",
-        "", main_table, "", detail_table, "",
-        f"Reference ({FLINTROCK}): 13 / 49 / 209 destroy calls for N = 2 / 20 / 100.", "",
-        *verdicts, "", "![EC2 calls and seconds against N](bench_cloud_calls.png)",
-    ])
+    info = report.machine(
+        ["boto3", "botocore", "moto", "werkzeug"],
+        f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}.",
+    )
+    body = "\n".join(
+        [
+            "## 1. Cloud calls: `ess instance ec2 create --no-verify` + `terminate all --yes` on moto",
+            "",
+            info,
+            "",
+            "Seconds are medians of the runs; calls are counted server-side (WSGI wrapper around the moto "
+            "server, by `Action=`), from the last run. Both ess commands and both raw boto3 steps run as "
+            "separate processes (interpreter start and imports included). The moto server runs in the "
+            "benchmark process on the same 2 cores, so at large N most of the time is moto's own work.",
+            "",
+            main_table,
+            "",
+            detail_table,
+            "",
+            f"Reference ({FLINTROCK}): 13 / 49 / 209 destroy calls for N = 2 / 20 / 100.",
+            "",
+            *verdicts,
+            "",
+            "![EC2 calls and seconds against N](bench_cloud_calls.png)",
+        ]
+    )
     report.write_section("cloud", body)
-    raw = {str(k): [{key: (dict(v) if isinstance(v, collections.Counter) else v) for key, v in r.items()}
-                    for r in runs] for k, runs in results.items()}
+    raw = {
+        str(k): [{key: (dict(v) if isinstance(v, collections.Counter) else v) for key, v in r.items()} for r in runs]
+        for k, runs in results.items()
+    }
     (work / "results.json").write_text(json.dumps(raw, indent=1))
     print(f"raw figures: {work / 'results.json'}", file=sys.stderr)
 
@@ -308,12 +374,16 @@ def verdict(results: dict[int, list[dict[str, Any]]], series: dict[str, list[flo
     for op in ("create", "terminate"):
         counts = series[f"ess_{op}_calls"]
         flat = len(set(counts)) == 1
-        lines.append(f"- Goal O(1) calls in N for {op}: {'MET' if flat else 'MISSED'} "
-                     f"({' / '.join(str(c) for c in counts)} calls for N = {' / '.join(map(str, sizes))}).")
+        lines.append(
+            f"- Goal O(1) calls in N for {op}: {'MET' if flat else 'MISSED'} "
+            f"({' / '.join(str(c) for c in counts)} calls for N = {' / '.join(map(str, sizes))})."
+        )
     for n, ess_s, raw_s in zip(sizes, series["ess_s"], series["raw_s"], strict=True):
         ratio = ess_s / raw_s
-        lines.append(f"- Goal wall time <= 1.2x raw boto3 at N={n}: {'MET' if ratio <= 1.2 else 'MISSED'} "
-                     f"({ess_s:.2f} s vs {raw_s:.2f} s, {ratio:.2f}x).")
+        lines.append(
+            f"- Goal wall time <= 1.2x raw boto3 at N={n}: {'MET' if ratio <= 1.2 else 'MISSED'} "
+            f"({ess_s:.2f} s vs {raw_s:.2f} s, {ratio:.2f}x)."
+        )
     return lines
 
 

@@ -45,19 +45,24 @@ def main() -> None:
         created = time.perf_counter()
         access = backend.access(settings)
         with ThreadPoolExecutor(len(nodes)) as pool:
-            replies = pool.map(partial(run, username=access.username, key_file=access.key_file,
-                                       command="uname -n"), nodes)
+            replies = pool.map(
+                partial(run, username=access.username, key_file=access.key_file, command="uname -n"), nodes
+            )
             codes = [reply[0] for reply in replies]
         assert codes == [0] * len(nodes), codes
         executed = time.perf_counter()
         backend.terminate(settings, backend.nodes(settings), Progress(quiet=True))
         ended = time.perf_counter()
         rows.append((created - started, executed - created, ended - executed))
-        print(f"create+wait {rows[-1][0]:.2f} s, ssh exec on {len(nodes)} {rows[-1][1]:.2f} s, "
-              f"terminate {rows[-1][2]:.2f} s")
+        print(
+            f"create+wait {rows[-1][0]:.2f} s, ssh exec on {len(nodes)} {rows[-1][1]:.2f} s, "
+            f"terminate {rows[-1][2]:.2f} s"
+        )
     medians = [statistics.median(column) for column in zip(*rows, strict=True)]
-    print(f"median of {args.runs}: create+wait {medians[0]:.2f} s, exec {medians[1]:.2f} s, "
-          f"terminate {medians[2]:.2f} s, create+exec {medians[0] + medians[1]:.2f} s")
+    print(
+        f"median of {args.runs}: create+wait {medians[0]:.2f} s, exec {medians[1]:.2f} s, "
+        f"terminate {medians[2]:.2f} s, create+exec {medians[0] + medians[1]:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -49,14 +49,17 @@ def machine(packages: list[str], extra: str = "") -> str:
     libs = ", ".join(f"{p} {version(p)}" for p in packages)
     kernel = platform.release()
     try:
-        distro = subprocess.run(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"], capture_output=True,
-                                text=True, check=False).stdout.strip()
+        distro = subprocess.run(
+            ["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"], capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         distro = platform.system()
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     libs += f"; ess {source()}"
-    text = (f"Measured {when} on {os.cpu_count()} cores ({cpu_model()}), {distro}, Linux {kernel}, "
-            f"Python {platform.python_version()}; {libs}.")
+    text = (
+        f"Measured {when} on {os.cpu_count()} cores ({cpu_model()}), {distro}, Linux {kernel}, "
+        f"Python {platform.python_version()}; {libs}."
+    )
     return text + (f" {extra}" if extra else "")
 
 
@@ -65,12 +68,20 @@ def source() -> str:
     import ess
 
     where = Path(ess.__file__).resolve().parents[2]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip() or "?"
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or "?"
+    )
     if where != ROOT:
         return f"from {where} (an export of commit {commit} via PYTHONPATH)"
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "core", "plugins"],
-                           capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "core", "plugins"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     return f"at commit {commit}" + (" with uncommitted changes in core/ or plugins/" if dirty else "")
 
 

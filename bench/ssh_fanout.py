@@ -105,9 +105,12 @@ def ensure_pssh() -> Path | None:
 def pssh_version(python: Path | None) -> str:
     if python is None:
         return "parallel-ssh not available"
-    out = subprocess.run([str(python), "-c", "from importlib.metadata import version as v;"
-                          "print(v('parallel-ssh'), v('ssh2-python'))"], capture_output=True, text=True,
-                         check=False).stdout.split()
+    out = subprocess.run(
+        [str(python), "-c", "from importlib.metadata import version as v;print(v('parallel-ssh'), v('ssh2-python'))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
     return f"parallel-ssh {out[0]} (ssh2-python {out[1]})" if len(out) == 2 else "parallel-ssh ?"
 
 
@@ -156,8 +159,7 @@ def main() -> None:
         cpu_used: dict[str, float] = {}
 
         def ess_run(nodes: list[Node], parallel: int, cpu_label: str = "") -> float:
-            settings = resolve("bench", {spec.key: spec for spec in SETTINGS}, cli={"ssh_parallel": parallel},
-                               env={})
+            settings = resolve("bench", {spec.key: spec for spec in SETTINGS}, cli={"ssh_parallel": parallel}, env={})
             cpu_start = cpu_seconds(pids)
             start = time.perf_counter()
             out = check_nodes(nodes, access, settings, Progress(stream=io.StringIO(), tty=False))
@@ -171,13 +173,36 @@ def main() -> None:
             return elapsed
 
         def xargs_run(ports: list[int], parallel: int) -> float:
-            argv = ["xargs", "-P", str(parallel), "-I{}", "ssh", "-q", "-o", "BatchMode=yes", "-o",
-                    "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}", "-o",
-                    "GlobalKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-i", str(key), "-F", "/dev/null",
-                    "-p", "{}", f"{BENCH_USER}@127.0.0.1", "true"]
+            argv = [
+                "xargs",
+                "-P",
+                str(parallel),
+                "-I{}",
+                "ssh",
+                "-q",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                f"UserKnownHostsFile={known}",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+                str(key),
+                "-F",
+                "/dev/null",
+                "-p",
+                "{}",
+                f"{BENCH_USER}@127.0.0.1",
+                "true",
+            ]
             start = time.perf_counter()
-            done = subprocess.run(argv, input="".join(f"{p}\n" for p in ports), text=True, capture_output=True,
-                                  check=False)
+            done = subprocess.run(
+                argv, input="".join(f"{p}\n" for p in ports), text=True, capture_output=True, check=False
+            )
             elapsed = time.perf_counter() - start
             if done.returncode != 0:
                 raise RuntimeError(f"xargs ssh exited {done.returncode}: {done.stderr[-500:]}")
@@ -185,8 +210,12 @@ def main() -> None:
 
         def pssh_run(ports: list[int], parallel: int) -> float:
             assert pssh is not None
-            done = subprocess.run([str(pssh), "-c", PSSH_DRIVER, json.dumps(ports), str(key), BENCH_USER,
-                                   str(parallel)], capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [str(pssh), "-c", PSSH_DRIVER, json.dumps(ports), str(key), BENCH_USER, str(parallel)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"parallel-ssh: {done.stderr[-800:]}")
             reply = json.loads(done.stdout)
@@ -225,20 +254,47 @@ def main() -> None:
         floor = r["serial"] / cores
         cpu_floor = r["serial_cpu"] / cores
         pssh_s = r.get("pssh")
-        rows.append([str(n), f"{r['ess']:.2f} ({r['ess_min']:.2f}-{r['ess_max']:.2f})", f"{r['serial']:.2f}",
-                     f"{r['xargs']:.2f}", f"{pssh_s:.2f}" if pssh_s else "n/a", f"{floor:.2f}",
-                     f"{r['ess'] / floor:.2f}x", f"{cpu_floor:.2f}", f"{r['ess'] / cpu_floor:.2f}x",
-                     f"{r['ess_cpu'] / (r['ess'] * cores):.0%}", f"{n / r['ess']:.0f}", loads[n]])
+        rows.append(
+            [
+                str(n),
+                f"{r['ess']:.2f} ({r['ess_min']:.2f}-{r['ess_max']:.2f})",
+                f"{r['serial']:.2f}",
+                f"{r['xargs']:.2f}",
+                f"{pssh_s:.2f}" if pssh_s else "n/a",
+                f"{floor:.2f}",
+                f"{r['ess'] / floor:.2f}x",
+                f"{cpu_floor:.2f}",
+                f"{r['ess'] / cpu_floor:.2f}x",
+                f"{r['ess_cpu'] / (r['ess'] * cores):.0%}",
+                f"{n / r['ess']:.0f}",
+                loads[n],
+            ]
+        )
         verdicts.append(
             f"- N={n}: ess {r['ess']:.2f} s = {r['ess'] / floor:.2f}x the floor "
             f"({'MET' if r['ess'] <= 1.5 * floor else 'MISSED'} <= 1.5x), {r['ess'] / cpu_floor:.2f}x the CPU "
             f"floor ({'MET' if r['ess'] <= 1.5 * cpu_floor else 'MISSED'} <= 1.5x); "
             f"{'faster' if r['ess'] < r['xargs'] else 'SLOWER'} than xargs ssh ({r['xargs']:.2f} s); "
-            + (f"{'faster' if r['ess'] < pssh_s else 'SLOWER'} than parallel-ssh ({pssh_s:.2f} s)."
-               if pssh_s else "parallel-ssh not measured."))
-    header = ["N", "ess s (min-max)", "serial ess s", "xargs -P ssh s", "parallel-ssh s", "floor s (serial/cores)",
-              "ess / floor", "CPU floor s", "ess / CPU floor", "CPU busy during ess", "ess nodes/s",
-              "load avg after"]
+            + (
+                f"{'faster' if r['ess'] < pssh_s else 'SLOWER'} than parallel-ssh ({pssh_s:.2f} s)."
+                if pssh_s
+                else "parallel-ssh not measured."
+            )
+        )
+    header = [
+        "N",
+        "ess s (min-max)",
+        "serial ess s",
+        "xargs -P ssh s",
+        "parallel-ssh s",
+        "floor s (serial/cores)",
+        "ess / floor",
+        "CPU floor s",
+        "ess / CPU floor",
+        "CPU busy during ess",
+        "ess nodes/s",
+        "load avg after",
+    ]
     text_table = report.table(header, rows)
     print(text_table)
     print("\n".join(verdicts))
@@ -247,23 +303,34 @@ def main() -> None:
     png = report.DOCS / "bench_ssh_fanout.png"
     plot(results, cores, png)
     ssh_version = subprocess.run(["ssh", "-V"], capture_output=True, text=True, check=False).stderr.strip()
-    info = report.machine(["paramiko", "cryptography"],
-                          f"{ssh_version}; {pssh_version(pssh)}. Load average (1, 5, 15 min) before: "
-                          f"{load_before}; after: {load_after}.")
-    body = "\n".join([
-        "## 2. SSH fan-out: verify N loopback OpenSSH nodes", "", info, "",
-        f"Medians of {args.repeat} runs (serial: {args.serial_repeat}); every tool at concurrency "
-        f"min(N, {args.parallel}), the same key and known_hosts file, command `true`. The N sshd processes "
-        f"(and every per-connection sshd child) share the machine's {cores} cores with the client, so the "
-        "server half of every handshake is paid here too; against remote nodes the client only pays its half.",
-        "",
-        "Two floors: *floor* is the brief's, the serial loop's wall time / cores. The serial loop is partly "
-        "idle (each step waits for the other process), so it overstates the work; the *CPU floor* is the CPU "
-        "seconds the serial run actually used (this process plus every sshd and its children, from "
-        "/proc/PID/stat) / cores, the least time N verifications can take on this machine. *CPU busy* is "
-        "the CPU seconds of one parallel ess run / (wall time x cores).",
-        "", text_table, "", *verdicts, "", "![SSH fan-out seconds against N](bench_ssh_fanout.png)",
-    ])
+    info = report.machine(
+        ["paramiko", "cryptography"],
+        f"{ssh_version}; {pssh_version(pssh)}. Load average (1, 5, 15 min) before: {load_before}; after: {load_after}.",
+    )
+    body = "\n".join(
+        [
+            "## 2. SSH fan-out: verify N loopback OpenSSH nodes",
+            "",
+            info,
+            "",
+            f"Medians of {args.repeat} runs (serial: {args.serial_repeat}); every tool at concurrency "
+            f"min(N, {args.parallel}), the same key and known_hosts file, command `true`. The N sshd processes "
+            f"(and every per-connection sshd child) share the machine's {cores} cores with the client, so the "
+            "server half of every handshake is paid here too; against remote nodes the client only pays its half.",
+            "",
+            "Two floors: *floor* is the brief's, the serial loop's wall time / cores. The serial loop is partly "
+            "idle (each step waits for the other process), so it overstates the work; the *CPU floor* is the CPU "
+            "seconds the serial run actually used (this process plus every sshd and its children, from "
+            "/proc/PID/stat) / cores, the least time N verifications can take on this machine. *CPU busy* is "
+            "the CPU seconds of one parallel ess run / (wall time x cores).",
+            "",
+            text_table,
+            "",
+            *verdicts,
+            "",
+            "![SSH fan-out seconds against N](bench_ssh_fanout.png)",
+        ]
+    )
     report.write_section("ssh", body)
 
 

@@ -58,13 +58,13 @@ def main() -> None:
     access = make_access(key, username=user)
     try:
         figures = {}
-        for label, parallel in (("serial (ssh_parallel=1)", 1), (f"parallel (ssh_parallel={args.nodes})",
-                                                                 args.nodes)):
+        for label, parallel in (("serial (ssh_parallel=1)", 1), (f"parallel (ssh_parallel={args.nodes})", args.nodes)):
             times = []
             for _ in range(args.repeat):
                 start = time.perf_counter()
-                results = check_nodes(nodes, access, make_settings(ssh_parallel=parallel),
-                                      Progress(stream=io.StringIO(), tty=False))
+                results = check_nodes(
+                    nodes, access, make_settings(ssh_parallel=parallel), Progress(stream=io.StringIO(), tty=False)
+                )
                 times.append(time.perf_counter() - start)
                 assert all(r.ok for r in results), [r.message for r in results if not r.ok]
             figures[label] = statistics.median(times)

@@ -62,8 +62,11 @@ def main() -> None:
     aws, aws_label = aws_binary()
     home = Path(tempfile.mkdtemp(prefix="ess-bench-startup-"))
     # PYTHONPATH is kept: it is how a run measures an exported commit instead of the working tree.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ESS_", "AWS_")) and k not in ("PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ESS_", "AWS_")) and k not in ("PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME")
+    }
     env.update(ESS_HOME=str(home), HOME=str(home))
     commands = {
         "ess --help": [str(ess), "--help"],
@@ -82,14 +85,26 @@ def main() -> None:
             samples[label].append(measure(argv, env))
     for label, values in samples.items():
         seconds = [v[0] for v in values]
-        figures[label] = {"min": min(seconds), "median": statistics.median(seconds), "max": max(seconds),
-                          "rss": max(v[1] for v in values) / 1024}
+        figures[label] = {
+            "min": min(seconds),
+            "median": statistics.median(seconds),
+            "max": max(seconds),
+            "rss": max(v[1] for v in values) / 1024,
+        }
     load_after = report.load_average()
     aws_median = figures["aws --version"]["median"]
-    rows = [[f"`{label}`", f"{f['min'] * 1000:.0f}", f"{f['median'] * 1000:.0f}", f"{f['max'] * 1000:.0f}",
-             f"{f['rss']:.1f}", f"{f['median'] / aws_median:.2f}x"] for label, f in figures.items()]
-    text_table = report.table(["command", "min ms", "median ms", "max ms", "peak RSS MiB", "vs aws --version"],
-                              rows)
+    rows = [
+        [
+            f"`{label}`",
+            f"{f['min'] * 1000:.0f}",
+            f"{f['median'] * 1000:.0f}",
+            f"{f['max'] * 1000:.0f}",
+            f"{f['rss']:.1f}",
+            f"{f['median'] / aws_median:.2f}x",
+        ]
+        for label, f in figures.items()
+    ]
+    text_table = report.table(["command", "min ms", "median ms", "max ms", "peak RSS MiB", "vs aws --version"], rows)
     ratio = figures["ess --help"]["median"] / aws_median
     python_floor = min(measure([sys.executable, "-c", "pass"], env)[0] for _ in range(5))
     verdicts = [
@@ -97,23 +112,35 @@ def main() -> None:
         f"({figures['ess --help']['median'] * 1000:.0f} ms vs {aws_median * 1000:.0f} ms, {ratio:.2f}x). "
         f"A bare `python -c pass` takes {python_floor * 1000:.0f} ms here, so 0.3x of aws "
         f"({0.3 * aws_median * 1000:.0f} ms) leaves {max(0.3 * aws_median - python_floor, 0) * 1000:.0f} ms for "
-        "ess's own imports and work."]
+        "ess's own imports and work."
+    ]
     print(text_table)
     print("\n".join(verdicts))
     if args.no_write:
         return
     png = report.DOCS / "bench_startup.png"
     plot(figures, png)
-    info = report.machine(["click", "pluggy", "platformdirs", "awscli", "botocore"],
-                          f"aws: {aws_label}. Load average (1, 5, 15 min) before: {load_before}; after: "
-                          f"{load_after}.")
-    body = "\n".join([
-        "## 3. Start-up: `ess --help`, `ess plugins`, `ess config show` against `aws --version`", "", info, "",
-        f"{args.runs} interleaved runs each after one warm-up; the real entry-point scripts `{ess}` and "
-        f"`{aws}` (not the pyenv shims that `which` finds, which add a bash hop). Peak RSS is the largest "
-        "`ru_maxrss` of the runs.", "", text_table, "", *verdicts, "",
-        "![start-up times](bench_startup.png)",
-    ])
+    info = report.machine(
+        ["click", "pluggy", "platformdirs", "awscli", "botocore"],
+        f"aws: {aws_label}. Load average (1, 5, 15 min) before: {load_before}; after: {load_after}.",
+    )
+    body = "\n".join(
+        [
+            "## 3. Start-up: `ess --help`, `ess plugins`, `ess config show` against `aws --version`",
+            "",
+            info,
+            "",
+            f"{args.runs} interleaved runs each after one warm-up; the real entry-point scripts `{ess}` and "
+            f"`{aws}` (not the pyenv shims that `which` finds, which add a bash hop). Peak RSS is the largest "
+            "`ru_maxrss` of the runs.",
+            "",
+            text_table,
+            "",
+            *verdicts,
+            "",
+            "![start-up times](bench_startup.png)",
+        ]
+    )
     report.write_section("startup", body)
 
 
@@ -129,8 +156,12 @@ def plot(figures: dict[str, dict[str, float]], png: Path) -> None:
     high = [figures[k]["max"] * 1000 - m for k, m in zip(labels, medians, strict=True)]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.barh(labels, medians, xerr=[low, high], capsize=4, color=["C0", "C0", "C0", "C1"])
-    ax.axvline(0.3 * figures["aws --version"]["median"] * 1000, color="grey", linestyle=":",
-               label="goal for ess --help: 0.3x aws --version")
+    ax.axvline(
+        0.3 * figures["aws --version"]["median"] * 1000,
+        color="grey",
+        linestyle=":",
+        label="goal for ess --help: 0.3x aws --version",
+    )
     ax.set(xlabel="milliseconds (median, min-max bars)", title="Start-up time")
     ax.invert_yaxis()
     ax.legend(fontsize=8)

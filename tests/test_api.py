@@ -163,9 +163,11 @@ def test_works_from_a_worker_thread_as_in_a_scheduler_task(capfd) -> None:
 
 def test_what_a_backend_cannot_do_is_not_supported_before_anything_happens(capfd) -> None:
     hosts = Cluster("hosts")
-    for call, message in ((hosts.stop, "stop: backend hosts cannot stop nodes"),
-                          (hosts.start, "start: backend hosts cannot start nodes"),
-                          (hosts.purge, "purge: backend hosts has nothing to purge")):
+    for call, message in (
+        (hosts.stop, "stop: backend hosts cannot stop nodes"),
+        (hosts.start, "start: backend hosts cannot start nodes"),
+        (hosts.purge, "purge: backend hosts has nothing to purge"),
+    ):
         with pytest.raises(NotSupported) as raised:
             call()
         assert str(raised.value) == message
@@ -186,16 +188,20 @@ def test_from_settings_keeps_the_callers_sources(tmp_path: Path) -> None:
         cluster.create(0)
 
 
-@pytest.mark.parametrize(("count", "min_count", "message"), [
-    (0, None, "count: 0 is out of range (it must be between 1 and 200); nothing was launched"),
-    (201, None, "count: 201 is out of range (it must be between 1 and 200); nothing was launched"),
-    ("3", None, "count: '3' is not a whole number (pass an int such as 3)"),
-    (True, None, "count: True is not a whole number (pass an int such as 3)"),
-    (2, 3, "min_count: 3 is out of range (it must be between 1 and 2); nothing was launched"),
-    (2, 0, "min_count: 0 is out of range (it must be between 1 and 2); nothing was launched"),
-])
-def test_bad_count_raises_usage_error_before_anything_launched(capfd, ess_home: Path, count, min_count,
-                                                               message) -> None:
+@pytest.mark.parametrize(
+    ("count", "min_count", "message"),
+    [
+        (0, None, "count: 0 is out of range (it must be between 1 and 200); nothing was launched"),
+        (201, None, "count: 201 is out of range (it must be between 1 and 200); nothing was launched"),
+        ("3", None, "count: '3' is not a whole number (pass an int such as 3)"),
+        (True, None, "count: True is not a whole number (pass an int such as 3)"),
+        (2, 3, "min_count: 3 is out of range (it must be between 1 and 2); nothing was launched"),
+        (2, 0, "min_count: 0 is out of range (it must be between 1 and 2); nothing was launched"),
+    ],
+)
+def test_bad_count_raises_usage_error_before_anything_launched(
+    capfd, ess_home: Path, count, min_count, message
+) -> None:
     cluster = Cluster("local", cluster="bad")
     with pytest.raises(UsageError) as raised:
         cluster.create(count, min_count=min_count)
@@ -235,8 +241,11 @@ def test_confirm_sees_what_will_change_and_declining_changes_nothing(capfd) -> N
 def test_bad_construction_is_a_usage_error_naming_the_argument(capfd, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"^backend 'nosuch': not installed \(installed: .*local"):
         Cluster("nosuch")
-    with pytest.raises(UsageError, match=r"^Cluster\(instance_cuont=\.\.\.\): not a setting of backend local "
-                                         r"\(did you mean instance_count\?\)$"):
+    with pytest.raises(
+        UsageError,
+        match=r"^Cluster\(instance_cuont=\.\.\.\): not a setting of backend local "
+        r"\(did you mean instance_count\?\)$",
+    ):
         Cluster("local", instance_cuont=2)
     with pytest.raises(UsageError, match=r"^Cluster\(start_timeout=\.\.\.\): 'soon' is not a number"):
         Cluster("local", start_timeout="soon")
@@ -286,18 +295,26 @@ def test_progress_goes_only_to_the_sink_given(capfd) -> None:
 
 def test_one_liner_without_a_terminal_prints_only_the_result(ess_home: Path) -> None:
     code = "import ess; c = ess.Cluster('local'); c.create(2); print(c.verify()); c.terminate()"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL, env={**os.environ, "ESS_HOME": str(ess_home)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "ESS_HOME": str(ess_home)},
+    )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "2 of 2 node(s) passed\n", "")
 
 
 def test_import_ess_stays_light_until_cluster_is_used() -> None:
-    code = ("import sys, ess\n"
-            "assert 'ess.api' not in sys.modules and 'ess.provision' not in sys.modules\n"
-            "assert ess.Cluster.__module__ == 'ess.api'\n"
-            "heavy = {'boto3', 'botocore', 'paramiko', 'asyncssh', 'click'} & set(sys.modules)\n"
-            "assert not heavy, heavy\n"
-            "try:\n    ess.Nope\nexcept AttributeError:\n    print('ok')\n")
+    code = (
+        "import sys, ess\n"
+        "assert 'ess.api' not in sys.modules and 'ess.provision' not in sys.modules\n"
+        "assert ess.Cluster.__module__ == 'ess.api'\n"
+        "heavy = {'boto3', 'botocore', 'paramiko', 'asyncssh', 'click'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "try:\n    ess.Nope\nexcept AttributeError:\n    print('ok')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
 
@@ -308,8 +325,15 @@ def test_the_example_in_docs_api_md_runs(ess_home: Path, tmp_path: Path) -> None
     assert example, "docs/api.md lost its tested example"
     script = tmp_path / "example.py"
     script.write_text(example.group(1))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL, cwd=tmp_path, env={**os.environ, "ESS_HOME": str(ess_home)})
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env={**os.environ, "ESS_HOME": str(ess_home)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert "passed" in proc.stdout and "hello from" in proc.stdout
@@ -337,8 +361,9 @@ def test_ec2_lifecycle_on_moto(moto_endpoint, tmp_path: Path, monkeypatch, capfd
     silent(capfd)
 
 
-def test_ec2_add_terminate_keeps_adopted_remove_releases_on_moto(moto_endpoint, tmp_path: Path, monkeypatch,
-                                                                 capfd) -> None:
+def test_ec2_add_terminate_keeps_adopted_remove_releases_on_moto(
+    moto_endpoint, tmp_path: Path, monkeypatch, capfd
+) -> None:
     world = make_world(tmp_path, monkeypatch)
     [outsider] = world.foreign(1)
     cluster = Cluster("ec2", config=world.conf, cluster="adopting")
@@ -357,8 +382,9 @@ def test_ec2_add_terminate_keeps_adopted_remove_releases_on_moto(moto_endpoint, 
     silent(capfd)
 
 
-def test_ec2_bad_input_raises_typed_errors_and_launches_nothing(moto_endpoint, tmp_path: Path, monkeypatch,
-                                                                capfd) -> None:
+def test_ec2_bad_input_raises_typed_errors_and_launches_nothing(
+    moto_endpoint, tmp_path: Path, monkeypatch, capfd
+) -> None:
     world = make_world(tmp_path, monkeypatch)
     with pytest.raises(UsageError, match=r"^count: 1001 is out of range \(it must be between 1 and 1000\)"):
         Cluster("ec2", config=world.conf).create(1001)
@@ -379,7 +405,8 @@ def test_errors_raised_to_the_caller_carry_no_secret(moto_endpoint, tmp_path: Pa
     with pytest.raises(UsageError) as pasted:
         Cluster("ec2", config=world.conf)
     (world.folder / "credential_file.csv").write_text(
-        f"User Name,Access Key Id,Secret Access Key\nessentia,{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\n")
+        f"User Name,Access Key Id,Secret Access Key\nessentia,{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\n"
+    )
     world.conf.write_text(text + "aws_credential: credential_file\n")
     with pytest.raises(UsageError) as refused:
         Cluster("ec2", config=world.conf, key_name="nosuch-key").create(2, verify=False)
@@ -387,4 +414,3 @@ def test_errors_raised_to_the_caller_carry_no_secret(moto_endpoint, tmp_path: Pa
         logged = "".join(traceback.format_exception(raised))  # what logging.exception() prints
         assert FAKE_SECRET_KEY not in logged and FAKE_SECRET_KEY not in repr(raised)
     assert world.calls.mutating() == []
-

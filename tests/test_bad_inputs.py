@@ -74,8 +74,9 @@ def _setup(world: World, steps: list[str]) -> None:
 
 
 @pytest.mark.parametrize("folder", [_param(folder) for folder in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(folder: Path, world: World, ess,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    folder: Path, world: World, ess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = tomllib.loads((folder / "case.toml").read_text())
     for item in folder.iterdir():
         if item.name != "case.toml":
@@ -90,8 +91,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(folder: Path, world: W
 
     lines = result.err.splitlines()
     mutating = world.calls.mutating()
-    record(kind="bad-input", case=folder.name, exit_code=result.code, mutating_calls=len(mutating),
-           lines=len(lines))
+    record(kind="bad-input", case=folder.name, exit_code=result.code, mutating_calls=len(mutating), lines=len(lines))
     assert result.code == 2, result
     assert len(lines) == 1, result
     assert _fill(spec["expect"], world) in lines[0], result
@@ -120,8 +120,7 @@ def test_shell_metacharacters_in_tags_are_kept_verbatim_and_never_run(world: Wor
     tag = _fill(HOSTILE_TAG, world)
     world.conf.write_text(world.conf.read_text().replace("Essentia Worker Node", tag))
     cluster = "weird-cluster_1.0"  # a cluster name with shell characters is refused (case 74)
-    created = ess("instance", "ec2", "create", "--yes", "--no-verify", "--number", "2",
-                  "--cluster", cluster, "--json")
+    created = ess("instance", "ec2", "create", "--yes", "--no-verify", "--number", "2", "--cluster", cluster, "--json")
     assert created.code == 0, created
     nodes = json.loads(created.out)["nodes"]
     assert [n["tags"]["Name"] for n in nodes] == [tag, tag]
@@ -144,12 +143,33 @@ def test_permission_denied_on_the_config_file(world: World) -> None:
         drop = "-dac_override,-dac_read_search"
         prefix = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
     world.conf.chmod(0o000)
-    proc = subprocess.run([*prefix, sys.executable, ess_script, "instance", "ec2", "create", "--yes",
-                           "--no-verify", "--config", str(world.conf)],
-                          cwd=world.folder, capture_output=True, text=True, timeout=60)
-    record(kind="bad-input", case="permission-denied-config (chmod 000, no DAC override)",
-           exit_code=proc.returncode, mutating_calls=0, lines=len(proc.stderr.splitlines()))
+    proc = subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            ess_script,
+            "instance",
+            "ec2",
+            "create",
+            "--yes",
+            "--no-verify",
+            "--config",
+            str(world.conf),
+        ],
+        cwd=world.folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    record(
+        kind="bad-input",
+        case="permission-denied-config (chmod 000, no DAC override)",
+        exit_code=proc.returncode,
+        mutating_calls=0,
+        lines=len(proc.stderr.splitlines()),
+    )
     assert proc.returncode == 2, proc
     assert proc.stderr.splitlines() == [
-        f"ess: {world.conf}: permission denied (make it readable: chmod u+r {world.conf})"], proc
+        f"ess: {world.conf}: permission denied (make it readable: chmod u+r {world.conf})"
+    ], proc
     assert world.ec2.describe_instances()["Reservations"] == []

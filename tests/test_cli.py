@@ -16,15 +16,27 @@ HEAVY = ("boto3", "botocore", "paramiko", "asyncssh", "moto")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **env}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=ROOT
+    )
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["config", "show"], ["instance", "--help"],
-                                  ["instance", "ec2", "--help"], ["instance", "ec2", "create", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["plugins"],
+        ["config", "show"],
+        ["instance", "--help"],
+        ["instance", "ec2", "--help"],
+        ["instance", "ec2", "create", "--help"],
+    ],
+)
 def test_startup_commands_import_no_cloud_or_ssh_library(argv):
-    code = (f"import sys\nfrom ess.cli import run\ncode = run({argv!r})\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\nsys.exit(code)")
+    code = (
+        f"import sys\nfrom ess.cli import run\ncode = run({argv!r})\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\nsys.exit(code)"
+    )
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -61,15 +73,15 @@ def test_global_options_work_before_and_after_the_subcommand(ess, memory):
     before = ess("--json", "--config", str(SEED), "instance", "memory", "list")
     after = ess("instance", "memory", "list", "--config", str(SEED), "--json")
     assert before.code == after.code == 0
-    assert json.loads(before.out) == json.loads(after.out) == {"backend": "memory", "cluster": "default",
-                                                               "nodes": []}
+    assert json.loads(before.out) == json.loads(after.out) == {"backend": "memory", "cluster": "default", "nodes": []}
 
 
 def test_missing_config_is_one_line_exit_2(ess):
     r = ess("instance", "ec2", "create", "--config", "/nonexistent.conf")
     assert r.code == 2
     assert r.err.strip().splitlines() == [
-        "ess: --config /nonexistent.conf: no such file (check the path, or omit --config to use ./instance.conf)"]
+        "ess: --config /nonexistent.conf: no such file (check the path, or omit --config to use ./instance.conf)"
+    ]
     assert "Traceback" not in r.err
 
 
@@ -79,14 +91,29 @@ def test_debug_adds_the_traceback(ess):
     assert r.err.strip().splitlines()[-1].startswith("ess: --config /nonexistent.conf: no such file")
 
 
-@pytest.mark.parametrize(("argv", "line"), [
-    (["instance", "memory", "create", "--number=abc"], "ess: --number: 'abc' is not a whole number (try --number 3)"),
-    (["instance", "memory", "create", "--min", "x"], "ess: --min: 'x' is not a whole number (try --min 3)"),
-    (["instance", "memory", "create", "--nmber", "3"], "ess: --nmber: no such option for `ess instance memory create` (did you mean --number?)"),
-    (["instance", "memory", "create", "--number", "0"], "ess: --number: 0 is too small (the least is 1)"),
-    (["instance", "memroy", "list"], "ess: instance memroy: no such backend (did you mean memory?) (installed: ec2, hosts, local, memory"),
-    (["instance", "memory", "terminate"], "ess: terminate: name what to terminate (ess instance memory terminate all, or node ids)"),
-])
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["instance", "memory", "create", "--number=abc"],
+            "ess: --number: 'abc' is not a whole number (try --number 3)",
+        ),
+        (["instance", "memory", "create", "--min", "x"], "ess: --min: 'x' is not a whole number (try --min 3)"),
+        (
+            ["instance", "memory", "create", "--nmber", "3"],
+            "ess: --nmber: no such option for `ess instance memory create` (did you mean --number?)",
+        ),
+        (["instance", "memory", "create", "--number", "0"], "ess: --number: 0 is too small (the least is 1)"),
+        (
+            ["instance", "memroy", "list"],
+            "ess: instance memroy: no such backend (did you mean memory?) (installed: ec2, hosts, local, memory",
+        ),
+        (
+            ["instance", "memory", "terminate"],
+            "ess: terminate: name what to terminate (ess instance memory terminate all, or node ids)",
+        ),
+    ],
+)
 def test_usage_errors_are_one_line(ess, memory, argv, line):
     r = ess(*argv)
     assert r.code == 2, r
@@ -134,19 +161,22 @@ def test_plugins_json_lists_builtin_plugins_with_hooks(ess):
     assert data["errors"] == []
 
 
-@pytest.mark.parametrize(("module", "fragment"), [
-    ("misspelled_hook", "unknown hook 'ess_backend'"),
-    ("raises_on_import", "failed to import: RuntimeError: this plugin is broken on purpose"),
-])
+@pytest.mark.parametrize(
+    ("module", "fragment"),
+    [
+        ("misspelled_hook", "unknown hook 'ess_backend'"),
+        ("raises_on_import", "failed to import: RuntimeError: this plugin is broken on purpose"),
+    ],
+)
 def test_broken_plugin_is_one_warning_and_help_still_works(module, fragment):
     env = {"ESS_PLUGINS": module, "PYTHONPATH": str(ROOT / "tests" / "plugins_bad")}
-    proc = subprocess.run(["ess", "--help"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **env})
+    proc = subprocess.run(["ess", "--help"], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert proc.returncode == 0
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("ess: warning")]
     assert len(warnings) == 1 and module in warnings[0] and fragment in warnings[0], proc.stderr
-    listed = subprocess.run(["ess", "plugins", "--json"], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, **env})
+    listed = subprocess.run(
+        ["ess", "plugins", "--json"], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
     assert any(e["name"] == module for e in json.loads(listed.stdout)["errors"])
     assert "ec2" in {p["name"] for p in json.loads(listed.stdout)["plugins"]}
 
@@ -173,6 +203,7 @@ def test_a_plugin_command_built_with_backend_command_gets_settings_options_and_j
             else:
                 call.out.emit(text.upper() if shout else text)
                 call.out.note("said hello")
+
         return [hello]
 
     monkeypatch.setattr(memory.MemoryBackend, "commands", commands)
@@ -180,8 +211,11 @@ def test_a_plugin_command_built_with_backend_command_gets_settings_options_and_j
     assert (r.code, r.out, r.err) == (0, "HELLO YOU FROM BLUE ON MEMORY\n", "said hello\n")
     before = ess("--json", "instance", "memory", "hello", "you", "--cluster", "blue")
     after = ess("instance", "memory", "hello", "you", "--cluster", "blue", "--json")
-    assert json.loads(before.out) == json.loads(after.out) == {"text": "hello you from blue on memory",
-                                                               "source": "--cluster"}
+    assert (
+        json.loads(before.out)
+        == json.loads(after.out)
+        == {"text": "hello you from blue on memory", "source": "--cluster"}
+    )
     r = ess("instance", "memory", "hello", "nobody")
     assert (r.code, r.err) == (2, "ess: WHO: nobody is there (name someone)\n")
     r = ess("instance", "memory", "hello", "--help")
@@ -206,6 +240,7 @@ def test_a_plugin_group_built_with_backend_group_takes_the_common_options_at_its
                 call.out.emit_json({"cluster": call.settings.cluster})
             else:
                 call.out.emit("quota")
+
         return [backend_group("quota", show, help="The account's quota.")]
 
     monkeypatch.setattr(memory.MemoryBackend, "commands", commands)

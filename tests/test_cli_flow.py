@@ -144,8 +144,9 @@ def test_no_running_nodes_hint_for_ssh(ess, local_cluster):
     assert ess("instance", "local", "stop", "--yes").code == 0
     r = ess("instance", "local", "ssh")
     assert r.code == 1
-    assert r.err.strip() == ("ess: cluster 'default' has no running nodes "
-                             "(2 stopped; start them with: ess instance local start)")
+    assert r.err.strip() == (
+        "ess: cluster 'default' has no running nodes (2 stopped; start them with: ess instance local start)"
+    )
     r = ess("instance", "local", "ssh", "local-nope")
     assert r.code == 2 and "NODE: 'local-nope' is not a node of cluster 'default'" in r.err
 
@@ -160,17 +161,29 @@ def test_ssh_config_works_with_the_real_openssh_client(ess, local_cluster, tmp_p
     assert [line.split()[1] for line in r.out.splitlines() if line.startswith("Host ")] == ids
     assert "StrictHostKeyChecking yes" in r.out
     for node in ids:
-        proc = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", node, "echo", "hello"],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["ssh", "-F", str(config), "-o", "BatchMode=yes", node, "echo", "hello"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert (proc.returncode, proc.stdout.strip()) == (0, "hello"), proc.stderr
     # The iplist/ssh-config help's copy loop: scp by node id through the snippet.
     payload = tmp_path / "data.csv"
     payload.write_text("a,b\n")
-    copied = subprocess.run(["scp", "-F", str(config), "-o", "BatchMode=yes", str(payload), f"{ids[0]}:"],
-                            capture_output=True, text=True, timeout=60)
+    copied = subprocess.run(
+        ["scp", "-F", str(config), "-o", "BatchMode=yes", str(payload), f"{ids[0]}:"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert copied.returncode == 0, copied.stderr
-    proc = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", ids[0], "cat data.csv"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", ids[0], "cat data.csv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.stdout == "a,b\n", proc.stderr
     data = json.loads(ess("instance", "local", "ssh-config", "--json").out)
     assert [h["Host"] for h in data["hosts"]] == ids
@@ -180,16 +193,30 @@ def test_ssh_config_works_with_the_real_openssh_client(ess, local_cluster, tmp_p
 def test_ess_ssh_logs_in_to_the_first_node_with_openssh(ess, local_cluster, tmp_path):
     env = {**os.environ, "ESS_HOME": os.environ["ESS_HOME"]}
     ids = node_ids(ess, "local")
-    proc = subprocess.run([sys.executable, "-m", "ess", "instance", "local", "ssh", "--", "echo", "first", "-a"],
-                          capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ess", "instance", "local", "ssh", "--", "echo", "first", "-a"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     assert (proc.returncode, proc.stdout.strip()) == (0, "first -a"), proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "ess", "instance", "local", "ssh", ids[1], "--", "exit 7"],
-                          capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ess", "instance", "local", "ssh", ids[1], "--", "exit 7"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 7, proc.stderr
 
 
-@pytest.mark.parametrize(("backend", "command"), [("hosts", "ess instance hosts create 10.0.0.5 10.0.0.6"),
-                                                   ("local", "ess instance local create --number 2")])
+@pytest.mark.parametrize(
+    ("backend", "command"),
+    [("hosts", "ess instance hosts create 10.0.0.5 10.0.0.6"), ("local", "ess instance local create --number 2")],
+)
 def test_empty_list_names_a_create_that_works_on_the_backend(ess, backend, command):
     r = ess("instance", backend, "list")
     assert r.code == 0
@@ -207,6 +234,10 @@ def test_hosts_ssh_config_uses_the_host_keys_verify_recorded(ess, hosts_conf, tm
     from ess.paths import known_hosts_file
 
     assert f"UserKnownHostsFile {known_hosts_file('hosts', 'default')}" in r.out
-    proc = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", machines[0], "true"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", machines[0], "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr

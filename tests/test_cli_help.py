@@ -89,8 +89,10 @@ def test_the_walk_catches_an_example_that_does_not_parse():
         parse(["instance", "local", "exec"])
 
 
-@pytest.mark.parametrize("argv", [["config", "--help"], ["instance", "ec2", "security-group", "--help"],
-                                  ["instance", "ec2", "key-pair", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["config", "--help"], ["instance", "ec2", "security-group", "--help"], ["instance", "ec2", "key-pair", "--help"]],
+)
 def test_groups_have_an_example(ess, argv):
     r = ess(*argv)
     assert r.code == 0
@@ -113,36 +115,52 @@ def test_add_remove_examples_use_the_backends_own_ids(ess):
     assert "local-1a2b3c4d" in r.out and "i-0abc" not in r.out
 
 
-@pytest.mark.parametrize(("backend", "hidden", "shown"), [
-    ("local", {"add", "remove"}, {"stop", "start", "ssh", "ssh-config"}),
-    ("hosts", {"add", "remove", "stop", "start"}, {"ssh", "ssh-config", "exec"}),
-    ("ec2", set(), {"add", "remove", "stop", "start", "ssh"}),
-])
+@pytest.mark.parametrize(
+    ("backend", "hidden", "shown"),
+    [
+        ("local", {"add", "remove"}, {"stop", "start", "ssh", "ssh-config"}),
+        ("hosts", {"add", "remove", "stop", "start"}, {"ssh", "ssh-config", "exec"}),
+        ("ec2", set(), {"add", "remove", "stop", "start", "ssh"}),
+    ],
+)
 def test_help_lists_only_what_the_backend_supports(ess, backend, hidden, shown):
     r = ess("instance", backend, "--help")
     listed = set(r.out.split("Commands:")[1].split())
     assert not hidden & listed and shown <= listed
 
 
-@pytest.mark.parametrize(("argv", "line"), [
-    (["instance", "local", "add", "x", "--yes"],
-     "ess: add: backend local does not support `add`; `ess instance local create --number 2` starts new nodes"),
-    (["instance", "hosts", "remove", "10.0.0.5", "--yes"],
-     "ess: remove: backend hosts does not support `remove`; `ess instance hosts terminate 10.0.0.5` "
-     "releases a node and leaves the machine running"),
-    (["instance", "hosts", "stop", "--yes"],
-     "ess: stop: backend hosts does not support `stop`; `ess instance hosts terminate all` releases "
-     "the nodes (the machines keep running)"),
-    (["instance", "local", "exec"], "ess: -- COMMAND...: missing argument (see `ess instance local exec --help`)"),
-    (["instance", "local", "push"], "ess: SRC: missing argument (see `ess instance local push --help`)"),
-    (["instance", "local", "exec", "uname", "-a"],
-     "ess: -a: no such option for `ess instance local exec` (to pass it to the command, put the command "
-     "after `--`: `ess instance local exec -- uname -a`)"),
-    (["instanc", "local", "list"], "ess: instanc: no such command for `ess` (did you mean instance?)"),
-    (["instance", "local", "terminate", "all", "--purge", "--yes"],
-     "ess: --purge: backend local has nothing to purge (drop --purge)"),
-    (["instance", "local", "lst"], "ess: lst: no such command for `ess instance local` (did you mean list?)"),
-])
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["instance", "local", "add", "x", "--yes"],
+            "ess: add: backend local does not support `add`; `ess instance local create --number 2` starts new nodes",
+        ),
+        (
+            ["instance", "hosts", "remove", "10.0.0.5", "--yes"],
+            "ess: remove: backend hosts does not support `remove`; `ess instance hosts terminate 10.0.0.5` "
+            "releases a node and leaves the machine running",
+        ),
+        (
+            ["instance", "hosts", "stop", "--yes"],
+            "ess: stop: backend hosts does not support `stop`; `ess instance hosts terminate all` releases "
+            "the nodes (the machines keep running)",
+        ),
+        (["instance", "local", "exec"], "ess: -- COMMAND...: missing argument (see `ess instance local exec --help`)"),
+        (["instance", "local", "push"], "ess: SRC: missing argument (see `ess instance local push --help`)"),
+        (
+            ["instance", "local", "exec", "uname", "-a"],
+            "ess: -a: no such option for `ess instance local exec` (to pass it to the command, put the command "
+            "after `--`: `ess instance local exec -- uname -a`)",
+        ),
+        (["instanc", "local", "list"], "ess: instanc: no such command for `ess` (did you mean instance?)"),
+        (
+            ["instance", "local", "terminate", "all", "--purge", "--yes"],
+            "ess: --purge: backend local has nothing to purge (drop --purge)",
+        ),
+        (["instance", "local", "lst"], "ess: lst: no such command for `ess instance local` (did you mean list?)"),
+    ],
+)
 def test_refusals_and_usage_errors_are_one_helpful_line(ess, argv, line):
     r = ess(*argv)
     assert r.code == 2, r
@@ -168,8 +186,9 @@ def test_supports_is_derived_from_the_subclass():
         Minimal().supports("fly")
 
 
-@pytest.mark.parametrize("argv", [["instance", "local", "--json", "list"],
-                                  ["instance", "local", "--config", "/dev/null", "--json", "list"]])
+@pytest.mark.parametrize(
+    "argv", [["instance", "local", "--json", "list"], ["instance", "local", "--config", "/dev/null", "--json", "list"]]
+)
 def test_global_options_work_after_the_backend(ess, argv):
     r = ess(*argv)
     assert r.code == 0, r

@@ -105,6 +105,7 @@ def test_backend_without_stop_says_so(ess, memory, monkeypatch):
     assert ess("instance", "memory", "create", "--number", "1", "--no-verify").code == 0
     r = ess("instance", "memory", "stop", "--yes")
     assert r.code == 2 and r.err.strip().splitlines() == [
-        "ess: stop: backend memory does not support `stop`; `ess instance memory terminate all` terminates the nodes"]
+        "ess: stop: backend memory does not support `stop`; `ess instance memory terminate all` terminates the nodes"
+    ]
     assert "stop" not in ess("instance", "memory", "--help").out.split("Commands:")[1].split()
     assert "stop" not in memory.CALLS

@@ -6,7 +6,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = '''
+CONFTEST = """
 from ess.testing import memory as memory_backend
 import pytest
 from ess import plugins
@@ -20,9 +20,9 @@ def _memory_only(monkeypatch, tmp_path):
     plugins.reset()
     yield
     plugins.reset()
-'''
+"""
 
-TEST_TEMPLATE = '''
+TEST_TEMPLATE = """
 import pytest
 from ess.testing import memory as memory_backend
 from ess.errors import UsageError
@@ -38,14 +38,13 @@ class TestBrokenContract(BackendContract):
     def contract_target(self):
         return ContractTarget(backend=Backend(), snapshot=memory_backend.load,
                               bad_settings=[({{"fail_at": "nonsense"}}, "is not one of")])
-'''
+"""
 
 CORRECT = "    pass"
 BROKEN = {
     # terminate wipes every node it can see, whatever it was asked to remove
     "terminate_touches_other_nodes": (
-        "    def terminate(self, settings, nodes, progress):\n"
-        "        memory_backend.save([])\n",
+        "    def terminate(self, settings, nodes, progress):\n        memory_backend.save([])\n",
         ["test_contract_terminate_is_scoped_and_idempotent"],
     ),
     # nodes are launched without the launch tag, so a lost reply leaks them
@@ -64,8 +63,7 @@ BROKEN = {
     ),
     # list returns nodes of every cluster
     "list_shows_foreign_nodes": (
-        "    def nodes(self, settings):\n"
-        "        return [memory_backend.as_node(r) for r in memory_backend.load()]\n",
+        "    def nodes(self, settings):\n        return [memory_backend.as_node(r) for r in memory_backend.load()]\n",
         ["test_contract_list_finds_them_and_only_them"],
     ),
     # create depends on state preflight left on the backend object (per-command state that
@@ -104,7 +102,8 @@ def test_a_correct_backend_passes_the_whole_suite(pytester):
 def test_the_suite_catches_a_broken_backend(pytester, flaw):
     body, expected = BROKEN[flaw]
     result = run_suite(pytester, body)
-    failed = {r.nodeid.split("::")[-1].split("[")[0] for r in result.reprec.getreports("pytest_runtest_logreport")
-              if r.failed}
+    failed = {
+        r.nodeid.split("::")[-1].split("[")[0] for r in result.reprec.getreports("pytest_runtest_logreport") if r.failed
+    }
     for name in expected:
         assert name in failed, f"{flaw}: {name} did not fail\n{result.stdout.str()}"

@@ -18,8 +18,11 @@ from support.local_helpers import kill_test_nodes
 #: A debug line of ess or a built-in plugin, as the CLI's handler formats it.
 ESS_DEBUG = re.compile(r"^DEBUG (ess|ess_ec2|ess_ssh|ess_local)[.\w]*: ", re.M)
 #: One logged AWS call: "ec2 RunInstances (2 instances): HTTP 200 in 12.3 ms, attempt 1".
-AWS_CALL = re.compile(r"^DEBUG ess_ec2\.calllog: (?:ec2|ssm) (\w+)(?: \(([^)]*)\))?: HTTP (\d+)(?: (\w+))? "
-                      r"in \d+\.\d ms, attempt (\d+)$", re.M)
+AWS_CALL = re.compile(
+    r"^DEBUG ess_ec2\.calllog: (?:ec2|ssm) (\w+)(?: \(([^)]*)\))?: HTTP (\d+)(?: (\w+))? "
+    r"in \d+\.\d ms, attempt (\d+)$",
+    re.M,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -55,29 +58,51 @@ def test_local_create_with_debug_shows_plugins_stages_and_one_ssh_attempt_per_no
 
     # Plugin loading: each built-in, from which entry point.
     for name, target in (("local", "ess_local.plugin"), ("ssh", "ess_ssh.plugin"), ("ec2", "ess_ec2.plugin")):
-        assert re.search(rf"^DEBUG ess\.plugins: plugin {name}: loaded from entry point {name} = {target} "
-                         r"\(ess\) in \d+\.\d ms$", err, re.M), err
+        assert re.search(
+            rf"^DEBUG ess\.plugins: plugin {name}: loaded from entry point {name} = {target} "
+            r"\(ess\) in \d+\.\d ms$",
+            err,
+            re.M,
+        ), err
     # Hook calls, with the plugins that answered.
-    assert re.search(r"^DEBUG ess\.plugins: hook ess_check_nodes\(nodes, access, settings, progress\) -> ssh: "
-                     r"done in \d+\.\d ms$", err, re.M), err
+    assert re.search(
+        r"^DEBUG ess\.plugins: hook ess_check_nodes\(nodes, access, settings, progress\) -> ssh: "
+        r"done in \d+\.\d ms$",
+        err,
+        re.M,
+    ), err
     assert "DEBUG ess.plugins: hook ess_before_create(" in err
     # Each stage of the flow, in order.
     stages = re.findall(r"^DEBUG ess\.progress: stage: (.+)$", err, re.M)
-    assert stages[:4] == ["launching 2", "starting 2 local nodes (2)", "waiting for local nodes (2)",
-                          "ssh ready (2)"], stages
+    assert stages[:4] == [
+        "launching 2",
+        "starting 2 local nodes (2)",
+        "waiting for local nodes (2)",
+        "ssh ready (2)",
+    ], stages
     for step in ("create: launch ", "create: launched 2 node(s): ", "create: running 2 node(s): "):
         assert f"DEBUG ess.provision: {step}" in err, err
     # Local spawn steps and the wait polls that name what is still pending.
     for node_id in ids:
         assert re.search(rf"^DEBUG ess_local\.process: spawn {node_id}: pid \d+ in ", err, re.M), err
-    assert re.search(r"^DEBUG ess_local\.backend: poll ready files: 0/2 ready, 0 failed; waiting for local-\w+ "
-                     r"starting, local-\w+ starting$", err, re.M), err
+    assert re.search(
+        r"^DEBUG ess_local\.backend: poll ready files: 0/2 ready, 0 failed; waiting for local-\w+ "
+        r"starting, local-\w+ starting$",
+        err,
+        re.M,
+    ), err
     # Exactly one SSH attempt line per node (both nodes were up), with its outcome.
-    attempts = re.findall(r"^DEBUG ess_ssh\.connect: ssh (local-\w+) \S+@127\.0\.0\.1:\d+ attempt (\d+): "
-                          r"connected in \d+\.\d ms$", err, re.M)
+    attempts = re.findall(
+        r"^DEBUG ess_ssh\.connect: ssh (local-\w+) \S+@127\.0\.0\.1:\d+ attempt (\d+): "
+        r"connected in \d+\.\d ms$",
+        err,
+        re.M,
+    )
     assert sorted(attempts) == [(node_id, "1") for node_id in ids], err
-    assert sorted(re.findall(r"^DEBUG ess_ssh\.check: ssh (local-\w+) attempt 1: check command exited 0$", err,
-                             re.M)) == ids
+    assert (
+        sorted(re.findall(r"^DEBUG ess_ssh\.check: ssh (local-\w+) attempt 1: check command exited 0$", err, re.M))
+        == ids
+    )
 
     # The same command without --debug: the same result, and none of those lines.
     quiet = ess("instance", "local", "terminate", "all", "--yes")
@@ -95,8 +120,9 @@ def test_exec_and_terminate_with_debug_log_each_node_outcome_and_each_signal_sen
 
     ran = ess("--debug", "instance", "local", "exec", "--", "echo token-7f3e; exit 3")
     assert ran.code == 1, ran
-    assert sorted(re.findall(r"^DEBUG ess_ssh\.run: exec (local-\w+): exit code 3 in \d+\.\d ms$", ran.err,
-                             re.M)) == ids, ran.err
+    assert (
+        sorted(re.findall(r"^DEBUG ess_ssh\.run: exec (local-\w+): exit code 3 in \d+\.\d ms$", ran.err, re.M)) == ids
+    ), ran.err
     assert len(re.findall(r"^DEBUG ess_ssh\.connect: ssh local-\w+ \S+ attempt 1: connected", ran.err, re.M)) == 2
     # The command line is not logged (it may hold a token ess does not know of).
     assert not any("token-7f3e" in line for line in ran.err.splitlines() if line.startswith("DEBUG")), ran.err
@@ -132,8 +158,9 @@ def test_ec2_create_with_debug_logs_every_aws_call_with_size_status_and_attempt(
     described = [call for call in logged if call[0] == "DescribeInstances" and "ids" in call[1]]
     assert described and all(call[1] == "2 ids" and call[2] == "200" for call in described), logged
     # The wait poll says how many are running and what it still waits for.
-    assert re.search(r"^DEBUG ess_ec2\.backend: poll \S.*: \d/2 running; waiting for (nothing|i-\w+ \w+)",
-                     created.err, re.M), created.err
+    assert re.search(
+        r"^DEBUG ess_ec2\.backend: poll \S.*: \d/2 running; waiting for (nothing|i-\w+ \w+)", created.err, re.M
+    ), created.err
     # Plugin loading shows even though the ssh plugin is disabled.
     assert "DEBUG ess.plugins: plugin ssh: disabled by ESS_DISABLE_PLUGINS (entry point ess_ssh.plugin)" in created.err
 
@@ -154,8 +181,9 @@ def test_a_retried_aws_call_logs_each_failed_attempt_and_the_attempt_that_worked
     world.calls.handlers.append(("before-send.ec2.RunInstances", throttle_first))
     created = ess("--debug", "instance", "ec2", "create", "--yes", "--no-verify", "--number", "2")
     assert created.code == 0, created
-    assert ("DEBUG ess_ec2.calllog: ec2 RunInstances attempt 1: HTTP 503 RequestLimitExceeded (retryable)"
-            in created.err), created.err
+    assert (
+        "DEBUG ess_ec2.calllog: ec2 RunInstances attempt 1: HTTP 503 RequestLimitExceeded (retryable)" in created.err
+    ), created.err
     assert ("RunInstances", "2 instances", "200", "", "2") in AWS_CALL.findall(created.err), created.err
 
 
@@ -226,8 +254,12 @@ def test_a_failed_create_with_debug_logs_the_failure_and_each_rollback_step(ess,
     steps = re.findall(r"^DEBUG ess\.provision: (create: failed|rollback: \w+)", err, re.M)
     assert steps == ["create: failed", "rollback: listing", "rollback: 3", "rollback: terminated"], err
     assert f"rollback: listing the cluster for nodes tagged ess:launch={launch.group(1)}" in err
-    assert re.search(r"^DEBUG ess\.provision: rollback: 3 returned by the launch, 3 found by tag; terminating "
-                     r"3 node\(s\): ", err, re.M), err
+    assert re.search(
+        r"^DEBUG ess\.provision: rollback: 3 returned by the launch, 3 found by tag; terminating "
+        r"3 node\(s\): ",
+        err,
+        re.M,
+    ), err
     assert "ess: cleaned up: terminated 3 node(s) launched by this run" in err
 
 
@@ -254,8 +286,12 @@ def _direct_output_calls(path: Path) -> list[str]:
             continue
         func = node.func
         name = ast.unparse(func)
-        if (name == "print" or name.endswith("stderr.write") or name.endswith(".note")
-                or (name.endswith("echo") and any(k.arg == "err" for k in node.keywords))):
+        if (
+            name == "print"
+            or name.endswith("stderr.write")
+            or name.endswith(".note")
+            or (name.endswith("echo") and any(k.arg == "err" for k in node.keywords))
+        ):
             found.append(f"{path}:{node.lineno}: {name}(...)")
     return found
 
@@ -272,7 +308,7 @@ def test_core_and_plugins_warn_only_through_ess_log():
     assert offenders == [], "use ess.log.warn(message, progress) instead:\n" + "\n".join(offenders)
 
 
-CHATTY_PLUGIN = '''
+CHATTY_PLUGIN = """
 import logging
 
 import ess
@@ -284,7 +320,7 @@ log = logging.getLogger(__name__)
 def ess_settings():
     log.debug("chatty plugin was asked for its settings")
     return []
-'''
+"""
 
 
 def test_a_third_party_plugin_logging_under_its_own_name_shows_with_debug_only(ess, tmp_path, monkeypatch):

@@ -11,8 +11,7 @@ import pytest
 from ess import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
-HOOKS = [(name, fn) for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-         if name.startswith("ess_")]
+HOOKS = [(name, fn) for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("ess_")]
 
 
 def section(text: str, hook: str) -> str:

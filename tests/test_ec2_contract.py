@@ -15,18 +15,22 @@ class TestEc2Contract(BackendContract):
 
         def snapshot():
             reservations = world.ec2.describe_instances()["Reservations"]
-            return (sorted(i["InstanceId"] for r in reservations for i in r["Instances"]),
-                    sorted(g["GroupId"] for g in world.ec2.describe_security_groups()["SecurityGroups"]),
-                    sorted(k["KeyName"] for k in world.ec2.describe_key_pairs()["KeyPairs"]))
+            return (
+                sorted(i["InstanceId"] for r in reservations for i in r["Instances"]),
+                sorted(g["GroupId"] for g in world.ec2.describe_security_groups()["SecurityGroups"]),
+                sorted(k["KeyName"] for k in world.ec2.describe_key_pairs()["KeyPairs"]),
+            )
 
         return ContractTarget(
             backend=world.backend,
             config=world.conf,
             settings={"image_id": world.image},
-            bad_settings=[({"instance_type": "m3.nosuch"}, "m3.nosuch"),
-                          ({"key_name": "no-such-pair"}, "no-such-pair"),
-                          ({"security_groups": "no-such-group"}, "no-such-group"),
-                          ({"instance_count": 0}, "too small")],
+            bad_settings=[
+                ({"instance_type": "m3.nosuch"}, "m3.nosuch"),
+                ({"key_name": "no-such-pair"}, "no-such-pair"),
+                ({"security_groups": "no-such-group"}, "no-such-group"),
+                ({"instance_count": 0}, "too small"),
+            ],
             snapshot=snapshot,
             foreign_node=lambda: world.foreign(1)[0],
             node_exists=lambda node_id: world.states([node_id]).get(node_id) == "running",

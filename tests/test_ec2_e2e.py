@@ -39,8 +39,7 @@ def folder(moto_endpoint, tmp_path, monkeypatch) -> Path:
     conf = tmp_path / "essentia"
     conf.mkdir()
     shutil.copyfile(ROOT / "configs" / "instance.conf", conf / "instance.conf")
-    csv = ("\ufeffUser Name,Access Key Id,Secret Access Key\r\n"
-           f"essentia,{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\r\n")
+    csv = f"\ufeffUser Name,Access Key Id,Secret Access Key\r\nessentia,{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\r\n"
     (conf / "credential_file.csv").write_bytes(csv.encode("utf-8"))
     pem = conf / "pem_file.pem"
     pem.write_text(ec2.create_key_pair(KeyName="pem_file")["KeyMaterial"])
@@ -51,16 +50,22 @@ def folder(moto_endpoint, tmp_path, monkeypatch) -> Path:
 
 def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    proc = subprocess.run([ess_script(), *args], cwd=folder, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=120)
+    proc = subprocess.run(
+        [ess_script(), *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
     for stream in (proc.stdout, proc.stderr):
         assert FAKE_SECRET_KEY not in stream, f"secret leaked by `ess {' '.join(args)}`"
     return proc
 
 
 def live_instances(ec2) -> list[dict]:
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=[{"Name": "instance-state-name", "Values": LIVE}])
+    pages = ec2.get_paginator("describe_instances").paginate(Filters=[{"Name": "instance-state-name", "Values": LIVE}])
     return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
 
 
@@ -86,9 +91,13 @@ def test_console_script_create_list_terminate_with_essentia_folder(folder):
     assert {n["id"] for n in nodes} == {i["InstanceId"] for i in live_instances(ec2)}
     assert len(nodes) == 5 and {n["tags"][TAG_CLUSTER] for n in nodes} == {"default"}
 
-    foreign = ec2.run_instances(ImageId=instances[0]["ImageId"], MinCount=1, MaxCount=1, InstanceType="m3.medium",
-                                TagSpecifications=[{"ResourceType": "instance", "Tags": [
-                                    {"Key": "Name", "Value": "Essentia Worker Node"}]}])
+    foreign = ec2.run_instances(
+        ImageId=instances[0]["ImageId"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="m3.medium",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "Essentia Worker Node"}]}],
+    )
     foreign_id = foreign["Instances"][0]["InstanceId"]
     gone = run(folder, "instance", "ec2", "terminate", "all", "--yes")
     assert gone.returncode == 0, gone.stderr

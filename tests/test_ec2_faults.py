@@ -70,8 +70,10 @@ def test_throttled_describes_during_wait_are_retried(world):
 
 
 def test_capacity_error_names_type_zone_and_what_to_try_and_leaves_nothing(world):
-    message = ("We currently do not have sufficient m3.medium capacity in the Availability Zone you "
-               "requested (us-east-1a). Our system will be working on provisioning additional capacity.")
+    message = (
+        "We currently do not have sufficient m3.medium capacity in the Availability Zone you "
+        "requested (us-east-1a). Our system will be working on provisioning additional capacity."
+    )
     handler, _ = fail_first(100, 500, "InsufficientInstanceCapacity", message)
     world.calls.handlers.append(("before-send.ec2.RunInstances", handler))
     settings = world.settings()
@@ -102,9 +104,12 @@ def lose_first(k: int):
 
 
 def live_of_launch(world, launch_id: str) -> list[str]:
-    reply = world.ec2.describe_instances(Filters=[
-        {"Name": "tag:ess:launch", "Values": [launch_id]},
-        {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    reply = world.ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:ess:launch", "Values": [launch_id]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
     return sorted(i["InstanceId"] for r in reply["Reservations"] for i in r["Instances"])
 
 
@@ -174,15 +179,26 @@ def test_same_launch_id_sends_the_same_client_token(world, monkeypatch):
     stubbed = boto3.client("ec2", region_name="us-east-1")
     monkeypatch.setattr(ec2_client, "build_client", lambda *args: stubbed)
     settings = world.settings()  # a new command: its session's clients come from the stub
-    expected = {"MinCount": 2, "MaxCount": 2, "ClientToken": client_token("retry-me"),
-                "TagSpecifications": ANY, "ImageId": plan.image_id, "InstanceType": "m3.medium",
-                "KeyName": "pem_file", "SecurityGroupIds": [world.group_id]}
-    reply = {"Instances": [{"InstanceId": f"i-00000000000000{n:03d}", "State": {"Name": "pending", "Code": 0}}
-                           for n in (1, 2)]}
+    expected = {
+        "MinCount": 2,
+        "MaxCount": 2,
+        "ClientToken": client_token("retry-me"),
+        "TagSpecifications": ANY,
+        "ImageId": plan.image_id,
+        "InstanceType": "m3.medium",
+        "KeyName": "pem_file",
+        "SecurityGroupIds": [world.group_id],
+    }
+    reply = {
+        "Instances": [
+            {"InstanceId": f"i-00000000000000{n:03d}", "State": {"Name": "pending", "Code": 0}} for n in (1, 2)
+        ]
+    }
     with Stubber(stubbed) as stub:
         # The first reply is lost (the launch may have happened); the retry must not launch twice.
-        stub.add_client_error("run_instances", service_error_code="RequestTimeout", http_status_code=500,
-                              expected_params=expected)
+        stub.add_client_error(
+            "run_instances", service_error_code="RequestTimeout", http_status_code=500, expected_params=expected
+        )
         stub.add_response("run_instances", reply, expected_params=expected)
         with pytest.raises(EssError):
             world.backend.create(settings, request, world.progress())
@@ -206,8 +222,9 @@ def test_the_secret_key_never_appears_in_output_logs_or_errors(world, caplog, ca
         nodes = world.launch(2)
         world.backend.terminate(settings, world.backend.nodes(settings), world.progress())
         assert len(nodes) == 2
-        world.calls.handlers.append(("before-send.ec2.DescribeKeyPairs",
-                                     lambda **_: aws_error(401, "AuthFailure", "not able to validate")))
+        world.calls.handlers.append(
+            ("before-send.ec2.DescribeKeyPairs", lambda **_: aws_error(401, "AuthFailure", "not able to validate"))
+        )
         with pytest.raises(UsageError) as info:
             world.backend.preflight(world.settings(), world.request(1, launch_id="denied"))
         texts += [str(info.value), repr(info.value)]

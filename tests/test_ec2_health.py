@@ -52,8 +52,11 @@ def test_after_ess_stop_a_node_is_not_lost_and_start_clears_the_mark(world):
     marked = next(p for op, p in world.calls.made if op == "CreateTags")
     assert marked["Resources"] == [nodes[0].id] and marked["Tags"] == [{"Key": TAG_DESIRED, "Value": STOPPED}]
     listed = by_id(world)
-    assert (listed[nodes[0].id].state, listed[nodes[0].id].desired, listed[nodes[0].id].lost) == \
-        (STOPPED, STOPPED, False)
+    assert (listed[nodes[0].id].state, listed[nodes[0].id].desired, listed[nodes[0].id].lost) == (
+        STOPPED,
+        STOPPED,
+        False,
+    )
     world.backend.start(settings, nodes[:1], world.progress())
     assert TAG_DESIRED not in tags_of(world, nodes[0].id)
     assert world.calls.count("DeleteTags") == 1

@@ -13,9 +13,17 @@ from ess.models import RUNNING, STOPPED, TAG_CLUSTER, TAG_LAUNCH, TERMINATED, No
 from ess_ec2.backend import Ec2Backend
 
 #: What preflight costs, whatever the count: one read per concept and one DryRun.
-PREFLIGHT = Counter({"DescribeKeyPairs": 1, "DescribeVpcs": 1, "DescribeSecurityGroups": 1,
-                     "DescribeInstanceTypes": 1, "DescribeInstanceTypeOfferings": 1, "GetParameter": 1,
-                     "RunInstances": 1})
+PREFLIGHT = Counter(
+    {
+        "DescribeKeyPairs": 1,
+        "DescribeVpcs": 1,
+        "DescribeSecurityGroups": 1,
+        "DescribeInstanceTypes": 1,
+        "DescribeInstanceTypeOfferings": 1,
+        "GetParameter": 1,
+        "RunInstances": 1,
+    }
+)
 
 
 @pytest.fixture
@@ -38,8 +46,9 @@ def full_cycle(world, count: int) -> tuple[Counter, Counter, list[Node]]:
     world.calls.reset()
     world.backend.terminate(settings, nodes, world.progress())
     terminate_calls = world.calls.by_operation()
-    alive = world.ec2.describe_instances(Filters=[{"Name": "instance-state-name",
-                                                   "Values": ["pending", "running", "stopping", "stopped"]}])
+    alive = world.ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    )
     assert alive["Reservations"] == []
     return create_calls, terminate_calls, nodes
 
@@ -152,8 +161,10 @@ def test_terminate_refuses_ids_without_our_cluster_tag(world):
     assert world.states([mine[0].id]) == {mine[0].id: TERMINATED}
     terminated = next(p for op, p in world.calls.made if op == "TerminateInstances")
     assert terminated["InstanceIds"] == [mine[0].id]
-    assert f"skipped 1 instance(s) that are not cluster 'default''s: {foreign[0]} (not tagged " \
+    assert (
+        f"skipped 1 instance(s) that are not cluster 'default''s: {foreign[0]} (not tagged "
         "ess:cluster=default)" in world.progress_stream.getvalue()
+    )
 
 
 def test_terminate_is_idempotent(world):
@@ -181,8 +192,14 @@ def test_stop_and_start_wait_for_the_state(world):
 def test_pagination_beyond_100_reservations(world):
     tags = [{"Key": TAG_CLUSTER, "Value": "default"}, {"Key": TAG_LAUNCH, "Value": "many"}]
     for _ in range(101):  # 101 reservations: moto pages at 100 even when ids are given
-        world.ec2.run_instances(ImageId=world.image, MinCount=1, MaxCount=1, InstanceType="m3.medium",
-                                KeyName="pem_file", TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+        world.ec2.run_instances(
+            ImageId=world.image,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="m3.medium",
+            KeyName="pem_file",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )
     settings = world.settings()
     listed = world.backend.nodes(settings)
     assert len(listed) == 101
@@ -231,8 +248,7 @@ def test_wait_fails_fast_when_a_node_dies(world):
 
 def test_access_names_user_and_resolved_key(world):
     access = world.backend.access(world.settings(username="ubuntu", cluster="c1"))
-    assert (access.backend, access.cluster, access.username, access.key_file) == \
-        ("ec2", "c1", "ubuntu", world.pem)
+    assert (access.backend, access.cluster, access.username, access.key_file) == ("ec2", "c1", "ubuntu", world.pem)
 
 
 def test_failure_after_launch_is_rolled_back_by_the_core(world, monkeypatch):
@@ -268,8 +284,7 @@ def test_what_a_command_listed_goes_stale_but_what_it_launched_does_not(world):
     now = [1000.0]
     world.backend.clock = lambda: now[0]
     launching = world.settings()  # one command: launch, then (an hour later) roll back
-    launched = world.backend.create(launching, world.preflight(launching, world.request(1)),
-                                    world.progress())
+    launched = world.backend.create(launching, world.preflight(launching, world.request(1)), world.progress())
     world.launch(2, launch_id="launch-2")
     listing = world.settings()  # another command: knows the nodes only from its own list
     listed = [n for n in world.backend.nodes(listing) if n.id != launched[0].id]

@@ -71,8 +71,15 @@ def test_terminate_all_keeps_adopted_and_remove_releases_without_stopping(world,
     assert removed.code == 0, removed.err
     assert world.calls.count("DeleteTags") == 1
     sent = next(p for op, p in world.calls.made if op == "DeleteTags")
-    assert {t["Key"] for t in sent["Tags"]} == {TAG_CLUSTER, TAG_LAUNCH, TAG_CREATED_BY, "ess:created-at",
-                                                TAG_ADOPTED, "ess:adopted-proof", "ess:desired"}
+    assert {t["Key"] for t in sent["Tags"]} == {
+        TAG_CLUSTER,
+        TAG_LAUNCH,
+        TAG_CREATED_BY,
+        "ess:created-at",
+        TAG_ADOPTED,
+        "ess:adopted-proof",
+        "ess:desired",
+    }
     assert tags(world, adopted[0]) == {"Name": "Essentia Worker Node"}
     assert world.states(adopted) == {adopted[0]: "running"}
     assert listed(ess, world) == set()

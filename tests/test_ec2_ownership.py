@@ -46,8 +46,7 @@ def second_team(world, tmp_path: Path) -> Path:
     pem.write_text(material)
     pem.chmod(0o600)
     conf = folder / "instance.conf"
-    conf.write_text(ESSENTIA_CONF.replace("key_name: pem_file", "key_name: team_b")
-                    + f"image_id: {world.image}\n")
+    conf.write_text(ESSENTIA_CONF.replace("key_name: pem_file", "key_name: team_b") + f"image_id: {world.image}\n")
     return conf
 
 
@@ -103,10 +102,12 @@ def test_forged_and_copied_adoptions_are_skipped_even_with_include_adopted(world
     genuine = world.foreign(1)
     assert cli(ess, world.conf, "add", *genuine, "--yes").code == 0
     real_proof = tags_of(world, genuine[0])[ownership.TAG_ADOPTED_PROOF]
-    forged = world.foreign(1, tags={TAG_CLUSTER: "default", TAG_ADOPTED: "true",
-                                    ownership.TAG_ADOPTED_PROOF: "0123456789ab"})
-    copied = world.foreign(1, tags={TAG_CLUSTER: "default", TAG_ADOPTED: "true",
-                                    ownership.TAG_ADOPTED_PROOF: real_proof})
+    forged = world.foreign(
+        1, tags={TAG_CLUSTER: "default", TAG_ADOPTED: "true", ownership.TAG_ADOPTED_PROOF: "0123456789ab"}
+    )
+    copied = world.foreign(
+        1, tags={TAG_CLUSTER: "default", TAG_ADOPTED: "true", ownership.TAG_ADOPTED_PROOF: real_proof}
+    )
     ids, err = listed(ess, world.conf)
     assert ids == set(genuine)
     assert "adoption tag not signed with this cluster's key" in err

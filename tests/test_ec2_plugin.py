@@ -12,13 +12,23 @@ from support.ec2_world import make_world
 from ess import plugins
 from ess.models import TAG_CLUSTER
 
-ESSENTIA_KEYS = ("aws_credential", "use_private_ip", "instance_tag", "instance_type", "instance_count",
-                 "key_name", "security_groups", "username")
+ESSENTIA_KEYS = (
+    "aws_credential",
+    "use_private_ip",
+    "instance_tag",
+    "instance_type",
+    "instance_count",
+    "key_name",
+    "security_groups",
+    "username",
+)
 
 
 def test_plugin_module_is_import_light():
-    code = ("import sys, ess_ec2.plugin as p\nassert p.ess_backends()[0].name == 'ec2'\n"
-            "print([m for m in ('boto3', 'botocore', 'paramiko', 'moto') if m in sys.modules])")
+    code = (
+        "import sys, ess_ec2.plugin as p\nassert p.ess_backends()[0].name == 'ec2'\n"
+        "print([m for m in ('boto3', 'botocore', 'paramiko', 'moto') if m in sys.modules])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
@@ -48,8 +58,20 @@ def world(moto_endpoint, tmp_path, monkeypatch):
 
 def test_cli_create_list_terminate_with_the_essentia_config(world, ess):
     conf = str(world.conf)
-    created = ess("--json", "instance", "ec2", "create", "--number", "3", "--type", "t3.large", "--no-verify",
-                  "--yes", "--config", conf)
+    created = ess(
+        "--json",
+        "instance",
+        "ec2",
+        "create",
+        "--number",
+        "3",
+        "--type",
+        "t3.large",
+        "--no-verify",
+        "--yes",
+        "--config",
+        conf,
+    )
     assert created.code == 0, created.err
     listed = ess("instance", "ec2", "list", "--json", "--config", conf)
     assert listed.code == 0, listed.err

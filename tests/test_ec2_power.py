@@ -18,10 +18,19 @@ def world(moto_endpoint, tmp_path, monkeypatch):
 
 def power_cycle(world, ess, cluster: str, count: int):
     """Launch ``count`` cluster nodes in one call, then `stop --yes` and `start` them."""
-    tags = [{"Key": TAG_CLUSTER, "Value": cluster}, {"Key": TAG_LAUNCH, "Value": cluster},
-            {"Key": "Name", "Value": "Essentia Worker Node"}]
-    reply = world.ec2.run_instances(ImageId=world.image, MinCount=count, MaxCount=count, InstanceType="m3.medium",
-                                    KeyName="pem_file", TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+    tags = [
+        {"Key": TAG_CLUSTER, "Value": cluster},
+        {"Key": TAG_LAUNCH, "Value": cluster},
+        {"Key": "Name", "Value": "Essentia Worker Node"},
+    ]
+    reply = world.ec2.run_instances(
+        ImageId=world.image,
+        MinCount=count,
+        MaxCount=count,
+        InstanceType="m3.medium",
+        KeyName="pem_file",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )
     ids = {i["InstanceId"] for i in reply["Instances"]}
     conf = str(world.conf)
     world.calls.reset()

@@ -94,7 +94,9 @@ def test_unknown_security_group_id(world):
 
 def test_security_group_by_id_and_name_in_subnet_vpc(world):
     vpc = world.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    subnet = world.ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    subnet = world.ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1a")["Subnet"][
+        "SubnetId"
+    ]
     in_vpc = world.ec2.create_security_group(GroupName="essentia-access", Description="x", VpcId=vpc)["GroupId"]
     other = world.ec2.create_security_group(GroupName="extra", Description="x", VpcId=vpc)["GroupId"]
     settings = world.settings(subnet_id=subnet, security_groups=f"essentia-access,{other}")

@@ -119,11 +119,14 @@ def test_failed_lookup_is_one_line_telling_to_pass_cidr(world, ess, monkeypatch)
     assert world.calls.made == []
 
 
-@pytest.mark.parametrize(("ports", "cidr", "expected"), [
-    ("10079-10010", None, "--worker-ports: '10079-10010' is not a port range"),
-    ("http", None, "--worker-ports: 'http' is not a port"),
-    ("22", "300.1.1.1", "--cidr: '300.1.1.1' is not an IP address or CIDR block"),
-])
+@pytest.mark.parametrize(
+    ("ports", "cidr", "expected"),
+    [
+        ("10079-10010", None, "--worker-ports: '10079-10010' is not a port range"),
+        ("http", None, "--worker-ports: 'http' is not a port"),
+        ("22", "300.1.1.1", "--cidr: '300.1.1.1' is not an IP address or CIDR block"),
+    ],
+)
 def test_bad_ports_or_cidr_are_usage_errors(world, ess, ports, cidr, expected):
     args = ["security-group", "create", "x", "--worker-ports", ports] + (["--cidr", cidr] if cidr else [])
     result = cli(ess, world, *args)
@@ -208,8 +211,10 @@ def test_ec2_help_lists_the_extra_commands_without_importing_boto3():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom ess.cli import run\nrun(['instance', 'ec2', '--help'])\n"
-            "print([m for m in ('boto3', 'botocore', 'paramiko') if m in sys.modules])")
+    code = (
+        "import sys\nfrom ess.cli import run\nrun(['instance', 'ec2', '--help'])\n"
+        "print([m for m in ('boto3', 'botocore', 'paramiko') if m in sys.modules])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "security-group" in proc.stdout and "key-pair" in proc.stdout

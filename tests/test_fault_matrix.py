@@ -49,31 +49,49 @@ class Ec2Case:
 
     def cluster_states(self, cluster: str = "default") -> dict[str, str]:
         pages = self.world.ec2.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}])
-        return {i["InstanceId"]: i["State"]["Name"] for page in pages for r in page["Reservations"]
-                for i in r["Instances"]}
+            Filters=[{"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}]
+        )
+        return {
+            i["InstanceId"]: i["State"]["Name"] for page in pages for r in page["Reservations"] for i in r["Instances"]
+        }
 
     def running(self) -> list[str]:
         """The cluster's live nodes; a bystander wearing a forged cluster tag is not one of them."""
-        return sorted(i for i, state in self.cluster_states().items()
-                      if state in LIVE and i not in self.bystanders)
+        return sorted(i for i, state in self.cluster_states().items() if state in LIVE and i not in self.bystanders)
 
     def foreign_touched(self) -> int:
         return sum(1 for state in self.world.states(self.bystanders).values() if state != "running")
 
     def launches(self) -> set[str]:
         pages = self.world.ec2.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": f"tag:{TAG_CLUSTER}", "Values": ["default"]}])
-        return {t["Value"] for page in pages for r in page["Reservations"] for i in r["Instances"]
-                for t in i.get("Tags", []) if t["Key"] == TAG_LAUNCH}
+            Filters=[{"Name": f"tag:{TAG_CLUSTER}", "Values": ["default"]}]
+        )
+        return {
+            t["Value"]
+            for page in pages
+            for r in page["Reservations"]
+            for i in r["Instances"]
+            for t in i.get("Tags", [])
+            if t["Key"] == TAG_LAUNCH
+        }
 
     def conclude(self, phase: str, fault: str, exit_code: int, *, kept: int = 0, **extra: Any) -> int:
         """Record the case and return the leak: running nodes beyond the ones meant to be kept."""
         left = len(self.running())
         touched = self.foreign_touched()
         leak = max(0, left - kept)
-        record(kind="fault", backend="ec2", phase=phase, fault=fault, exit_code=exit_code,
-               left_running=left, kept=kept, leak=leak, foreign_touched=touched, **extra)
+        record(
+            kind="fault",
+            backend="ec2",
+            phase=phase,
+            fault=fault,
+            exit_code=exit_code,
+            left_running=left,
+            kept=kept,
+            leak=leak,
+            foreign_touched=touched,
+            **extra,
+        )
         assert touched == 0, self.world.states(self.bystanders)
         return leak
 
@@ -94,8 +112,9 @@ def case(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return Ec2Case(world=world, bystanders=foreign + other)
 
 
-def failing(operation: str, status: int, code: str, *, sends: int | None = None,
-            dry_runs: bool = False) -> tuple[str, Callable[..., Any]]:
+def failing(
+    operation: str, status: int, code: str, *, sends: int | None = None, dry_runs: bool = False
+) -> tuple[str, Callable[..., Any]]:
     """A before-send handler answering ``operation`` with an error: always, or the first ``sends``."""
     seen = {"sends": 0}
 
@@ -159,8 +178,9 @@ def test_capacity_error_at_launch_leaves_nothing(case: Ec2Case, ess) -> None:
 def test_describe_error_past_retries_during_wait_rolls_back(case: Ec2Case, ess, monkeypatch) -> None:
     monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "3")
     # Every send of the wait's first describe fails (3 attempts); the rollback's describes work.
-    case.world.calls.handlers.append(after_launch(case.world, failing("DescribeInstances", 500, "InternalError",
-                                                                      sends=3)))
+    case.world.calls.handlers.append(
+        after_launch(case.world, failing("DescribeInstances", 500, "InternalError", sends=3))
+    )
     result = ess(*CREATE, "--no-verify", "--number", "3")
     assert result.code == 1, result
     assert "cannot describe instances" in result.err
@@ -168,8 +188,7 @@ def test_describe_error_past_retries_during_wait_rolls_back(case: Ec2Case, ess, 
     assert case.conclude("wait", "500 InternalError (persistent, then recovers)", result.code) == 0
 
 
-def test_describe_outage_through_rollback_still_terminates_the_launched_ids(case: Ec2Case, ess,
-                                                                             monkeypatch) -> None:
+def test_describe_outage_through_rollback_still_terminates_the_launched_ids(case: Ec2Case, ess, monkeypatch) -> None:
     monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "2")
     case.world.calls.handlers.append(after_launch(case.world, failing("DescribeInstances", 500, "InternalError")))
     result = ess(*CREATE, "--no-verify", "--number", "2")
@@ -179,7 +198,8 @@ def test_describe_outage_through_rollback_still_terminates_the_launched_ids(case
 
 
 def test_describe_outage_through_rollback_says_how_to_clean_and_terminate_all_does(
-        case: Ec2Case, ess, monkeypatch) -> None:
+    case: Ec2Case, ess, monkeypatch
+) -> None:
     monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "2")
     case.world.calls.handlers.append(after_launch(case.world, failing("DescribeInstances", 500, "InternalError")))
     result = ess(*CREATE, "--no-verify", "--number", "2")
@@ -191,8 +211,12 @@ def test_describe_outage_through_rollback_says_how_to_clean_and_terminate_all_do
     monkeypatch.delenv("ESS_API_MAX_ATTEMPTS")
     cleaned = ess("instance", "ec2", "terminate", "all", "--yes")
     assert cleaned.code == 0, cleaned
-    assert case.conclude("wait", "describe outage through rollback, then terminate all", result.code,
-                         left_before_terminate_all=left) == 0
+    assert (
+        case.conclude(
+            "wait", "describe outage through rollback, then terminate all", result.code, left_before_terminate_all=left
+        )
+        == 0
+    )
 
 
 # -- lost RunInstances replies and a proxy's HTML 502 (issue 12) ----------------------------
@@ -275,17 +299,25 @@ def test_terminate_all_leaves_forged_and_other_key_pair_instances(case: Ec2Case,
     forged = world.foreign(1, name=WORKER_NAME, tags={TAG_CLUSTER: "default"})
     world.ec2.create_key_pair(KeyName="team_b")
     other_team = world.ec2.run_instances(
-        ImageId=world.image, MinCount=1, MaxCount=1, InstanceType="m3.medium", KeyName="team_b",
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [
-            {"Key": TAG_CLUSTER, "Value": "default"}, {"Key": TAG_LAUNCH, "Value": "team-b-launch"}]}])
+        ImageId=world.image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="m3.medium",
+        KeyName="team_b",
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [{"Key": TAG_CLUSTER, "Value": "default"}, {"Key": TAG_LAUNCH, "Value": "team-b-launch"}],
+            }
+        ],
+    )
     case.bystanders += forged + [i["InstanceId"] for i in other_team["Instances"]]
     made = ess(*CREATE, "--no-verify", "--number", "2")
     assert made.code == 0, made
     result = ess("instance", "ec2", "terminate", "all", "--yes", "--include-adopted")
     assert result.code == 0, result
     assert "skipped 2 instance(s)" in result.err
-    assert case.conclude("terminate all", "forged ess:cluster tag + other key pair on 'default'",
-                         result.code) == 0
+    assert case.conclude("terminate all", "forged ess:cluster tag + other key pair on 'default'", result.code) == 0
 
 
 # -- throttling everywhere ------------------------------------------------------------------
@@ -309,8 +341,17 @@ def test_thirty_percent_throttling_everywhere_still_creates_exactly_n(case: Ec2C
     assert sorted(n["id"] for n in nodes) == case.running()
     assert len(case.launches()) == 1
     assert case.world.calls.count("RunInstances", dry_run=False) == 1
-    assert case.conclude("every call", "30% RequestLimitExceeded (seeded)", result.code, kept=3,
-                         sends=throttled["sends"], throttled=throttled["throttled"]) == 0
+    assert (
+        case.conclude(
+            "every call",
+            "30% RequestLimitExceeded (seeded)",
+            result.code,
+            kept=3,
+            sends=throttled["sends"],
+            throttled=throttled["throttled"],
+        )
+        == 0
+    )
 
 
 # -- SIGINT during wait (in-process) ------------------------------------------------------
@@ -378,12 +419,14 @@ def test_verify_failure_with_keep_on_failure_keeps_and_says_so(case: Ec2Case, es
 
 # -- a real ess process: SIGKILL and SIGINT while the after-create hook runs ---------------
 @contextlib.contextmanager
-def ess_process(args: list[str], cwd: Path, ready: Path, env: dict[str, str] | None = None
-                ) -> Iterator[subprocess.Popen[str]]:
+def ess_process(
+    args: list[str], cwd: Path, ready: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """The ``ess`` console script, parked in the sleeping after-create hook once ``ready`` exists."""
     full_env = {**os.environ, "ESS_FAULT_AFTER_CREATE": "sleep", "ESS_FAULT_READY": str(ready), **(env or {})}
-    proc = subprocess.Popen(["ess", *args], cwd=cwd,
-                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["ess", *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 90
         while not ready.exists():
@@ -410,8 +453,7 @@ def test_sigkill_of_a_real_ess_process_then_terminate_all(case: Ec2Case, ess, tm
     assert code == -signal.SIGKILL and left == 3  # a crash leaves every node tagged
     cleaned = ess("instance", "ec2", "terminate", "all", "--yes")
     assert cleaned.code == 0, cleaned
-    assert case.conclude("after-create", "SIGKILL, then terminate all", code,
-                         left_before_terminate_all=left) == 0
+    assert case.conclude("after-create", "SIGKILL, then terminate all", code, left_before_terminate_all=left) == 0
 
 
 def test_sigint_to_a_real_ess_process_rolls_back(case: Ec2Case, tmp_path: Path) -> None:
@@ -435,8 +477,7 @@ def node_pids(ess_home: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if "ess_local.node" in argv and any(str(ess_home) in part for part in argv) \
-                and pid_alive(int(entry.name)):
+        if "ess_local.node" in argv and any(str(ess_home) in part for part in argv) and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return sorted(found)
 
@@ -452,8 +493,18 @@ def local(ess_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
 
 def conclude_local(ess_home: Path, phase: str, fault: str, exit_code: int, **extra: Any) -> int:
     left = len(node_pids(ess_home))
-    record(kind="fault", backend="local", phase=phase, fault=fault, exit_code=exit_code, left_running=left,
-           kept=0, leak=left, foreign_touched=0, **extra)
+    record(
+        kind="fault",
+        backend="local",
+        phase=phase,
+        fault=fault,
+        exit_code=exit_code,
+        left_running=left,
+        kept=0,
+        leak=left,
+        foreign_touched=0,
+        **extra,
+    )
     return left
 
 
@@ -469,8 +520,7 @@ def test_local_after_create_hook_failure_rolls_back(local: Path, ess, monkeypatc
 
 def test_local_sigkill_then_terminate_all(local: Path, ess) -> None:
     ready = local.parent / "ready"
-    with ess_process(["instance", "local", "create", "--number", "2", "--no-verify"], Path.cwd(),
-                     ready) as proc:
+    with ess_process(["instance", "local", "create", "--number", "2", "--no-verify"], Path.cwd(), ready) as proc:
         pids = node_pids(local)
         assert len(pids) == 2
         proc.send_signal(signal.SIGKILL)
@@ -480,14 +530,17 @@ def test_local_sigkill_then_terminate_all(local: Path, ess) -> None:
     cleaned = ess("instance", "local", "terminate", "all", "--yes")
     assert cleaned.code == 0, cleaned
     assert not any(pid_alive(pid) for pid in pids)
-    assert conclude_local(local, "after-create", "SIGKILL, then terminate all", code,
-                          left_before_terminate_all=len(survivors)) == 0
+    assert (
+        conclude_local(
+            local, "after-create", "SIGKILL, then terminate all", code, left_before_terminate_all=len(survivors)
+        )
+        == 0
+    )
 
 
 def test_local_sigint_rolls_back(local: Path) -> None:
     ready = local.parent / "ready"
-    with ess_process(["instance", "local", "create", "--number", "2", "--no-verify"], Path.cwd(),
-                     ready) as proc:
+    with ess_process(["instance", "local", "create", "--number", "2", "--no-verify"], Path.cwd(), ready) as proc:
         pids = node_pids(local)
         assert len(pids) == 2
         proc.send_signal(signal.SIGINT)

@@ -58,9 +58,11 @@ def test_a_missing_folder_is_an_oserror_naming_it(tmp_path: Path) -> None:
 
 def test_a_held_lock_times_out_with_the_callers_message(tmp_path: Path) -> None:
     lock = tmp_path / "x.lock"
-    with file_lock(lock, timeout=1, busy="first"), \
-            pytest.raises(EssError, match="^someone else holds it$"), \
-            file_lock(lock, timeout=0, busy="someone else holds it"):
+    with (
+        file_lock(lock, timeout=1, busy="first"),
+        pytest.raises(EssError, match="^someone else holds it$"),
+        file_lock(lock, timeout=0, busy="someone else holds it"),
+    ):
         pass  # filelock is reentrant per object, not per path: the second lock object waits
     with file_lock(lock, timeout=0, busy="free again"):
         assert lock.exists() and mode_of(lock) == 0o600

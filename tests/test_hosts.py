@@ -22,21 +22,31 @@ class TestHostsContract(BackendContract):
         key_file, servers = machines
         return ContractTarget(
             backend=HostsBackend(),
-            settings={"hosts": ",".join(f"127.0.0.1:{s.port}" for s in servers[:2]),
-                      "username": "worker", "key_file": str(key_file)},
-            bad_settings=[({"hosts": ""}, "no machines given"),
-                          ({"hosts": "bad host!"}, "is not an address or host name"),
-                          ({"hosts": "127.0.0.1:99999"}, "has no valid port"),
-                          ({"hosts": "10.0.0.5,10.0.0.5"}, "is listed twice"),
-                          ({"key_file": "/nonexistent/key"}, "no such key file")],
+            settings={
+                "hosts": ",".join(f"127.0.0.1:{s.port}" for s in servers[:2]),
+                "username": "worker",
+                "key_file": str(key_file),
+            },
+            bad_settings=[
+                ({"hosts": ""}, "no machines given"),
+                ({"hosts": "bad host!"}, "is not an address or host name"),
+                ({"hosts": "127.0.0.1:99999"}, "has no valid port"),
+                ({"hosts": "10.0.0.5,10.0.0.5"}, "is listed twice"),
+                ({"key_file": "/nonexistent/key"}, "no such key file"),
+            ],
         )
 
 
-@pytest.mark.parametrize(("entry", "expected"), [
-    ("10.0.0.5", ("10.0.0.5", 22)), ("10.0.0.5:2222", ("10.0.0.5", 2222)),
-    ("node1.example.com", ("node1.example.com", 22)), ("[fe80::1]:2200", ("fe80::1", 2200)),
-    ("fe80::1", ("fe80::1", 22)),
-])
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("10.0.0.5", ("10.0.0.5", 22)),
+        ("10.0.0.5:2222", ("10.0.0.5", 2222)),
+        ("node1.example.com", ("node1.example.com", 22)),
+        ("[fe80::1]:2200", ("fe80::1", 2200)),
+        ("fe80::1", ("fe80::1", 22)),
+    ],
+)
 def test_machine_spellings(entry, expected):
     assert parse_machine(entry, 22, "x") == expected
 
@@ -81,8 +91,20 @@ def test_unreachable_machine_is_not_registered(ess, hosts_conf):
 
 def test_min_keeps_the_reachable_machines(ess, hosts_conf):
     conf, addresses = hosts_conf
-    r = ess("instance", "hosts", "create", *addresses, "127.0.0.1:9", "--min", "3", "--timeout", "1",
-            "--config", str(conf), "--json")
+    r = ess(
+        "instance",
+        "hosts",
+        "create",
+        *addresses,
+        "127.0.0.1:9",
+        "--min",
+        "3",
+        "--timeout",
+        "1",
+        "--config",
+        str(conf),
+        "--json",
+    )
     assert r.code == 3, r
     assert sorted(n["id"] for n in json.loads(r.out)["nodes"]) == sorted(addresses)
 
@@ -100,8 +122,10 @@ def test_ssh_node_fixture_gives_a_reachable_node(ssh_node):
 
     server = ssh_node.start()
     backend = HostsBackend()
-    settings = load_settings(backend, cli={"hosts": f"127.0.0.1:{server.port}", "username": ssh_node.username,
-                                           "key_file": str(ssh_node.key_file)})
+    settings = load_settings(
+        backend,
+        cli={"hosts": f"127.0.0.1:{server.port}", "username": ssh_node.username, "key_file": str(ssh_node.key_file)},
+    )
     results = provision.check(backend, settings, [server.node("n1")], Progress(quiet=True))
     assert [r.ok for r in results] == [True]
 
@@ -113,11 +137,16 @@ def test_list_verify_and_exec_report_a_host_whose_sshd_is_gone(ess, hosts_conf, 
     assert ess("instance", "hosts", "create", *addresses[:2], "--config", str(conf)).code == 0
     servers[1].stop()  # sshd killed: the port now refuses
     port = servers[1].port
-    listed = {n["id"]: n for n in json.loads(ess("instance", "hosts", "list", "--json", "--config",
-                                                  str(conf)).out)["nodes"]}
+    listed = {
+        n["id"]: n for n in json.loads(ess("instance", "hosts", "list", "--json", "--config", str(conf)).out)["nodes"]
+    }
     gone = listed[addresses[1]]
     assert (gone["state"], gone["desired"], gone["lost"], gone["reason"]) == (
-        "unknown", "running", True, f"port {port} refused")
+        "unknown",
+        "running",
+        True,
+        f"port {port} refused",
+    )
     assert (listed[addresses[0]]["state"], listed[addresses[0]]["lost"]) == ("running", False)
     table = ess("instance", "hosts", "list", "--config", str(conf)).out
     assert f"unknown (lost: port {port} refused)" in table
@@ -157,5 +186,8 @@ def test_probes_run_at_the_same_time(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", connecting)
     found = probe.probe_all([("10.0.0.5", 22), ("10.0.0.6", 22), ("10.0.0.7", 2222)])
-    assert found == {("10.0.0.5", 22): "port 22 refused", ("10.0.0.6", 22): "port 22 refused",
-                     ("10.0.0.7", 2222): "port 2222 refused"}
+    assert found == {
+        ("10.0.0.5", 22): "port 22 refused",
+        ("10.0.0.6", 22): "port 22 refused",
+        ("10.0.0.7", 2222): "port 2222 refused",
+    }

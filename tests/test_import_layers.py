@@ -25,7 +25,8 @@ def module_name(path: Path) -> str:
 def is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -61,10 +62,14 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
                 base = package
                 for _ in range(node.level - 1):
                     base = base.rpartition(".")[0]
-                base = f"{base}.{node.module}" if node.level and node.module else (
-                    base if node.level else node.module or "")
-                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                           for alias in node.names]
+                base = (
+                    f"{base}.{node.module}"
+                    if node.level and node.module
+                    else (base if node.level else node.module or "")
+                )
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names
+                ]
             edges |= {t for t in targets if t in modules and t != name}
         graph[name] = edges
     return graph
@@ -84,7 +89,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (cycle := walk(nxt)):
                 return cycle
         path.pop()
@@ -110,9 +115,13 @@ ENTRY_POINTS = {"ess.__main__"}
 def test_nothing_outside_the_cli_package_imports_it():
     graph = import_graph(core_modules())
     assert "ess.cli" in graph["ess.__main__"]  # the walk sees the one import that is allowed
-    offenders = sorted(f"{name} imports {target}" for name, targets in graph.items()
-                       if not (name == "ess.cli" or name.startswith("ess.cli.") or name in ENTRY_POINTS)
-                       for target in targets if target == "ess.cli" or target.startswith("ess.cli."))
+    offenders = sorted(
+        f"{name} imports {target}"
+        for name, targets in graph.items()
+        if not (name == "ess.cli" or name.startswith("ess.cli.") or name in ENTRY_POINTS)
+        for target in targets
+        if target == "ess.cli" or target.startswith("ess.cli.")
+    )
     assert offenders == []
 
 
@@ -127,12 +136,20 @@ def test_plugins_use_only_the_public_root_of_the_cli_package():
     assert offenders == []
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    # the walker itself: a lazy import inside a function closes a circle; TYPE_CHECKING does not
-    ({"ess.a": "from . import b\n", "ess.b": "def f():\n    from .a import x\n"}, ["ess.a", "ess.b", "ess.a"]),
-    ({"ess.a": "from . import b\n",
-      "ess.b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import x\n"}, None),
-])
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        # the walker itself: a lazy import inside a function closes a circle; TYPE_CHECKING does not
+        ({"ess.a": "from . import b\n", "ess.b": "def f():\n    from .a import x\n"}, ["ess.a", "ess.b", "ess.a"]),
+        (
+            {
+                "ess.a": "from . import b\n",
+                "ess.b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import x\n",
+            },
+            None,
+        ),
+    ],
+)
 def test_the_walk_sees_lazy_imports_and_skips_type_checking(tmp_path, source, expected):
     modules = {}
     for name, text in source.items():

@@ -99,8 +99,7 @@ def test_terminate_one_node_leaves_the_others(backend: LocalBackend) -> None:
     pids = _pids(backend, settings)
     backend.terminate(settings, [nodes[1]], quiet())
     left = backend.nodes(settings)
-    assert [node.id for node in left] == sorted([nodes[0].id, nodes[2].id],
-                                                key=[n.id for n in left].index)
+    assert [node.id for node in left] == sorted([nodes[0].id, nodes[2].id], key=[n.id for n in left].index)
     assert {node.id for node in left} == {nodes[0].id, nodes[2].id}
     assert all(node.state == RUNNING for node in left)
     assert not pid_alive(pids[nodes[1].id])
@@ -160,8 +159,9 @@ def test_concurrent_creates_from_two_processes(backend: LocalBackend, ess_home: 
         "print(' '.join(n.id for n in b.create(s, r, Progress(quiet=True))))\n"
     )
     env = {**os.environ, "ESS_HOME": str(ess_home)}
-    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=120)[0] for proc in procs]
     assert all(proc.returncode == 0 for proc in procs)
     created = {node_id for out in outputs for node_id in out.split()}
@@ -189,7 +189,7 @@ def test_stale_pid_of_another_process_is_never_killed(backend: LocalBackend, for
             if forge_start_time:
                 # Even a matching start time is not enough: the command line must be our node's.
                 stat_text = Path(f"/proc/{sleeper.pid}/stat").read_text()
-                record.start_time = stat_text[stat_text.rindex(")") + 2:].split()[19]
+                record.start_time = stat_text[stat_text.rindex(")") + 2 :].split()[19]
             store.save(state)
         assert [n.state for n in backend.nodes(settings)] == [STOPPED]
         backend.terminate(settings, backend.nodes(settings), quiet())
@@ -241,9 +241,11 @@ def test_configured_key_file_and_username(backend: LocalBackend, tmp_path: Path)
     # An EC2-style RSA PEM key, as a user would point key_file at.
     pem = tmp_path / "pem_file.pem"
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.TraditionalOpenSSL,
-                                      serialization.NoEncryption()))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
     pem.chmod(0o600)
     settings = settings_for(backend, key_file=str(pem), username="ec2-user", instance_type="m3.medium")
     req = request(1)
@@ -366,8 +368,9 @@ def test_exec_signal_status_and_environment(backend: LocalBackend) -> None:
     client = ssh_client(node, access.username, access.key_file)
     try:
         # Locale variables pass; anything else a client sends (LD_PRELOAD...) is dropped.
-        _, stdout, _ = client.exec_command("echo $LC_FOO/$LD_PRELOAD/$USER",
-                                           environment={"LC_FOO": "bar", "LD_PRELOAD": "/x.so"})
+        _, stdout, _ = client.exec_command(
+            "echo $LC_FOO/$LD_PRELOAD/$USER", environment={"LC_FOO": "bar", "LD_PRELOAD": "/x.so"}
+        )
         assert stdout.read().decode() == f"bar//{access.username}\n"
     finally:
         client.close()

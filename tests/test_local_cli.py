@@ -56,9 +56,11 @@ def test_bad_key_file_is_one_line_and_launches_nothing(ess, tmp_path: Path) -> N
 
 
 def test_plugin_import_is_light() -> None:
-    code = ("import sys, ess_local.plugin\n"
-            "heavy = [m for m in ('asyncssh', 'paramiko', 'boto3', 'cryptography', 'filelock') "
-            "if m in sys.modules]\n"
-            "print(heavy)")
+    code = (
+        "import sys, ess_local.plugin\n"
+        "heavy = [m for m in ('asyncssh', 'paramiko', 'boto3', 'cryptography', 'filelock') "
+        "if m in sys.modules]\n"
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -36,8 +36,10 @@ class TestLocalContract(BackendContract):
 
         yield ContractTarget(
             backend=LocalBackend(),
-            bad_settings=[({"key_file": str(tmp_path / "absent.pem")}, "absent.pem does not exist"),
-                          ({"instance_count": 0}, "too small")],
+            bad_settings=[
+                ({"key_file": str(tmp_path / "absent.pem")}, "absent.pem does not exist"),
+                ({"instance_count": 0}, "too small"),
+            ],
             snapshot=lambda: _tree(ess_home / "state"),  # the backend's state, not ess's caches
             foreign_node=foreign_node,
             node_exists=node_exists,

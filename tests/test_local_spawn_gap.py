@@ -69,9 +69,18 @@ def terminate_all_leaves_nothing(ess, ess_home: Path, what: str, phase: str, exi
     ports = listening_ports(before)
     cleaned = ess("instance", "local", "terminate", "all", "--yes")
     left = node_pids(ess_home)
-    record(kind="fault", backend="local", phase=phase, fault=f"{what}, then terminate all", exit_code=exit_code,
-           left_running=len(left), kept=0, leak=len(left), foreign_touched=0,
-           left_before_terminate_all=len(before))
+    record(
+        kind="fault",
+        backend="local",
+        phase=phase,
+        fault=f"{what}, then terminate all",
+        exit_code=exit_code,
+        left_running=len(left),
+        kept=0,
+        leak=len(left),
+        foreign_touched=0,
+        left_before_terminate_all=len(before),
+    )
     assert cleaned.code == 0, (what, cleaned)
     assert left == [], f"{what}: {len(left)} live node process(es) after terminate all"
     still = listening_ports(before) | {port for port in ports if _accepts(port)}
@@ -99,16 +108,20 @@ CREATE_MOMENTS: dict[str, Callable[[Path], bool]] = {
 def test_signal_in_the_spawn_window_of_create_leaks_no_node(home: Path, ess, signum: int) -> None:
     hits = 0
     for name, moment in CREATE_MOMENTS.items():
-        code, err, hit = signal_when(["instance", "local", "create", "--number", str(COUNT), "--no-verify"],
-                                     lambda moment=moment: moment(home), signum)
+        code, err, hit = signal_when(
+            ["instance", "local", "create", "--number", str(COUNT), "--no-verify"],
+            lambda moment=moment: moment(home),
+            signum,
+        )
         hits += hit
         what = f"{signal.Signals(signum).name} once the {name}"
         # Whatever ess printed, list must show every live node process of the cluster. Count
         # the processes first: a child still inside execve when ess was killed is not yet a
         # node process, and becomes one a moment later (terminate all below must stop it).
         live = node_pids(home)
-        listed = {node.id for node in LocalBackend().nodes(settings_for(LocalBackend()))
-                  if node.state in (PENDING, RUNNING)}
+        listed = {
+            node.id for node in LocalBackend().nodes(settings_for(LocalBackend())) if node.state in (PENDING, RUNNING)
+        }
         assert len(listed) >= len(live), (what, err)
         if "the nodes of this run were terminated" in err:
             assert node_pids(home) == [], f"{what}: ess said terminated, nodes still run"
@@ -136,8 +149,16 @@ def test_signal_in_the_spawn_window_of_start_leaks_no_node(home: Path, ess) -> N
         assert again.code == 0, (what, again)
         assert len(node_pids(home)) == COUNT
         # Leak here: a live node process that list does not show as pending or running.
-        record(kind="fault", backend="local", phase="spawn window of start", fault=f"{what}, then start again",
-               exit_code=code, left_running=len(node_pids(home)), kept=COUNT,
-               leak=max(0, len(live) - len(shown)), foreign_touched=0)
+        record(
+            kind="fault",
+            backend="local",
+            phase="spawn window of start",
+            fault=f"{what}, then start again",
+            exit_code=code,
+            left_running=len(node_pids(home)),
+            kept=COUNT,
+            leak=max(0, len(live) - len(shown)),
+            foreign_touched=0,
+        )
     terminate_all_leaves_nothing(ess, home, "start sweep done", "spawn window of start", 0)
     assert not ClusterStore("default").dir.exists()

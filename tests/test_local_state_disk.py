@@ -26,8 +26,12 @@ def small_disk(ess_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(tmp_path)
     mount = ess_home / "state" / "local"
     mount.mkdir(parents=True, mode=0o700)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs as root: {done.stderr.strip()}")
     try:
@@ -74,7 +78,8 @@ def test_create_on_a_full_disk_is_one_line_and_starts_nothing(ess, small_disk: P
 
 
 def test_terminate_all_on_a_read_only_disk_stops_every_node_and_says_the_records_stay(
-        ess, small_disk: Path, ess_home: Path) -> None:
+    ess, small_disk: Path, ess_home: Path
+) -> None:
     created = ess("instance", "local", "create", "--number", "2", "--no-verify")
     assert created.code == 0, created
     assert len(node_pids(ess_home)) == 2

@@ -44,8 +44,7 @@ BROKEN_STATE = {
 
 
 @pytest.mark.parametrize("content", BROKEN_STATE.values(), ids=BROKEN_STATE.keys())
-def test_broken_state_file_is_rebuilt_and_terminate_all_stops_every_node(backend, ess, ess_home,
-                                                                         content) -> None:
+def test_broken_state_file_is_rebuilt_and_terminate_all_stops_every_node(backend, ess, ess_home, content) -> None:
     settings, ids = _cluster(backend)
     pids = node_pids(ess_home)
     state_path = ClusterStore("default").state_path
@@ -111,8 +110,18 @@ def test_a_planted_symlink_among_the_node_folders_is_never_followed(backend, ess
     assert node_pids(ess_home) == []
 
 
-@pytest.mark.parametrize("field,value", [("pid", "12"), ("pid", -5), ("port", "22; rm -rf /"), ("port", 70000),
-                                         ("tags", ["x"]), ("stopped", "no"), ("host_key", 7)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("pid", "12"),
+        ("pid", -5),
+        ("port", "22; rm -rf /"),
+        ("port", 70000),
+        ("tags", ["x"]),
+        ("stopped", "no"),
+        ("host_key", 7),
+    ],
+)
 def test_fields_of_the_wrong_type_fall_back_to_the_node_folder(backend, field, value) -> None:
     settings, ids = _cluster(backend, 1)
     store = ClusterStore("default")
@@ -132,9 +141,16 @@ def test_folders_and_files_are_private(backend) -> None:
     node_dir = store.node_dir(ids[0])
     for folder in (store.dir, store.nodes_dir, node_dir, node_dir / "home"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
-    for private in (store.state_path, store.known_hosts, store.generated_key, node_dir / "node.json",
-                    node_dir / "ssh_host_ed25519_key", node_dir / "authorized_keys",
-                    node_dir / "ready.json", node_dir / "node.log"):
+    for private in (
+        store.state_path,
+        store.known_hosts,
+        store.generated_key,
+        node_dir / "node.json",
+        node_dir / "ssh_host_ed25519_key",
+        node_dir / "authorized_keys",
+        node_dir / "ready.json",
+        node_dir / "node.log",
+    ):
         assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
 
 

@@ -22,9 +22,13 @@ def private_reads(source: str) -> list[tuple[int, str]]:
     """``(line, expression)`` for each ``x._name`` where ``x`` is a backend-like object."""
     tree = ast.parse(source)
     # Names bound to a backend somewhere in the module (``other = Ec2Backend()``).
-    bound = {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
-             and MAKES_BACKEND.search(ast.unparse(node.value))
-             for target in node.targets if isinstance(target, ast.Name)}
+    bound = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and MAKES_BACKEND.search(ast.unparse(node.value))
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Attribute):
@@ -41,19 +45,26 @@ def private_reads(source: str) -> list[tuple[int, str]]:
 
 
 def test_the_scan_finds_the_reads_it_forbids() -> None:
-    source = ("world.backend._plans[request.launch_id]\n"
-              "other = Ec2Backend()\nother._seen_recently(ids)\n"
-              "ec2_client._last_connect\n"
-              "ctx._protected_args\nself._serve\nbackend.__class__\n")
+    source = (
+        "world.backend._plans[request.launch_id]\n"
+        "other = Ec2Backend()\nother._seen_recently(ids)\n"
+        "ec2_client._last_connect\n"
+        "ctx._protected_args\nself._serve\nbackend.__class__\n"
+    )
     assert [expr for _, expr in private_reads(source)] == [
-        "world.backend._plans", "other._seen_recently", "ec2_client._last_connect"]
+        "world.backend._plans",
+        "other._seen_recently",
+        "ec2_client._last_connect",
+    ]
 
 
 def test_no_test_reads_private_backend_state() -> None:
     # ess's own tests and the example backend's, which third-party authors copy.
     files = [*TESTS.rglob("*.py"), *TESTS.parent.glob("examples/*/tests/*.py")]
-    offenders = [f"{path.relative_to(TESTS.parent)}:{line}: {expr}"
-                 for path in sorted(files)
-                 for line, expr in private_reads(path.read_text(encoding="utf-8"))]
+    offenders = [
+        f"{path.relative_to(TESTS.parent)}:{line}: {expr}"
+        for path in sorted(files)
+        for line, expr in private_reads(path.read_text(encoding="utf-8"))
+    ]
     assert len(files) > 50, "the scan found too few test files to mean anything"
     assert offenders == [], "read public behaviour instead:\n" + "\n".join(offenders)

@@ -82,8 +82,9 @@ def test_every_third_party_module_ess_imports_is_declared() -> None:
 def test_the_pytest_plugin_is_opt_in() -> None:
     """Installing ess must not load ess into other projects' pytest runs (docs/plugins.md)."""
     assert "pytest11" not in PYPROJECT["project"].get("entry-points", {})
-    assert all(ep.value.split(".")[0] not in {"ess", "ess_ec2"}
-               for ep in importlib.metadata.entry_points(group="pytest11"))
+    assert all(
+        ep.value.split(".")[0] not in {"ess", "ess_ec2"} for ep in importlib.metadata.entry_points(group="pytest11")
+    )
 
 
 def test_changelog_names_the_current_hook_api() -> None:

@@ -9,14 +9,14 @@ import pytest
 
 from ess import plugins
 
-PLUGIN_SOURCE = '''
+PLUGIN_SOURCE = """
 from ess import hookimpl
 
 
 @hookimpl
 def ess_register_commands(cli):
     pass
-'''
+"""
 
 
 def install_fake_plugin(folder):
@@ -83,13 +83,25 @@ def fresh_manager():
     return plugins.get_plugin_manager()
 
 
-@pytest.mark.parametrize("content", [
-    "[]", "null", '"text"', "42", "{}",
-    '{"key": KEY}', '{"key": KEY, "entry_points": null}', '{"key": KEY, "entry_points": {}}',
-    '{"key": KEY, "entry_points": [1]}', '{"key": KEY, "entry_points": [["ini", "ess.loaders.ini"]]}',
-    '{"key": KEY, "entry_points": [["a", "b", "c", "d"]]}', '{"key": KEY, "entry_points": [[1, 2, 3]]}',
-    '{"key": KEY, "entry_points": [null]}',
-], ids=lambda content: content.replace("KEY", "k"))
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[]",
+        "null",
+        '"text"',
+        "42",
+        "{}",
+        '{"key": KEY}',
+        '{"key": KEY, "entry_points": null}',
+        '{"key": KEY, "entry_points": {}}',
+        '{"key": KEY, "entry_points": [1]}',
+        '{"key": KEY, "entry_points": [["ini", "ess.loaders.ini"]]}',
+        '{"key": KEY, "entry_points": [["a", "b", "c", "d"]]}',
+        '{"key": KEY, "entry_points": [[1, 2, 3]]}',
+        '{"key": KEY, "entry_points": [null]}',
+    ],
+    ids=lambda content: content.replace("KEY", "k"),
+)
 def test_a_cache_of_the_wrong_shape_is_rebuilt_and_never_breaks_a_command(ess_home, ess, content):
     names()
     cache = ess_home / "cache" / "entry-points.json"
@@ -122,8 +134,10 @@ def test_an_entry_point_that_takes_a_built_in_name_is_a_load_error_shown_by_ess_
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     result = ess("plugins")
     assert result.code == 0, result
-    assert "load error: local: from sneaky-plugin not loaded: the entry-point name is taken by the built-in " \
-           "plugin (rename it in its package)" in result.out, result
+    assert (
+        "load error: local: from sneaky-plugin not loaded: the entry-point name is taken by the built-in "
+        "plugin (rename it in its package)" in result.out
+    ), result
     assert plugins.get_plugin_manager().get_plugin("local").__name__ == "ess_local.plugin"
 
 

@@ -17,8 +17,11 @@ from ess.settings import coerce, resolve
 KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True)
 # INI values: printable, one line, no leading/trailing blanks (the parser strips them),
 # not starting with a comment character.
-INI_VALUES = st.text(alphabet=string.ascii_letters + string.digits + " .,:/@-_=+[](){}$'\"!?*&|<>~",
-                     min_size=1, max_size=40).map(str.strip).filter(lambda v: v and v[0] not in "#;")
+INI_VALUES = (
+    st.text(alphabet=string.ascii_letters + string.digits + " .,:/@-_=+[](){}$'\"!?*&|<>~", min_size=1, max_size=40)
+    .map(str.strip)
+    .filter(lambda v: v and v[0] not in "#;")
+)
 SPACING = st.sampled_from([":", ": ", ":  ", " : ", "=", " = ", "  =  "])
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -80,8 +83,14 @@ SPEC_TYPES = {
     "list": SettingSpec("l", type="list"),
     "str": SettingSpec("s"),
 }
-ANY_RAW = st.one_of(st.text(max_size=50), st.integers(), st.floats(allow_nan=True), st.booleans(),
-                    st.lists(st.text(max_size=5), max_size=3), st.none())
+ANY_RAW = st.one_of(
+    st.text(max_size=50),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.none(),
+)
 
 
 @FAST
@@ -115,11 +124,11 @@ SPEC = SettingSpec("instance_type", default="m3.medium", flag="--type")
 
 
 @FAST
-@given(st.fixed_dictionaries({}, optional={s: st.from_regex(r"[a-z][a-z0-9.]{0,12}", fullmatch=True)
-                                           for s in SOURCES}))
+@given(st.fixed_dictionaries({}, optional={s: st.from_regex(r"[a-z][a-z0-9.]{0,12}", fullmatch=True) for s in SOURCES}))
 def test_precedence_cli_env_file_default(given_values):
     resolved = resolve(
-        "ec2", {"instance_type": SPEC},
+        "ec2",
+        {"instance_type": SPEC},
         sections={"EC2": {"instance_type": given_values["file"]}} if "file" in given_values else {},
         config_path=Path("cfg.conf"),
         env={"ESS_INSTANCE_TYPE": given_values["env"]} if "env" in given_values else {},

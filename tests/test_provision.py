@@ -149,8 +149,12 @@ def test_verify_fails_a_lost_node_by_name_with_state_and_reason(ess, memory):
     assert "1 of 3 node(s) failed" in r.err
     shown = json.loads(ess("instance", "memory", "verify", "--json").out)["nodes"]
     lost = next(n for n in shown if n["id"] == victim)
-    assert (lost["lost"], lost["desired"], lost["state"], lost["reason"]) == (True, "running", "stopped",
-                                                                               "process exited")
+    assert (lost["lost"], lost["desired"], lost["state"], lost["reason"]) == (
+        True,
+        "running",
+        "stopped",
+        "process exited",
+    )
     assert lost["checks"][0]["ok"] is False
 
 
@@ -188,8 +192,12 @@ def test_a_backend_that_cannot_tell_keeps_todays_behaviour(ess, memory):
     """desired=None: a stopped node is left out of verify, as before Node.desired existed."""
     assert ess("instance", "memory", "create", "--number", "2").code == 0
     rows = memory.load()
-    memory.save([{**{k: v for k, v in r.items() if k != "desired"},
-                  "state": "stopped" if i == 0 else r["state"]} for i, r in enumerate(rows)])
+    memory.save(
+        [
+            {**{k: v for k, v in r.items() if k != "desired"}, "state": "stopped" if i == 0 else r["state"]}
+            for i, r in enumerate(rows)
+        ]
+    )
     r = ess("instance", "memory", "verify", "--json")
     assert r.code == 0, r
     assert [n["id"] for n in json.loads(r.out)["nodes"]] == [rows[1]["id"]]
@@ -214,6 +222,10 @@ def test_a_hook_api_1_0_runner_without_output_still_works_and_lost_nodes_fail(es
 
     assert run(["instance", "memory", "exec", "--", "true"]) == 3
     out, err = capsys.readouterr()
-    assert out.splitlines() == [f"{ids[0]} | ran true", f"{ids[0]} | partial",
-                                f"{ids[1]} | ran true", f"{ids[1]} | partial"]
+    assert out.splitlines() == [
+        f"{ids[0]} | ran true",
+        f"{ids[0]} | partial",
+        f"{ids[1]} | ran true",
+        f"{ids[1]} | partial",
+    ]
     assert f"{ids[0]} | warn" in err and f"{ids[2]} | ess: stopped, expected running (crashed)" in err

@@ -21,8 +21,14 @@ def test_the_scan_fails_a_test_that_prints_the_secret(pytester):
     # Not pytester.runpytest_*: it echoes the inner output into this test's capture, which
     # the scan (rightly) would flag here too.
     env = {k: v for k, v in os.environ.items() if k != "ESS_RELIABILITY_LOG"}  # keep its deliberate leak out
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pytester.path)],
-                          capture_output=True, text=True, cwd=pytester.path, timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pytester.path)],
+        capture_output=True,
+        text=True,
+        cwd=pytester.path,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 1 and "1 failed" in proc.stdout.strip().splitlines()[-1]
     assert "secret material" in proc.stdout
 
@@ -108,15 +114,18 @@ def test_a_failing_log_write_never_dumps_the_exception_it_was_handling(monkeypat
 PASTED_ROW = f"{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}"
 
 
-@pytest.mark.parametrize(("name", "text"), [
-    ("instance.conf", f"[EC2]\nkey_name: pem_file\n{PASTED_ROW}\n"),
-    ("instance.conf", f"[EC2]\nkey_name: pem_file\n  {PASTED_ROW}\n"),
-    ("instance.toml", f'[EC2]\nkey_name = "pem_file"\n{PASTED_ROW}\n'),
-    ("instance.toml", f'[EC2]\n"{FAKE_ACCESS_KEY}" = 1\n"{FAKE_ACCESS_KEY}" = 2\n'),
-    ("instance.toml", f'[EC2]\ninstance_count = "{FAKE_SECRET_KEY}"\n'),
-    ("instance.conf", f"[EC2]\ninstance_count: {FAKE_ACCESS_KEY}\n"),
-    ("instance.toml", f'[EC2]\n{FAKE_ACCESS_KEY} = "{FAKE_SECRET_KEY}"\n'),
-])
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("instance.conf", f"[EC2]\nkey_name: pem_file\n{PASTED_ROW}\n"),
+        ("instance.conf", f"[EC2]\nkey_name: pem_file\n  {PASTED_ROW}\n"),
+        ("instance.toml", f'[EC2]\nkey_name = "pem_file"\n{PASTED_ROW}\n'),
+        ("instance.toml", f'[EC2]\n"{FAKE_ACCESS_KEY}" = 1\n"{FAKE_ACCESS_KEY}" = 2\n'),
+        ("instance.toml", f'[EC2]\ninstance_count = "{FAKE_SECRET_KEY}"\n'),
+        ("instance.conf", f"[EC2]\ninstance_count: {FAKE_ACCESS_KEY}\n"),
+        ("instance.toml", f'[EC2]\n{FAKE_ACCESS_KEY} = "{FAKE_SECRET_KEY}"\n'),
+    ],
+)
 def test_a_credential_pasted_into_the_config_is_never_quoted_by_the_error(ess, tmp_path, monkeypatch, name, text):
     monkeypatch.chdir(tmp_path)
     (tmp_path / name).write_text(text)
@@ -138,7 +147,8 @@ def test_mask_credentials_masks_key_shapes_and_keeps_ordinary_text():
 
 # -- --debug shows every AWS call and SSH attempt: none of those lines may carry a secret ----
 def test_debug_transcript_of_an_ec2_create_signed_with_csv_credentials_holds_no_secret(
-        ess, moto_endpoint, tmp_path, monkeypatch):
+    ess, moto_endpoint, tmp_path, monkeypatch
+):
     """The credentials come from the console CSV (registered with ess.redact) and sign every
     request; the transcript has the new debug lines (AWS calls, polls, hooks) and no secret."""
     from support.fault_world import lean_world
@@ -146,7 +156,8 @@ def test_debug_transcript_of_an_ec2_create_signed_with_csv_credentials_holds_no_
     monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")
     world = lean_world(moto_endpoint, tmp_path, monkeypatch)
     (world.folder / "credential_file.csv").write_text(
-        f"User Name,Access Key Id,Secret Access Key\nessentia,{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\n")
+        f"User Name,Access Key Id,Secret Access Key\nessentia,{FAKE_ACCESS_KEY},{FAKE_SECRET_KEY}\n"
+    )
     world.conf.write_text("[EC2]\naws_credential: credential_file\n" + world.conf.read_text().split("\n", 1)[1])
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)

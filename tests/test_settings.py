@@ -12,21 +12,31 @@ from ess.models import SettingSpec
 from ess.settings import CORE_SETTINGS, coerce, find_config, how_to_set, resolve
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-SPECS = {s.key: s for s in (
-    SettingSpec("cluster", default="default"),
-    SettingSpec("aws_credential", type="path"),
-    SettingSpec("use_private_ip", type="bool", default=False),
-    SettingSpec("instance_tag", default="Essentia Worker Node"),
-    SettingSpec("instance_type", default="m3.medium", flag="--type"),
-    SettingSpec("instance_count", type="int", default=1, minimum=1, maximum=1000, flag="--number"),
-    SettingSpec("key_name"),
-    SettingSpec("security_groups", type="list", default=[]),
-    SettingSpec("username", default="ec2-user"),
-    SettingSpec("api_secret", secret=True),
-)}
-SEED = {"aws_credential": "credential_file", "use_private_ip": False,
-        "instance_tag": "Essentia Worker Node", "instance_type": "m3.medium", "instance_count": 2,
-        "key_name": "pem_file", "security_groups": ["essentia-access"], "username": "ec2-user"}
+SPECS = {
+    s.key: s
+    for s in (
+        SettingSpec("cluster", default="default"),
+        SettingSpec("aws_credential", type="path"),
+        SettingSpec("use_private_ip", type="bool", default=False),
+        SettingSpec("instance_tag", default="Essentia Worker Node"),
+        SettingSpec("instance_type", default="m3.medium", flag="--type"),
+        SettingSpec("instance_count", type="int", default=1, minimum=1, maximum=1000, flag="--number"),
+        SettingSpec("key_name"),
+        SettingSpec("security_groups", type="list", default=[]),
+        SettingSpec("username", default="ec2-user"),
+        SettingSpec("api_secret", secret=True),
+    )
+}
+SEED = {
+    "aws_credential": "credential_file",
+    "use_private_ip": False,
+    "instance_tag": "Essentia Worker Node",
+    "instance_type": "m3.medium",
+    "instance_count": 2,
+    "key_name": "pem_file",
+    "security_groups": ["essentia-access"],
+    "username": "ec2-user",
+}
 
 
 @pytest.mark.parametrize("name", ["instance.conf", "instance.toml"])
@@ -46,8 +56,7 @@ def test_ini_reads_odd_spacing_and_both_delimiters():
 def test_precedence_cli_over_env_over_file_over_default():
     sections = {"ec2": {"instance_type": "m3.medium", "instance_count": "2"}}
     env = {"ESS_INSTANCE_TYPE": "c5.large", "ESS_USERNAME": "admin"}
-    s = resolve("ec2", SPECS, sections=sections, config_path=Path("f.conf"), env=env,
-                cli={"instance_type": "t3.large"})
+    s = resolve("ec2", SPECS, sections=sections, config_path=Path("f.conf"), env=env, cli={"instance_type": "t3.large"})
     assert (s["instance_type"], s.source("instance_type")) == ("t3.large", "--type")
     assert (s["username"], s.source("username")) == ("admin", "ESS_USERNAME")
     assert (s["instance_count"], s.source("instance_count")) == (2, "f.conf")
@@ -64,18 +73,21 @@ def test_unknown_key_suggests_the_close_one():
         resolve("ec2", SPECS, sections={"EC2": {"instance_typ": "x"}}, config_path=Path("f.conf"), env={})
 
 
-@pytest.mark.parametrize(("spec_key", "raw", "fragment"), [
-    ("instance_count", "two", "'two' is not a whole number"),
-    ("instance_count", "0", "0 is too small (the least is 1)"),
-    ("instance_count", "-3", "-3 is too small"),
-    ("instance_count", "100000", "100000 is too large (the most is 1000)"),
-    ("instance_count", 2.5, "2.5 is not a whole number"),
-    ("instance_count", True, "True is not a whole number"),
-    ("use_private_ip", "maybe", "'maybe' is not true or false"),
-    ("security_groups", 5, "expected a list of names"),
-    ("instance_type", 3, "expected text"),
-    ("instance_tag", "x" * 2000, "2000 characters long"),
-])
+@pytest.mark.parametrize(
+    ("spec_key", "raw", "fragment"),
+    [
+        ("instance_count", "two", "'two' is not a whole number"),
+        ("instance_count", "0", "0 is too small (the least is 1)"),
+        ("instance_count", "-3", "-3 is too small"),
+        ("instance_count", "100000", "100000 is too large (the most is 1000)"),
+        ("instance_count", 2.5, "2.5 is not a whole number"),
+        ("instance_count", True, "True is not a whole number"),
+        ("use_private_ip", "maybe", "'maybe' is not true or false"),
+        ("security_groups", 5, "expected a list of names"),
+        ("instance_type", 3, "expected text"),
+        ("instance_tag", "x" * 2000, "2000 characters long"),
+    ],
+)
 def test_wrong_types_name_the_place_and_the_problem(spec_key, raw, fragment):
     with pytest.raises(UsageError) as info:
         coerce(SPECS[spec_key], raw, f"f.conf [EC2] {spec_key}")
@@ -99,12 +111,15 @@ def test_secrets_are_masked():
     assert s["api_secret"] == "hunter2-very-secret"
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("instance_type: x\n", "line 1: a setting before any [section]"),
-    ("[EC2]\n[EC2]\n", "line 2: section [EC2] appears twice"),
-    ("[EC2]\nkey_name: a\nkey_name: b\n", "line 3: [EC2] key_name is set twice"),
-    ("[EC2]\njust words\n", "line 2: cannot parse this line, it is not `key: value`"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("instance_type: x\n", "line 1: a setting before any [section]"),
+        ("[EC2]\n[EC2]\n", "line 2: section [EC2] appears twice"),
+        ("[EC2]\nkey_name: a\nkey_name: b\n", "line 3: [EC2] key_name is set twice"),
+        ("[EC2]\njust words\n", "line 2: cannot parse this line, it is not `key: value`"),
+    ],
+)
 def test_broken_ini_is_one_line_with_the_line_number(text, fragment):
     with pytest.raises(UsageError) as info:
         ini.parse(text, "bad.conf")
@@ -146,14 +161,33 @@ def test_user_config_dir_is_searched_last(tmp_path, monkeypatch, ess_home):
 
 # -- one cluster-name rule, in the core, for every backend ------------------------------
 CORE = {spec.key: spec for spec in CORE_SETTINGS}
-BAD_CLUSTERS = ["", "../../../x", "/tmp/elsewhere", "a/b", "..", ".hidden", "-dash", "c" * 65, "c" * 300,
-                "weird-$(id)", "sp ace", "tab\tname", "naïve"]
+BAD_CLUSTERS = [
+    "",
+    "../../../x",
+    "/tmp/elsewhere",
+    "a/b",
+    "..",
+    ".hidden",
+    "-dash",
+    "c" * 65,
+    "c" * 300,
+    "weird-$(id)",
+    "sp ace",
+    "tab\tname",
+    "naïve",
+]
 
 
-@pytest.mark.parametrize(("source", "name"), [
-    (source, name) for source in ("cli", "env", "file") for name in BAD_CLUSTERS
-    if (source, name) != ("env", "")  # an empty variable means unset, as for every setting
-], ids=lambda value: repr(value[:20]))
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        (source, name)
+        for source in ("cli", "env", "file")
+        for name in BAD_CLUSTERS
+        if (source, name) != ("env", "")  # an empty variable means unset, as for every setting
+    ],
+    ids=lambda value: repr(value[:20]),
+)
 def test_a_cluster_name_outside_the_rule_is_refused_wherever_it_comes_from(name, source):
     cli = {"cluster": name} if source == "cli" else {}
     env = {"ESS_CLUSTER": name} if source == "env" else {}
@@ -172,8 +206,9 @@ def test_cluster_names_inside_the_rule_are_kept(name):
 
 @pytest.mark.parametrize("backend", ["hosts", "local"])
 @pytest.mark.parametrize("name", ["../../../x", "ABSOLUTE", "", "c" * 300])
-def test_hosts_and_local_refuse_a_cluster_that_would_be_a_path_and_write_nothing(ess, ess_home, tmp_path,
-                                                                                 monkeypatch, backend, name):
+def test_hosts_and_local_refuse_a_cluster_that_would_be_a_path_and_write_nothing(
+    ess, ess_home, tmp_path, monkeypatch, backend, name
+):
     monkeypatch.chdir(tmp_path)
     if name == "ABSOLUTE":
         name = str(tmp_path / "outside")
@@ -200,8 +235,7 @@ def test_the_local_backend_uses_the_cores_cluster_rule():
 # -- declarative patterns: username ----------------------------------------------------
 @pytest.mark.parametrize("backend", ["ec2", "local", "hosts"])
 @pytest.mark.parametrize("username", ["-oProxyCommand=x", "-l", "a b", "x" * 33, ".hidden", "root;id"])
-def test_a_username_ssh_would_misread_is_refused_before_anything_starts(ess, tmp_path, monkeypatch, backend,
-                                                                       username):
+def test_a_username_ssh_would_misread_is_refused_before_anything_starts(ess, tmp_path, monkeypatch, backend, username):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "instance.conf").write_text(f"[{backend}]\nusername: {username}\n")
     result = ess("config", "show", "--backend", backend)
@@ -235,7 +269,9 @@ def test_a_section_no_backend_claims_is_refused_with_what_to_do():
 
 
 def test_sections_of_other_installed_backends_are_fine():
-    assert resolve("ec2", SPECS, sections={"EC2": {"key_name": "k"}, "Local": {}, "hosts": {}}, env={})["key_name"] == "k"
+    assert (
+        resolve("ec2", SPECS, sections={"EC2": {"key_name": "k"}, "Local": {}, "hosts": {}}, env={})["key_name"] == "k"
+    )
 
 
 def test_an_unknown_section_fails_every_command_not_only_its_backend(ess, tmp_path, monkeypatch):

@@ -91,6 +91,5 @@ def test_sigterm_inside_a_node_changing_call_is_interrupted_not_death(memory, mo
     with pytest.raises(Interrupted) as info:
         cluster.stop() if verb == "stop" else cluster.terminate() if verb == "terminate" else cluster.remove(ids)
     assert info.value.exit_code == 130
-    assert f"interrupted during {verb} (see where the cluster stands with: ess instance memory list)" \
-        == str(info.value)
+    assert f"interrupted during {verb} (see where the cluster stands with: ess instance memory list)" == str(info.value)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler does not outlive the call

@@ -105,8 +105,7 @@ def test_server_that_comes_up_late_is_retried(user_key, key_file):
 
 def test_failing_command_is_reported(user_key, key_file):
     with SshNode(authorized_keys=[user_key]) as server:
-        [result], _ = run([server.node()], key_file, verify_command="echo nope >&2; exit 3",
-                          ssh_timeout=1.0)
+        [result], _ = run([server.node()], key_file, verify_command="echo nope >&2; exit 3", ssh_timeout=1.0)
     assert not result.ok
     assert result.message.startswith("command 'echo nope >&2; exit 3' exited 3: nope (still failing")
 
@@ -160,7 +159,8 @@ def test_key_readable_by_others_is_refused(user_key, tmp_path):
     loose = write_private_key(user_key, tmp_path / "loose.pem", mode=0o644)
     with pytest.raises(UsageError, match=rf"permissions 0644 are too open .*\(chmod 600 {loose}\)"):
         run([], loose) if False else check_nodes(
-            [SshNode().node()], make_access(loose), make_settings(), quiet_progress()[0])
+            [SshNode().node()], make_access(loose), make_settings(), quiet_progress()[0]
+        )
 
 
 def test_garbled_key_is_a_usage_error_naming_the_file(tmp_path):
@@ -198,8 +198,9 @@ def test_fifty_nodes_in_parallel(user_key, key_file):
 
     servers = [SshNode(authorized_keys=[user_key], handler=handler, gauge=gauge).start() for _ in range(50)]
     try:
-        results, log = run([s.node(f"n{i}") for i, s in enumerate(servers)], key_file,
-                           ssh_parallel=64, ssh_timeout=60.0)
+        results, log = run(
+            [s.node(f"n{i}") for i, s in enumerate(servers)], key_file, ssh_parallel=64, ssh_timeout=60.0
+        )
     finally:
         for server in servers:
             server.stop()
@@ -211,8 +212,9 @@ def test_fifty_nodes_in_parallel(user_key, key_file):
 
 def test_parallelism_is_bounded(user_key, key_file):
     gauge = Gauge()
-    servers = [SshNode(authorized_keys=[user_key], gauge=gauge,
-                       handler=lambda c: (0, b"", b"")).start() for _ in range(20)]
+    servers = [
+        SshNode(authorized_keys=[user_key], gauge=gauge, handler=lambda c: (0, b"", b"")).start() for _ in range(20)
+    ]
     try:
         results, _ = run([s.node(f"n{i}") for i, s in enumerate(servers)], key_file, ssh_parallel=4)
     finally:
@@ -238,8 +240,7 @@ def test_straggler_reported_at_deadline_while_others_pass(user_key, key_file):
 def test_plugin_import_does_not_load_paramiko():
     import subprocess
 
-    code = ("import sys, ess_ssh.plugin as p; p.ess_settings(); "
-            "sys.exit('paramiko' in sys.modules)")
+    code = "import sys, ess_ssh.plugin as p; p.ess_settings(); sys.exit('paramiko' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -278,8 +279,10 @@ def test_refused_by_a_node_not_just_launched_fails_after_a_short_grace(key_file,
     node = Node("host1", "running", address="127.0.0.1", port=port)  # hosts: no launch time
     [result], _ = run([node], key_file, ssh_timeout=60.0)
     assert not result.ok
-    assert result.message == (f"connection refused by 127.0.0.1 port {port} for 0.5s: nothing listens for "
-                              "SSH there (is sshd running? is the port right?)")
+    assert result.message == (
+        f"connection refused by 127.0.0.1 port {port} for 0.5s: nothing listens for "
+        "SSH there (is sshd running? is the port right?)"
+    )
     assert result.attempts > 1  # a sshd restart still gets its few seconds
 
 
@@ -303,8 +306,12 @@ def test_exec_gives_up_on_a_refused_port_after_the_grace_too(key_file, monkeypat
     monkeypatch.setattr(connect, "REFUSED_GRACE", 0.5)
     port = free_port()
     (result,) = get_plugin_manager().hook.ess_run_command(
-        nodes=[Node("host1", "running", address="127.0.0.1", port=port)], command="true",
-        access=make_access(key_file), settings=make_settings(ssh_timeout=60.0), progress=quiet_progress()[0],
-        output=None)
+        nodes=[Node("host1", "running", address="127.0.0.1", port=port)],
+        command="true",
+        access=make_access(key_file),
+        settings=make_settings(ssh_timeout=60.0),
+        progress=quiet_progress()[0],
+        output=None,
+    )
     assert result.exit_code is None
     assert result.error.startswith(f"connection refused by 127.0.0.1 port {port} for 0.5s")

@@ -37,8 +37,13 @@ def test_run_command_hook_reports_exit_code_and_output_per_node(tmp_path: Path) 
 
     with SshNode(authorized_keys=[key]) as ok, SshNode(authorized_keys=[key], handler=handler) as odd:
         results = get_plugin_manager().hook.ess_run_command(
-            nodes=[ok.node("a"), odd.node("b")], command="echo hi; echo warn >&2",
-            access=make_access(key_file), settings=make_settings(), progress=quiet_progress()[0], output=None)
+            nodes=[ok.node("a"), odd.node("b")],
+            command="echo hi; echo warn >&2",
+            access=make_access(key_file),
+            settings=make_settings(),
+            progress=quiet_progress()[0],
+            output=None,
+        )
     a, b = results
     assert (a.node_id, a.exit_code, a.stdout, a.stderr, a.error, a.ok) == ("a", 0, "hi\n", "warn\n", "", True)
     assert (b.node_id, b.exit_code, b.stdout, b.stderr, b.ok) == ("b", 4, "out \ufffd\n", "err line\n", False)
@@ -52,9 +57,13 @@ def test_one_node_down_fails_alone_and_the_others_succeed(tmp_path: Path) -> Non
     down = Node(id="down", state=RUNNING, address="127.0.0.1", port=free_port())  # nothing listens
     with SshNode(authorized_keys=[key]) as first, SshNode(authorized_keys=[key]) as second:
         results = get_plugin_manager().hook.ess_run_command(
-            nodes=[first.node("n1"), down, second.node("n2")], command="echo up",
-            access=make_access(key_file), settings=make_settings(ssh_timeout=1.0),
-            progress=quiet_progress()[0], output=None)
+            nodes=[first.node("n1"), down, second.node("n2")],
+            command="echo up",
+            access=make_access(key_file),
+            settings=make_settings(ssh_timeout=1.0),
+            progress=quiet_progress()[0],
+            output=None,
+        )
     by_id = {r.node_id: r for r in results}
     assert [r.node_id for r in results] == ["n1", "down", "n2"]
     assert by_id["n1"].ok and by_id["n1"].stdout == "up\n"
@@ -69,8 +78,13 @@ def test_wrong_key_is_not_retried_and_names_the_key(tmp_path: Path) -> None:
     key_file = write_private_key(other, tmp_path / "other")
     with SshNode(authorized_keys=[key]) as server:
         (result,) = get_plugin_manager().hook.ess_run_command(
-            nodes=[server.node("n1")], command="true", access=make_access(key_file),
-            settings=make_settings(ssh_timeout=30.0), progress=quiet_progress()[0], output=None)
+            nodes=[server.node("n1")],
+            command="true",
+            access=make_access(key_file),
+            settings=make_settings(ssh_timeout=30.0),
+            progress=quiet_progress()[0],
+            output=None,
+        )
     assert result.exit_code is None and result.error.startswith(f"authentication failed with key {key_file}")
     assert server.commands == [] and server.connections == 1
 
@@ -116,20 +130,32 @@ def test_exec_on_local_nodes_through_the_cli(ess) -> None:
     payload = json.loads(shaped.out)
     assert set(payload) == {"backend", "cluster", "command", "results"}
     assert (payload["backend"], payload["cluster"], payload["command"]) == (
-        "local", "default", "echo j; echo e >&2; exit 2")
+        "local",
+        "default",
+        "echo j; echo e >&2; exit 2",
+    )
     assert sorted(r["node"] for r in payload["results"]) == ids
     for result in payload["results"]:
         assert set(result) == {"node", "ok", "exit_code", "stdout", "stderr", "error", "seconds", "truncated"}
-        assert (result["ok"], result["exit_code"], result["stdout"], result["stderr"], result["error"],
-                result["truncated"]) == (False, 2, "j\n", "e\n", "", False)
+        assert (
+            result["ok"],
+            result["exit_code"],
+            result["stdout"],
+            result["stderr"],
+            result["error"],
+            result["truncated"],
+        ) == (False, 2, "j\n", "e\n", "", False)
 
 
 def test_exec_on_50_local_nodes_uses_one_connection_and_one_command_per_node(
-        ess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     created = ess("instance", "local", "create", "--number", "50", "--no-verify")
     assert created.code == 0, created
-    homes = {node_id: str(ClusterStore("default").dir / "nodes" / node_id / "home")
-             for node_id in ClusterStore("default").read().nodes}
+    homes = {
+        node_id: str(ClusterStore("default").dir / "nodes" / node_id / "home")
+        for node_id in ClusterStore("default").read().nodes
+    }
     assert len(homes) == 50
 
     connects: Counter[str] = Counter()
@@ -162,8 +188,18 @@ def test_exec_prints_each_line_as_it_arrives(ess, tmp_path: Path) -> None:
     assert ess("instance", "local", "create", "--number", "1", "--no-verify").code == 0
     marker = tmp_path / "go"
     command = f"echo first; while [ ! -e {marker} ]; do sleep 0.05; done; echo second"
-    proc = ess_popen("instance", "local", "exec", "--timeout", "60", "--", command,
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = ess_popen(
+        "instance",
+        "local",
+        "exec",
+        "--timeout",
+        "60",
+        "--",
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = proc.stdout.readline()
     marker.touch()
     rest, err = proc.communicate(timeout=120)
@@ -198,9 +234,11 @@ def test_long_lines_come_in_pieces_and_json_keeps_a_tail(ess) -> None:
 #: old address space's peak at execve, and vfork lends the child pytest's), so after a few
 #: hundred tests every child "peaked" at pytest's 1.2 GB. A fresh, small parent measures
 #: only its child.
-PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
-            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
-            "sys.exit(code)")
+PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+    "sys.exit(code)"
+)
 
 
 def test_exec_memory_stays_bounded_whatever_the_nodes_print(ess, tmp_path: Path) -> None:
@@ -213,9 +251,26 @@ def test_exec_memory_stays_bounded_whatever_the_nodes_print(ess, tmp_path: Path)
     nodes, size = 4, 200_000_000
     assert ess("instance", "local", "create", "--number", str(nodes), "--no-verify").code == 0
     peak_file = tmp_path / "peak-kib"
-    proc = subprocess.Popen([sys.executable, "-c", PEAK_RSS, str(peak_file), sys.executable, "-m", "ess",
-                             "instance", "local", "exec", "--timeout", "600", "--", f"head -c {size} /dev/zero"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            PEAK_RSS,
+            str(peak_file),
+            sys.executable,
+            "-m",
+            "ess",
+            "instance",
+            "local",
+            "exec",
+            "--timeout",
+            "600",
+            "--",
+            f"head -c {size} /dev/zero",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
     peak_mb = int(peak_file.read_text()) / 1024

@@ -73,8 +73,9 @@ def test_a_killed_local_node_fails_verify_exec_push_and_status(ess, tmp_path: Pa
     assert ess("instance", "local", "status").code == 0
     after = ess("instance", "local", "verify")
     assert after.code == 1, after
-    assert after.err.strip() == ("ess: cluster 'default' has no running nodes "
-                                 "(3 stopped; start them with: ess instance local start)")
+    assert after.err.strip() == (
+        "ess: cluster 'default' has no running nodes (3 stopped; start them with: ess instance local start)"
+    )
 
 
 def test_all_nodes_killed_is_exit_1_for_exec(ess) -> None:

@@ -49,10 +49,15 @@ def test_plan_keeps_the_folder_name_and_skips_links_to_folders_and_fifos(tmp_pat
     (src / "alias.csv").symlink_to(src / "sub" / "data.csv")
     os.mkfifo(src / "pipe")
     plan = plan_copy(src)
-    assert [(str(p), m) for p, m in plan.folders] == [("job", stat.S_IMODE(src.stat().st_mode)),
-                                                        ("job/sub", stat.S_IMODE((src / "sub").stat().st_mode))]
+    assert [(str(p), m) for p, m in plan.folders] == [
+        ("job", stat.S_IMODE(src.stat().st_mode)),
+        ("job/sub", stat.S_IMODE((src / "sub").stat().st_mode)),
+    ]
     assert [(str(f.relative), f.mode, f.size) for f in plan.files] == [
-        ("job/alias.csv", 0o640, 8), ("job/run.sh", 0o750, 19), ("job/sub/data.csv", 0o640, 8)]
+        ("job/alias.csv", 0o640, 8),
+        ("job/run.sh", 0o750, 19),
+        ("job/sub/data.csv", 0o640, 8),
+    ]
     assert sorted(plan.skipped) == [str(src / "loop"), str(src / "pipe")]
     single = plan_copy(src / "run.sh")
     assert single.folders == () and [str(f.relative) for f in single.files] == ["run.sh"]
@@ -64,17 +69,20 @@ def test_plan_of_a_special_file_is_a_usage_error(tmp_path: Path) -> None:
         plan_copy(tmp_path / "pipe")
 
 
-@pytest.mark.parametrize(("exc", "expected"), [
-    (OSError(errno.EACCES, "Permission denied"), "permission denied: /root/x"),
-    (OSError("Permission denied"), "permission denied: /root/x"),
-    (OSError("No space left on device"), "no space left on the node: /root/x"),
-    (OSError(errno.ENOENT, "No such file"), "no such file or folder: /root/x"),
-    (OSError("Read-only file system"), "read-only file system: /root/x"),
-    (OSError("Disk quota exceeded"), "disk quota exceeded on the node: /root/x"),
-    (TimeoutError("timed out"), "timed out writing /root/x"),
-    (EOFError(), "connection closed while writing /root/x"),
-    (OSError("Failure"), "Failure: /root/x"),
-])
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (OSError(errno.EACCES, "Permission denied"), "permission denied: /root/x"),
+        (OSError("Permission denied"), "permission denied: /root/x"),
+        (OSError("No space left on device"), "no space left on the node: /root/x"),
+        (OSError(errno.ENOENT, "No such file"), "no such file or folder: /root/x"),
+        (OSError("Read-only file system"), "read-only file system: /root/x"),
+        (OSError("Disk quota exceeded"), "disk quota exceeded on the node: /root/x"),
+        (TimeoutError("timed out"), "timed out writing /root/x"),
+        (EOFError(), "connection closed while writing /root/x"),
+        (OSError("Failure"), "Failure: /root/x"),
+    ],
+)
 def test_sftp_errors_read_as_one_short_reason(exc: BaseException, expected: str) -> None:
     assert describe(exc, "/root/x") == expected
 
@@ -88,8 +96,13 @@ def test_push_hook_node_down_fails_alone_and_a_node_without_sftp_says_so(ess, tm
     down = Node(id="down", state=RUNNING, address="127.0.0.1", port=free_port())
     src = _tree(tmp_path)
     results = get_plugin_manager().hook.ess_push_files(
-        nodes=[*nodes, down], source=src, destination="drop", access=backend.access(settings),
-        settings=settings, progress=quiet_progress()[0])
+        nodes=[*nodes, down],
+        source=src,
+        destination="drop",
+        access=backend.access(settings),
+        settings=settings,
+        progress=quiet_progress()[0],
+    )
     by_id = {r.node_id: r for r in results}
     assert [r.node_id for r in results] == [*[n.id for n in nodes], "down"]
     assert by_id["down"].exit_code is None and by_id["down"].error.startswith("connection refused")
@@ -105,8 +118,13 @@ def test_push_hook_node_down_fails_alone_and_a_node_without_sftp_says_so(ess, tm
     key_file = write_private_key(key, tmp_path / "k")
     with SshNode(authorized_keys=[key]) as exec_only:  # answers exec requests, offers no SFTP
         (result,) = get_plugin_manager().hook.ess_push_files(
-            nodes=[exec_only.node("n1")], source=src, destination=".", access=make_access(key_file),
-            settings=make_settings(ssh_timeout=5.0), progress=quiet_progress()[0])
+            nodes=[exec_only.node("n1")],
+            source=src,
+            destination=".",
+            access=make_access(key_file),
+            settings=make_settings(ssh_timeout=5.0),
+            progress=quiet_progress()[0],
+        )
     assert result.exit_code is None and "offers no SFTP" in result.error, result
 
 
@@ -127,14 +145,26 @@ def test_push_file_and_folder_through_the_cli_and_read_them_back(ess, tmp_path: 
     assert sorted(r["node"] for r in payload["results"]) == ids
     assert all(r["ok"] and r["stdout"].startswith("copied 1 file(s), 19 bytes to /") for r in payload["results"])
 
-    shown = ess("instance", "local", "exec", "--",
-                "cat in/deep/job/sub/data.csv; bin/run.sh; stat -c '%a %n' in/deep/job/run.sh "
-                "in/deep/job/sub/data.csv in/deep/job/sub bin/run.sh")
+    shown = ess(
+        "instance",
+        "local",
+        "exec",
+        "--",
+        "cat in/deep/job/sub/data.csv; bin/run.sh; stat -c '%a %n' in/deep/job/run.sh "
+        "in/deep/job/sub/data.csv in/deep/job/sub bin/run.sh",
+    )
     assert shown.code == 0, shown
     for node_id in ids:
         got = [line.split(" | ", 1)[1] for line in shown.out.splitlines() if line.startswith(node_id)]
-        assert got == ["a,b", "1,2", "run", "750 in/deep/job/run.sh", "640 in/deep/job/sub/data.csv",
-                       "555 in/deep/job/sub", "750 bin/run.sh"]
+        assert got == [
+            "a,b",
+            "1,2",
+            "run",
+            "750 in/deep/job/run.sh",
+            "640 in/deep/job/sub/data.csv",
+            "555 in/deep/job/sub",
+            "750 bin/run.sh",
+        ]
 
     again = ess("instance", "local", "push", str(src), "--dest", "in/deep")  # overwrites, merges
     assert again.code == 0, again
@@ -155,8 +185,9 @@ def test_push_failures_through_the_cli(ess, tmp_path: Path) -> None:
 
     missing = ess("instance", "local", "push", str(tmp_path / "nope"), "--dest", "x")
     assert missing.code == 2, missing
-    assert missing.err.strip().splitlines() == [f"ess: push {tmp_path / 'nope'}: no such file or folder "
-                                                "(check the path)"]
+    assert missing.err.strip().splitlines() == [
+        f"ess: push {tmp_path / 'nope'}: no such file or folder (check the path)"
+    ]
     assert not any((ClusterStore("default").dir / "nodes" / n / "home" / "x").exists() for n in ids)
 
     src = tmp_path / "f.txt"

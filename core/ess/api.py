@@ -57,10 +57,12 @@ def _warnings_to_sink(method: Callable[..., Any]) -> Callable[..., Any]:
     instances skipped by ownership); in the API those lines belong to the cluster's sink,
     which prints nothing unless the caller gave one.
     """
+
     @functools.wraps(method)
     def wrapper(self: Cluster, *args: Any, **kwargs: Any) -> Any:
         with warnings_to(self.progress):
             return method(self, *args, **kwargs)
+
     return wrapper
 
 
@@ -113,8 +115,15 @@ class Cluster:
     :class:`~ess.errors.UsageError` at construction, before anything was done.
     """
 
-    def __init__(self, backend: str, config: str | os.PathLike[str] | None = None, cluster: str | None = None,
-                 *, progress: Progress | TextIO | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        backend: str,
+        config: str | os.PathLike[str] | None = None,
+        cluster: str | None = None,
+        *,
+        progress: Progress | TextIO | None = None,
+        **settings: Any,
+    ) -> None:
         from .settings import find_config, load_settings
 
         chosen = _backend(backend)
@@ -160,9 +169,15 @@ class Cluster:
 
     # -- lifecycle ---------------------------------------------------------------------
     @_warnings_to_sink
-    def create(self, count: int | None = None, *, min_count: int | None = None, verify: bool = True,
-               keep_on_failure: bool = False, confirm: Callable[[LaunchRequest], None] | None = None,
-               ) -> CreateResult:
+    def create(
+        self,
+        count: int | None = None,
+        *,
+        min_count: int | None = None,
+        verify: bool = True,
+        keep_on_failure: bool = False,
+        confirm: Callable[[LaunchRequest], None] | None = None,
+    ) -> CreateResult:
         """Launch ``count`` nodes (default: the ``instance_count`` setting), wait until they
         run, verify them over SSH (unless ``verify=False``) and return them.
 
@@ -185,8 +200,9 @@ class Cluster:
         request = provision.prepare(self.backend, settings, total, min_count, verify=verify)
         if confirm is not None:
             confirm(request)
-        return provision.create(self.backend, settings, request, self.progress, verify=verify,
-                                keep_on_failure=keep_on_failure)
+        return provision.create(
+            self.backend, settings, request, self.progress, verify=verify, keep_on_failure=keep_on_failure
+        )
 
     @_warnings_to_sink
     def nodes(self) -> list[Node]:
@@ -224,8 +240,9 @@ class Cluster:
         return self._power("start", ids, None)
 
     @_warnings_to_sink
-    def terminate(self, ids: Ids = "all", *, include_adopted: bool = False,
-                  confirm: Confirm | None = None) -> list[Node]:
+    def terminate(
+        self, ids: Ids = "all", *, include_adopted: bool = False, confirm: Confirm | None = None
+    ) -> list[Node]:
         """Terminate every node of the cluster, or the ids named; return the terminated nodes.
 
         Only nodes carrying this cluster's tag are ever touched; with ``"all"``, machines
@@ -236,11 +253,15 @@ class Cluster:
         from . import provision
 
         targets = _targets(ids)
-        nodes, kept = provision.terminate_targets(provision.select(self.backend, self.settings, targets),
-                                                  targets == ["all"], include_adopted)
+        nodes, kept = provision.terminate_targets(
+            provision.select(self.backend, self.settings, targets), targets == ["all"], include_adopted
+        )
         if kept:
-            warn(f"keeping {len(kept)} adopted node(s) ess did not launch: "
-                 f"{', '.join(n.id for n in kept)} (include_adopted=True terminates them too)", self.progress)
+            warn(
+                f"keeping {len(kept)} adopted node(s) ess did not launch: "
+                f"{', '.join(n.id for n in kept)} (include_adopted=True terminates them too)",
+                self.progress,
+            )
         if nodes and confirm is not None:
             confirm(nodes)
         provision.terminate(self.backend, self.settings, nodes, self.progress)
@@ -283,8 +304,13 @@ class Cluster:
 
     # -- remote execution ----------------------------------------------------------------
     @_warnings_to_sink
-    def exec(self, command: str | Sequence[str], *, check: bool = False,
-             output: Callable[[str, str, bytes], None] | None = None) -> list[CommandResult]:
+    def exec(
+        self,
+        command: str | Sequence[str],
+        *,
+        check: bool = False,
+        output: Callable[[str, str, bytes], None] | None = None,
+    ) -> list[CommandResult]:
         """Run a shell command on every running node in parallel; one result per node.
 
         ``command`` is a shell command line, or a list of words quoted for you. A node where
@@ -329,8 +355,10 @@ class Cluster:
         """The settings with ``instance_count`` replaced, bounds checked as the option's are."""
         spec = self.settings.specs.get("instance_count")
         if spec is None:
-            raise UsageError(f"count: backend {self.backend.name} takes no count (its settings decide how "
-                             "many nodes it makes; call create() without one)")
+            raise UsageError(
+                f"count: backend {self.backend.name} takes no count (its settings decide how "
+                "many nodes it makes; call create() without one)"
+            )
         least = 1 if spec.minimum is None else int(spec.minimum)
         most = None if spec.maximum is None else int(spec.maximum)
         _whole_number("count", count, least=least, most=most)

@@ -99,8 +99,7 @@ class Backend:
         """
         raise NotSupported(f"backend {self.name} cannot create nodes")
 
-    def wait(self, settings: Settings, nodes: list[Node], progress: Progress,
-             timeout: float) -> list[Node]:
+    def wait(self, settings: Settings, nodes: list[Node], progress: Progress, timeout: float) -> list[Node]:
         """Block until ``nodes`` are running (or ``timeout`` seconds pass); return them refreshed."""
         return nodes
 
@@ -131,8 +130,7 @@ class Backend:
         """
         raise NotSupported(f"backend {self.name} cannot adopt existing machines")
 
-    def adopt(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str],
-              progress: Progress) -> None:
+    def adopt(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str], progress: Progress) -> None:
         """Attach ``tags`` (the cluster's) to ``nodes`` from :meth:`adoptable`."""
         raise NotSupported(f"backend {self.name} cannot adopt existing machines")
 

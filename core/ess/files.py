@@ -28,8 +28,9 @@ from .errors import EssError, UsageError
 LOCK_TIMEOUT = 60.0
 
 
-def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o600, fsync: bool = False,
-                 encoding: str = "utf-8") -> None:
+def atomic_write(
+    path: Path, data: str | bytes, *, mode: int = 0o600, fsync: bool = False, encoding: str = "utf-8"
+) -> None:
     """Replace ``path`` with ``data``; on any failure the old file stays and no temp file does.
 
     ``mode`` is the new file's mode whatever the umask (0600 by default: most of what ess
@@ -89,16 +90,19 @@ def locked_json(path: Path, *, write: bool = False, default: Any = None) -> Iter
     which case the file keeps its previous content and no temporary file is left.
     """
     empty = {} if default is None else default
-    busy = (f"{path}: another ess command has held its lock for {LOCK_TIMEOUT:.0f}s "
-            "(wait for it, or remove the .lock file if no ess command is running)")
+    busy = (
+        f"{path}: another ess command has held its lock for {LOCK_TIMEOUT:.0f}s "
+        "(wait for it, or remove the .lock file if no ess command is running)"
+    )
     with contextlib.ExitStack() as stack:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            stack.enter_context(file_lock(Path(str(path) + ".lock"), timeout=LOCK_TIMEOUT, busy=busy,
-                                          mode=0o644))
+            stack.enter_context(file_lock(Path(str(path) + ".lock"), timeout=LOCK_TIMEOUT, busy=busy, mode=0o644))
         except OSError as exc:
-            raise UsageError(f"{path}: cannot use ess's state file here ({_reason(exc)}); "
-                             "make its folder writable, or point ESS_HOME at one that is") from None
+            raise UsageError(
+                f"{path}: cannot use ess's state file here ({_reason(exc)}); "
+                "make its folder writable, or point ESS_HOME at one that is"
+            ) from None
         data = _read(path, empty)
         yield data
         if write:
@@ -109,13 +113,16 @@ def _read(path: Path, empty: Any) -> Any:
     try:
         data = json.loads(path.read_text()) if path.exists() else empty
     except json.JSONDecodeError as exc:
-        raise EssError(f"{path}: damaged state file ({exc.msg} at line {exc.lineno}); "
-                       "move it away to start afresh") from None
+        raise EssError(
+            f"{path}: damaged state file ({exc.msg} at line {exc.lineno}); move it away to start afresh"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise EssError(f"{path}: cannot read the state file ({_reason(exc)})") from None
     if not isinstance(data, type(empty)):
-        raise EssError(f"{path}: damaged state file (it holds {type(data).__name__}, not "
-                       f"{type(empty).__name__}); move it away to start afresh") from None
+        raise EssError(
+            f"{path}: damaged state file (it holds {type(data).__name__}, not "
+            f"{type(empty).__name__}); move it away to start afresh"
+        ) from None
     return data
 
 
@@ -124,8 +131,10 @@ def _save(path: Path, data: Any) -> None:
         # fsync: a full disk shows before the rename, so the old registry stays intact.
         atomic_write(path, json.dumps(data, indent=1, sort_keys=True), fsync=True)
     except OSError as exc:
-        raise EssError(f"{path}: could not save the state file ({_reason(exc)}); it is unchanged "
-                       "and this command's change to it was not recorded") from None
+        raise EssError(
+            f"{path}: could not save the state file ({_reason(exc)}); it is unchanged "
+            "and this command's change to it was not recorded"
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:

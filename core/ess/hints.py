@@ -17,8 +17,9 @@ def has_flag(backend: Backend, flag: str, command: str = "create") -> bool:
     """Whether ``command`` of this backend takes the setting option ``flag`` (``--number``)."""
     from .settings import specs_for
 
-    return any(s.flag == flag and (command in s.commands or "*" in s.commands)
-               for s in specs_for(backend.settings).values())
+    return any(
+        s.flag == flag and (command in s.commands or "*" in s.commands) for s in specs_for(backend.settings).values()
+    )
 
 
 def create_example(backend: Backend) -> str:
@@ -31,5 +32,5 @@ def create_example(backend: Backend) -> str:
 
 
 def terminate_verb(backend: Backend) -> str:
-    """"terminate", or "release" for a backend whose terminate only forgets machines."""
+    """ "terminate", or "release" for a backend whose terminate only forgets machines."""
     return "terminate" if backend.ends_nodes else "release"

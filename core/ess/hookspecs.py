@@ -118,8 +118,9 @@ def ess_before_terminate(settings: Settings, nodes: list[Node]) -> None:
 
 # -- health checks ---------------------------------------------------------------------
 @hookspec
-def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
-                    progress: Progress) -> list[CheckResult] | None:
+def ess_check_nodes(
+    nodes: list[Node], access: Access, settings: Settings, progress: Progress
+) -> list[CheckResult] | None:
     """Check that ``nodes`` are healthy; return one :class:`CheckResult` per node.
 
     Called by ``create`` (after the nodes are running, unless ``--no-verify``) and by
@@ -133,9 +134,14 @@ def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
 
 # -- remote execution -------------------------------------------------------------------
 @hookspec(firstresult=True)
-def ess_run_command(nodes: list[Node], command: str, access: Access, settings: Settings,
-                    progress: Progress,
-                    output: Callable[[str, str, bytes], None] | None) -> list[CommandResult] | None:
+def ess_run_command(
+    nodes: list[Node],
+    command: str,
+    access: Access,
+    settings: Settings,
+    progress: Progress,
+    output: Callable[[str, str, bytes], None] | None,
+) -> list[CommandResult] | None:
     """Run ``command`` (a shell command line) on every node; one :class:`CommandResult` each.
 
     Called by ``ess instance <backend> exec -- CMD`` with the cluster's running nodes.
@@ -154,8 +160,9 @@ def ess_run_command(nodes: list[Node], command: str, access: Access, settings: S
 
 
 @hookspec(firstresult=True)
-def ess_push_files(nodes: list[Node], source: Path, destination: str, access: Access,
-                   settings: Settings, progress: Progress) -> list[CommandResult] | None:
+def ess_push_files(
+    nodes: list[Node], source: Path, destination: str, access: Access, settings: Settings, progress: Progress
+) -> list[CommandResult] | None:
     """Copy the file or folder ``source`` to ``destination`` (a folder) on every node.
 
     Called by ``ess instance <backend> push SRC [--dest DIR]``. ``destination`` is created

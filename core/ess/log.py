@@ -34,6 +34,7 @@ ESS_LOGGERS = ("ess", "ess_ec2", "ess_ssh", "ess_local", "ess_hosts")
 LIBRARY_LOGGERS = ("botocore", "boto3", "paramiko", "asyncssh", "urllib3")
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 
+
 def configure(debug: bool = False) -> None:
     """One redacting stderr handler on the root logger; ``debug`` opens ess's loggers.
 

@@ -29,9 +29,20 @@ def known_hosts_of(access: Access) -> Path:
 
 def openssh_argv(access: Access, node: Node) -> list[str]:
     """The ``ssh`` command line that logs in to ``node``, its host key checked."""
-    return ["ssh", "-i", str(access.key_file), "-p", str(node.port), "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={known_hosts_of(access)}", "-o", "StrictHostKeyChecking=yes",
-            f"{access.username}@{node.address}"]
+    return [
+        "ssh",
+        "-i",
+        str(access.key_file),
+        "-p",
+        str(node.port),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts_of(access)}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        f"{access.username}@{node.address}",
+    ]
 
 
 def login_hint(backend: Backend, settings: Settings, node: Node) -> str:
@@ -51,10 +62,20 @@ def _quoted(value: object) -> str:
 
 def config_entries(access: Access, nodes: list[Node]) -> list[dict[str, Any]]:
     """One OpenSSH ``Host`` block per node that has an address, named by node id."""
-    return [{"Host": n.id, "HostName": n.address, "Port": n.port, "User": access.username,
-             "IdentityFile": str(access.key_file), "IdentitiesOnly": "yes",
-             "UserKnownHostsFile": str(known_hosts_of(access)), "StrictHostKeyChecking": "yes"}
-            for n in nodes if n.address and n.port]
+    return [
+        {
+            "Host": n.id,
+            "HostName": n.address,
+            "Port": n.port,
+            "User": access.username,
+            "IdentityFile": str(access.key_file),
+            "IdentitiesOnly": "yes",
+            "UserKnownHostsFile": str(known_hosts_of(access)),
+            "StrictHostKeyChecking": "yes",
+        }
+        for n in nodes
+        if n.address and n.port
+    ]
 
 
 def config_text(entries: list[dict[str, Any]]) -> str:
@@ -73,13 +94,20 @@ def pick_node(backend: Backend, settings: Settings, wanted: str | None) -> Node:
         found = [n for n in nodes if n.id == wanted]
         if not found:
             shown = ", ".join(n.id for n in nodes[:5]) or "none"
-            raise UsageError(f"NODE: {wanted!r} is not a node of cluster {settings.cluster!r} "
-                             f"(its nodes: {shown}; see `ess instance {backend.name} list`)")
+            raise UsageError(
+                f"NODE: {wanted!r} is not a node of cluster {settings.cluster!r} "
+                f"(its nodes: {shown}; see `ess instance {backend.name} list`)"
+            )
         node = found[0]
         if node.state != RUNNING:
-            raise EssError(f"{node.id} is {node.state}, not running"
-                           + (f" (start it with: ess instance {backend.name} start {node.id})"
-                              if backend.supports("start") else ""))
+            raise EssError(
+                f"{node.id} is {node.state}, not running"
+                + (
+                    f" (start it with: ess instance {backend.name} start {node.id})"
+                    if backend.supports("start")
+                    else ""
+                )
+            )
         return node
     running = [n for n in nodes if n.state == RUNNING]
     if running:

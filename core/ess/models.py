@@ -144,9 +144,16 @@ class CommandResult:
         return self.exit_code == 0 and not self.error
 
     def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node_id, "ok": self.ok, "exit_code": self.exit_code, "stdout": self.stdout,
-                "stderr": self.stderr, "error": self.error, "seconds": round(self.seconds, 3),
-                "truncated": self.truncated}
+        return {
+            "node": self.node_id,
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "truncated": self.truncated,
+        }
 
 
 @dataclass(frozen=True)

@@ -102,8 +102,9 @@ def nodes_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = No
     return table(rows, headers)
 
 
-def nodes_json(backend: str, cluster: str, nodes: Sequence[Node],
-               checks: Sequence[CheckResult] | None = None, **extra: Any) -> dict[str, Any]:
+def nodes_json(
+    backend: str, cluster: str, nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None, **extra: Any
+) -> dict[str, Any]:
     items = []
     for n in nodes:
         item = n.to_dict()
@@ -134,8 +135,9 @@ def status_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = N
     return table(rows, headers + (["ssh"] if checks is not None else []))
 
 
-def status_json(backend: str, cluster: str, nodes: Sequence[Node],
-                checks: Sequence[CheckResult] | None = None) -> dict[str, Any]:
+def status_json(
+    backend: str, cluster: str, nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None
+) -> dict[str, Any]:
     data = nodes_json(backend, cluster, nodes, checks)
     for item, node in zip(data["nodes"], nodes, strict=True):
         item["uptime"] = uptime(node)

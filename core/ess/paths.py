@@ -18,8 +18,11 @@ def _base(kind: str) -> Path:
         return Path(home).expanduser() / kind
     import platformdirs
 
-    finder = {"config": platformdirs.user_config_dir, "state": platformdirs.user_state_dir,
-              "data": platformdirs.user_data_dir}[kind]
+    finder = {
+        "config": platformdirs.user_config_dir,
+        "state": platformdirs.user_state_dir,
+        "data": platformdirs.user_data_dir,
+    }[kind]
     return Path(finder("ess"))
 
 
@@ -58,15 +61,14 @@ def _ensure(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except FileExistsError:
-        raise UsageError(f"{path}: is a file, not a folder; ess keeps its files there "
-                         f"{_what_to_do(path)}") from None
+        raise UsageError(f"{path}: is a file, not a folder; ess keeps its files there {_what_to_do(path)}") from None
     except NotADirectoryError:
         blocker = next((parent for parent in path.parents if parent.is_file()), path.parent)
-        raise UsageError(f"{blocker}: is a file, not a folder; ess keeps its files under it "
-                         f"{_what_to_do(path)}") from None
+        raise UsageError(
+            f"{blocker}: is a file, not a folder; ess keeps its files under it {_what_to_do(path)}"
+        ) from None
     except OSError as exc:
-        raise UsageError(f"{path}: cannot create ess's folder ({exc.strerror or exc}) "
-                         f"{_what_to_do(path)}") from None
+        raise UsageError(f"{path}: cannot create ess's folder ({exc.strerror or exc}) {_what_to_do(path)}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"{path}: ess's folder is not writable {_what_to_do(path)}")
     return path

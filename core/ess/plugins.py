@@ -74,8 +74,12 @@ def get_plugin_manager() -> pluggy.PluginManager:
         _load_errors.clear()
         _load_entry_points(pm)
         for module_name in _names("ESS_PLUGINS"):
-            _register(pm, module_name, functools.partial(importlib.import_module, module_name),
-                      source=f"ESS_PLUGINS module {module_name}")
+            _register(
+                pm,
+                module_name,
+                functools.partial(importlib.import_module, module_name),
+                source=f"ESS_PLUGINS module {module_name}",
+            )
         _manager = pm
     # Debug logging turned on since the last call (the CLI parses --debug after loading the
     # plugins; a library user may call logging.basicConfig): trace from now on. One cached
@@ -115,8 +119,12 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _log_load(f"plugin {name}: disabled by ESS_DISABLE_PLUGINS (entry point {value})")
             continue
         _dists[name] = dist
-        _register(pm, name, functools.partial(_load, value),
-                  source=f"entry point {name} = {value} ({dist or 'unknown package'})")
+        _register(
+            pm,
+            name,
+            functools.partial(_load, value),
+            source=f"entry point {name} = {value} ({dist or 'unknown package'})",
+        )
         if pm.get_plugin(name) is None:
             _unloaded.add(name)
 
@@ -153,8 +161,13 @@ def ordered_entry_points(rows: list[Row]) -> tuple[list[Row], list[LoadError]]:
             kept[name] = row
         elif first[2] != dist:
             owner = "the built-in plugin" if _is_builtin(first[2]) else f"{first[2] or 'another package'}"
-            clashes.append(LoadError(name, f"from {dist or 'an unknown package'} not loaded: the entry-point "
-                                           f"name is taken by {owner} (rename it in its package)"))
+            clashes.append(
+                LoadError(
+                    name,
+                    f"from {dist or 'an unknown package'} not loaded: the entry-point "
+                    f"name is taken by {owner} (rename it in its package)",
+                )
+            )
     return list(kept.values()), clashes
 
 
@@ -203,8 +216,7 @@ def _read_cache(cache: Path, key: list[object]) -> list[Row] | None:
     rows = data.get("entry_points")
     if not isinstance(rows, list):
         return None
-    if not all(isinstance(row, list) and len(row) == 3 and all(isinstance(part, str) for part in row)
-               for row in rows):
+    if not all(isinstance(row, list) and len(row) == 3 and all(isinstance(part, str) for part in row) for row in rows):
         return None
     return [(name, value, dist) for name, value, dist in rows]
 
@@ -330,8 +342,9 @@ def _before_hook(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: 
     stack.append(time.perf_counter())
 
 
-def _after_hook(outcome: pluggy.Result[object], hook_name: str, hook_impls: Sequence[pluggy.HookImpl],
-                kwargs: Mapping[str, object]) -> None:
+def _after_hook(
+    outcome: pluggy.Result[object], hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, object]
+) -> None:
     # One line per call, written when it returns. Argument names only: their values
     # (settings, nodes) are large, and what a plugin did with them is in its own lines.
     stack = getattr(_call_starts, "stack", None)
@@ -411,6 +424,5 @@ def plugin_infos() -> list[PluginInfo]:
     for name, plugin in pm.list_name_plugin():
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
-        infos.append(PluginInfo(name, _version(_dists.get(name)), module, tuple(hooks),
-                                tuple(owners.get(name, []))))
+        infos.append(PluginInfo(name, _version(_dists.get(name)), module, tuple(hooks), tuple(owners.get(name, []))))
     return sorted(infos, key=lambda info: info.name)

@@ -26,8 +26,7 @@ STREAMS = ("stdout", "stderr")
 class PrefixedLines:
     """The ``output(node_id, stream, chunk)`` callback of ``ess_run_command``, thread-safe."""
 
-    def __init__(self, node_ids: Iterable[str], stdout: TextIO | None = None,
-                 stderr: TextIO | None = None) -> None:
+    def __init__(self, node_ids: Iterable[str], stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         ids = list(node_ids)
         self.width = max((len(i) for i in ids), default=0)
         self._targets = {"stdout": stdout or sys.stdout, "stderr": stderr or sys.stderr}
@@ -82,7 +81,7 @@ def _complete_lines(buffer: bytearray) -> list[bytes]:
             lines.append(bytes(buffer[start:end]))
             start = end + 1
         elif len(buffer) - start >= LINE_LIMIT:
-            lines.append(bytes(buffer[start:start + LINE_LIMIT]))
+            lines.append(bytes(buffer[start : start + LINE_LIMIT]))
             start += LINE_LIMIT
         else:
             break

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None,
-                 interval: float = 10.0, quiet: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, tty: bool | None = None, interval: float = 10.0, quiet: bool = False
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.interval = interval
@@ -117,8 +118,11 @@ class Progress:
 
     def _end_locked(self) -> None:
         if self._label:
-            log.debug("stage done: %s%s in %.3f s", self._label,
-                      f" {self._done}/{self._total}" if self._total is not None else "",
-                      time.monotonic() - self._started)
+            log.debug(
+                "stage done: %s%s in %.3f s",
+                self._label,
+                f" {self._done}/{self._total}" if self._total is not None else "",
+                time.monotonic() - self._started,
+            )
             self._emit(final=True, force=True)
         self._label = ""

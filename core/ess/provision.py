@@ -59,8 +59,9 @@ class CreateResult:
 def launch_request(settings: Settings, count: int, min_count: int | None = None) -> LaunchRequest:
     """A new launch with a fresh id and the tags every node must carry from birth."""
     if min_count is not None and not 1 <= min_count <= count:
-        raise UsageError(f"--min: {min_count} must be between 1 and the node count {count} "
-                         f"(try --min {max(1, count // 2)})")
+        raise UsageError(
+            f"--min: {min_count} must be between 1 and the node count {count} (try --min {max(1, count // 2)})"
+        )
     launch_id = uuid.uuid4().hex
     tags = {
         TAG_CLUSTER: settings.cluster,
@@ -88,8 +89,9 @@ def _user() -> str:
         return "unknown"
 
 
-def prepare(backend: Backend, settings: Settings, count: int | None = None, min_count: int | None = None,
-            *, verify: bool = True) -> LaunchRequest:
+def prepare(
+    backend: Backend, settings: Settings, count: int | None = None, min_count: int | None = None, *, verify: bool = True
+) -> LaunchRequest:
     """The one way to get a launch ready: a new :class:`LaunchRequest` for ``count`` nodes
     (default: what the backend would make), checked by :func:`preflight`, carrying the
     backend's plan for :func:`create`. Raises UsageError before anything is launched."""
@@ -99,30 +101,33 @@ def prepare(backend: Backend, settings: Settings, count: int | None = None, min_
     return preflight(backend, settings, request, verify=verify)
 
 
-def preflight(backend: Backend, settings: Settings, request: LaunchRequest, *,
-              verify: bool = True) -> LaunchRequest:
+def preflight(backend: Backend, settings: Settings, request: LaunchRequest, *, verify: bool = True) -> LaunchRequest:
     """Every check that costs nothing: the backend's, then the plugins' (which may veto).
 
     Returns ``request`` with the backend's plan (what its preflight returned) in ``plan``.
     """
-    missing = [key for key, spec in settings.specs.items()
-               if spec.required and settings.get(key) in (None, "")]
+    missing = [key for key, spec in settings.specs.items() if spec.required and settings.get(key) in (None, "")]
     if missing:
         key = missing[0]
-        raise UsageError(f"{settings.where(key)}: required for create "
-                         f"(set it in {how_to_set(settings.specs[key])})")
+        raise UsageError(f"{settings.where(key)}: required for create (set it in {how_to_set(settings.specs[key])})")
     plan = backend.preflight(settings, request)
     try:
         access: Access | None = backend.access(settings)
     except NotSupported:
         access = None
-    get_plugin_manager().hook.ess_before_create(settings=settings, count=request.count, access=access,
-                                                verify=verify)
+    get_plugin_manager().hook.ess_before_create(settings=settings, count=request.count, access=access, verify=verify)
     return replace(request, plan=plan)
 
 
-def create(backend: Backend, settings: Settings, request: LaunchRequest, progress: Progress, *,
-           verify: bool = True, keep_on_failure: bool = False) -> CreateResult:
+def create(
+    backend: Backend,
+    settings: Settings,
+    request: LaunchRequest,
+    progress: Progress,
+    *,
+    verify: bool = True,
+    keep_on_failure: bool = False,
+) -> CreateResult:
     """Launch, wait, verify and run after-create hooks; roll back on any failure.
 
     ``request`` comes from :func:`prepare`. With ``request.min_count < request.count``,
@@ -132,8 +137,14 @@ def create(backend: Backend, settings: Settings, request: LaunchRequest, progres
     launched: list[Node] = []
     try:
         with sigterm_as_interrupt():
-            log.debug("create: launch %s of %d node(s) (at least %d) on %s, cluster %r", request.launch_id,
-                      request.count, request.min_count, backend.name, settings.cluster)
+            log.debug(
+                "create: launch %s of %d node(s) (at least %d) on %s, cluster %r",
+                request.launch_id,
+                request.count,
+                request.min_count,
+                backend.name,
+                settings.cluster,
+            )
             progress.stage(f"launching {request.count}")
             launched = backend.create(settings, request, progress)
             progress.finish()
@@ -149,22 +160,31 @@ def create(backend: Backend, settings: Settings, request: LaunchRequest, progres
             return result
     except BaseException as exc:
         progress.finish()
-        log.debug("create: failed with %s after launching %s; %s", type(exc).__name__, _ids(launched),
-                  "keeping them (--keep-on-failure)" if keep_on_failure else "rolling back")
+        log.debug(
+            "create: failed with %s after launching %s; %s",
+            type(exc).__name__,
+            _ids(launched),
+            "keeping them (--keep-on-failure)" if keep_on_failure else "rolling back",
+        )
         if keep_on_failure:
             ids = ", ".join(n.id for n in launched) or f"tag {TAG_LAUNCH}={request.launch_id}"
-            warn(f"ess: --keep-on-failure: keeping the nodes of this run ({ids}); "
-                 f"remove them with: ess instance {backend.name} terminate all", progress)
+            warn(
+                f"ess: --keep-on-failure: keeping the nodes of this run ({ids}); "
+                f"remove them with: ess instance {backend.name} terminate all",
+                progress,
+            )
         else:
             rollback(backend, settings, request, launched, progress)
         if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted("interrupted; " + ("nodes kept" if keep_on_failure
-                                                 else "the nodes of this run were terminated")) from None
+            raise Interrupted(
+                "interrupted; " + ("nodes kept" if keep_on_failure else "the nodes of this run were terminated")
+            ) from None
         raise
 
 
-def _verify_new(backend: Backend, settings: Settings, nodes: list[Node], request: LaunchRequest,
-                progress: Progress) -> CreateResult:
+def _verify_new(
+    backend: Backend, settings: Settings, nodes: list[Node], request: LaunchRequest, progress: Progress
+) -> CreateResult:
     checks = check(backend, settings, nodes, progress)
     failed_ids = {c.node_id for c in checks if not c.ok}
     if not failed_ids:
@@ -172,14 +192,15 @@ def _verify_new(backend: Backend, settings: Settings, nodes: list[Node], request
     good = [n for n in nodes if n.id not in failed_ids]
     if len(good) >= request.min_count and request.min_count < request.count:
         bad = [n for n in nodes if n.id in failed_ids]
-        warn(f"ess: {len(bad)} node(s) failed verification and are terminated "
-             f"(--min {request.min_count} allows it): {', '.join(n.id for n in bad)}", progress)
+        warn(
+            f"ess: {len(bad)} node(s) failed verification and are terminated "
+            f"(--min {request.min_count} allows it): {', '.join(n.id for n in bad)}",
+            progress,
+        )
         backend.terminate(settings, bad, progress)
         progress.finish()
-        return CreateResult(nodes=good, checks=[c for c in checks if c.node_id not in failed_ids],
-                            dropped=bad)
-    raise EssError(f"verification failed on {len(failed_ids)} of {len(nodes)} node(s): "
-                   + describe_failures(checks))
+        return CreateResult(nodes=good, checks=[c for c in checks if c.node_id not in failed_ids], dropped=bad)
+    raise EssError(f"verification failed on {len(failed_ids)} of {len(nodes)} node(s): " + describe_failures(checks))
 
 
 def _ids(nodes: list[Node], limit: int = 10) -> str:
@@ -195,8 +216,9 @@ def describe_failures(checks: list[CheckResult], limit: int = 5) -> str:
     return text + (f"; and {len(failed) - limit} more" if len(failed) > limit else "")
 
 
-def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launched: list[Node],
-             progress: Progress) -> None:
+def rollback(
+    backend: Backend, settings: Settings, request: LaunchRequest, launched: list[Node], progress: Progress
+) -> None:
     """Terminate every node of this launch: those returned, and any found by the launch tag."""
     with deferred_interrupts(progress):
         log.debug("rollback: listing the cluster for nodes tagged %s=%s", TAG_LAUNCH, request.launch_id)
@@ -207,8 +229,12 @@ def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launc
             warn(f"ess: could not list nodes during cleanup ({exc})", progress)
         victims = {n.id: n for n in launched}
         victims.update({n.id: n for n in found})
-        log.debug("rollback: %d returned by the launch, %d found by tag; terminating %s", len(launched),
-                  len(found), _ids(list(victims.values())))
+        log.debug(
+            "rollback: %d returned by the launch, %d found by tag; terminating %s",
+            len(launched),
+            len(found),
+            _ids(list(victims.values())),
+        )
         if not victims:
             return
         try:
@@ -217,11 +243,16 @@ def rollback(backend: Backend, settings: Settings, request: LaunchRequest, launc
             log.debug("rollback: terminated %d node(s)", len(victims))
         except Exception as exc:
             log.debug("rollback: terminate failed: %s: %s", type(exc).__name__, exc)
-            warn(f"ess: CLEANUP FAILED ({exc}); nodes tagged {TAG_LAUNCH}={request.launch_id} "
-                 f"may still run: ess instance {backend.name} terminate all --yes", progress)
+            warn(
+                f"ess: CLEANUP FAILED ({exc}); nodes tagged {TAG_LAUNCH}={request.launch_id} "
+                f"may still run: ess instance {backend.name} terminate all --yes",
+                progress,
+            )
             return
-        warn(f"ess: cleaned up: terminated {len(victims)} node(s) launched by this run "
-             f"({', '.join(sorted(victims))})", progress)
+        warn(
+            f"ess: cleaned up: terminated {len(victims)} node(s) launched by this run ({', '.join(sorted(victims))})",
+            progress,
+        )
 
 
 def check(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> list[CheckResult]:
@@ -229,8 +260,9 @@ def check(backend: Backend, settings: Settings, nodes: list[Node], progress: Pro
     if not nodes:
         return []
     access = backend.access(settings)
-    answers = get_plugin_manager().hook.ess_check_nodes(nodes=nodes, access=access, settings=settings,
-                                                        progress=progress)
+    answers = get_plugin_manager().hook.ess_check_nodes(
+        nodes=nodes, access=access, settings=settings, progress=progress
+    )
     progress.finish()
     results = [result for answer in answers for result in (answer or [])]
     if not answers:
@@ -265,7 +297,7 @@ def reachable(targets: list[Node]) -> list[Node]:
 
 
 def no_running_nodes(backend: Backend, settings: Settings, nodes: list[Node]) -> EssError:
-    """"No running nodes", with the command that actually helps for what the cluster holds."""
+    """ "No running nodes", with the command that actually helps for what the cluster holds."""
     from .hints import create_example  # the same runnable line as `list` and --help show
 
     name, cluster = backend.name, settings.cluster
@@ -294,14 +326,14 @@ def lost_message(node: Node) -> str:
 
 def lost_checks(nodes: list[Node]) -> list[CheckResult]:
     """One failed result per lost node, so verdicts and tables count it as failed."""
-    return [CheckResult(n.id, "state", False, lost_message(n), attempts=0, address=n.address)
-            for n in nodes if n.lost]
+    return [CheckResult(n.id, "state", False, lost_message(n), attempts=0, address=n.address) for n in nodes if n.lost]
 
 
 def state_checks(nodes: list[Node]) -> list[CheckResult]:
     """``status`` without ``--ssh``: running nodes pass, lost nodes fail, the rest abstain."""
-    return ([CheckResult(n.id, "state", True, attempts=0, address=n.address)
-             for n in nodes if n.state == RUNNING] + lost_checks(nodes))
+    return [
+        CheckResult(n.id, "state", True, attempts=0, address=n.address) for n in nodes if n.state == RUNNING
+    ] + lost_checks(nodes)
 
 
 def verdict(checks: list[CheckResult]) -> None:
@@ -310,8 +342,7 @@ def verdict(checks: list[CheckResult]) -> None:
     if not failed:
         return
     total = len({c.node_id for c in checks})
-    raise verdict_error(len(failed), total, f"{len(failed)} of {total} node(s) failed: "
-                        + describe_failures(checks))
+    raise verdict_error(len(failed), total, f"{len(failed)} of {total} node(s) failed: " + describe_failures(checks))
 
 
 def verdict_error(failed: int, total: int, message: str) -> EssError:
@@ -328,8 +359,10 @@ def select(backend: Backend, settings: Settings, targets: list[str]) -> list[Nod
     by_id = {n.id: n for n in current}
     unknown = [t for t in targets if t not in by_id]
     if unknown:
-        raise UsageError(f"{unknown[0]}: not a node of cluster {settings.cluster!r} "
-                         f"(ess instance {backend.name} list shows its nodes; nothing was changed)")
+        raise UsageError(
+            f"{unknown[0]}: not a node of cluster {settings.cluster!r} "
+            f"(ess instance {backend.name} list shows its nodes; nothing was changed)"
+        )
     return [by_id[t] for t in dict.fromkeys(targets)]
 
 
@@ -342,8 +375,12 @@ def power_targets(nodes: list[Node], verb: str) -> list[Node]:
     wanted = {STOPPED, STOPPING} if verb == "stop" else {RUNNING, PENDING}
     # A node that is gone (a lost node EC2 still lists as terminated) can be neither stopped
     # nor started: it is left out of the confirmation and the work, not skipped by the backend.
-    return [n for n in nodes if n.state not in (TERMINATED, SHUTTING_DOWN)
-            and (n.state not in wanted or (verb == "stop" and n.lost and n.state == STOPPED))]
+    return [
+        n
+        for n in nodes
+        if n.state not in (TERMINATED, SHUTTING_DOWN)
+        and (n.state not in wanted or (verb == "stop" and n.lost and n.state == STOPPED))
+    ]
 
 
 def terminate_targets(nodes: list[Node], all_nodes: bool, include_adopted: bool) -> tuple[list[Node], list[Node]]:
@@ -358,8 +395,10 @@ def terminate_targets(nodes: list[Node], all_nodes: bool, include_adopted: bool)
     chosen = [n for n in nodes if n.state != TERMINATED]
     if not all_nodes or include_adopted:
         return chosen, []
-    return ([n for n in chosen if n.tags.get(TAG_ADOPTED) != "true"],
-            [n for n in chosen if n.tags.get(TAG_ADOPTED) == "true"])
+    return (
+        [n for n in chosen if n.tags.get(TAG_ADOPTED) != "true"],
+        [n for n in chosen if n.tags.get(TAG_ADOPTED) == "true"],
+    )
 
 
 def terminate(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> None:
@@ -387,8 +426,9 @@ def power(backend: Backend, settings: Settings, nodes: list[Node], verb: str, pr
     progress.finish()
 
 
-def adopt(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress,
-          tags: dict[str, str] | None = None) -> None:
+def adopt(
+    backend: Backend, settings: Settings, nodes: list[Node], progress: Progress, tags: dict[str, str] | None = None
+) -> None:
     """Make ``nodes`` (from ``backend.adoptable``) members of the cluster (``add``), with
     ``tags`` (default :func:`membership_tags`; the CLI passes those it showed)."""
     with interruptible(backend, "add"):
@@ -426,8 +466,9 @@ def interruptible(backend: Backend, command: str) -> Iterator[None]:
         with sigterm_as_interrupt():
             yield
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted during {command} (see where the cluster stands with: "
-                          f"ess instance {backend.name} list)") from None
+        raise Interrupted(
+            f"interrupted during {command} (see where the cluster stands with: ess instance {backend.name} list)"
+        ) from None
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

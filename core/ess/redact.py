@@ -14,11 +14,9 @@ import re
 MASK = "****"
 _secrets: set[str] = set()
 # Private key blocks are never legitimate output, whoever registered them.
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)",
-                          re.S)
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S)
 # botocore can echo signed headers and query strings at DEBUG level.
-_SIGNATURE = re.compile(r"(Signature=|X-Amz-Security-Token[=:]\s*|aws_secret_access_key[=:]\s*)[^\s,&'\"]+",
-                        re.I)
+_SIGNATURE = re.compile(r"(Signature=|X-Amz-Security-Token[=:]\s*|aws_secret_access_key[=:]\s*)[^\s,&'\"]+", re.I)
 
 
 # What AWS credentials look like, for text read before any secret is known (a credential

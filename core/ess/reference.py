@@ -76,8 +76,10 @@ def _table(specs: list[SettingSpec]) -> list[str]:
         if spec.choices:
             extra.append("one of " + ", ".join(f"`{c}`" for c in spec.choices if c))
         if spec.minimum is not None or spec.maximum is not None:
-            extra.append(f"range {spec.minimum if spec.minimum is not None else ''}.."
-                         f"{spec.maximum if spec.maximum is not None else ''}")
+            extra.append(
+                f"range {spec.minimum if spec.minimum is not None else ''}.."
+                f"{spec.maximum if spec.maximum is not None else ''}"
+            )
         help_text = spec.help.replace("|", "\\|") + (f" ({'; '.join(extra)})" if extra else "")
         cells = [f"`{spec.key}`", spec.type, _default(spec), f"`{spec.env}`", flag, help_text]
         lines.append("| " + " | ".join(cells) + " |")
@@ -92,9 +94,13 @@ def config_reference() -> str:
     out += _table(list(CORE_SETTINGS))
     shared = [spec for answer in get_plugin_manager().hook.ess_settings() for spec in (answer or [])]
     if shared:
-        out += ["", "## Checks (every backend)", "",
-                "Declared by health-check plugins through `ess_settings`; set them in any backend's section.",
-                ""]
+        out += [
+            "",
+            "## Checks (every backend)",
+            "",
+            "Declared by health-check plugins through `ess_settings`; set them in any backend's section.",
+            "",
+        ]
         out += _table(sorted(shared, key=lambda s: s.key))
     for name, backend in sorted(backends().items()):
         out += ["", f"## `{name}` backend", "", backend.description, ""]

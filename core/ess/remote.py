@@ -29,9 +29,14 @@ def _with_lost(targets: list[Node], results: list[CommandResult]) -> list[Comman
     return [by_id[n.id] for n in targets if n.id in by_id]
 
 
-def run_command(backend: Backend, settings: Settings, command: str, progress: Progress,
-                output: Callable[[str, str, bytes], None] | None = None,
-                targets: list[Node] | None = None) -> list[CommandResult]:
+def run_command(
+    backend: Backend,
+    settings: Settings,
+    command: str,
+    progress: Progress,
+    output: Callable[[str, str, bytes], None] | None = None,
+    targets: list[Node] | None = None,
+) -> list[CommandResult]:
     """``command`` on every running node (streamed to ``output``), lost nodes as failures.
 
     ``targets``: the nodes from :func:`ess.provision.health_targets`, if already listed.
@@ -41,24 +46,35 @@ def run_command(backend: Backend, settings: Settings, command: str, progress: Pr
     results: list[CommandResult] = []
     if running:
         answer = get_plugin_manager().hook.ess_run_command(
-            nodes=running, command=command, access=backend.access(settings), settings=settings,
-            progress=progress, output=output)
+            nodes=running,
+            command=command,
+            access=backend.access(settings),
+            settings=settings,
+            progress=progress,
+            output=output,
+        )
         if answer is None:
             raise no_runner("exec")
         results = list(answer)
     return _with_lost(targets, results)
 
 
-def push_files(backend: Backend, settings: Settings, source: Path, destination: str,
-               progress: Progress) -> list[CommandResult]:
+def push_files(
+    backend: Backend, settings: Settings, source: Path, destination: str, progress: Progress
+) -> list[CommandResult]:
     """Copy ``source`` to every running node; lost nodes as failures."""
     targets = health_targets(backend, settings)
     running = reachable(targets)
     results: list[CommandResult] = []
     if running:
         answer = get_plugin_manager().hook.ess_push_files(
-            nodes=running, source=source, destination=destination, access=backend.access(settings),
-            settings=settings, progress=progress)
+            nodes=running,
+            source=source,
+            destination=destination,
+            access=backend.access(settings),
+            settings=settings,
+            progress=progress,
+        )
         if answer is None:
             raise no_runner("push")
         results = list(answer)
@@ -66,8 +82,9 @@ def push_files(backend: Backend, settings: Settings, source: Path, destination: 
 
 
 def no_runner(hook: str) -> UsageError:
-    return UsageError(f"{hook}: no installed plugin runs commands on nodes "
-                      "(ess's ssh plugin does: check `ess plugins`)")
+    return UsageError(
+        f"{hook}: no installed plugin runs commands on nodes (ess's ssh plugin does: check `ess plugins`)"
+    )
 
 
 def verdict(results: list[CommandResult], what: str) -> None:
@@ -76,5 +93,6 @@ def verdict(results: list[CommandResult], what: str) -> None:
         return
     names = ", ".join(f"{r.node_id} ({r.error or f'exit {r.exit_code}'})" for r in failed[:5])
     more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-    raise verdict_error(len(failed), len(results),
-                        f"{what} failed on {len(failed)} of {len(results)} node(s): {names}{more}")
+    raise verdict_error(
+        len(failed), len(results), f"{what} failed on {len(failed)} of {len(results)} node(s): {names}{more}"
+    )

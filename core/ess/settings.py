@@ -27,15 +27,21 @@ CONFIG_NAMES = ("instance.conf", "instance.toml")
 #: Settings the core itself reads, for every backend.
 CORE_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
-        "cluster", default="default", flag="--cluster",
-        commands=("*",), pattern=CLUSTER_NAME.pattern, pattern_help=CLUSTER_NAME_HELP,
+        "cluster",
+        default="default",
+        flag="--cluster",
+        commands=("*",),
+        pattern=CLUSTER_NAME.pattern,
+        pattern_help=CLUSTER_NAME_HELP,
         help="Name of the cluster; nodes are tagged ess:cluster=<name> and every command "
-             "acts only on nodes with that tag (it also names the cluster's state files).",
+        "acts only on nodes with that tag (it also names the cluster's state files).",
     ),
     SettingSpec(
-        "wait_timeout", type="float", default=600.0, minimum=1,
-        help="Seconds `create` waits for new nodes to reach the running state before it "
-             "gives up and rolls back.",
+        "wait_timeout",
+        type="float",
+        default=600.0,
+        minimum=1,
+        help="Seconds `create` waits for new nodes to reach the running state before it gives up and rolls back.",
     ),
 )
 
@@ -64,11 +70,11 @@ def find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | No
 
 def _must_exist(path: Path, origin: str) -> Path:
     if path.is_dir():
-        raise UsageError(f"{origin} {path}: is a folder, not a config file "
-                         "(name the instance.conf or instance.toml inside it)")
+        raise UsageError(
+            f"{origin} {path}: is a folder, not a config file (name the instance.conf or instance.toml inside it)"
+        )
     if not path.exists():
-        raise UsageError(f"{origin} {path}: no such file (check the path, or omit {origin} "
-                         "to use ./instance.conf)")
+        raise UsageError(f"{origin} {path}: no such file (check the path, or omit {origin} to use ./instance.conf)")
     return path
 
 
@@ -92,8 +98,9 @@ def read_config(path: Path) -> dict[str, dict[str, Any]]:
     warn_if_world_writable(path)
     sections = get_plugin_manager().hook.ess_load_config(path=path, text=text)
     if sections is None:
-        raise UsageError(f"{path}: no installed loader reads this format "
-                         "(use .conf/.ini or .toml, or install a loader plugin)")
+        raise UsageError(
+            f"{path}: no installed loader reads this format (use .conf/.ini or .toml, or install a loader plugin)"
+        )
     return sections
 
 
@@ -103,8 +110,9 @@ def warn_if_world_writable(path: Path) -> None:
     except OSError:
         return
     if mode & stat.S_IWOTH:
-        warn(f"ess: warning: {path} is writable by every user; anyone could change what "
-             f"ess launches (chmod o-w {path})")
+        warn(
+            f"ess: warning: {path} is writable by every user; anyone could change what ess launches (chmod o-w {path})"
+        )
 
 
 def find_section(sections: Mapping[str, Mapping[str, Any]], backend: str) -> str | None:
@@ -162,12 +170,12 @@ def resolve(
         elif env.get(spec.env) not in (None, ""):
             values[key] = Value(coerce(spec, env[spec.env], spec.env), spec.env)
         elif key in file_values:
-            values[key] = Value(coerce(spec, file_values[key], f"{file_label} {key}"),
-                                str(config_path) if config_path else "config")
+            values[key] = Value(
+                coerce(spec, file_values[key], f"{file_label} {key}"), str(config_path) if config_path else "config"
+            )
         else:
             values[key] = Value(spec.default, "default")
-    return Settings(backend=backend, values=values, specs=dict(specs),
-                    config_path=config_path, section=section)
+    return Settings(backend=backend, values=values, specs=dict(specs), config_path=config_path, section=section)
 
 
 def check_sections(sections: Mapping[str, Any], backend: str, config_path: Path | None) -> None:
@@ -181,9 +189,12 @@ def check_sections(sections: Mapping[str, Any], backend: str, config_path: Path 
             continue
         where = f"{config_path} [{name}]" if config_path else f"[{name}]"
         close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
-        hint = (f" (did you mean [{known[close[0]]}]?)" if close else
-                f" (no installed backend is named {name!r}: remove the section, or install the "
-                "plugin that provides it; `ess plugins` lists the backends)")
+        hint = (
+            f" (did you mean [{known[close[0]]}]?)"
+            if close
+            else f" (no installed backend is named {name!r}: remove the section, or install the "
+            "plugin that provides it; `ess plugins` lists the backends)"
+        )
         raise UsageError(f"{where}: unknown section{hint}")
 
 
@@ -211,15 +222,14 @@ def coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
     except UsageError as exc:
         message = str(exc)
         if message.startswith(where):
-            raise UsageError(where + mask_credentials(message[len(where):])) from None
+            raise UsageError(where + mask_credentials(message[len(where) :])) from None
         raise UsageError(mask_credentials(message)) from None
 
 
 def _coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
     if isinstance(raw, str):
         if len(raw) > MAX_VALUE_LENGTH:
-            raise UsageError(f"{where}: value is {len(raw)} characters long "
-                             f"(at most {MAX_VALUE_LENGTH})")
+            raise UsageError(f"{where}: value is {len(raw)} characters long (at most {MAX_VALUE_LENGTH})")
         raw = raw.strip()
     kind = spec.type
     if kind == "bool":
@@ -237,8 +247,9 @@ def _coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
             raise UsageError(f"{where}: contains a control character (use plain text)")
         if spec.pattern is not None and not re.fullmatch(spec.pattern, raw):
             shown = "the value" if spec.secret else _excerpt(raw)
-            raise UsageError(f"{where}: {shown} is not a valid {spec.key} "
-                             f"({spec.pattern_help or 'it must match ' + spec.pattern})")
+            raise UsageError(
+                f"{where}: {shown} is not a valid {spec.key} ({spec.pattern_help or 'it must match ' + spec.pattern})"
+            )
         value = raw
     else:  # pragma: no cover - a plugin declared an unknown type
         raise UsageError(f"{where}: setting type {kind!r} is not known to ess")
@@ -301,8 +312,13 @@ def _to_list(raw: Any, where: str) -> list[str]:
     raise UsageError(f"{where}: expected a list of names, got {_describe(raw)}")
 
 
-def load_settings(backend: Any, config: Path | None = None, *, cli: Mapping[str, Any] | None = None,
-                  env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    backend: Any,
+    config: Path | None = None,
+    *,
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
     """Settings for a :class:`~ess.backend.Backend` object: its specs, every plugin's, the core's.
 
     The one call a command (or a plugin's test) needs: ``load_settings(backend, path)``.

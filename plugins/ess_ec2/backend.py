@@ -63,7 +63,6 @@ def client_token(launch_id: str) -> str:
     return "ess-" + hashlib.sha256(launch_id.encode()).hexdigest()[:48]
 
 
-
 class Ec2Backend(Backend):
     """Amazon EC2 instances, selected by their ess:cluster tag."""
 
@@ -103,8 +102,10 @@ class Ec2Backend(Backend):
                 MinCount=request.min_count,
                 MaxCount=request.count,
                 ClientToken=client_token(request.launch_id),
-                TagSpecifications=[{"ResourceType": "instance", "Tags": tags},
-                                   {"ResourceType": "volume", "Tags": tags}],
+                TagSpecifications=[
+                    {"ResourceType": "instance", "Tags": tags},
+                    {"ResourceType": "volume", "Tags": tags},
+                ],
                 **plan.run_arguments(),
             )
         except Exception as exc:
@@ -118,8 +119,9 @@ class Ec2Backend(Backend):
         session.remember(instances, self.clock(), launched=True)
         return [self._node(i, settings) for i in instances]
 
-    def _reconcile(self, aws: aws_client.Aws, request: LaunchRequest, replied: list[dict],
-                   attempts: int, progress: Progress) -> list[dict]:
+    def _reconcile(
+        self, aws: aws_client.Aws, request: LaunchRequest, replied: list[dict], attempts: int, progress: Progress
+    ) -> list[dict]:
         """After a retried RunInstances, keep exactly ``request.count`` of this launch's instances.
 
         An earlier attempt whose reply was lost may have launched too (real EC2 honours the
@@ -127,54 +129,72 @@ class Ec2Backend(Backend):
         launch's ``ess:launch`` tag finds every instance, the ones this reply named are kept
         first, and the surplus goes in one TerminateInstances call.
         """
-        filters = [{"Name": f"tag:{TAG_LAUNCH}", "Values": [request.launch_id]},
-                   {"Name": "instance-state-name", "Values": [PENDING, RUNNING]}]
+        filters = [
+            {"Name": f"tag:{TAG_LAUNCH}", "Values": [request.launch_id]},
+            {"Name": "instance-state-name", "Values": [PENDING, RUNNING]},
+        ]
         try:
             with aws_client.translated(aws, "check the retried launch for duplicates"):
                 found = aws_client.describe_filtered(aws, filters)
         except EssError as exc:
             # The instances exist and carry the launch tag: `list` and `terminate all` see them.
-            ess_log.warn(f"ess: RunInstances was retried; could not check for duplicate instances "
-                         f"({exc}); check with: ess instance ec2 list", progress)
+            ess_log.warn(
+                f"ess: RunInstances was retried; could not check for duplicate instances "
+                f"({exc}); check with: ess instance ec2 list",
+                progress,
+            )
             return replied
         first = {i["InstanceId"] for i in replied}
-        ranked = sorted({i["InstanceId"]: i for i in [*replied, *found]}.values(),
-                        key=lambda i: (i["InstanceId"] not in first, str(i.get("LaunchTime", "")),
-                                       i["InstanceId"]))
-        keep, extra = ranked[:request.count], ranked[request.count:]
+        ranked = sorted(
+            {i["InstanceId"]: i for i in [*replied, *found]}.values(),
+            key=lambda i: (i["InstanceId"] not in first, str(i.get("LaunchTime", "")), i["InstanceId"]),
+        )
+        keep, extra = ranked[: request.count], ranked[request.count :]
         if extra:
             ids = [i["InstanceId"] for i in extra]
             with aws_client.translated(aws, "terminate duplicate instances"):
                 membership.tag(aws, ids, {TAG_DESIRED: TERMINATED})
                 aws_client.act(aws, "terminate_instances", ids)
-            ess_log.warn(f"ess: RunInstances was retried ({attempts} attempts); found {len(ranked)} "
-                         f"instances of this launch, terminated {len(extra)} extra: "
-                         f"{', '.join(sorted(ids)[:10])}{' ...' if len(ids) > 10 else ''}", progress)
+            ess_log.warn(
+                f"ess: RunInstances was retried ({attempts} attempts); found {len(ranked)} "
+                f"instances of this launch, terminated {len(extra)} extra: "
+                f"{', '.join(sorted(ids)[:10])}{' ...' if len(ids) > 10 else ''}",
+                progress,
+            )
         return keep
 
     @staticmethod
-    def _launch_error(exc: BaseException, aws: aws_client.Aws, plan: LaunchPlan,
-                      request: LaunchRequest) -> EssError:
+    def _launch_error(exc: BaseException, aws: aws_client.Aws, plan: LaunchPlan, request: LaunchRequest) -> EssError:
         code = aws_client.error_code(exc)
         message = aws_client.error_message(exc)
         if code == "InsufficientInstanceCapacity":
             match = _ZONE.search(message)
             zone = plan.zone or (match.group(1) if match else f"the zone EC2 chose in {aws.region}")
-            return EssError(f"EC2 has not enough {plan.instance_type} capacity in {zone} for "
-                            f"{request.min_count} node(s) right now (try another --type, another "
-                            "subnet_id in another zone, or fewer nodes with --number / --min)")
+            return EssError(
+                f"EC2 has not enough {plan.instance_type} capacity in {zone} for "
+                f"{request.min_count} node(s) right now (try another --type, another "
+                "subnet_id in another zone, or fewer nodes with --number / --min)"
+            )
         if code in ("InstanceLimitExceeded", "VcpuLimitExceeded"):
-            return EssError(f"EC2 quota reached in {aws.region} for {request.count} x "
-                            f"{plan.instance_type} ({code}) (launch fewer nodes, terminate unused "
-                            "ones, or ask AWS for a higher quota)")
+            return EssError(
+                f"EC2 quota reached in {aws.region} for {request.count} x "
+                f"{plan.instance_type} ({code}) (launch fewer nodes, terminate unused "
+                "ones, or ask AWS for a higher quota)"
+            )
         return aws_client.translate(exc, aws, "launch instances")
 
-    def wait(self, settings: Settings, nodes: list[Node], progress: Progress,
-             timeout: float) -> list[Node]:
+    def wait(self, settings: Settings, nodes: list[Node], progress: Progress, timeout: float) -> list[Node]:
         """Poll (one batched describe per round) until every node runs; raise at the deadline."""
         aws = session_for(settings).aws
-        found = self._poll(aws, [n.id for n in nodes], RUNNING, timeout, progress, "running",
-                           fail_states=(SHUTTING_DOWN, TERMINATED, STOPPING, STOPPED))
+        found = self._poll(
+            aws,
+            [n.id for n in nodes],
+            RUNNING,
+            timeout,
+            progress,
+            "running",
+            fail_states=(SHUTTING_DOWN, TERMINATED, STOPPING, STOPPED),
+        )
         return [self._node(found[n.id], settings) if n.id in found else n for n in nodes]
 
     # -- reading -----------------------------------------------------------------------
@@ -188,8 +208,10 @@ class Ec2Backend(Backend):
         """
         session = session_for(settings)
         aws = session.aws
-        filters = [{"Name": f"tag:{TAG_CLUSTER}", "Values": [settings.cluster]},
-                   {"Name": "instance-state-name", "Values": list(LISTED_STATES)}]
+        filters = [
+            {"Name": f"tag:{TAG_CLUSTER}", "Values": [settings.cluster]},
+            {"Name": "instance-state-name", "Values": list(LISTED_STATES)},
+        ]
         with aws_client.translated(aws, "list instances"):
             instances = aws_client.describe_filtered(aws, filters)
         mine, skipped = self._owned(settings, instances)
@@ -232,10 +254,12 @@ class Ec2Backend(Backend):
             return
         shown = "; ".join(f"{i} ({why})" for i, why in list(new.items())[:5])
         more = f"; and {len(new) - 5} more" if len(new) > 5 else ""
-        ess_log.warn(f"ess: skipped {len(new)} instance(s) tagged {TAG_CLUSTER}={settings.cluster} that "
-                     f"are not this cluster's: {shown}{more} (ess never touches them; to remove one on "
-                     "purpose: aws ec2 terminate-instances --instance-ids ID, or adopt it first with "
-                     "ess instance ec2 add ID)")
+        ess_log.warn(
+            f"ess: skipped {len(new)} instance(s) tagged {TAG_CLUSTER}={settings.cluster} that "
+            f"are not this cluster's: {shown}{more} (ess never touches them; to remove one on "
+            "purpose: aws ec2 terminate-instances --instance-ids ID, or adopt it first with "
+            "ess instance ec2 add ID)"
+        )
 
     @staticmethod
     def _node(instance: dict, settings: Settings) -> Node:
@@ -256,28 +280,54 @@ class Ec2Backend(Backend):
 
     def access(self, settings: Settings) -> Access:
         """ec2-user (or ``username``) with the key pair's private key."""
-        return Access(backend=self.name, cluster=settings.cluster,
-                      username=str(settings.get("username", "ec2-user")),
-                      key_file=keys.key_file(settings))
+        return Access(
+            backend=self.name,
+            cluster=settings.cluster,
+            username=str(settings.get("username", "ec2-user")),
+            key_file=keys.key_file(settings),
+        )
 
     # -- changing state ----------------------------------------------------------------
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Terminate the cluster's nodes among ``nodes`` (checked by tag) and wait until gone."""
-        self._change(settings, nodes, progress, "terminate_instances", TERMINATED, "terminating",
-                     skip_states=(TERMINATED,))
+        self._change(
+            settings, nodes, progress, "terminate_instances", TERMINATED, "terminating", skip_states=(TERMINATED,)
+        )
 
     def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Stop the cluster's nodes among ``nodes`` and wait until they are stopped."""
-        self._change(settings, nodes, progress, "stop_instances", STOPPED, "stopping",
-                     skip_states=(STOPPED, TERMINATED, SHUTTING_DOWN))
+        self._change(
+            settings,
+            nodes,
+            progress,
+            "stop_instances",
+            STOPPED,
+            "stopping",
+            skip_states=(STOPPED, TERMINATED, SHUTTING_DOWN),
+        )
 
     def start(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Start the cluster's stopped nodes among ``nodes`` and wait until they run."""
-        self._change(settings, nodes, progress, "start_instances", RUNNING, "starting",
-                     skip_states=(RUNNING, TERMINATED, SHUTTING_DOWN))
+        self._change(
+            settings,
+            nodes,
+            progress,
+            "start_instances",
+            RUNNING,
+            "starting",
+            skip_states=(RUNNING, TERMINATED, SHUTTING_DOWN),
+        )
 
-    def _change(self, settings: Settings, nodes: Iterable[Node], progress: Progress, operation: str,
-                target: str, label: str, skip_states: tuple[str, ...]) -> None:
+    def _change(
+        self,
+        settings: Settings,
+        nodes: Iterable[Node],
+        progress: Progress,
+        operation: str,
+        target: str,
+        label: str,
+        skip_states: tuple[str, ...],
+    ) -> None:
         session = session_for(settings)
         aws = session.aws
         nodes = list(nodes)
@@ -297,19 +347,31 @@ class Ec2Backend(Backend):
             ours = {inst["InstanceId"]: inst for inst in mine}
             if foreign:
                 shown = "; ".join(f"{i} ({why})" for i, why in sorted(foreign.items())[:10])
-                ess_log.warn(f"ess: skipped {len(foreign)} instance(s) that are not cluster "
-                             f"{settings.cluster!r}'s: {shown}", progress)
+                ess_log.warn(
+                    f"ess: skipped {len(foreign)} instance(s) that are not cluster {settings.cluster!r}'s: {shown}",
+                    progress,
+                )
             todo = [i for i, inst in ours.items() if inst["State"]["Name"] not in skip_states]
             if todo:
                 self._mark(aws, operation, todo, progress)
             if operation == "start_instances":
                 waiting = [i for i, inst in ours.items() if inst["State"]["Name"] == STOPPING]
                 if waiting:
-                    self._poll(aws, waiting, STOPPED, settings.get("wait_timeout", 600), progress,
-                               "stopped", fail_states=(TERMINATED, SHUTTING_DOWN))
+                    self._poll(
+                        aws,
+                        waiting,
+                        STOPPED,
+                        settings.get("wait_timeout", 600),
+                        progress,
+                        "stopped",
+                        fail_states=(TERMINATED, SHUTTING_DOWN),
+                    )
             replied = aws_client.act(aws, operation, todo) if todo else {}
-        watch = [i for i, inst in ours.items()
-                 if target == TERMINATED or inst["State"]["Name"] not in (TERMINATED, SHUTTING_DOWN)]
+        watch = [
+            i
+            for i, inst in ours.items()
+            if target == TERMINATED or inst["State"]["Name"] not in (TERMINATED, SHUTTING_DOWN)
+        ]
         # What EC2 answered (or had already described) may be final: no poll needed then.
         known = {i: replied.get(i) or ours[i]["State"]["Name"] for i in watch}
         if watch and any(state != target for state in known.values()):
@@ -319,8 +381,11 @@ class Ec2Backend(Backend):
                 if operation != "terminate_instances":
                     raise
                 # TerminateInstances was accepted; only the confirmation is out of reach.
-                ess_log.warn(f"ess: termination of {len(watch)} instance(s) was accepted but cannot be "
-                             f"confirmed while describe fails; check with: ess instance ec2 list", progress)
+                ess_log.warn(
+                    f"ess: termination of {len(watch)} instance(s) was accepted but cannot be "
+                    f"confirmed while describe fails; check with: ess instance ec2 list",
+                    progress,
+                )
 
     @staticmethod
     def _mark(aws: aws_client.Aws, operation: str, ids: list[str], progress: Progress) -> None:
@@ -337,8 +402,11 @@ class Ec2Backend(Backend):
                 raise
             # Terminating matters more than the mark: without it `list` may show the nodes
             # as lost ("terminated outside ess") until EC2 forgets them, about an hour.
-            ess_log.warn(f"ess: could not mark {len(ids)} instance(s) as terminated by ess "
-                         f"({aws_client.error_code(exc) or type(exc).__name__}); terminating anyway", progress)
+            ess_log.warn(
+                f"ess: could not mark {len(ids)} instance(s) as terminated by ess "
+                f"({aws_client.error_code(exc) or type(exc).__name__}); terminating anyway",
+                progress,
+            )
 
     # -- membership --------------------------------------------------------------------
     def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
@@ -358,8 +426,7 @@ class Ec2Backend(Backend):
         session.remember(instances, self.clock())
         return [self._node(i, settings) for i in instances]
 
-    def adopt(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str],
-              progress: Progress) -> None:
+    def adopt(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str], progress: Progress) -> None:
         """Tag ``nodes`` with the cluster's tags and a signed proof of the adoption.
 
         The proof (ownership.TAG_ADOPTED_PROOF) holds an HMAC of each instance id and the
@@ -415,8 +482,16 @@ class Ec2Backend(Backend):
         return deleted
 
     # -- polling -----------------------------------------------------------------------
-    def _poll(self, aws: aws_client.Aws, ids: list[str], target: str, timeout: float,
-              progress: Progress, label: str, fail_states: tuple[str, ...] = ()) -> dict[str, Any]:
+    def _poll(
+        self,
+        aws: aws_client.Aws,
+        ids: list[str],
+        target: str,
+        timeout: float,
+        progress: Progress,
+        label: str,
+        fail_states: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
         """Describe ``ids`` (batched) until all are in ``target``; EssError at the deadline.
 
         An id EC2 no longer knows counts as terminated (it was, long enough ago to vanish).
@@ -429,8 +504,9 @@ class Ec2Backend(Backend):
                 found = aws_client.describe(aws, ids)
             states = {i: (found[i]["State"]["Name"] if i in found else TERMINATED) for i in ids}
             done = sum(1 for s in states.values() if s == target)
-            log.debug("poll %s: %d/%d %s; waiting for %s", label, done, len(ids), target,
-                      ess_log.pending(states, target))
+            log.debug(
+                "poll %s: %d/%d %s; waiting for %s", label, done, len(ids), target, ess_log.pending(states, target)
+            )
             progress.update(done)
             if done == len(ids):
                 progress.finish()
@@ -438,20 +514,24 @@ class Ec2Backend(Backend):
             failed = {i: s for i, s in states.items() if s in fail_states}
             if failed:
                 progress.finish()
-                reasons = sorted({found[i].get("StateReason", {}).get("Message", s)
-                                  for i, s in failed.items() if i in found} or set(failed.values()))
+                reasons = sorted(
+                    {found[i].get("StateReason", {}).get("Message", s) for i, s in failed.items() if i in found}
+                    or set(failed.values())
+                )
                 went = "/".join(sorted(set(failed.values())))
-                raise EssError(f"EC2: {len(failed)} of {len(ids)} node(s) went {went} "
-                               f"instead of {target}: {'; '.join(reasons)[:300]} "
-                               f"({', '.join(sorted(failed)[:10])})")
+                raise EssError(
+                    f"EC2: {len(failed)} of {len(ids)} node(s) went {went} "
+                    f"instead of {target}: {'; '.join(reasons)[:300]} "
+                    f"({', '.join(sorted(failed)[:10])})"
+                )
             remaining = deadline - self.clock()
             if remaining <= 0:
                 progress.finish()
                 late = sorted(i for i, s in states.items() if s != target)
-                raise EssError(f"EC2: {len(late)} of {len(ids)} node(s) not {target} after "
-                               f"{timeout:.0f}s ({', '.join(late[:10])}{' ...' if len(late) > 10 else ''}) "
-                               "(check them in the EC2 console; `ess instance ec2 list` shows them)")
+                raise EssError(
+                    f"EC2: {len(late)} of {len(ids)} node(s) not {target} after "
+                    f"{timeout:.0f}s ({', '.join(late[:10])}{' ...' if len(late) > 10 else ''}) "
+                    "(check them in the EC2 console; `ess instance ec2 list` shows them)"
+                )
             self.sleep(min(remaining, delay * random.uniform(0.5, 1.0)))
             delay = min(delay * GROWTH, MAX_DELAY)
-
-

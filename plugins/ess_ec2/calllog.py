@@ -21,8 +21,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 #: Error codes botocore's standard retry mode retries (besides HTTP 5xx and connection errors).
-_THROTTLING = ("Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled",
-               "TooManyRequestsException", "EC2ThrottledException")
+_THROTTLING = (
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "EC2ThrottledException",
+)
 
 
 def install(client: Any) -> None:
@@ -66,9 +72,13 @@ def _started(params: dict[str, Any], model: Any, context: dict[str, Any], **_: A
     context["ess_call"] = {"started": time.monotonic(), "size": describe_size(params), "attempts": 0}
 
 
-def _attempted(context: dict[str, Any], response_dict: dict[str, Any] | None = None,
-               parsed_response: dict[str, Any] | None = None, exception: BaseException | None = None,
-               **kwargs: Any) -> None:
+def _attempted(
+    context: dict[str, Any],
+    response_dict: dict[str, Any] | None = None,
+    parsed_response: dict[str, Any] | None = None,
+    exception: BaseException | None = None,
+    **kwargs: Any,
+) -> None:
     """One send: log it only when it failed in a way botocore may retry (5xx, throttling, network)."""
     call = context.get("ess_call")
     if call is None:
@@ -82,8 +92,7 @@ def _attempted(context: dict[str, Any], response_dict: dict[str, Any] | None = N
     log.debug("%s attempt %d: %s (retryable)", _operation(kwargs), call["attempts"], what)
 
 
-def _finished(http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any],
-              **_: Any) -> None:
+def _finished(http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
     call = context.get("ess_call")
     if call is None:
         return
@@ -92,16 +101,28 @@ def _finished(http_response: Any, parsed: dict[str, Any], model: Any, context: d
     retries = int((parsed or {}).get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
     size = f" ({call['size']})" if call["size"] else ""
     outcome = f"HTTP {status}" + (f" {code}" if code else "")
-    log.debug("%s %s%s: %s in %.1f ms, attempt %d", _service(model), model.name, size, outcome,
-              (time.monotonic() - call["started"]) * 1000, retries + 1)
+    log.debug(
+        "%s %s%s: %s in %.1f ms, attempt %d",
+        _service(model),
+        model.name,
+        size,
+        outcome,
+        (time.monotonic() - call["started"]) * 1000,
+        retries + 1,
+    )
 
 
 def _failed(exception: BaseException, context: dict[str, Any], **kwargs: Any) -> None:
     call = context.get("ess_call")
     if call is None:
         return
-    log.debug("%s failed: %s in %.1f ms after %d attempt(s)", _operation(kwargs), type(exception).__name__,
-              (time.monotonic() - call["started"]) * 1000, max(call["attempts"], 1))
+    log.debug(
+        "%s failed: %s in %.1f ms after %d attempt(s)",
+        _operation(kwargs),
+        type(exception).__name__,
+        (time.monotonic() - call["started"]) * 1000,
+        max(call["attempts"], 1),
+    )
 
 
 def _service(model: Any) -> str:

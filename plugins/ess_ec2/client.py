@@ -30,11 +30,20 @@ CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
 
 #: Error codes that mean "these credentials are not accepted", whatever the operation.
-AUTH_CODES = frozenset({
-    "AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
-    "RequestExpired", "UnrecognizedClientException", "InvalidAccessKeyId", "OptInRequired",
-    "AccessDenied", "ExpiredTokenException",
-})
+AUTH_CODES = frozenset(
+    {
+        "AuthFailure",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "RequestExpired",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+        "OptInRequired",
+        "AccessDenied",
+        "ExpiredTokenException",
+    }
+)
 NOT_FOUND_IDS = "InvalidInstanceID.NotFound"
 _INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
 
@@ -52,8 +61,7 @@ def _loader() -> Any:
     return _shared_loader
 
 
-def build_session(credentials: Credentials | None, profile: str | None,
-                  where: str = "profile") -> boto3.Session:
+def build_session(credentials: Credentials | None, profile: str | None, where: str = "profile") -> boto3.Session:
     """A boto3 session from the CSV's key, else the named profile, else boto3's chain."""
     import boto3
     import botocore.session
@@ -63,15 +71,19 @@ def build_session(credentials: Credentials | None, profile: str | None,
     core.register_component("data_loader", _loader())
     try:
         if credentials is not None:
-            return boto3.Session(aws_access_key_id=credentials.access_key,
-                                 aws_secret_access_key=credentials.secret_key,
-                                 botocore_session=core)
+            return boto3.Session(
+                aws_access_key_id=credentials.access_key,
+                aws_secret_access_key=credentials.secret_key,
+                botocore_session=core,
+            )
         session = boto3.Session(profile_name=profile or None, botocore_session=core)
         core.get_scoped_config()  # a missing profile only shows when the config is read
         return session
     except ProfileNotFound:
-        raise UsageError(f"{where}: AWS profile {profile!r} is not in your AWS config "
-                         "(run `aws configure --profile NAME` or fix the profile name)") from None
+        raise UsageError(
+            f"{where}: AWS profile {profile!r} is not in your AWS config "
+            "(run `aws configure --profile NAME` or fix the profile name)"
+        ) from None
 
 
 def build_client(session: boto3.Session, service: str, region: str, max_attempts: int) -> Any:
@@ -114,8 +126,10 @@ def resolve_region(settings: Settings, session: boto3.Session) -> str:
     """The region setting, else AWS_DEFAULT_REGION / AWS_REGION / the profile's region."""
     region = settings.get("region") or session.region_name or os.environ.get("AWS_REGION")
     if not region:
-        raise UsageError(f"{settings.where('region')}: no AWS region is set (add `region: us-east-1` "
-                         "to the config, pass --region, or set AWS_DEFAULT_REGION)")
+        raise UsageError(
+            f"{settings.where('region')}: no AWS region is set (add `region: us-east-1` "
+            "to the config, pass --region, or set AWS_DEFAULT_REGION)"
+        )
     return str(region)
 
 
@@ -165,8 +179,9 @@ def connect(settings: Settings) -> Aws:
         source = f"AWS profile {profile!r}"
     else:
         source = "boto3's credential chain (environment, ~/.aws, SSO, instance role)"
-    return Aws(session=session, region=region, max_attempts=int(settings.get("api_max_attempts", 8)),
-               credential_source=source)
+    return Aws(
+        session=session, region=region, max_attempts=int(settings.get("api_max_attempts", 8)), credential_source=source
+    )
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -196,30 +211,42 @@ def translate(exc: BaseException, aws: Aws, action: str) -> EssError:
     )
 
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return UsageError("aws_credential: no AWS credentials found (set aws_credential to the access "
-                          "key CSV, pass --profile, or run `aws configure`)")
+        return UsageError(
+            "aws_credential: no AWS credentials found (set aws_credential to the access "
+            "key CSV, pass --profile, or run `aws configure`)"
+        )
     if isinstance(exc, ClientError):
         code = error_code(exc)
         if code in AUTH_CODES:
-            return UsageError(f"aws_credential: AWS rejected the credentials from {aws.credential_source} "
-                              f"while trying to {action} ({code}) (check the access key is active "
-                              "and the clock is right, or use another profile)")
+            return UsageError(
+                f"aws_credential: AWS rejected the credentials from {aws.credential_source} "
+                f"while trying to {action} ({code}) (check the access key is active "
+                "and the clock is right, or use another profile)"
+            )
         if code == "UnauthorizedOperation":
-            return UsageError(f"aws_credential: the credentials from {aws.credential_source} are not "
-                              f"allowed to {action} in {aws.region} (grant the IAM permissions listed "
-                              "in docs/ec2.md)")
+            return UsageError(
+                f"aws_credential: the credentials from {aws.credential_source} are not "
+                f"allowed to {action} in {aws.region} (grant the IAM permissions listed "
+                "in docs/ec2.md)"
+            )
         if code.isdigit():  # a bare HTTP status: no AWS error body (a proxy, or an outage)
             attempts = 1 + int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0))
-            return EssError(f"EC2: the endpoint {aws.endpoint} answered HTTP {code} {error_message(exc)} "
-                            f"to all {attempts} attempt(s) to {action} (a proxy or the AWS endpoint is "
-                            "failing; try again later, or check HTTPS_PROXY and AWS_ENDPOINT_URL)")
+            return EssError(
+                f"EC2: the endpoint {aws.endpoint} answered HTTP {code} {error_message(exc)} "
+                f"to all {attempts} attempt(s) to {action} (a proxy or the AWS endpoint is "
+                "failing; try again later, or check HTTPS_PROXY and AWS_ENDPOINT_URL)"
+            )
         return EssError(f"EC2: cannot {action} in {aws.region}: {code}: {error_message(exc)}")
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
-        return EssError(f"EC2: cannot reach the AWS endpoint to {action} in {aws.region} "
-                        "(check the network, proxy and AWS_ENDPOINT_URL)")
+        return EssError(
+            f"EC2: cannot reach the AWS endpoint to {action} in {aws.region} "
+            "(check the network, proxy and AWS_ENDPOINT_URL)"
+        )
     if isinstance(exc, ReadTimeoutError):
-        return EssError(f"EC2: AWS did not answer in {READ_TIMEOUT}s while trying to {action} "
-                        "(try again; nothing is left half-done that `terminate all` cannot find)")
+        return EssError(
+            f"EC2: AWS did not answer in {READ_TIMEOUT}s while trying to {action} "
+            "(try again; nothing is left half-done that `terminate all` cannot find)"
+        )
     if isinstance(exc, BotoCoreError):
         return EssError(f"EC2: cannot {action}: {redact(type(exc).__name__ + ': ' + str(exc))}")
     return EssError(f"EC2: cannot {action}: {redact(str(exc))}")
@@ -254,7 +281,7 @@ def call(settings: Settings, action: str, work: Callable[[Aws], Result]) -> Resu
 # -- batched calls -----------------------------------------------------------------------
 def chunks(ids: list[str], size: int = CHUNK) -> Iterator[list[str]]:
     for start in range(0, len(ids), size):
-        yield ids[start:start + size]
+        yield ids[start : start + size]
 
 
 def _missing_ids(exc: BaseException) -> set[str]:
@@ -311,8 +338,11 @@ def act(aws: Aws, operation: str, ids: list[str]) -> dict[str, str]:
     Returns each instance's state as the reply gives it (often not final yet).
     """
     method = getattr(aws.ec2, operation)
-    reply_key = {"terminate_instances": "TerminatingInstances", "stop_instances": "StoppingInstances",
-                 "start_instances": "StartingInstances"}[operation]
+    reply_key = {
+        "terminate_instances": "TerminatingInstances",
+        "stop_instances": "StoppingInstances",
+        "start_instances": "StartingInstances",
+    }[operation]
     states: dict[str, str] = {}
     for chunk in chunks(sorted(set(ids))):
         reply = _without_missing(chunk, lambda known: method(InstanceIds=known))

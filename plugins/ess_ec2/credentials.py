@@ -52,9 +52,11 @@ def credential_path(settings: Settings) -> Path | None:
     if with_csv.is_file():
         return with_csv
     where = settings.where("aws_credential")
-    raise UsageError(f"{where}: credential file {path} not found, nor {with_csv.name} "
-                     "(download the access key CSV from the IAM console into the config folder, "
-                     "or remove aws_credential to use your AWS profile)")
+    raise UsageError(
+        f"{where}: credential file {path} not found, nor {with_csv.name} "
+        "(download the access key CSV from the IAM console into the config folder, "
+        "or remove aws_credential to use your AWS profile)"
+    )
 
 
 def load_credentials(settings: Settings) -> Credentials | None:
@@ -70,13 +72,15 @@ def parse_credential_file(path: Path, where: str) -> Credentials:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"{where}: cannot read {path} ({exc.strerror}) "
-                         f"(check the file's permissions: chmod 600 {path})") from None
+        raise UsageError(
+            f"{where}: cannot read {path} ({exc.strerror}) (check the file's permissions: chmod 600 {path})"
+        ) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise UsageError(f"{where}: {path} is not a text CSV file "
-                         "(download the access key CSV again from the IAM console)") from None
+        raise UsageError(
+            f"{where}: {path} is not a text CSV file (download the access key CSV again from the IAM console)"
+        ) from None
     try:
         rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))]
     except csv.Error:
@@ -84,16 +88,21 @@ def parse_credential_file(path: Path, where: str) -> Credentials:
     rows = [row for row in rows if any(row)]
     header = [" ".join(cell.lower().split()) for cell in rows[0]] if rows else []
     if _ACCESS_COLUMN not in header or _SECRET_COLUMN not in header:
-        raise UsageError(f"{where}: {path} is not an AWS access key CSV: expected a header with "
-                         "'Access key ID' and 'Secret access key' (download the access key CSV "
-                         "from the IAM console)")
+        raise UsageError(
+            f"{where}: {path} is not an AWS access key CSV: expected a header with "
+            "'Access key ID' and 'Secret access key' (download the access key CSV "
+            "from the IAM console)"
+        )
     data_rows = rows[1:]
     if not data_rows:
-        raise UsageError(f"{where}: {path} has a header but no access key row "
-                         "(download the access key CSV again from the IAM console)")
+        raise UsageError(
+            f"{where}: {path} has a header but no access key row "
+            "(download the access key CSV again from the IAM console)"
+        )
     if len(data_rows) > 1:
-        raise UsageError(f"{where}: {path} holds {len(data_rows)} access keys; ess needs exactly one "
-                         "(keep one row under the header)")
+        raise UsageError(
+            f"{where}: {path} holds {len(data_rows)} access keys; ess needs exactly one (keep one row under the header)"
+        )
     row = data_rows[0]
     access_at, secret_at = header.index(_ACCESS_COLUMN), header.index(_SECRET_COLUMN)
     access = row[access_at] if access_at < len(row) else ""
@@ -102,6 +111,7 @@ def parse_credential_file(path: Path, where: str) -> Credentials:
         # Remember it before any further check, so even a message about this row is scrubbed.
         register_secret(secret)
     if not _ACCESS_KEY.match(access) or len(secret) < 16 or any(ch.isspace() for ch in secret):
-        raise UsageError(f"{where}: {path} has a malformed access key row "
-                         "(download the access key CSV again from the IAM console)")
+        raise UsageError(
+            f"{where}: {path} has a malformed access key row (download the access key CSV again from the IAM console)"
+        )
     return Credentials(access_key=access, secret_key=secret, source=path)

@@ -22,8 +22,10 @@ def key_pair_name(settings: Settings) -> str:
     """The EC2 key pair name: ``key_name`` as given, or the stem when it names a .pem path."""
     raw = str(settings.get("key_name") or "").strip()
     if not raw:
-        raise UsageError(f"{settings.where('key_name')}: no key pair is set (add `key_name: NAME`, "
-                         "the EC2 key pair whose NAME.pem you hold)")
+        raise UsageError(
+            f"{settings.where('key_name')}: no key pair is set (add `key_name: NAME`, "
+            "the EC2 key pair whose NAME.pem you hold)"
+        )
     if _looks_like_path(raw):
         return Path(raw).stem
     return raw
@@ -55,16 +57,19 @@ def key_file(settings: Settings) -> Path:
             return path
     where = settings.where("key_file" if settings.get("key_file") else "key_name")
     looked = " or ".join(str(p) for p in tried)
-    raise UsageError(f"{where}: private key not found at {looked} (save the key pair's .pem there, "
-                     "or set key_file to its path)")
+    raise UsageError(
+        f"{where}: private key not found at {looked} (save the key pair's .pem there, or set key_file to its path)"
+    )
 
 
 def check_private(path: Path, where: str) -> None:
     """SSH refuses a key others can read; say so now, with the command that fixes it."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & ~0o600:
-        raise UsageError(f"{where}: private key {path} has mode {mode:04o}, readable or writable "
-                         f"beyond its owner (run: chmod 600 {path})")
+        raise UsageError(
+            f"{where}: private key {path} has mode {mode:04o}, readable or writable "
+            f"beyond its owner (run: chmod 600 {path})"
+        )
 
 
 # -- key pairs ess creates -----------------------------------------------------------------
@@ -79,8 +84,10 @@ def create_key_pair(aws: Aws, settings: Settings, name: str, tags: Mapping[str, 
 
     path = settings.config_dir / f"{name}.pem"
     if path.exists():
-        raise UsageError(f"key-pair create {name}: {path} already exists (use another name, or move the "
-                         "file away; nothing was changed)")
+        raise UsageError(
+            f"key-pair create {name}: {path} already exists (use another name, or move the "
+            "file away; nothing was changed)"
+        )
     try:
         found = aws.ec2.describe_key_pairs(KeyNames=[name]).get("KeyPairs", [])
     except ClientError as exc:
@@ -88,10 +95,17 @@ def create_key_pair(aws: Aws, settings: Settings, name: str, tags: Mapping[str, 
             raise
         found = []
     if found:
-        raise UsageError(f"key-pair create {name}: key pair {name!r} already exists in {aws.region} (set "
-                         "key_name to it and save its .pem next to the config, or pick another name)")
-    reply = aws.ec2.create_key_pair(KeyName=name, KeyType="rsa", TagSpecifications=[
-        {"ResourceType": "key-pair", "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()]}])
+        raise UsageError(
+            f"key-pair create {name}: key pair {name!r} already exists in {aws.region} (set "
+            "key_name to it and save its .pem next to the config, or pick another name)"
+        )
+    reply = aws.ec2.create_key_pair(
+        KeyName=name,
+        KeyType="rsa",
+        TagSpecifications=[
+            {"ResourceType": "key-pair", "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()]}
+        ],
+    )
     material = str(reply.pop("KeyMaterial"))
     register_secret(material)
     try:
@@ -101,8 +115,10 @@ def create_key_pair(aws: Aws, settings: Settings, name: str, tags: Mapping[str, 
             out.write(material if material.endswith("\n") else material + "\n")
     except OSError as exc:
         aws.ec2.delete_key_pair(KeyName=name)
-        raise EssError(f"key-pair create {name}: cannot save the private key to {path} "
-                       f"({exc.strerror or exc}); the key pair was deleted again") from None
+        raise EssError(
+            f"key-pair create {name}: cannot save the private key to {path} "
+            f"({exc.strerror or exc}); the key pair was deleted again"
+        ) from None
     return path
 
 

@@ -30,8 +30,7 @@ from .ownership import TAG_ADOPTED_PROOF
 #: terminated behind ess's back: ``list`` reports it as lost.
 TAG_DESIRED = "ess:desired"
 #: The tags ess puts on a node; ``remove`` deletes exactly these (Name is the user's label).
-ESS_TAG_KEYS = (TAG_CLUSTER, TAG_LAUNCH, TAG_CREATED_BY, TAG_CREATED_AT, TAG_ADOPTED, TAG_ADOPTED_PROOF,
-                TAG_DESIRED)
+ESS_TAG_KEYS = (TAG_CLUSTER, TAG_LAUNCH, TAG_CREATED_BY, TAG_CREATED_AT, TAG_ADOPTED, TAG_ADOPTED_PROOF, TAG_DESIRED)
 _INSTANCE = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _RESERVATION = re.compile(r"^r-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _GONE = (TERMINATED, SHUTTING_DOWN)
@@ -43,9 +42,11 @@ def check_ids(ids: list[str]) -> tuple[list[str], list[str]]:
     reservations = [r for r in ids if _RESERVATION.match(r)]
     bad = [x for x in ids if x not in instances and x not in reservations]
     if bad:
-        raise UsageError(f"add {bad[0]}: not an EC2 instance id (i-...) or reservation id (r-...) "
-                         "(copy the ids from the EC2 console or `aws ec2 describe-instances`; nothing "
-                         "was changed)")
+        raise UsageError(
+            f"add {bad[0]}: not an EC2 instance id (i-...) or reservation id (r-...) "
+            "(copy the ids from the EC2 console or `aws ec2 describe-instances`; nothing "
+            "was changed)"
+        )
     return instances, reservations
 
 
@@ -89,8 +90,10 @@ def find(aws: Aws, ids: list[str]) -> list[dict[str, Any]]:
                 raise _unknown(asked, aws, "reservation")
             live = [i for i in members if i["State"]["Name"] not in _GONE]
             if not live:
-                raise UsageError(f"add {asked}: every instance of this reservation is terminated "
-                                 "(only live instances can join a cluster; nothing was changed)")
+                raise UsageError(
+                    f"add {asked}: every instance of this reservation is terminated "
+                    "(only live instances can join a cluster; nothing was changed)"
+                )
             found.extend(live)
         elif asked in by_id:
             found.append(by_id[asked])
@@ -100,8 +103,10 @@ def find(aws: Aws, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def _unknown(what: str, aws: Aws, kind: str = "instance") -> UsageError:
-    return UsageError(f"add {what}: no such {kind} in {aws.region} (check the id, and --region or "
-                      "region in the config; nothing was changed)")
+    return UsageError(
+        f"add {what}: no such {kind} in {aws.region} (check the id, and --region or "
+        "region in the config; nothing was changed)"
+    )
 
 
 def check_adoptable(instances: list[dict[str, Any]], cluster: str) -> None:
@@ -109,13 +114,17 @@ def check_adoptable(instances: list[dict[str, Any]], cluster: str) -> None:
     for instance in instances:
         instance_id, state = instance["InstanceId"], instance["State"]["Name"]
         if state in _GONE:
-            raise UsageError(f"add {instance_id}: the instance is {state} (only live instances can join "
-                             "a cluster; nothing was changed)")
+            raise UsageError(
+                f"add {instance_id}: the instance is {state} (only live instances can join "
+                "a cluster; nothing was changed)"
+            )
         owner = tags_of(instance).get(TAG_CLUSTER)
         if owner and owner != cluster:
-            raise UsageError(f"add {instance_id}: the instance belongs to ess cluster {owner!r} (release "
-                             f"it first: ess instance ec2 remove {instance_id} --cluster {owner}; nothing "
-                             "was changed)")
+            raise UsageError(
+                f"add {instance_id}: the instance belongs to ess cluster {owner!r} (release "
+                f"it first: ess instance ec2 remove {instance_id} --cluster {owner}; nothing "
+                "was changed)"
+            )
 
 
 def tag(aws: Aws, ids: list[str], tags: Mapping[str, str], size: int = 1000) -> None:

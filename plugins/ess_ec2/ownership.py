@@ -55,8 +55,7 @@ def tags_of(instance: dict[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", []) or []}
 
 
-def why_not_ours(instance: dict[str, Any], cluster: str, key_pair: str,
-                 key: Callable[[], bytes | None]) -> str:
+def why_not_ours(instance: dict[str, Any], cluster: str, key_pair: str, key: Callable[[], bytes | None]) -> str:
     """'' when ``instance`` is a member of ``cluster``; otherwise why not, in a few words.
 
     ``key`` returns the adoption key (None when the private key file cannot be read); it is

@@ -10,7 +10,6 @@ if TYPE_CHECKING:
     from ess.backend import Backend
 
 
-
 @ess.hookimpl
 def ess_backends() -> list[Backend]:
     """The EC2 backend."""

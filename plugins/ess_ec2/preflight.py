@@ -60,9 +60,17 @@ def plan_launch(aws: Aws, settings: Settings, request: LaunchRequest) -> LaunchP
         group_ids = _resolve_security_groups(aws, settings, vpc_id)
         arch = _check_instance_type(aws, settings, instance_type, zone)
         image_id = _resolve_image(aws, settings, arch)
-    plan = LaunchPlan(region=aws.region, instance_type=instance_type, image_id=image_id,
-                      key_name=key_name, key_file=key_file, security_group_ids=tuple(group_ids),
-                      subnet_id=subnet_id, zone=zone, instance_tag=str(settings["instance_tag"]))
+    plan = LaunchPlan(
+        region=aws.region,
+        instance_type=instance_type,
+        image_id=image_id,
+        key_name=key_name,
+        key_file=key_file,
+        security_group_ids=tuple(group_ids),
+        subnet_id=subnet_id,
+        zone=zone,
+        instance_tag=str(settings["instance_tag"]),
+    )
     dry_run(aws, settings, plan, request)
     return plan
 
@@ -77,8 +85,10 @@ def _check_key_pair(aws: Aws, settings: Settings, key_name: str) -> None:
             raise
         found = []
     if not found:
-        raise UsageError(f"{settings.where('key_name')}: key pair {key_name!r} not found in "
-                         f"{aws.region} (create or import it in that region, or fix key_name)")
+        raise UsageError(
+            f"{settings.where('key_name')}: key pair {key_name!r} not found in "
+            f"{aws.region} (create or import it in that region, or fix key_name)"
+        )
 
 
 def _check_subnet(aws: Aws, settings: Settings) -> tuple[str | None, str | None, str | None]:
@@ -106,8 +116,10 @@ def find_subnet(aws: Aws, settings: Settings) -> dict[str, Any] | None:
             raise
         subnets = []
     if not subnets:
-        raise UsageError(f"{settings.where('subnet_id')}: subnet {subnet_id!r} not found in "
-                         f"{aws.region} (fix subnet_id, or remove it to use the default VPC)")
+        raise UsageError(
+            f"{settings.where('subnet_id')}: subnet {subnet_id!r} not found in "
+            f"{aws.region} (fix subnet_id, or remove it to use the default VPC)"
+        )
     return subnets[0]
 
 
@@ -115,8 +127,10 @@ def default_vpc(aws: Aws, settings: Settings) -> str:
     """The region's default VPC, where EC2 puts nodes (and groups) when no subnet is given."""
     vpcs = aws.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}]).get("Vpcs", [])
     if not vpcs:
-        raise UsageError(f"{settings.where('subnet_id')}: {aws.region} has no default VPC "
-                         "(set subnet_id to a subnet of the VPC the nodes should run in)")
+        raise UsageError(
+            f"{settings.where('subnet_id')}: {aws.region} has no default VPC "
+            "(set subnet_id to a subnet of the VPC the nodes should run in)"
+        )
     return str(vpcs[0]["VpcId"])
 
 
@@ -130,8 +144,9 @@ def _resolve_security_groups(aws: Aws, settings: Settings, vpc_id: str | None) -
     by_id: dict[str, str] = {}
     by_name: dict[str, str] = {}
     if ids:
-        found = aws.ec2.describe_security_groups(
-            Filters=[{"Name": "group-id", "Values": ids}]).get("SecurityGroups", [])
+        found = aws.ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": ids}]).get(
+            "SecurityGroups", []
+        )
         by_id = {g["GroupId"]: g["GroupId"] for g in found if not vpc_id or g.get("VpcId") == vpc_id}
     if names:
         # GroupNames= only searches the default VPC (and moto crashes on a missing name):
@@ -145,9 +160,11 @@ def _resolve_security_groups(aws: Aws, settings: Settings, vpc_id: str | None) -
     if missing:
         place = f"VPC {vpc_id}" if vpc_id else aws.region
         listed = ", ".join(repr(m) for m in missing)
-        raise UsageError(f"{settings.where('security_groups')}: security group {listed} not found in "
-                         f"{place} (create it, e.g. `ess instance ec2 security-group create`, or fix "
-                         "security_groups)")
+        raise UsageError(
+            f"{settings.where('security_groups')}: security group {listed} not found in "
+            f"{place} (create it, e.g. `ess instance ec2 security-group create`, or fix "
+            "security_groups)"
+        )
     resolved = [by_id.get(g) or by_name[g] for g in wanted]
     return list(dict.fromkeys(resolved))
 
@@ -164,17 +181,20 @@ def _check_instance_type(aws: Aws, settings: Settings, instance_type: str, zone:
             raise
         described = []
     if not described:
-        raise UsageError(f"{where}: instance type {instance_type!r} does not exist "
-                         "(pick one such as t3.large or m5.large, or fix instance_type / --type)")
+        raise UsageError(
+            f"{where}: instance type {instance_type!r} does not exist "
+            "(pick one such as t3.large or m5.large, or fix instance_type / --type)"
+        )
     location_type, location = ("availability-zone", zone) if zone else ("region", aws.region)
     offerings = aws.ec2.describe_instance_type_offerings(
         LocationType=location_type,
-        Filters=[{"Name": "instance-type", "Values": [instance_type]},
-                 {"Name": "location", "Values": [location]}],
+        Filters=[{"Name": "instance-type", "Values": [instance_type]}, {"Name": "location", "Values": [location]}],
     ).get("InstanceTypeOfferings", [])
     if not offerings:
-        raise UsageError(f"{where}: instance type {instance_type!r} is not offered in {location} "
-                         "(pick another type, or another region or subnet)")
+        raise UsageError(
+            f"{where}: instance type {instance_type!r} is not offered in {location} "
+            "(pick another type, or another region or subnet)"
+        )
     archs = described[0].get("ProcessorInfo", {}).get("SupportedArchitectures", []) or ["x86_64"]
     return "arm64" if "x86_64" not in archs and "arm64" in archs else "x86_64"
 
@@ -190,8 +210,10 @@ def _resolve_image(aws: Aws, settings: Settings, arch: str) -> str:
         except ClientError as exc:
             if error_code(exc) != "ParameterNotFound":
                 raise
-            raise UsageError(f"{settings.where('image_id')}: no Amazon Linux 2023 image is published "
-                             f"for {arch} in {aws.region} (set image_id to an AMI id)") from None
+            raise UsageError(
+                f"{settings.where('image_id')}: no Amazon Linux 2023 image is published "
+                f"for {arch} in {aws.region} (set image_id to an AMI id)"
+            ) from None
     where = settings.where("image_id")
     try:
         images = aws.ec2.describe_images(ImageIds=[image_id]).get("Images", [])
@@ -200,12 +222,16 @@ def _resolve_image(aws: Aws, settings: Settings, arch: str) -> str:
             raise
         images = []
     if not images:
-        raise UsageError(f"{where}: image {image_id!r} not found in {aws.region} (AMI ids differ per "
-                         "region: look it up there, or remove image_id to use Amazon Linux 2023)")
+        raise UsageError(
+            f"{where}: image {image_id!r} not found in {aws.region} (AMI ids differ per "
+            "region: look it up there, or remove image_id to use Amazon Linux 2023)"
+        )
     image_arch = images[0].get("Architecture")
     if image_arch and image_arch != arch:
-        raise UsageError(f"{where}: image {image_id!r} is {image_arch} but instance type "
-                         f"{settings['instance_type']!r} runs {arch} (pick a matching image or type)")
+        raise UsageError(
+            f"{where}: image {image_id!r} is {image_arch} but instance type "
+            f"{settings['instance_type']!r} runs {arch} (pick a matching image or type)"
+        )
     return str(image_id)
 
 
@@ -214,20 +240,22 @@ def dry_run(aws: Aws, settings: Settings, plan: LaunchPlan, request: LaunchReque
     from botocore.exceptions import ClientError
 
     try:
-        aws.ec2.run_instances(DryRun=True, MinCount=request.min_count, MaxCount=request.count,
-                              **plan.run_arguments())
+        aws.ec2.run_instances(DryRun=True, MinCount=request.min_count, MaxCount=request.count, **plan.run_arguments())
     except ClientError as exc:
         code = error_code(exc)
         if code == "DryRunOperation":
             return
         if code in ("VcpuLimitExceeded", "InstanceLimitExceeded"):
-            raise UsageError(f"{settings.where('instance_count')}: {request.count} x {plan.instance_type} "
-                             f"is over your EC2 quota in {aws.region} ({code}: {error_message(exc)}) "
-                             "(launch fewer nodes, or ask AWS for a higher quota)") from None
+            raise UsageError(
+                f"{settings.where('instance_count')}: {request.count} x {plan.instance_type} "
+                f"is over your EC2 quota in {aws.region} ({code}: {error_message(exc)}) "
+                "(launch fewer nodes, or ask AWS for a higher quota)"
+            ) from None
         if code.startswith("Invalid") or code in ("Unsupported", "MissingParameter"):
-            raise UsageError(f"{settings.where('instance_type')}: EC2 would refuse this launch in "
-                             f"{aws.region}: {code}: {error_message(exc)} (fix the setting it names)"
-                             ) from None
+            raise UsageError(
+                f"{settings.where('instance_type')}: EC2 would refuse this launch in "
+                f"{aws.region}: {code}: {error_message(exc)} (fix the setting it names)"
+            ) from None
         raise translate(exc, aws, "launch instances (dry run)") from None
     except Exception as exc:
         if is_aws_error(exc):

@@ -56,12 +56,16 @@ class Rule:
             return False
         if other.protocol == "-1":
             return True
-        return (other.protocol == self.protocol and other.from_port <= self.from_port
-                and other.to_port >= self.to_port)
+        return other.protocol == self.protocol and other.from_port <= self.from_port and other.to_port >= self.to_port
 
     def to_dict(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "from_port": self.from_port, "to_port": self.to_port,
-                "source": self.source, "description": self.description}
+        return {
+            "protocol": self.protocol,
+            "from_port": self.from_port,
+            "to_port": self.to_port,
+            "source": self.source,
+            "description": self.description,
+        }
 
 
 @dataclass
@@ -93,8 +97,7 @@ def parse_ports(text: str, where: str) -> list[tuple[int, int]]:
         except ValueError:
             raise UsageError(f"{where}: {part!r} is not a port or port range (e.g. 10010-10079)") from None
         if not 1 <= start <= end <= 65535:
-            raise UsageError(f"{where}: {part!r} is not a port range within 1-65535, low to high "
-                             "(e.g. 10010-10079)")
+            raise UsageError(f"{where}: {part!r} is not a port range within 1-65535, low to high (e.g. 10010-10079)")
         ranges.append((start, end))
     if not ranges:
         raise UsageError(f"{where}: no port given (e.g. 10010-10079)")
@@ -110,8 +113,9 @@ def lookup_public_address(timeout: float = 5.0) -> str:
     return str(ipaddress.ip_address(text))
 
 
-def caller_cidr(cidr: str | None, env: Mapping[str, str] | None = None,
-                lookup: Callable[[], str] | None = None) -> tuple[str, bool]:
+def caller_cidr(
+    cidr: str | None, env: Mapping[str, str] | None = None, lookup: Callable[[], str] | None = None
+) -> tuple[str, bool]:
     """The SSH source block and whether it is the whole internet.
 
     ``--cidr`` wins (and is the only way to get 0.0.0.0/0), then ``ESS_MY_IP``, then the
@@ -124,8 +128,10 @@ def caller_cidr(cidr: str | None, env: Mapping[str, str] | None = None,
     if env.get(MY_IP_ENV):
         network = _network(env[MY_IP_ENV], MY_IP_ENV)
         if network.prefixlen == 0:
-            raise UsageError(f"{MY_IP_ENV}: {env[MY_IP_ENV]!r} would open SSH to the whole internet (set "
-                             "your own address, or pass --cidr 0.0.0.0/0 if you really mean it)")
+            raise UsageError(
+                f"{MY_IP_ENV}: {env[MY_IP_ENV]!r} would open SSH to the whole internet (set "
+                "your own address, or pass --cidr 0.0.0.0/0 if you really mean it)"
+            )
         return str(network), False
     lookup = lookup or lookup_public_address
     try:
@@ -133,9 +139,10 @@ def caller_cidr(cidr: str | None, env: Mapping[str, str] | None = None,
         network = ipaddress.ip_network(address)
     except Exception as exc:  # network down, proxy, garbage answer: all mean "ask the user"
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise UsageError(f"security-group create: cannot find this machine's public IP address "
-                         f"({CHECKIP_URL}: {reason}) (pass --cidr YOUR.PUBLIC.IP/32, or set {MY_IP_ENV})"
-                         ) from None
+        raise UsageError(
+            f"security-group create: cannot find this machine's public IP address "
+            f"({CHECKIP_URL}: {reason}) (pass --cidr YOUR.PUBLIC.IP/32, or set {MY_IP_ENV})"
+        ) from None
     return str(network), False
 
 
@@ -143,14 +150,17 @@ def _network(text: str, where: str) -> ipaddress.IPv4Network | ipaddress.IPv6Net
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
-        raise UsageError(f"{where}: {text!r} is not an IP address or CIDR block "
-                         "(e.g. 203.0.113.7 or 203.0.113.0/24)") from None
+        raise UsageError(
+            f"{where}: {text!r} is not an IP address or CIDR block (e.g. 203.0.113.7 or 203.0.113.0/24)"
+        ) from None
 
 
 def wanted_rules(group_id: str, ssh_cidr: str, ports: list[tuple[int, int]]) -> list[Rule]:
     """SSH from ``ssh_cidr``; SSH and the worker ports from the group itself."""
-    rules = [Rule("tcp", 22, 22, ssh_cidr, "ess: SSH from the master"),
-             Rule("tcp", 22, 22, group_id, "ess: SSH within the cluster")]
+    rules = [
+        Rule("tcp", 22, 22, ssh_cidr, "ess: SSH from the master"),
+        Rule("tcp", 22, 22, group_id, "ess: SSH within the cluster"),
+    ]
     rules += [Rule("tcp", low, high, group_id, "ess: worker ports within the cluster") for low, high in ports]
     return rules
 
@@ -183,11 +193,12 @@ def ip_permissions(rules: list[Rule]) -> list[dict[str, Any]]:
     """Rules as AuthorizeSecurityGroupIngress's IpPermissions, one entry per port range."""
     grouped: dict[tuple[str, int, int], dict[str, Any]] = {}
     for rule in rules:
-        perm = grouped.setdefault((rule.protocol, rule.from_port, rule.to_port), {
-            "IpProtocol": rule.protocol, "FromPort": rule.from_port, "ToPort": rule.to_port})
+        perm = grouped.setdefault(
+            (rule.protocol, rule.from_port, rule.to_port),
+            {"IpProtocol": rule.protocol, "FromPort": rule.from_port, "ToPort": rule.to_port},
+        )
         if rule.source.startswith("sg-"):
-            perm.setdefault("UserIdGroupPairs", []).append({"GroupId": rule.source,
-                                                            "Description": rule.description})
+            perm.setdefault("UserIdGroupPairs", []).append({"GroupId": rule.source, "Description": rule.description})
         elif ":" in rule.source:
             perm.setdefault("Ipv6Ranges", []).append({"CidrIpv6": rule.source, "Description": rule.description})
         else:
@@ -195,8 +206,15 @@ def ip_permissions(rules: list[Rule]) -> list[dict[str, Any]]:
     return list(grouped.values())
 
 
-def ensure(aws: Aws, settings: Settings, name: str, ssh_cidr: str, ports: list[tuple[int, int]],
-           tags: Mapping[str, str], force: bool) -> GroupResult:
+def ensure(
+    aws: Aws,
+    settings: Settings,
+    name: str,
+    ssh_cidr: str,
+    ports: list[tuple[int, int]],
+    tags: Mapping[str, str],
+    force: bool,
+) -> GroupResult:
     """Create group ``name`` (tagged) or complete an existing one; add only missing rules.
 
     A group without the ``ess:created-by`` tag was not made by ess: it is changed only
@@ -204,25 +222,31 @@ def ensure(aws: Aws, settings: Settings, name: str, ssh_cidr: str, ports: list[t
     deletes it.
     """
     vpc_id = target_vpc(aws, settings)
-    found = aws.ec2.describe_security_groups(Filters=[
-        {"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}]).get("SecurityGroups", [])
+    found = aws.ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}]
+    ).get("SecurityGroups", [])
     created = not found
     if found:
         group = found[0]
         group_id = str(group["GroupId"])
         managed = TAG_CREATED_BY in tags_of(group)
         if not managed and not force:
-            raise UsageError(f"security-group create {name}: group {group_id} already exists in {vpc_id} "
-                             "and ess did not create it (pass --yes to add ess's rules to it anyway, or "
-                             "pick another name; nothing was changed)")
+            raise UsageError(
+                f"security-group create {name}: group {group_id} already exists in {vpc_id} "
+                "and ess did not create it (pass --yes to add ess's rules to it anyway, or "
+                "pick another name; nothing was changed)"
+            )
         existing = current_rules(group)
     else:
         cluster = tags.get(TAG_CLUSTER, "default")
         reply = aws.ec2.create_security_group(
-            GroupName=name, VpcId=vpc_id,
+            GroupName=name,
+            VpcId=vpc_id,
             Description=f"ess cluster {cluster}: SSH from the master, worker ports within the group",
-            TagSpecifications=[{"ResourceType": "security-group",
-                                "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()]}])
+            TagSpecifications=[
+                {"ResourceType": "security-group", "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()]}
+            ],
+        )
         group_id, managed, existing = str(reply["GroupId"]), True, []
     wanted = wanted_rules(group_id, ssh_cidr, ports)
     missing = [rule for rule in wanted if not any(rule.covered_by(have) for have in existing)]
@@ -230,21 +254,26 @@ def ensure(aws: Aws, settings: Settings, name: str, ssh_cidr: str, ports: list[t
         aws.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=ip_permissions(missing))
     statuses = [(rule, "added" if rule in missing else "present") for rule in wanted]
     statuses += [(rule, "other") for rule in existing if rule not in wanted]
-    return GroupResult(group_id=group_id, name=name, vpc_id=vpc_id, created=created, managed=managed,
-                       rules=statuses)
+    return GroupResult(group_id=group_id, name=name, vpc_id=vpc_id, created=created, managed=managed, rules=statuses)
 
 
 def world_open(result: GroupResult) -> list[Rule]:
     """Rules of the group that allow SSH (or everything) from anywhere."""
-    return [rule for rule, _ in result.rules
-            if rule.source in ("0.0.0.0/0", "::/0") and Rule("tcp", 22, 22, rule.source).covered_by(rule)]
+    return [
+        rule
+        for rule, _ in result.rules
+        if rule.source in ("0.0.0.0/0", "::/0") and Rule("tcp", 22, 22, rule.source).covered_by(rule)
+    ]
 
 
 def purge(aws: Aws, cluster: str, progress: Progress, sleep: Callable[[float], None]) -> list[str]:
     """Delete every group tagged ``ess:cluster=<cluster>`` and ``ess:created-by``; keep those in use."""
     filters = [{"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}, {"Name": "tag-key", "Values": [TAG_CREATED_BY]}]
-    groups = [g for page in aws.ec2.get_paginator("describe_security_groups").paginate(Filters=filters)
-              for g in page.get("SecurityGroups", [])]
+    groups = [
+        g
+        for page in aws.ec2.get_paginator("describe_security_groups").paginate(Filters=filters)
+        for g in page.get("SecurityGroups", [])
+    ]
     deleted: list[str] = []
     for group in groups:
         tags = tags_of(group)
@@ -277,4 +306,3 @@ def _delete_group(aws: Aws, group_id: str, sleep: Callable[[float], None]) -> bo
                 return False
             sleep(delay)
     return False
-

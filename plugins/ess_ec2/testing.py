@@ -46,8 +46,13 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_EC2",
-                 "AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_STS"):
+    for name in (
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL_EC2",
+        "AWS_ENDPOINT_URL_SSM",
+        "AWS_ENDPOINT_URL_STS",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -69,8 +74,7 @@ def moto_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def moto_endpoint(moto_server: str, fake_aws: dict[str, str],
-                  monkeypatch: pytest.MonkeyPatch) -> str:
+def moto_endpoint(moto_server: str, fake_aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     """A freshly reset moto server, with boto3 pointed at it through AWS_ENDPOINT_URL."""
     request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
     urllib.request.urlopen(request, timeout=10).close()

@@ -46,8 +46,10 @@ def parse_machine(entry: str, default_port: int, where: str) -> tuple[str, int]:
         ipaddress.ip_address(host)
     except ValueError:
         if not HOSTNAME.match(host):
-            raise UsageError(f"{where}: {entry!r} is not an address or host name "
-                             "(write 10.0.0.5, node1.example.com or 10.0.0.5:2222)") from None
+            raise UsageError(
+                f"{where}: {entry!r} is not an address or host name "
+                "(write 10.0.0.5, node1.example.com or 10.0.0.5:2222)"
+            ) from None
     return host, port
 
 
@@ -69,15 +71,27 @@ class HostsBackend(Backend):
     ends_nodes = False
     example_node_id = "10.0.0.5"
     settings = (
-        SettingSpec("hosts", type="list", default=[], commands=("create",),
-                    help="The machines: addresses or names, host:port for another SSH port. "
-                         "`ess instance hosts create 10.0.0.5 10.0.0.6` sets them on the command line."),
-        SettingSpec("port", type="int", default=22, minimum=1, maximum=65535,
-                    help="SSH port of machines listed without one."),
-        SettingSpec("username", default=getpass.getuser(), pattern=USERNAME.pattern, pattern_help=USERNAME_HELP,
-                    help="SSH user on the machines."),
-        SettingSpec("key_file", type="path", required=True,
-                    help="Private key that logs in to the machines (mode 0600)."),
+        SettingSpec(
+            "hosts",
+            type="list",
+            default=[],
+            commands=("create",),
+            help="The machines: addresses or names, host:port for another SSH port. "
+            "`ess instance hosts create 10.0.0.5 10.0.0.6` sets them on the command line.",
+        ),
+        SettingSpec(
+            "port", type="int", default=22, minimum=1, maximum=65535, help="SSH port of machines listed without one."
+        ),
+        SettingSpec(
+            "username",
+            default=getpass.getuser(),
+            pattern=USERNAME.pattern,
+            pattern_help=USERNAME_HELP,
+            help="SSH user on the machines.",
+        ),
+        SettingSpec(
+            "key_file", type="path", required=True, help="Private key that logs in to the machines (mode 0600)."
+        ),
     )
 
     def _registry(self, settings: Settings, write: bool = False) -> Any:
@@ -87,8 +101,9 @@ class HostsBackend(Backend):
         where = settings.where("hosts")
         machines = [parse_machine(h, int(settings["port"]), where) for h in settings["hosts"]]
         if not machines:
-            raise UsageError(f"{where}: no machines given "
-                             "(ess instance hosts create 10.0.0.5 10.0.0.6, or hosts: in the config)")
+            raise UsageError(
+                f"{where}: no machines given (ess instance hosts create 10.0.0.5 10.0.0.6, or hosts: in the config)"
+            )
         seen: set[tuple[str, int]] = set()
         for machine in machines:
             if machine in seen:
@@ -105,14 +120,18 @@ class HostsBackend(Backend):
         with self._registry(settings) as registry:
             known = [node_id(*m) for m in machines if node_id(*m) in registry]
         if known:
-            raise UsageError(f"{settings.where('hosts')}: {known[0]} is already in cluster "
-                             f"{settings.cluster!r} (ess instance hosts list)")
+            raise UsageError(
+                f"{settings.where('hosts')}: {known[0]} is already in cluster "
+                f"{settings.cluster!r} (ess instance hosts list)"
+            )
 
     def _key(self, settings: Settings) -> Path:
         key = settings.path("key_file")
         if key is None:
-            raise UsageError(f"{settings.where('key_file')}: required: the private key for the machines "
-                             "(set key_file in the [hosts] section or ESS_KEY_FILE)")
+            raise UsageError(
+                f"{settings.where('key_file')}: required: the private key for the machines "
+                "(set key_file in the [hosts] section or ESS_KEY_FILE)"
+            )
         if not key.is_file():
             raise UsageError(f"{settings.where('key_file')}: no such key file {key}")
         return key
@@ -121,8 +140,12 @@ class HostsBackend(Backend):
         now = datetime.now(timezone.utc).isoformat()
         with self._registry(settings, write=True) as registry:
             for host, port in self._machines(settings):
-                registry[node_id(host, port)] = {"host": host, "port": port, "tags": dict(request.tags),
-                                                 "registered_at": now}
+                registry[node_id(host, port)] = {
+                    "host": host,
+                    "port": port,
+                    "tags": dict(request.tags),
+                    "registered_at": now,
+                }
             return [self._node(key, registry[key]) for key in (node_id(*m) for m in self._machines(settings))]
 
     def nodes(self, settings: Settings) -> list[Node]:
@@ -151,5 +174,13 @@ class HostsBackend(Backend):
         # No launched_at: ess did not launch these machines and does not know when they booted
         # (the SSH check treats a recent launch as "may still be installing its key", and
         # fails a refused connection fast only for nodes that were not just launched).
-        return Node(id=key, state=UNKNOWN if unreachable else RUNNING, address=row["host"], port=row["port"],
-                    instance_type="host", tags=row["tags"], desired=RUNNING, reason=unreachable)
+        return Node(
+            id=key,
+            state=UNKNOWN if unreachable else RUNNING,
+            address=row["host"],
+            port=row["port"],
+            instance_type="host",
+            tags=row["tags"],
+            desired=RUNNING,
+            reason=unreachable,
+        )

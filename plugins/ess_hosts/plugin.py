@@ -10,7 +10,6 @@ if TYPE_CHECKING:
     from ess.backend import Backend
 
 
-
 @hookimpl
 def ess_backends() -> list[Backend]:
     # Imported here, not at module level: `ess --help` loads this module but never

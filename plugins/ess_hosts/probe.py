@@ -19,7 +19,7 @@ PARALLEL = 64
 
 
 def probe(host: str, port: int, timeout: float = TIMEOUT) -> str:
-    """"" if something accepts TCP on ``host:port``; otherwise why not, in a few words."""
+    """ "" if something accepts TCP on ``host:port``; otherwise why not, in a few words."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return ""
@@ -37,8 +37,9 @@ def probe(host: str, port: int, timeout: float = TIMEOUT) -> str:
         return f"port {port}: {exc.strerror or exc}"
 
 
-def probe_all(machines: list[tuple[str, int]], timeout: float = TIMEOUT,
-              parallel: int = PARALLEL) -> dict[tuple[str, int], str]:
+def probe_all(
+    machines: list[tuple[str, int]], timeout: float = TIMEOUT, parallel: int = PARALLEL
+) -> dict[tuple[str, int], str]:
     """:func:`probe` every machine concurrently; the reason (or "") per (host, port)."""
     unique = list(dict.fromkeys(machines))
     if not unique:

@@ -69,21 +69,45 @@ class LocalBackend(Backend):
     description = "Nodes on this machine (SSH servers on 127.0.0.1), for trying ess offline"
     example_node_id = "local-1a2b3c4d"
     settings = (
-        SettingSpec("instance_count", type="int", default=2, minimum=1, maximum=200, flag="--number",
-                    help="How many nodes `create` starts."),
-        SettingSpec("instance_type", default="local", flag="--type",
-                    help="A label only (local nodes are all alike); kept so the command line "
-                         "matches EC2's."),
-        SettingSpec("instance_tag", default="ess local node", commands=("create",),
-                    help="The Name tag of new nodes."),
-        SettingSpec("username", default=_current_user(), commands=("*",), pattern=USERNAME.pattern,
-                    pattern_help=USERNAME_HELP,
-                    help="The user name nodes accept (commands run as you whatever it is)."),
-        SettingSpec("key_file", type="path", commands=("*",),
-                    help="Private key that logs in to the nodes; unset: ess generates an ed25519 "
-                         "key pair per cluster in its state folder."),
-        SettingSpec("start_timeout", type="float", default=120.0, minimum=1, commands=("create", "start"),
-                    help="Seconds to wait for node processes to listen."),
+        SettingSpec(
+            "instance_count",
+            type="int",
+            default=2,
+            minimum=1,
+            maximum=200,
+            flag="--number",
+            help="How many nodes `create` starts.",
+        ),
+        SettingSpec(
+            "instance_type",
+            default="local",
+            flag="--type",
+            help="A label only (local nodes are all alike); kept so the command line matches EC2's.",
+        ),
+        SettingSpec("instance_tag", default="ess local node", commands=("create",), help="The Name tag of new nodes."),
+        SettingSpec(
+            "username",
+            default=_current_user(),
+            commands=("*",),
+            pattern=USERNAME.pattern,
+            pattern_help=USERNAME_HELP,
+            help="The user name nodes accept (commands run as you whatever it is).",
+        ),
+        SettingSpec(
+            "key_file",
+            type="path",
+            commands=("*",),
+            help="Private key that logs in to the nodes; unset: ess generates an ed25519 "
+            "key pair per cluster in its state folder.",
+        ),
+        SettingSpec(
+            "start_timeout",
+            type="float",
+            default=120.0,
+            minimum=1,
+            commands=("create", "start"),
+            help="Seconds to wait for node processes to listen.",
+        ),
     )
 
     # -- helpers --------------------------------------------------------------------
@@ -104,16 +128,24 @@ class LocalBackend(Backend):
 
     @staticmethod
     def _to_node(record: NodeRecord, state: str, port: int | None, reason: str = "") -> Node:
-        return Node(id=record.id, state=state, address=ADDRESS, port=port or 0, public_ip=ADDRESS,
-                    private_ip=ADDRESS, instance_type=record.instance_type,
-                    launched_at=datetime.fromisoformat(record.launched_at),
-                    host_keys=(record.host_key,) if record.host_key else (), tags=dict(record.tags),
-                    desired=STOPPED if record.stopped else RUNNING, reason=reason)
+        return Node(
+            id=record.id,
+            state=state,
+            address=ADDRESS,
+            port=port or 0,
+            public_ip=ADDRESS,
+            private_ip=ADDRESS,
+            instance_type=record.instance_type,
+            launched_at=datetime.fromisoformat(record.launched_at),
+            host_keys=(record.host_key,) if record.host_key else (),
+            tags=dict(record.tags),
+            desired=STOPPED if record.stopped else RUNNING,
+            reason=reason,
+        )
 
     @staticmethod
     def _identity(store: ClusterStore, record: NodeRecord) -> process.Identity:
-        return process.Identity(record.pid, record.start_time, record.id,
-                                str(store.node_dir(record.id) / "ready.json"))
+        return process.Identity(record.pid, record.start_time, record.id, str(store.node_dir(record.id) / "ready.json"))
 
     @staticmethod
     def _read_ready(store: ClusterStore, node_id: str) -> dict[str, object] | None:
@@ -130,12 +162,17 @@ class LocalBackend(Backend):
         for node_id, identity in live.items():
             if node_id not in state.nodes:
                 state.nodes[node_id] = NodeRecord(
-                    id=node_id, pid=identity.pid, start_time=identity.start_time, host_key="",
-                    tags={TAG_CLUSTER: store.cluster}, instance_type="local", launched_at=UNKNOWN_TIME)
+                    id=node_id,
+                    pid=identity.pid,
+                    start_time=identity.start_time,
+                    host_key="",
+                    tags={TAG_CLUSTER: store.cluster},
+                    instance_type="local",
+                    launched_at=UNKNOWN_TIME,
+                )
         return live
 
-    def _observe(self, store: ClusterStore, record: NodeRecord,
-                 live: dict[str, process.Identity]) -> Node:
+    def _observe(self, store: ClusterStore, record: NodeRecord, live: dict[str, process.Identity]) -> Node:
         """The node as it is now: running only if a process of this node is in the process table."""
         if record.id not in live and not (record.pid and process.is_ours(self._identity(store, record))):
             if record.stopped:
@@ -199,8 +236,9 @@ class LocalBackend(Backend):
                 record.pid, record.start_time = identity.pid, identity.start_time
                 spawned.append(record)
             store.save(state)
-        ready, failed = self._await_ready(store, spawned, float(settings.get("start_timeout", 120.0)),
-                                          progress, already=0)
+        ready, failed = self._await_ready(
+            store, spawned, float(settings.get("start_timeout", 120.0)), progress, already=0
+        )
         failures.extend(failed.values())
         progress.finish()
         with store.locked() as state:
@@ -215,12 +253,15 @@ class LocalBackend(Backend):
         if failures:
             ess_log.warn(f"local: {len(failures)} node(s) failed to start: {failures[0]}", progress)
         if len(nodes) < request.min_count:
-            raise EssError(f"local backend: only {len(nodes)} of {request.count} nodes started "
-                           f"(first problem: {failures[0] if failures else 'unknown'})")
+            raise EssError(
+                f"local backend: only {len(nodes)} of {request.count} nodes started "
+                f"(first problem: {failures[0] if failures else 'unknown'})"
+            )
         return nodes
 
-    def _prepare(self, settings: Settings, store: ClusterStore, state: ClusterState, public: str,
-                 tags: dict[str, str]) -> NodeRecord:
+    def _prepare(
+        self, settings: Settings, store: ClusterStore, state: ClusterState, public: str, tags: dict[str, str]
+    ) -> NodeRecord:
         """A new node's folder, keys and record (pid 0: no process yet), added to ``state``."""
         node_id = f"local-{secrets.token_hex(4)}"
         while node_id in state.nodes or store.node_dir(node_id).exists():
@@ -232,9 +273,15 @@ class LocalBackend(Backend):
         with os.fdopen(fd, "w") as handle:
             handle.write(public + "\n")
         (node_dir / "home").mkdir(mode=0o700)
-        record = NodeRecord(id=node_id, pid=0, start_time="", host_key=" ".join(host_key.split()[:2]),
-                            tags=dict(tags), instance_type=str(settings.get("instance_type", "local")),
-                            launched_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        record = NodeRecord(
+            id=node_id,
+            pid=0,
+            start_time="",
+            host_key=" ".join(host_key.split()[:2]),
+            tags=dict(tags),
+            instance_type=str(settings.get("instance_type", "local")),
+            launched_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
         state.nodes[node_id] = record
         return record
 
@@ -245,20 +292,32 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise unwritable(Path(exc.filename or store.node_dir(node_id)), exc) from None
 
-    def _start_process(self, settings: Settings, store: ClusterStore, node_id: str,
-                       port: int) -> process.Identity | None:
+    def _start_process(
+        self, settings: Settings, store: ClusterStore, node_id: str, port: int
+    ) -> process.Identity | None:
         node_dir = store.node_dir(node_id)
         (node_dir / "ready.json").unlink(missing_ok=True)
-        argv = ["--node-id", node_id, "--port", str(port),
-                "--host-key", str(node_dir / "ssh_host_ed25519_key"),
-                "--authorized-keys", str(node_dir / "authorized_keys"),
-                "--username", str(settings["username"]),
-                "--ready-file", str(node_dir / "ready.json"),
-                "--home", str(node_dir / "home")]
+        argv = [
+            "--node-id",
+            node_id,
+            "--port",
+            str(port),
+            "--host-key",
+            str(node_dir / "ssh_host_ed25519_key"),
+            "--authorized-keys",
+            str(node_dir / "authorized_keys"),
+            "--username",
+            str(settings["username"]),
+            "--ready-file",
+            str(node_dir / "ready.json"),
+            "--home",
+            str(node_dir / "home"),
+        ]
         return process.spawn(argv, node_dir / "node.log", node_dir)
 
-    def _await_ready(self, store: ClusterStore, records: list[NodeRecord], timeout: float,
-                     progress: Progress, already: int) -> tuple[dict[str, int], dict[str, str]]:
+    def _await_ready(
+        self, store: ClusterStore, records: list[NodeRecord], timeout: float, progress: Progress, already: int
+    ) -> tuple[dict[str, int], dict[str, str]]:
         """Wait for each node's ready file; ports of ready nodes, and reasons for failed ones."""
         ready: dict[str, int] = {}
         failed: dict[str, str] = {}
@@ -281,8 +340,13 @@ class LocalBackend(Backend):
                     still.append(record)
             polls += 1
             if polls == 1 or len(still) != len(pending):  # polls are 20 ms apart: log changes only
-                log.debug("poll ready files: %d/%d ready, %d failed; waiting for %s", len(ready), len(records),
-                          len(failed), ess_log.pending({r.id: "starting" for r in still}, "ready"))
+                log.debug(
+                    "poll ready files: %d/%d ready, %d failed; waiting for %s",
+                    len(ready),
+                    len(records),
+                    len(failed),
+                    ess_log.pending({r.id: "starting" for r in still}, "ready"),
+                )
             if len(still) != len(pending):
                 progress.update(already + len(ready))
             pending = still
@@ -313,8 +377,9 @@ class LocalBackend(Backend):
             live = self._census(store, state)
             records = [state.nodes[node_id] for node_id in ids if node_id in state.nodes]
             self._halt(store, records, live)
-            raise EssError(f"local backend: stopped the processes of {len(records)} node(s), but their "
-                           f"records stay: {exc}") from None
+            raise EssError(
+                f"local backend: stopped the processes of {len(records)} node(s), but their records stay: {exc}"
+            ) from None
 
     def _discard_locked(self, store: ClusterStore, state: ClusterState, ids: set[str]) -> None:
         """Halt, delete the folders, then save: a record stays only if its folder could not go."""
@@ -336,11 +401,12 @@ class LocalBackend(Backend):
             else:
                 store.remove_all()
         except EssError as exc:
-            raise EssError(f"local backend: stopped the processes of {len(records)} node(s), but their "
-                           f"records could not all be removed: {exc}") from None
+            raise EssError(
+                f"local backend: stopped the processes of {len(records)} node(s), but their "
+                f"records could not all be removed: {exc}"
+            ) from None
 
-    def wait(self, settings: Settings, nodes: list[Node], progress: Progress,
-             timeout: float) -> list[Node]:
+    def wait(self, settings: Settings, nodes: list[Node], progress: Progress, timeout: float) -> list[Node]:
         """Wait until each node's port accepts TCP connections; return the nodes as listed now."""
         wanted = {node.id for node in nodes}
         progress.stage("waiting for local nodes", len(nodes))
@@ -357,8 +423,12 @@ class LocalBackend(Backend):
                 else:
                     still.append(node)
             if polls == 1 or len(still) != len(pending):  # polls are 50 ms apart: log changes only
-                log.debug("poll ports: %d/%d accept connections; waiting for %s", done, len(nodes),
-                          ess_log.pending({n.id: f"port {n.port} closed" for n in still}, ""))
+                log.debug(
+                    "poll ports: %d/%d accept connections; waiting for %s",
+                    done,
+                    len(nodes),
+                    ess_log.pending({n.id: f"port {n.port} closed" for n in still}, ""),
+                )
             pending = still
             progress.update(done)
             if pending:
@@ -383,8 +453,7 @@ class LocalBackend(Backend):
         progress.update(len(ids))
         progress.finish()
 
-    def _halt(self, store: ClusterStore, records: list[NodeRecord],
-              live: dict[str, process.Identity]) -> None:
+    def _halt(self, store: ClusterStore, records: list[NodeRecord], live: dict[str, process.Identity]) -> None:
         """Stop the processes of ``records``: found in the process table, or by a verified pid."""
         identities = [live.get(record.id) or self._identity(store, record) for record in records]
         identities = [identity for identity in identities if identity.pid > 1]
@@ -400,8 +469,13 @@ class LocalBackend(Backend):
     def access(self, settings: Settings) -> Access:
         store = self.store(settings)
         key = settings.path("key_file") or store.generated_key
-        return Access(backend=self.name, cluster=settings.cluster, username=str(settings["username"]),
-                      key_file=key, known_hosts=store.known_hosts)
+        return Access(
+            backend=self.name,
+            cluster=settings.cluster,
+            username=str(settings["username"]),
+            key_file=key,
+            known_hosts=store.known_hosts,
+        )
 
     def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """End the nodes' processes but keep their records (port, host key) for ``start``."""
@@ -436,13 +510,19 @@ class LocalBackend(Backend):
                 identity = self._spawn(settings, store, record.id, port=record.port or 0)
                 if identity is None:
                     store.save(state)
-                    raise EssError(f"local backend: {record.id} exited at once "
-                                   f"(see {store.node_dir(record.id) / 'node.log'})")
+                    raise EssError(
+                        f"local backend: {record.id} exited at once (see {store.node_dir(record.id) / 'node.log'})"
+                    )
                 record.pid, record.start_time = identity.pid, identity.start_time
                 restarted.append(record)
             store.save(state)
-        ready, failed = self._await_ready(store, restarted, float(settings.get("start_timeout", 120.0)),
-                                          progress, already=len(candidates) - len(restarted))
+        ready, failed = self._await_ready(
+            store,
+            restarted,
+            float(settings.get("start_timeout", 120.0)),
+            progress,
+            already=len(candidates) - len(restarted),
+        )
         with store.locked() as state:
             for node_id, port in ready.items():
                 if node_id in state.nodes:

@@ -20,10 +20,10 @@ def generate_ed25519(private_path: Path, comment: str) -> str:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     line = f"{public} {comment}"
     private_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(private_path, private)  # 0600 from its first byte, never chmod-ed after
@@ -46,8 +46,9 @@ def public_key_of(private_path: Path, where: str) -> str:
     try:
         data = private_path.read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"{where}: {private_path} does not exist "
-                         "(fix key_file, or leave it unset to let ess generate a key)") from None
+        raise UsageError(
+            f"{where}: {private_path} does not exist (fix key_file, or leave it unset to let ess generate a key)"
+        ) from None
     except IsADirectoryError:
         raise UsageError(f"{where}: {private_path} is a folder (name the private key file)") from None
     except OSError as exc:
@@ -57,13 +58,11 @@ def public_key_of(private_path: Path, where: str) -> str:
         try:
             key = load(data, password=None)
         except TypeError:
-            raise UsageError(f"{where}: {private_path} is protected by a passphrase "
-                             "(use a key without one, or leave key_file unset)") from None
+            raise UsageError(
+                f"{where}: {private_path} is protected by a passphrase (use a key without one, or leave key_file unset)"
+            ) from None
         except Exception:  # any parse failure means "not this format": try the next one
             continue
-        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                               serialization.PublicFormat.OpenSSH)
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         return public.decode()
-    raise UsageError(f"{where}: {private_path} is not an SSH private key "
-                     "(use an OpenSSH or PEM private key file)")
-
+    raise UsageError(f"{where}: {private_path} is not an SSH private key (use an OpenSSH or PEM private key file)")

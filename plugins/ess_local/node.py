@@ -131,8 +131,15 @@ async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path)
     env = {**env, "TERM": process.get_terminal_type()}
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=slave, stdout=slave, stderr=slave, cwd=home, env=env,
-            start_new_session=True, preexec_fn=_take_terminal)
+            *argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=home,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
+        )
     except OSError as exc:
         os.close(master)
         os.close(slave)
@@ -172,7 +179,7 @@ async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path)
                 return
             while data:
                 try:
-                    data = data[os.write(master, data):]
+                    data = data[os.write(master, data) :]
                 except BlockingIOError:
                     await asyncio.sleep(0.01)
 
@@ -191,8 +198,7 @@ async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path)
 
 
 def _make_handler(home: Path, username: str):
-    env = {key: value for key, value in os.environ.items()
-           if key in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
+    env = {key: value for key, value in os.environ.items() if key in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
     env.update(HOME=str(home), USER=username, LOGNAME=username, SHELL="/bin/sh")
 
     async def handle(process) -> None:  # asyncssh.SSHServerProcess
@@ -210,8 +216,13 @@ def _make_handler(home: Path, username: str):
             return
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=home, env=session_env)
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=home,
+                env=session_env,
+            )
         except OSError as exc:
             process.stderr.write(f"ess local node: cannot run /bin/sh: {exc.strerror}\n".encode())
             process.exit(127)
@@ -258,12 +269,20 @@ async def _serve(args: argparse.Namespace) -> int:
     os.chdir(args.home)  # commands start here; SFTP is chrooted here too
     try:
         server = await asyncssh.listen(
-            "127.0.0.1", args.port, server_factory=NodeServer,
+            "127.0.0.1",
+            args.port,
+            server_factory=NodeServer,
             server_host_keys=[str(args.host_key)],
             process_factory=_make_handler(args.home, username),
-            sftp_factory=_sftp_factory(args.home), allow_scp=True, encoding=None,
-            agent_forwarding=False, x11_forwarding=False, allow_pty=True, line_editor=False,
-            reuse_address=True)
+            sftp_factory=_sftp_factory(args.home),
+            allow_scp=True,
+            encoding=None,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_pty=True,
+            line_editor=False,
+            reuse_address=True,
+        )
     except (OSError, asyncssh.Error) as exc:
         _write_ready(args.ready_file, {"error": f"cannot listen on 127.0.0.1:{args.port}: {exc}"})
         return 1

@@ -48,7 +48,7 @@ def start_time(pid: int) -> str | None:
     except OSError:
         return None if Path("/proc/self").exists() else _ps(pid, "lstart=")
     # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = raw[raw.rindex(")") + 2 :].split()
     if fields[0] in ("Z", "X"):  # a zombie or dead process is not a running node
         return None
     return fields[19]
@@ -67,8 +67,9 @@ def command_line(pid: int) -> list[str] | None:
 
 def _ps(pid: int, field: str) -> str | None:
     try:
-        out = subprocess.run(["ps", "-p", str(pid), "-o", field], capture_output=True, text=True,
-                             timeout=10, check=False)
+        out = subprocess.run(
+            ["ps", "-p", str(pid), "-o", field], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -156,9 +157,15 @@ def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
     # The log may hold what commands printed: private to this user from its first byte.
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as node_log:
-        proc = subprocess.Popen([sys.executable, "-m", NODE_MODULE, *argv], stdin=subprocess.DEVNULL,
-                                stdout=node_log, stderr=node_log, cwd=cwd, start_new_session=True,
-                                close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", NODE_MODULE, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=node_log,
+            stderr=node_log,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
     started = start_time(proc.pid)
     # Popen can return while the kernel is still inside execve (vfork), when the new
     # command line is not yet readable: wait for it, so the node verifies from now on.
@@ -174,8 +181,7 @@ def spawn(argv: list[str], log_file: Path, cwd: Path) -> Identity | None:
     if started is None:
         log.debug("spawn %s: pid %d exited at once (see %s)", node_id, proc.pid, log_file)
         return None
-    log.debug("spawn %s: pid %d in %.1f ms, log %s", node_id, proc.pid, (time.monotonic() - began) * 1000,
-              log_file)
+    log.debug("spawn %s: pid %d in %.1f ms, log %s", node_id, proc.pid, (time.monotonic() - began) * 1000, log_file)
     return Identity(proc.pid, started, node_id, ready_file)
 
 
@@ -189,8 +195,9 @@ def signal_node(identity: Identity, signum: int) -> bool:
     """Send ``signum`` to a verified node and the commands it runs; False if it is not ours."""
     if not is_ours(identity):
         # Never signalled: the pid died, or was reused by another process (the whole point).
-        log.debug("signal %s: pid %d is not that node's process any more; not signalled",
-                  identity.node_id, identity.pid)
+        log.debug(
+            "signal %s: pid %d is not that node's process any more; not signalled", identity.node_id, identity.pid
+        )
         return False
     # The node leads its own session and process group (start_new_session), so the group
     # id is its pid: the group holds the node and the commands it is running, nothing else.
@@ -203,8 +210,12 @@ def signal_node(identity: Identity, signum: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        log.debug("signal %s: pid %d refused %s (permission denied)", identity.node_id, identity.pid,
-                  signal.Signals(signum).name)
+        log.debug(
+            "signal %s: pid %d refused %s (permission denied)",
+            identity.node_id,
+            identity.pid,
+            signal.Signals(signum).name,
+        )
         return False
     log.debug("signal %s: %s sent to pid %d", identity.node_id, signal.Signals(signum).name, identity.pid)
     return True
@@ -230,8 +241,12 @@ def stop(identities: list[Identity], grace: float = GRACE_SECONDS) -> None:
                 if time.monotonic() >= deadline + grace:
                     break
             else:
-                log.debug("stop: %d node(s) still alive %.0f s after SIGTERM: %s", len(pending), grace,
-                          ", ".join(ident.node_id for ident in pending))
+                log.debug(
+                    "stop: %d node(s) still alive %.0f s after SIGTERM: %s",
+                    len(pending),
+                    grace,
+                    ", ".join(ident.node_id for ident in pending),
+                )
                 for ident in pending:
                     signal_node(ident, signal.SIGKILL)
                 killed = True

@@ -86,16 +86,22 @@ class NodeRecord:
             if not isinstance(value, str):
                 raise ValueError(f"{node_id}: {key} is not a string")
         tags = data.get("tags", {})
-        if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                 for k, v in tags.items()):
+        if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
             raise ValueError(f"{node_id}: tags are not a map of strings")
         stopped = data.get("stopped", False)
         if type(stopped) is not bool:
             raise ValueError(f"{node_id}: stopped is not true or false")
-        return cls(id=node_id, pid=pid, port=port, tags=dict(tags), stopped=stopped,  # type: ignore[arg-type]
-                   start_time=texts["start_time"], host_key=texts["host_key"],
-                   instance_type=texts["instance_type"] or "local",
-                   launched_at=_iso_or_unknown(texts["launched_at"]))
+        return cls(
+            id=node_id,
+            pid=pid,
+            port=port,
+            tags=dict(tags),
+            stopped=stopped,  # type: ignore[arg-type]
+            start_time=texts["start_time"],
+            host_key=texts["host_key"],
+            instance_type=texts["instance_type"] or "local",
+            launched_at=_iso_or_unknown(texts["launched_at"]),
+        )
 
 
 @dataclass
@@ -125,8 +131,7 @@ class ClusterStore:
     def node_dir(self, node_id: str) -> Path:
         """The folder of a node; only a well-formed id ever becomes a path."""
         if not valid_node_id(node_id):
-            raise EssError(f"local backend: refusing node id {node_id[:80]!r} "
-                           "(not of the form local-<8 hex digits>)")
+            raise EssError(f"local backend: refusing node id {node_id[:80]!r} (not of the form local-<8 hex digits>)")
         return self.nodes_dir / node_id
 
     def make_dirs(self) -> None:
@@ -143,8 +148,10 @@ class ClusterStore:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise unwritable(self.root, exc) from None
-        busy = (f"{self.lock_path}: another ess command has held this cluster's lock for "
-                f"{LOCK_TIMEOUT:.0f} s (wait for it to finish, then retry)")
+        busy = (
+            f"{self.lock_path}: another ess command has held this cluster's lock for "
+            f"{LOCK_TIMEOUT:.0f} s (wait for it to finish, then retry)"
+        )
         with contextlib.ExitStack() as held:
             try:
                 held.enter_context(file_lock(self.lock_path, timeout=LOCK_TIMEOUT, busy=busy, mode=0o644))
@@ -210,9 +217,15 @@ class ClusterStore:
         host_key = _public_key_line(folder / "ssh_host_ed25519_key.pub")
         if host_key is None:
             return None  # not a node ess prepared (no host key): a stray folder, left alone
-        return NodeRecord(id=node_id, pid=0, start_time="", host_key=host_key,
-                          tags={"ess:cluster": self.cluster}, instance_type="local",
-                          launched_at=UNKNOWN_TIME)
+        return NodeRecord(
+            id=node_id,
+            pid=0,
+            start_time="",
+            host_key=host_key,
+            tags={"ess:cluster": self.cluster},
+            instance_type="local",
+            launched_at=UNKNOWN_TIME,
+        )
 
     def save(self, state: ClusterState) -> None:
         """Write each changed node.json, then the index and known_hosts (only inside :meth:`locked`).
@@ -229,11 +242,17 @@ class ClusterStore:
                 if self._node_files.get(record.id) != text:
                     atomic_write(folder / "node.json", text)
                     self._node_files[record.id] = text
-            payload = {"version": FORMAT_VERSION, "cluster": self.cluster,
-                       "nodes": [asdict(record) for record in state.nodes.values()]}
+            payload = {
+                "version": FORMAT_VERSION,
+                "cluster": self.cluster,
+                "nodes": [asdict(record) for record in state.nodes.values()],
+            }
             atomic_write(self.state_path, json.dumps(payload, indent=1) + "\n")
-            lines = [f"[127.0.0.1]:{record.port} {record.host_key}"
-                     for record in state.nodes.values() if record.port and record.host_key]
+            lines = [
+                f"[127.0.0.1]:{record.port} {record.host_key}"
+                for record in state.nodes.values()
+                if record.port and record.host_key
+            ]
             atomic_write(self.known_hosts, "".join(line + "\n" for line in lines))
         except OSError as exc:
             raise unwritable(Path(exc.filename or self.dir), exc) from None
@@ -254,15 +273,18 @@ class ClusterStore:
         """Delete the cluster's folder (call only inside :meth:`locked`, with no nodes left)."""
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.dir.exists():
-            raise EssError(f"{self.dir}: could not delete the cluster's folder "
-                           "(check its permissions, then run terminate all again)")
+            raise EssError(
+                f"{self.dir}: could not delete the cluster's folder "
+                "(check its permissions, then run terminate all again)"
+            )
 
 
 def check_cluster_name(cluster: str, where: str) -> None:
     """The cluster name becomes a folder name: allow only safe characters (no side effects)."""
     if not CLUSTER_NAME.match(cluster):
-        raise UsageError(f"{where}: {cluster!r} cannot name a local cluster "
-                         "(use letters, digits, '.', '_' or '-', at most 64)")
+        raise UsageError(
+            f"{where}: {cluster!r} cannot name a local cluster (use letters, digits, '.', '_' or '-', at most 64)"
+        )
 
 
 def _iso_or_unknown(text: str) -> str:
@@ -289,6 +311,7 @@ class StateUnwritable(EssError):
 
 def unwritable(path: Path, exc: OSError) -> StateUnwritable:
     """One line naming the file that could not be written, and what to do about it."""
-    return StateUnwritable(f"{path}: cannot write the local cluster's state ({exc.strerror or exc}); "
-                    "free some disk space or make the state folder writable, then run the command again")
-
+    return StateUnwritable(
+        f"{path}: cannot write the local cluster's state ({exc.strerror or exc}); "
+        "free some disk space or make the state folder writable, then run the command again"
+    )

@@ -38,8 +38,7 @@ class _Attempt:
     started: bool = False
 
 
-def check_nodes(nodes: list[Node], access: Access, settings: Settings,
-                progress: Progress) -> list[CheckResult]:
+def check_nodes(nodes: list[Node], access: Access, settings: Settings, progress: Progress) -> list[CheckResult]:
     """Connect to every node, run ``verify_command``, return one CheckResult(check="ssh") per node."""
     if not nodes:
         return []
@@ -49,21 +48,21 @@ def check_nodes(nodes: list[Node], access: Access, settings: Settings,
     states = {node.id: _Attempt() for node in nodes}
     results = fleet.run(
         "ssh ready",
-        lambda node: _verify_one(fleet.connector, node, command, fleet.start, fleet.deadline, timeout,
-                                 states[node.id]),
-        counts=lambda result: result.ok)
+        lambda node: _verify_one(fleet.connector, node, command, fleet.start, fleet.deadline, timeout, states[node.id]),
+        counts=lambda result: result.ok,
+    )
     out = []
     for node in nodes:
         result = results.get(node.id)
         if result is None:
             state = states[node.id]
             if not state.started:
-                message = (f"not tried within {timeout:g}s: raise ssh_parallel ({fleet.parallel}) or "
-                           "ssh_timeout")
+                message = f"not tried within {timeout:g}s: raise ssh_parallel ({fleet.parallel}) or ssh_timeout"
             else:
                 message = _gave_up(state.last or "timed out", timeout, state.attempts)
-            result = CheckResult(node.id, "ssh", False, message, time.monotonic() - fleet.start,
-                                 max(state.attempts, 1), node.address)
+            result = CheckResult(
+                node.id, "ssh", False, message, time.monotonic() - fleet.start, max(state.attempts, 1), node.address
+            )
         out.append(result)
     return out
 
@@ -73,8 +72,9 @@ def _gave_up(reason: str, timeout: float, attempts: int) -> str:
     return f"{reason} (still failing after {timeout:g}s, {tries})"
 
 
-def _verify_one(connector: Connector, node: Node, command: str, start: float, deadline: float,
-                timeout: float, state: _Attempt) -> CheckResult:
+def _verify_one(
+    connector: Connector, node: Node, command: str, start: float, deadline: float, timeout: float, state: _Attempt
+) -> CheckResult:
     """Retry connect + command on one node until it passes, fails for good, or time runs out."""
     state.started = True
     delay = BACKOFF_START
@@ -89,8 +89,7 @@ def _verify_one(connector: Connector, node: Node, command: str, start: float, de
                 connector.release(client)
             log.debug("ssh %s attempt %d: check command exited %d", node.id, state.attempts, output.exit_code)
             if output.exit_code == 0:
-                return CheckResult(node.id, "ssh", True, "", time.monotonic() - start, state.attempts,
-                                   node.address)
+                return CheckResult(node.id, "ssh", True, "", time.monotonic() - start, state.attempts, node.address)
             detail = output.stderr.decode("utf-8", "replace").strip().splitlines()
             suffix = f": {detail[-1][:200]}" if detail else ""
             raise SshFailure(f"command {command!r} exited {output.exit_code}{suffix}", retry=True)
@@ -100,12 +99,21 @@ def _verify_one(connector: Connector, node: Node, command: str, start: float, de
             final = refused.final(failure)
             if final is not None:
                 state.last = final.reason
-                return CheckResult(node.id, "ssh", False, final.reason, time.monotonic() - start,
-                                   state.attempts, node.address)
+                return CheckResult(
+                    node.id, "ssh", False, final.reason, time.monotonic() - start, state.attempts, node.address
+                )
             if not failure.retry and not (failure.auth and just_launched(node)):
-                return CheckResult(node.id, "ssh", False, failure.reason, time.monotonic() - start,
-                                   state.attempts, node.address)
+                return CheckResult(
+                    node.id, "ssh", False, failure.reason, time.monotonic() - start, state.attempts, node.address
+                )
             if not connector.sleep_until_retry(delay, deadline):
-                return CheckResult(node.id, "ssh", False, _gave_up(state.last, timeout, state.attempts),
-                                   time.monotonic() - start, state.attempts, node.address)
+                return CheckResult(
+                    node.id,
+                    "ssh",
+                    False,
+                    _gave_up(state.last, timeout, state.attempts),
+                    time.monotonic() - start,
+                    state.attempts,
+                    node.address,
+                )
             delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)

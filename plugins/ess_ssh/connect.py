@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INSECURE_WARNING = ("WARNING: insecure_skip_host_key_check is on: SSH host keys are NOT checked; "
-                    "anyone on the network path can impersonate these nodes")
+INSECURE_WARNING = (
+    "WARNING: insecure_skip_host_key_check is on: SSH host keys are NOT checked; "
+    "anyone on the network path can impersonate these nodes"
+)
 
 
 class SshFailure(Exception):
@@ -96,9 +98,13 @@ class RefusedClock:
             self._since = now
         if now - self._since < self.grace:
             return None
-        return SshFailure(f"connection refused by {self.node.address} port {self.node.port} for "
-                          f"{self.grace:g}s: nothing listens for SSH there (is sshd running? is the port "
-                          "right?)", retry=False, refused=True)
+        return SshFailure(
+            f"connection refused by {self.node.address} port {self.node.port} for "
+            f"{self.grace:g}s: nothing listens for SSH there (is sshd running? is the port "
+            "right?)",
+            retry=False,
+            refused=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -130,9 +136,16 @@ class Connector:
     many threads, and call :meth:`close` at the end to write newly learned host keys.
     """
 
-    def __init__(self, access: Access, *, connect_timeout: float = 10.0, strict: bool = False,
-                 insecure: bool = False, known_hosts: Path | None = None,
-                 progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        access: Access,
+        *,
+        connect_timeout: float = 10.0,
+        strict: bool = False,
+        insecure: bool = False,
+        known_hosts: Path | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.access = access
         self.connect_timeout = connect_timeout
         self.strict = strict
@@ -151,11 +164,13 @@ class Connector:
     @classmethod
     def from_settings(cls, access: Access, settings: Settings, progress: Progress | None = None) -> Connector:
         """A connector configured by the ssh_* settings (see :mod:`ess_ssh.plugin`)."""
-        return cls(access,
-                   connect_timeout=float(settings.get("ssh_connect_timeout", 10.0)),
-                   strict=bool(settings.get("strict_host_keys", False)),
-                   insecure=bool(settings.get("insecure_skip_host_key_check", False)),
-                   progress=progress)
+        return cls(
+            access,
+            connect_timeout=float(settings.get("ssh_connect_timeout", 10.0)),
+            strict=bool(settings.get("strict_host_keys", False)),
+            insecure=bool(settings.get("insecure_skip_host_key_check", False)),
+            progress=progress,
+        )
 
     # -- connections --------------------------------------------------------------------
     def connect(self, node: Node, deadline: float | None = None) -> paramiko.SSHClient:
@@ -171,12 +186,27 @@ class Connector:
         try:
             client = self._connect(node, deadline)
         except SshFailure as failure:
-            log.debug("ssh %s %s@%s:%s attempt %d: %s after %.1f ms (%s)", node.id, self.access.username,
-                      node.address, node.port, attempt, failure.reason, (time.monotonic() - started) * 1000,
-                      "retryable" if failure.retry else "final")
+            log.debug(
+                "ssh %s %s@%s:%s attempt %d: %s after %.1f ms (%s)",
+                node.id,
+                self.access.username,
+                node.address,
+                node.port,
+                attempt,
+                failure.reason,
+                (time.monotonic() - started) * 1000,
+                "retryable" if failure.retry else "final",
+            )
             raise
-        log.debug("ssh %s %s@%s:%s attempt %d: connected in %.1f ms", node.id, self.access.username,
-                  node.address, node.port, attempt, (time.monotonic() - started) * 1000)
+        log.debug(
+            "ssh %s %s@%s:%s attempt %d: connected in %.1f ms",
+            node.id,
+            self.access.username,
+            node.address,
+            node.port,
+            attempt,
+            (time.monotonic() - started) * 1000,
+        )
         return client
 
     def _connect(self, node: Node, deadline: float | None) -> paramiko.SSHClient:
@@ -184,8 +214,7 @@ class Connector:
 
         _quiet_paramiko()
         if not node.address:
-            raise SshFailure("node has no address (is it running? for EC2, check use_private_ip)",
-                             retry=False)
+            raise SshFailure("node has no address (is it running? for EC2, check use_private_ip)", retry=False)
         limit = self._budget(deadline)
         sock = self._open_socket(node, limit)
         client = paramiko.SSHClient()
@@ -195,11 +224,21 @@ class Connector:
         client.set_missing_host_key_policy(policy)
         try:
             limit = self._budget(deadline)
-            client.connect(node.address, port=node.port, username=self.access.username, pkey=self.pkey,
-                           # timeout= only bounds the key exchange here (the socket is ours);
-                           # a little over banner_timeout so the banner's own error wins the race.
-                           sock=sock, timeout=limit + 0.5, banner_timeout=limit, auth_timeout=limit,
-                           channel_timeout=limit, allow_agent=False, look_for_keys=False)
+            client.connect(
+                node.address,
+                port=node.port,
+                username=self.access.username,
+                pkey=self.pkey,
+                # timeout= only bounds the key exchange here (the socket is ours);
+                # a little over banner_timeout so the banner's own error wins the race.
+                sock=sock,
+                timeout=limit + 0.5,
+                banner_timeout=limit,
+                auth_timeout=limit,
+                channel_timeout=limit,
+                allow_agent=False,
+                look_for_keys=False,
+            )
         except BaseException as exc:
             # paramiko's transport thread keeps the real cause (e.g. the banner timeout)
             # while connect() may report a later symptom such as "No existing session".
@@ -222,8 +261,7 @@ class Connector:
             self.known_hosts.learn(name, *policy.learned)
         return client
 
-    def connect_with_retry(self, node: Node, deadline: float,
-                           on_attempt: Any = None) -> tuple[paramiko.SSHClient, int]:
+    def connect_with_retry(self, node: Node, deadline: float, on_attempt: Any = None) -> tuple[paramiko.SSHClient, int]:
         """Connect, retrying retryable failures with backoff until ``deadline``.
 
         Returns the client and the number of attempts. Raises the last :class:`SshFailure`
@@ -286,8 +324,13 @@ class Connector:
         return not self._aborted and deadline - time.monotonic() > 0.05
 
     # -- commands -------------------------------------------------------------------------
-    def run(self, client: paramiko.SSHClient, command: str, deadline: float | None = None,
-            on_output: OutputCallback | None = None) -> CommandOutput:
+    def run(
+        self,
+        client: paramiko.SSHClient,
+        command: str,
+        deadline: float | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandOutput:
         """Run ``command`` on a connected client; its exit code and output tails, or SshFailure.
 
         ``on_output`` gets every chunk as it arrives; memory stays bounded either way.
@@ -356,18 +399,22 @@ class Connector:
                 store.add(name, keytype, key)
         return keys
 
-    def _changed(self, node: Node, name: str, presented: Any,
-                 known: list[tuple[int, str, str]]) -> SshFailure:
+    def _changed(self, node: Node, name: str, presented: Any, known: list[tuple[int, str, str]]) -> SshFailure:
         if node.host_keys:
-            return SshFailure(f"host key of {name} does not match the key the {self.access.backend} backend "
-                              "reported for this node (the node may have been replaced or impersonated)",
-                              retry=False)
+            return SshFailure(
+                f"host key of {name} does not match the key the {self.access.backend} backend "
+                "reported for this node (the node may have been replaced or impersonated)",
+                retry=False,
+            )
         same_type = [line for line, keytype, _ in known if keytype == presented.get_name()]
         lines = [line for line in same_type or [line for line, _, _ in known] if line > 0]
         path = self.known_hosts.path
         where = f"line {lines[0]} of {path}" if lines else f"the entry in {path}"
-        return SshFailure(f"host key changed: remove {where} if the node was really replaced "
-                          f"(otherwise someone may be impersonating {name})", retry=False)
+        return SshFailure(
+            f"host key changed: remove {where} if the node was really replaced "
+            f"(otherwise someone may be impersonating {name})",
+            retry=False,
+        )
 
     def classify(self, exc: BaseException, limit: float) -> SshFailure:
         """Turn a paramiko/socket exception into a reason a user can act on (never key material)."""
@@ -379,8 +426,11 @@ class Connector:
             text = str(exc).lower()
             if "timeout" in text:
                 return SshFailure(f"authentication did not finish within {limit:.0f}s", retry=True)
-            return SshFailure(f"authentication failed with key {self.key_file} for user "
-                              f"{self.access.username}", retry=False, auth=True)
+            return SshFailure(
+                f"authentication failed with key {self.key_file} for user {self.access.username}",
+                retry=False,
+                auth=True,
+            )
         if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionRefusedError)):
             return SshFailure("connection refused", retry=True, refused=True)
         if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -389,8 +439,9 @@ class Connector:
             return SshFailure(f"cannot resolve the address ({exc.strerror})", retry=True)
         if isinstance(exc, paramiko.SSHException):
             text = str(exc)
-            if any(sign in text for sign in ("Indecipherable protocol version", "Invalid SSH banner",
-                                             "codec can't decode")):
+            if any(
+                sign in text for sign in ("Indecipherable protocol version", "Invalid SSH banner", "codec can't decode")
+            ):
                 return SshFailure("not an SSH server: the banner is garbled (is the port right?)", retry=True)
             if "banner" in text.lower():
                 return SshFailure(f"no SSH banner within {limit:.0f}s", retry=True)
@@ -447,9 +498,11 @@ class _Policy:
         if self.connector.insecure:
             return
         if self.connector.strict:
-            raise SshFailure(f"host key of {self.name} is not known and strict_host_keys is on (add the "
-                             f"node's key to {self.connector.known_hosts.path} or turn strict_host_keys off)",
-                             retry=False)
+            raise SshFailure(
+                f"host key of {self.name} is not known and strict_host_keys is on (add the "
+                f"node's key to {self.connector.known_hosts.path} or turn strict_host_keys off)",
+                retry=False,
+            )
         # Recorded only once authentication succeeds, so a key is never filed for a failed node.
         self.learned = (key.get_name(), key.get_base64())
 
@@ -458,8 +511,9 @@ class OutputFailure(Exception):
     """The ``on_output`` callback raised: the caller's problem, not the node's (never retried)."""
 
 
-def _collect(channel: Any, command: str, deadline: float | None,
-             on_output: OutputCallback | None = None) -> CommandOutput:
+def _collect(
+    channel: Any, command: str, deadline: float | None, on_output: OutputCallback | None = None
+) -> CommandOutput:
     """Read stdout and stderr until the command exits; both at once, so neither stream stalls.
 
     Each chunk goes to ``on_output`` and into a bounded tail, never into an unbounded buffer.

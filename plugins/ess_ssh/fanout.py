@@ -28,8 +28,9 @@ Result = TypeVar("Result")
 class Fleet:
     """One connector, one thread pool and one deadline for an operation over many nodes."""
 
-    def __init__(self, nodes: list[Node], access: Access, settings: Settings, progress: Progress, *,
-                 limit: float) -> None:
+    def __init__(
+        self, nodes: list[Node], access: Access, settings: Settings, progress: Progress, *, limit: float
+    ) -> None:
         self.nodes = nodes
         self.progress = progress
         self.limit = limit
@@ -40,8 +41,9 @@ class Fleet:
         self.start = time.monotonic()
         self.deadline = self.start + limit
 
-    def run(self, label: str, work: Callable[[Node], Result],
-            counts: Callable[[Result], bool] = lambda result: True) -> dict[str, Result]:
+    def run(
+        self, label: str, work: Callable[[Node], Result], counts: Callable[[Result], bool] = lambda result: True
+    ) -> dict[str, Result]:
         """``work(node)`` for every node, ``ssh_parallel`` at a time; results by node id.
 
         The progress line counts results for which ``counts`` is true (``ssh ready 37/40``).
@@ -50,8 +52,9 @@ class Fleet:
         self.progress.stage(label, len(self.nodes))
         results: dict[str, Result] = {}
         done = 0
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.parallel,
-                                                     thread_name_prefix=f"ess-{label.split()[0]}")
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.parallel, thread_name_prefix=f"ess-{label.split()[0]}"
+        )
         try:
             futures = {pool.submit(work, node): node for node in self.nodes}
             try:

@@ -124,8 +124,7 @@ class KnownHosts:
         """Every entry (from the file, or learned this run) that names this host."""
         with self._lock:
             found = [entry for entry in self._entries if entry.matches(name)]
-            found += [Entry(0, (host,), keytype, blob) for host, keytype, blob in self._added
-                      if host == name]
+            found += [Entry(0, (host,), keytype, blob) for host, keytype, blob in self._added if host == name]
             return found
 
     def learn(self, name: str, keytype: str, blob: str) -> None:
@@ -157,9 +156,11 @@ class KnownHosts:
                 with lock:
                     self._merge_into_file()
             except Timeout:
-                raise EssError(f"{self.path}: could not lock {self.path}.lock within "
-                               f"{SAVE_LOCK_TIMEOUT:g}s to record new host keys (another ess run holds "
-                               "it; run again when it is done)") from None
+                raise EssError(
+                    f"{self.path}: could not lock {self.path}.lock within "
+                    f"{SAVE_LOCK_TIMEOUT:g}s to record new host keys (another ess run holds "
+                    "it; run again when it is done)"
+                ) from None
             self._added.clear()
             self._entries = self._read()
 
@@ -170,8 +171,11 @@ class KnownHosts:
             current = ""
         if current and not current.endswith("\n"):
             current += "\n"
-        lines = [f"{host} {keytype} {blob}\n" for host, keytype, blob in self._added
-                 if f"{host} {keytype} {blob}\n" not in current]
+        lines = [
+            f"{host} {keytype} {blob}\n"
+            for host, keytype, blob in self._added
+            if f"{host} {keytype} {blob}\n" not in current
+        ]
         if not lines:
             return
         atomic_write(self.path, current + "".join(lines))

@@ -28,8 +28,9 @@ def check_permissions(path: Path) -> None:
     if not stat.S_ISREG(mode):
         raise UsageError(f"{path}: is not a file (name the private key file)")
     if mode & 0o077:
-        raise UsageError(f"{path}: permissions {stat.S_IMODE(mode):04o} are too open for a private key "
-                         f"(chmod 600 {path})")
+        raise UsageError(
+            f"{path}: permissions {stat.S_IMODE(mode):04o} are too open for a private key (chmod 600 {path})"
+        )
 
 
 def load_private_key(path: Path) -> paramiko.PKey:
@@ -43,11 +44,15 @@ def load_private_key(path: Path) -> paramiko.PKey:
     except PermissionError:
         raise UsageError(f"{path}: permission denied reading the private key (chmod 600 {path})") from None
     except paramiko.PasswordRequiredException:
-        raise UsageError(f"{path}: the private key is protected by a passphrase "
-                         f"(use an unencrypted copy: ssh-keygen -p -N '' -f COPY)") from None
+        raise UsageError(
+            f"{path}: the private key is protected by a passphrase "
+            f"(use an unencrypted copy: ssh-keygen -p -N '' -f COPY)"
+        ) from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the private key ({exc.strerror})") from None
     except Exception:
         # cryptography's and paramiko's messages can quote bytes of the file: never show them.
-        raise UsageError(f"{path}: not a private key ess can read (expected an RSA PEM or an "
-                         "OpenSSH ed25519/ECDSA/RSA private key file)") from None
+        raise UsageError(
+            f"{path}: not a private key ess can read (expected an RSA PEM or an "
+            "OpenSSH ed25519/ECDSA/RSA private key file)"
+        ) from None

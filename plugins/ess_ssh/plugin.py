@@ -24,36 +24,54 @@ SSH_COMMANDS = ("create", "verify", "exec", "push", "status")
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
-        "verify_command", "str", default="true",
+        "verify_command",
+        "str",
+        default="true",
         help="Command run on every node over SSH to call it healthy; it must exit 0 "
-             "(e.g. 'test -f /var/lib/cloud/instance/boot-finished').",
+        "(e.g. 'test -f /var/lib/cloud/instance/boot-finished').",
     ),
     SettingSpec(
-        "ssh_timeout", "float", default=300.0, flag="--timeout", commands=SSH_COMMANDS,
+        "ssh_timeout",
+        "float",
+        default=300.0,
+        flag="--timeout",
+        commands=SSH_COMMANDS,
         minimum=0.1,
         help="Seconds to wait for every node to accept SSH and pass verify_command (for exec and "
-             "push: to connect and finish the command or copy); nodes still failing then are "
-             "reported with their last error.",
+        "push: to connect and finish the command or copy); nodes still failing then are "
+        "reported with their last error.",
     ),
     SettingSpec(
-        "ssh_parallel", "int", default=32, flag="--parallel", commands=SSH_COMMANDS,
-        minimum=1, maximum=1024,
+        "ssh_parallel",
+        "int",
+        default=32,
+        flag="--parallel",
+        commands=SSH_COMMANDS,
+        minimum=1,
+        maximum=1024,
         help="How many nodes to connect to at the same time.",
     ),
     SettingSpec(
-        "ssh_connect_timeout", "float", default=10.0, minimum=0.1,
+        "ssh_connect_timeout",
+        "float",
+        default=10.0,
+        minimum=0.1,
         help="Seconds allowed for each step of one connection attempt (TCP connect, SSH banner, "
-             "authentication, opening a session) before that attempt is retried.",
+        "authentication, opening a session) before that attempt is retried.",
     ),
     SettingSpec(
-        "strict_host_keys", "bool", default=False,
+        "strict_host_keys",
+        "bool",
+        default=False,
         help="Refuse nodes whose SSH host key is not already in the cluster's known_hosts file "
-             "(or given by the backend), instead of trusting it on first use.",
+        "(or given by the backend), instead of trusting it on first use.",
     ),
     SettingSpec(
-        "insecure_skip_host_key_check", "bool", default=False,
+        "insecure_skip_host_key_check",
+        "bool",
+        default=False,
         help="Accept any SSH host key without checking or recording it. Unsafe: anyone on the "
-             "network path can impersonate a node. For throwaway test setups only.",
+        "network path can impersonate a node. For throwaway test setups only.",
     ),
 )
 
@@ -79,8 +97,9 @@ def ess_before_create(access: Access | None, verify: bool) -> None:
 
 
 @ess.hookimpl
-def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
-                    progress: Progress) -> list[CheckResult] | None:
+def ess_check_nodes(
+    nodes: list[Node], access: Access, settings: Settings, progress: Progress
+) -> list[CheckResult] | None:
     """Verify every node over SSH (see :mod:`ess_ssh.check`)."""
     from .check import check_nodes
 
@@ -88,9 +107,14 @@ def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
 
 
 @ess.hookimpl
-def ess_run_command(nodes: list[Node], command: str, access: Access, settings: Settings,
-                    progress: Progress,
-                    output: Callable[[str, str, bytes], None] | None) -> list[CommandResult] | None:
+def ess_run_command(
+    nodes: list[Node],
+    command: str,
+    access: Access,
+    settings: Settings,
+    progress: Progress,
+    output: Callable[[str, str, bytes], None] | None,
+) -> list[CommandResult] | None:
     """Run ``command`` once on every node over SSH (see :mod:`ess_ssh.run`).
 
     Output streams to ``output`` as it arrives; the results keep each stream's last 64 KiB.
@@ -99,16 +123,24 @@ def ess_run_command(nodes: list[Node], command: str, access: Access, settings: S
 
     from .run import run_command
 
-    return [CommandResult(node_id=out.node_id, exit_code=out.exit_code,
-                          stdout=out.stdout.decode("utf-8", "replace"),
-                          stderr=out.stderr.decode("utf-8", "replace"),
-                          error=out.error, seconds=out.seconds, truncated=out.truncated)
-            for out in run_command(nodes, command, access, settings, progress, output=output)]
+    return [
+        CommandResult(
+            node_id=out.node_id,
+            exit_code=out.exit_code,
+            stdout=out.stdout.decode("utf-8", "replace"),
+            stderr=out.stderr.decode("utf-8", "replace"),
+            error=out.error,
+            seconds=out.seconds,
+            truncated=out.truncated,
+        )
+        for out in run_command(nodes, command, access, settings, progress, output=output)
+    ]
 
 
 @ess.hookimpl
-def ess_push_files(nodes: list[Node], source: Path, destination: str, access: Access, settings: Settings,
-                   progress: Progress) -> list[CommandResult] | None:
+def ess_push_files(
+    nodes: list[Node], source: Path, destination: str, access: Access, settings: Settings, progress: Progress
+) -> list[CommandResult] | None:
     """Copy a file or folder to every node over SFTP (see :mod:`ess_ssh.push`).
 
     A node that was never reached has ``exit_code`` None; a copy that started and failed has
@@ -122,6 +154,7 @@ def ess_push_files(nodes: list[Node], source: Path, destination: str, access: Ac
     for out in push_files(nodes, source, destination, access, settings, progress):
         summary = f"copied {out.files} file(s), {out.bytes} bytes to {out.destination}\n" if out.connected else ""
         code = 0 if out.ok else (1 if out.connected else None)
-        results.append(CommandResult(node_id=out.node_id, exit_code=code, stdout=summary, error=out.error,
-                                     seconds=out.seconds))
+        results.append(
+            CommandResult(node_id=out.node_id, exit_code=code, stdout=summary, error=out.error, seconds=out.seconds)
+        )
     return results

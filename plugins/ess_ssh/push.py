@@ -132,8 +132,9 @@ def _local_file(path: Path, relative: PurePosixPath) -> LocalFile:
     return LocalFile(path, relative, info.st_size, stat.S_IMODE(info.st_mode))
 
 
-def push_files(nodes: list[Node], source: Path, destination: str, access: Access, settings: Settings,
-               progress: Progress) -> list[PushOutput]:
+def push_files(
+    nodes: list[Node], source: Path, destination: str, access: Access, settings: Settings, progress: Progress
+) -> list[PushOutput]:
     """Copy ``source`` into the folder ``destination`` on every node; one PushOutput per node, in order.
 
     ``ssh_parallel`` nodes at a time; ``ssh_timeout`` bounds connecting plus copying on each.
@@ -147,16 +148,23 @@ def push_files(nodes: list[Node], source: Path, destination: str, access: Access
     fleet = Fleet(nodes, access, settings, progress, limit=limit)
     start = fleet.start
     reached: dict[str, _Progress] = {node.id: _Progress() for node in nodes}
-    results = fleet.run("push", lambda node: _push_one(fleet.connector, node, plan, destination, fleet.deadline,
-                                                       reached[node.id]))
+    results = fleet.run(
+        "push", lambda node: _push_one(fleet.connector, node, plan, destination, fleet.deadline, reached[node.id])
+    )
     out = []
     for node in nodes:
         output = results.get(node.id)
         if output is None:
             state = reached[node.id]
-            output = PushOutput(node.id, state.destination, state.files, state.bytes,
-                                _partial(f"timed out after {limit:g}s", state, plan), state.connected,
-                                time.monotonic() - start)
+            output = PushOutput(
+                node.id,
+                state.destination,
+                state.files,
+                state.bytes,
+                _partial(f"timed out after {limit:g}s", state, plan),
+                state.connected,
+                time.monotonic() - start,
+            )
         out.append(output)
     return out
 
@@ -177,13 +185,15 @@ def _partial(reason: str, state: _Progress, plan: Plan) -> str:
     return f"{reason} (after copying {state.files} of {len(plan.files)} files, {state.bytes} bytes)"
 
 
-def _push_one(connector: Connector, node: Node, plan: Plan, destination: str, deadline: float,
-              state: _Progress) -> PushOutput:
+def _push_one(
+    connector: Connector, node: Node, plan: Plan, destination: str, deadline: float, state: _Progress
+) -> PushOutput:
     began = time.monotonic()
 
     def result(error: str = "") -> PushOutput:
-        return PushOutput(node.id, state.destination, state.files, state.bytes, error, state.connected,
-                          time.monotonic() - began)
+        return PushOutput(
+            node.id, state.destination, state.files, state.bytes, error, state.connected, time.monotonic() - began
+        )
 
     try:
         client, _ = connector.connect_with_retry(node, deadline)
@@ -348,4 +358,3 @@ class _Copier:
                 channel = self.sftp.get_channel()
                 if channel is not None:
                     channel.settimeout(max(self.deadline - time.monotonic(), 0.01))
-

@@ -49,9 +49,16 @@ class NodeOutput:
 Output = Callable[[str, str, bytes], None]
 
 
-def run_command(nodes: list[Node], command: str, access: Access, settings: Settings,
-                progress: Progress, *, timeout: float | None = None,
-                output: Output | None = None) -> list[NodeOutput]:
+def run_command(
+    nodes: list[Node],
+    command: str,
+    access: Access,
+    settings: Settings,
+    progress: Progress,
+    *,
+    timeout: float | None = None,
+    output: Output | None = None,
+) -> list[NodeOutput]:
     """Run ``command`` on every node in parallel (``ssh_parallel``); results in node order.
 
     ``timeout`` (default ``ssh_timeout``) bounds connecting plus running on each node.
@@ -61,25 +68,29 @@ def run_command(nodes: list[Node], command: str, access: Access, settings: Setti
     limit = float(timeout if timeout is not None else settings.get("ssh_timeout", 300.0))
     fleet = Fleet(nodes, access, settings, progress, limit=limit)
     results = fleet.run("exec", lambda node: _run_one(fleet.connector, node, command, fleet.deadline, output))
-    return [results.get(node.id) or NodeOutput(node.id, None, error=f"timed out after {limit:g}s",
-                                               seconds=limit)
-            for node in nodes]
+    return [
+        results.get(node.id) or NodeOutput(node.id, None, error=f"timed out after {limit:g}s", seconds=limit)
+        for node in nodes
+    ]
 
 
-def _run_one(connector: Connector, node: Node, command: str, deadline: float,
-             output: Output | None) -> NodeOutput:
+def _run_one(connector: Connector, node: Node, command: str, deadline: float, output: Output | None) -> NodeOutput:
     result = _run_on(connector, node, command, deadline, output)
     # Not the command itself: a user's command line can hold a token ess does not know of.
     if result.exit_code is None:
         log.debug("exec %s: did not run: %s (%.1f ms)", node.id, result.error, result.seconds * 1000)
     else:
-        log.debug("exec %s: exit code %d in %.1f ms%s", node.id, result.exit_code, result.seconds * 1000,
-                  ", output truncated to its tail" if result.truncated else "")
+        log.debug(
+            "exec %s: exit code %d in %.1f ms%s",
+            node.id,
+            result.exit_code,
+            result.seconds * 1000,
+            ", output truncated to its tail" if result.truncated else "",
+        )
     return result
 
 
-def _run_on(connector: Connector, node: Node, command: str, deadline: float,
-            output: Output | None) -> NodeOutput:
+def _run_on(connector: Connector, node: Node, command: str, deadline: float, output: Output | None) -> NodeOutput:
     began = time.monotonic()
     try:
         client, _ = connector.connect_with_retry(node, deadline)
@@ -91,9 +102,11 @@ def _run_on(connector: Connector, node: Node, command: str, deadline: float,
     except SshFailure as failure:
         return NodeOutput(node.id, None, error=failure.reason, seconds=time.monotonic() - began)
     except OutputFailure as failure:
-        return NodeOutput(node.id, None, error=f"could not pass its output on ({failure})",
-                          seconds=time.monotonic() - began)
+        return NodeOutput(
+            node.id, None, error=f"could not pass its output on ({failure})", seconds=time.monotonic() - began
+        )
     finally:
         connector.release(client)
-    return NodeOutput(node.id, done.exit_code, done.stdout, done.stderr, seconds=time.monotonic() - began,
-                      truncated=done.truncated)
+    return NodeOutput(
+        node.id, done.exit_code, done.stdout, done.stderr, seconds=time.monotonic() - began, truncated=done.truncated
+    )

@@ -23,11 +23,11 @@ class Tail:
         self._buffer += data
         # Trim only when twice the limit is held: amortised cost stays linear.
         if len(self._buffer) > 2 * self.limit:
-            del self._buffer[:-self.limit]
+            del self._buffer[: -self.limit]
             self.truncated = True
 
     def value(self) -> bytes:
         if len(self._buffer) > self.limit:
             self.truncated = True
-            return bytes(self._buffer[-self.limit:])
+            return bytes(self._buffer[-self.limit :])
         return bytes(self._buffer)

@@ -26,8 +26,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         item.add_marker(pytest.mark.integration)
         if not ENABLED:
-            item.add_marker(pytest.mark.skip(reason="integration tier: set ESS_INTEGRATION=1 "
-                                                    "(after tests/integration/setup.sh)"))
+            item.add_marker(
+                pytest.mark.skip(reason="integration tier: set ESS_INTEGRATION=1 (after tests/integration/setup.sh)")
+            )
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +37,9 @@ def tools() -> None:
     require(SSHD, "ip", "ssh", "ssh-keygen")  # fails: this tier only runs under ESS_INTEGRATION=1
     probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
-        pytest.fail(f"ESS_INTEGRATION=1 but `ip netns` does not work: {probe.stderr.strip()} "
-                    "(needs root / CAP_SYS_ADMIN)")
+        pytest.fail(
+            f"ESS_INTEGRATION=1 but `ip netns` does not work: {probe.stderr.strip()} (needs root / CAP_SYS_ADMIN)"
+        )
     os.makedirs("/run/sshd", exist_ok=True)
 
 

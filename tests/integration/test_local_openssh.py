@@ -32,8 +32,18 @@ def node(ess_home: Path) -> Iterator[tuple[Node, list[str], str, Path]]:
     [node] = backend.wait(settings, created, quiet(), timeout=30)
     access = backend.access(settings)
     store = ClusterStore("default")
-    options = ["-i", str(access.key_file), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-               "-o", f"UserKnownHostsFile={store.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+    options = [
+        "-i",
+        str(access.key_file),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"UserKnownHostsFile={store.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ]
     yield node, options, f"{access.username}@127.0.0.1", store.node_dir(node.id) / "home"
     kill_test_nodes(ess_home)
 
@@ -61,8 +71,7 @@ def test_scp_sftp_and_rsync_exit_0(node, tmp_path: Path) -> None:
     batch.write_text(f"mkdir inbox\nput {payload} inbox/data.csv\nls inbox\nget inbox/data.csv got.csv\n")
     sftp = _run(["sftp", *options, "-P", port, "-b", str(batch), login], tmp_path)
     assert sftp.returncode == 0, sftp.stderr
-    assert (home / "inbox" / "data.csv").read_bytes() == (tmp_path / "got.csv").read_bytes() \
-        == payload.read_bytes()
+    assert (home / "inbox" / "data.csv").read_bytes() == (tmp_path / "got.csv").read_bytes() == payload.read_bytes()
 
     shell = shlex.join(["ssh", *options, "-p", port])
     synced = _run(["rsync", "-a", "-e", shell, str(payload), f"{login}:synced.csv"], tmp_path)

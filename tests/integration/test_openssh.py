@@ -29,9 +29,6 @@ def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
-
-
-
 @pytest.fixture
 def user_key(tmp_path: Path, tools: None) -> tuple[Path, str]:
     key = tmp_path / "id_ed25519"
@@ -76,14 +73,13 @@ def test_loopback_sshd_fleet_verifies_and_learns_host_keys(tmp_path, user_key):
         nodes = [s.node(f"n{i}") for i, s in enumerate(servers)]
         progress, _ = quiet_progress()
         access = make_access(key, username=getpass.getuser())
-        results = check_nodes(nodes, access, make_settings(ssh_timeout=30.0, verify_command="uname -s"),
-                              progress)
+        results = check_nodes(nodes, access, make_settings(ssh_timeout=30.0, verify_command="uname -s"), progress)
         assert [r.ok for r in results] == [True] * 5, [r.message for r in results]
         lines = known_hosts_path("test", "c1").read_text().splitlines()
-        assert sorted(lines) == sorted(f"[127.0.0.1]:{s.port} {' '.join(s.host_key_line.split()[:2])}"
-                                       for s in servers)
-        outputs = run_command(nodes, "echo hello; echo oops >&2; exit 4", access,
-                              make_settings(strict_host_keys=True), progress)
+        assert sorted(lines) == sorted(f"[127.0.0.1]:{s.port} {' '.join(s.host_key_line.split()[:2])}" for s in servers)
+        outputs = run_command(
+            nodes, "echo hello; echo oops >&2; exit 4", access, make_settings(strict_host_keys=True), progress
+        )
         assert {(o.exit_code, o.stdout, o.stderr) for o in outputs} == {(4, b"hello\n", b"oops\n")}
     finally:
         for server in servers:
@@ -96,12 +92,17 @@ def test_netns_hosts_with_one_dropped_end_at_the_deadline(netns_hosts, user_key)
     sh("ip", "netns", "exec", NETNS[2], "ip", "link", "set", "essv3p", "down")
     nodes = [s.node(f"h{i}") for i, s in enumerate(netns_hosts, start=1)]
     progress, _ = quiet_progress()
-    results = check_nodes(nodes, make_access(key, username=getpass.getuser()),
-                          make_settings(ssh_timeout=4.0, ssh_connect_timeout=2.0), progress)
+    results = check_nodes(
+        nodes,
+        make_access(key, username=getpass.getuser()),
+        make_settings(ssh_timeout=4.0, ssh_connect_timeout=2.0),
+        progress,
+    )
     assert [r.ok for r in results] == [True, True, False], [r.message for r in results]
     dropped = results[2]
-    assert dropped.message.startswith(("timed out (still failing after 4s",
-                                       "no route to host (still failing after 4s")), dropped.message
+    assert dropped.message.startswith(
+        ("timed out (still failing after 4s", "no route to host (still failing after 4s")
+    ), dropped.message
     assert dropped.attempts >= 1
     print("dropped:", dropped.message)
 
@@ -109,10 +110,16 @@ def test_netns_hosts_with_one_dropped_end_at_the_deadline(netns_hosts, user_key)
 def test_netns_out_of_band_host_key_and_strict_mode(netns_hosts, user_key):
     key, _ = user_key
     trusted = netns_hosts[0]
-    nodes = [Node("h1", RUNNING, address=trusted.address, host_keys=(trusted.host_key_line,)),
-             netns_hosts[1].node("h2")]
+    nodes = [
+        Node("h1", RUNNING, address=trusted.address, host_keys=(trusted.host_key_line,)),
+        netns_hosts[1].node("h2"),
+    ]
     progress, _ = quiet_progress()
-    results = check_nodes(nodes, make_access(key, username=getpass.getuser()),
-                          make_settings(ssh_timeout=10.0, strict_host_keys=True), progress)
+    results = check_nodes(
+        nodes,
+        make_access(key, username=getpass.getuser()),
+        make_settings(ssh_timeout=10.0, strict_host_keys=True),
+        progress,
+    )
     assert results[0].ok, results[0].message
     assert not results[1].ok and "strict_host_keys is on" in results[1].message

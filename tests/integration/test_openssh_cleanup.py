@@ -26,10 +26,25 @@ def test_stop_ends_open_connections_and_the_commands_they_run(tmp_path: Path, to
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     server = OpenSshd(tmp_path / "server", (tmp_path / "id_ed25519.pub").read_text().strip())
     client = subprocess.Popen(
-        ["ssh", "-i", str(key), "-p", str(server.port), "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
-         f"{getpass.getuser()}@127.0.0.1", "echo $$; exec sleep 300"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-p",
+            str(server.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+            f"{getpass.getuser()}@127.0.0.1",
+            "echo $$; exec sleep 300",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         command = int(client.stdout.readline())  # the session is up and its command runs
         assert command in server.processes()

@@ -26,10 +26,23 @@ from ess_ec2 import client as ec2_client
 from ess_ec2.backend import Ec2Backend
 
 #: Calls that change something in AWS. A DryRun RunInstances is not one of them.
-MUTATING = ("RunInstances", "TerminateInstances", "StopInstances", "StartInstances", "CreateTags",
-            "DeleteTags", "CreateKeyPair", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress",
-            "RevokeSecurityGroupIngress", "DeleteSecurityGroup", "CreateFleet", "ImportKeyPair",
-            "DeleteKeyPair", "RebootInstances")
+MUTATING = (
+    "RunInstances",
+    "TerminateInstances",
+    "StopInstances",
+    "StartInstances",
+    "CreateTags",
+    "DeleteTags",
+    "CreateKeyPair",
+    "CreateSecurityGroup",
+    "AuthorizeSecurityGroupIngress",
+    "RevokeSecurityGroupIngress",
+    "DeleteSecurityGroup",
+    "CreateFleet",
+    "ImportKeyPair",
+    "DeleteKeyPair",
+    "RebootInstances",
+)
 
 ESSENTIA_CONF = """[EC2]
 use_private_ip: False
@@ -51,8 +64,11 @@ class Calls:
     handlers: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
 
     def count(self, operation: str, *, dry_run: bool | None = None) -> int:
-        return sum(1 for op, params in self.made
-                   if op == operation and (dry_run is None or bool(params.get("DryRun")) == dry_run))
+        return sum(
+            1
+            for op, params in self.made
+            if op == operation and (dry_run is None or bool(params.get("DryRun")) == dry_run)
+        )
 
     def by_operation(self) -> Counter:
         return Counter(op for op, _ in self.made)
@@ -102,8 +118,10 @@ def aws_error(status: int, code: str, message: str) -> Any:
     """An EC2 error reply, as a ``before-send`` handler returns it to short-circuit a request."""
     from botocore.awsrequest import AWSResponse
 
-    body = (f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
-            f"<RequestID>ess-test</RequestID></Response>").encode()
+    body = (
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+        f"<RequestID>ess-test</RequestID></Response>"
+    ).encode()
     return AWSResponse("https://ec2.us-east-1.amazonaws.com/", status, {}, _Raw(body))
 
 
@@ -112,8 +130,10 @@ def proxy_page(status: int = 502) -> Any:
     from botocore.awsrequest import AWSResponse
 
     # Not well-formed XML (void <meta> and <hr>), as real proxy pages are not.
-    body = (b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>502 Bad Gateway"
-            b"</title></head><body><h1>Bad Gateway</h1><hr>The proxy received an invalid response.</body></html>")
+    body = (
+        b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>502 Bad Gateway'
+        b"</title></head><body><h1>Bad Gateway</h1><hr>The proxy received an invalid response.</body></html>"
+    )
     return AWSResponse("https://ec2.us-east-1.amazonaws.com/", status, {"Content-Type": "text/html"}, _Raw(body))
 
 
@@ -158,8 +178,9 @@ class World:
     def settings(self, **cli: Any) -> Settings:
         return load_settings(self.backend, self.conf, cli=cli)
 
-    def request(self, count: int = 2, min_count: int | None = None, launch_id: str = "launch-1",
-                cluster: str = "default") -> LaunchRequest:
+    def request(
+        self, count: int = 2, min_count: int | None = None, launch_id: str = "launch-1", cluster: str = "default"
+    ) -> LaunchRequest:
         tags = {TAG_CLUSTER: cluster, TAG_LAUNCH: launch_id, "ess:created-by": "tester@host"}
         return LaunchRequest(count=count, min_count=min_count or count, launch_id=launch_id, tags=tags)
 
@@ -175,19 +196,25 @@ class World:
         """The backend's preflight; ``request`` carrying its plan, as the core hands it to create."""
         return replace(request, plan=self.backend.preflight(settings, request))
 
-    def foreign(self, count: int = 1, name: str = "Essentia Worker Node",
-                tags: dict[str, str] | None = None) -> list[str]:
+    def foreign(
+        self, count: int = 1, name: str = "Essentia Worker Node", tags: dict[str, str] | None = None
+    ) -> list[str]:
         """Instances ess did not launch (same Name, no ess:cluster tag unless given)."""
         all_tags = [{"Key": "Name", "Value": name}] + [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
-        reply = self.ec2.run_instances(ImageId=self.image, MinCount=count, MaxCount=count,
-                                       InstanceType="m3.medium",
-                                       TagSpecifications=[{"ResourceType": "instance", "Tags": all_tags}])
+        reply = self.ec2.run_instances(
+            ImageId=self.image,
+            MinCount=count,
+            MaxCount=count,
+            InstanceType="m3.medium",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": all_tags}],
+        )
         return [i["InstanceId"] for i in reply["Instances"]]
 
     def states(self, ids: list[str]) -> dict[str, str]:
         pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
-        return {i["InstanceId"]: i["State"]["Name"] for page in pages
-                for r in page["Reservations"] for i in r["Instances"]}
+        return {
+            i["InstanceId"]: i["State"]["Name"] for page in pages for r in page["Reservations"] for i in r["Instances"]
+        }
 
 
 def lean_moto(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,8 +235,7 @@ def quiet_moto() -> None:
 
 def register_image(ec2: Any) -> str:
     """One x86_64 Linux image (what a lean account launches, and image_id may name)."""
-    return str(ec2.register_image(Name="al2023-ess-test", Architecture="x86_64",
-                                  RootDeviceName="/dev/xvda")["ImageId"])
+    return str(ec2.register_image(Name="al2023-ess-test", Architecture="x86_64", RootDeviceName="/dev/xvda")["ImageId"])
 
 
 @functools.cache
@@ -218,8 +244,9 @@ def moto_client(endpoint: str) -> Any:
     return boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
 
 
-def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf_text: str = ESSENTIA_CONF,
-               key: tuple[str, str] | None = None) -> World:
+def make_world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf_text: str = ESSENTIA_CONF, key: tuple[str, str] | None = None
+) -> World:
     """Key pair ``pem_file`` (its PEM saved 0600 next to instance.conf), group essentia-access,
     and one registered Linux image, in a moto account without moto's default AMIs.
 
@@ -252,5 +279,15 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf_text: str =
     backend = Ec2Backend()
     sleeps: list[float] = []
     backend.sleep = sleeps.append
-    return World(folder=folder, conf=conf, pem=pem, ec2=ec2, group_id=group_id, calls=calls,
-                 backend=backend, image=image, sleeps=sleeps, progress_stream=io.StringIO())
+    return World(
+        folder=folder,
+        conf=conf,
+        pem=pem,
+        ec2=ec2,
+        group_id=group_id,
+        calls=calls,
+        backend=backend,
+        image=image,
+        sleeps=sleeps,
+        progress_stream=io.StringIO(),
+    )

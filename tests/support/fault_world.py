@@ -29,15 +29,14 @@ def session_key() -> tuple[str, str]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     return private, public
 
 
-def lean_world(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-               conf_text: str = ESSENTIA_CONF) -> World:
+def lean_world(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf_text: str = ESSENTIA_CONF) -> World:
     """:func:`ec2_world.make_world` with the session's imported key pair: cheap enough per case."""
     assert endpoint == os.environ["AWS_ENDPOINT_URL"], "the world is built on the test's moto endpoint"
     return make_world(tmp_path, monkeypatch, conf_text, key=session_key())

@@ -22,8 +22,9 @@ def settings_for(backend: LocalBackend, **cli: Any) -> Settings:
 
 def request(count: int, cluster: str = "default", launch_id: str | None = None) -> LaunchRequest:
     launch_id = launch_id or uuid.uuid4().hex
-    return LaunchRequest(count=count, min_count=count, launch_id=launch_id,
-                         tags={TAG_CLUSTER: cluster, TAG_LAUNCH: launch_id})
+    return LaunchRequest(
+        count=count, min_count=count, launch_id=launch_id, tags={TAG_CLUSTER: cluster, TAG_LAUNCH: launch_id}
+    )
 
 
 def quiet() -> Progress:
@@ -53,11 +54,23 @@ def ssh_client(node: Node, username: str, key_file: Path):
 
     client = paramiko.SSHClient()
     keytype, blob = node.host_keys[0].split()[:2]
-    client.get_host_keys().add(f"[127.0.0.1]:{node.port}", keytype, paramiko.PKey.from_type_string(
-        keytype, __import__("base64").b64decode(blob)))
+    client.get_host_keys().add(
+        f"[127.0.0.1]:{node.port}",
+        keytype,
+        paramiko.PKey.from_type_string(keytype, __import__("base64").b64decode(blob)),
+    )
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect("127.0.0.1", port=node.port, username=username, key_filename=str(key_file),
-                   look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=10, auth_timeout=10)
+    client.connect(
+        "127.0.0.1",
+        port=node.port,
+        username=username,
+        key_filename=str(key_file),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+        banner_timeout=10,
+        auth_timeout=10,
+    )
     return client
 
 

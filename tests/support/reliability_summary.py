@@ -31,15 +31,19 @@ def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def fault_table(rows: list[dict[str, Any]]) -> list[str]:
-    out = ["| backend | phase | fault | exit | left running | kept on purpose | leak | foreign touched |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| backend | phase | fault | exit | left running | kept on purpose | leak | foreign touched |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         left = str(r["left_running"])
         if "left_before_terminate_all" in r:
             left = f"{r['left_before_terminate_all']} → {left} after `terminate all`"
         fault = f"{r['fault']} (known bug: {r['known_bug']})" if r.get("known_bug") else r["fault"]
-        out.append(f"| {r['backend']} | {r['phase']} | {fault} | {r['exit_code']} | {left} | "
-                   f"{r.get('kept', 0)} | {r['leak']} | {r['foreign_touched']} |")
+        out.append(
+            f"| {r['backend']} | {r['phase']} | {fault} | {r['exit_code']} | {left} | "
+            f"{r.get('kept', 0)} | {r['leak']} | {r['foreign_touched']} |"
+        )
     return out
 
 
@@ -47,13 +51,19 @@ def bad_table(rows: list[dict[str, Any]]) -> list[str]:
     exit2 = sum(1 for r in rows if r["exit_code"] == 2)
     one_line = sum(1 for r in rows if r.get("lines") == 1)
     mutating = sum(r.get("mutating_calls", 0) for r in rows)
-    out = ["| bad inputs | exit 2 | one stderr line | mutating API calls |", "|---|---|---|---|",
-           f"| {len(rows)} | {exit2} | {one_line} | {mutating} |"]
+    out = [
+        "| bad inputs | exit 2 | one stderr line | mutating API calls |",
+        "|---|---|---|---|",
+        f"| {len(rows)} | {exit2} | {one_line} | {mutating} |",
+    ]
     odd = [r for r in rows if r["exit_code"] != 2 or r.get("lines") != 1 or r.get("mutating_calls")]
     if odd:
         out += ["", "Cases that did not hold (known bugs are xfail in tests/test_bad_inputs.py):", ""]
-        out += [f"- `{r['case']}`: exit {r['exit_code']}, {r.get('lines')} stderr line(s), "
-                f"{r.get('mutating_calls', 0)} mutating call(s)" for r in odd]
+        out += [
+            f"- `{r['case']}`: exit {r['exit_code']}, {r.get('lines')} stderr line(s), "
+            f"{r.get('mutating_calls', 0)} mutating call(s)"
+            for r in odd
+        ]
     return out
 
 
@@ -61,8 +71,11 @@ def summary(faults: list[dict[str, Any]], bad: list[dict[str, Any]]) -> str:
     leaks = sum(r["leak"] for r in faults)
     touched = sum(r["foreign_touched"] for r in faults)
     known = sum(r["leak"] for r in faults if r.get("known_bug"))
-    lines = [f"Faults tried: {len(faults)}; leaked nodes: {leaks} ({known} in known-bug cases); "
-             f"foreign nodes touched: {touched}.", ""]
+    lines = [
+        f"Faults tried: {len(faults)}; leaked nodes: {leaks} ({known} in known-bug cases); "
+        f"foreign nodes touched: {touched}.",
+        "",
+    ]
     lines += fault_table(faults) + [""] + bad_table(bad)
     return "\n".join(lines) + "\n"
 

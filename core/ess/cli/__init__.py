@@ -36,8 +36,19 @@ from .groups import SuggestingGroup
 from .options import EXIT_CODES_HELP, Invocation, common_options, configure_logging, invocation
 from .usage import format_usage_error
 
-__all__ = ["EXIT_CODES_HELP", "BackendCall", "Invocation", "backend_command", "backend_group", "cli", "common_options",
-           "configure_logging", "invocation", "main", "run"]
+__all__ = [
+    "EXIT_CODES_HELP",
+    "BackendCall",
+    "Invocation",
+    "backend_command",
+    "backend_group",
+    "cli",
+    "common_options",
+    "configure_logging",
+    "invocation",
+    "main",
+    "run",
+]
 
 
 # -- the command tree --------------------------------------------------------------------
@@ -62,8 +73,7 @@ class RootGroup(SuggestingGroup):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=EXIT_CODES_HELP)
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, "--version", prog_name="ess")
 @common_options
 def cli() -> None:
@@ -95,10 +105,11 @@ class InstanceGroup(SuggestingGroup):
 
         found = backends()
         if cmd_name not in found:
-            hint = did_you_mean(cmd_name, found).replace(
-                " (remove it; `ess config show` lists the known keys)", "")
-            raise UsageError(f"instance {cmd_name}: no such backend{hint} "
-                             f"(installed: {', '.join(sorted(found)) or 'none'}; see `ess plugins`)")
+            hint = did_you_mean(cmd_name, found).replace(" (remove it; `ess config show` lists the known keys)", "")
+            raise UsageError(
+                f"instance {cmd_name}: no such backend{hint} "
+                f"(installed: {', '.join(sorted(found)) or 'none'}; see `ess plugins`)"
+            )
         from .instance import backend_group
 
         return backend_group(found[cmd_name])
@@ -131,15 +142,29 @@ def plugins_command() -> None:
     infos = plugin_infos()
     errors = load_errors()
     if invocation().json:
-        emit_json({
-            "hook_api": ESS_HOOK_API,
-            "plugins": [{"name": i.name, "version": i.version, "module": i.module,
-                         "hooks": list(i.hooks), "backends": list(i.backends)} for i in infos],
-            "errors": [{"name": e.name, "error": e.error} for e in errors],
-        })
+        emit_json(
+            {
+                "hook_api": ESS_HOOK_API,
+                "plugins": [
+                    {
+                        "name": i.name,
+                        "version": i.version,
+                        "module": i.module,
+                        "hooks": list(i.hooks),
+                        "backends": list(i.backends),
+                    }
+                    for i in infos
+                ],
+                "errors": [{"name": e.name, "error": e.error} for e in errors],
+            }
+        )
         return
-    emit(table([(i.name, i.version, ", ".join(i.backends), ", ".join(i.hooks)) for i in infos],
-               ["plugin", "version", "backends", "hooks"]))
+    emit(
+        table(
+            [(i.name, i.version, ", ".join(i.backends), ", ".join(i.hooks)) for i in infos],
+            ["plugin", "version", "backends", "hooks"],
+        )
+    )
     for error in errors:
         emit(f"load error: {error.name}: {error.error}")
 
@@ -184,8 +209,11 @@ def run(argv: list[str] | None = None) -> int:
         _fail(options, "interrupted")
         return Interrupted.exit_code
     except Exception as exc:
-        _fail(options, f"internal error: {type(exc).__name__}: {exc} "
-              "(run again with --debug for the traceback, and please report it)")
+        _fail(
+            options,
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(run again with --debug for the traceback, and please report it)",
+        )
         return 1
     finally:
         # An in-process caller (a test, a notebook) runs commands one after another: one

@@ -43,14 +43,19 @@ class ConfigShowCommand(click.Command):
         if not getattr(self, "_flags_added", False):
             self._flags_added = True
             for flag, key in _all_setting_flags():
-                self.params.append(click.Option([flag, f"setting__{key}"], default=None,
-                                                metavar="VALUE", help=f"Override {key}."))
+                self.params.append(
+                    click.Option([flag, f"setting__{key}"], default=None, metavar="VALUE", help=f"Override {key}.")
+                )
         return super().get_params(ctx)
 
 
 @config_group.command("show", cls=ConfigShowCommand)
-@click.option("--backend", "backend_name", metavar="NAME",
-              help="Show this backend's settings (default: those with a section in the file, else all).")
+@click.option(
+    "--backend",
+    "backend_name",
+    metavar="NAME",
+    help="Show this backend's settings (default: those with a section in the file, else all).",
+)
 @common_options
 def config_show(backend_name: str | None, **flags: Any) -> None:
     """Show every setting, its value and where it came from (secrets masked).
@@ -68,8 +73,7 @@ def config_show(backend_name: str | None, **flags: Any) -> None:
     found = backends()
     if backend_name is not None:
         if backend_name not in found:
-            raise UsageError(f"--backend: no backend named {backend_name!r} "
-                             f"(installed: {', '.join(sorted(found))})")
+            raise UsageError(f"--backend: no backend named {backend_name!r} (installed: {', '.join(sorted(found))})")
         names = [backend_name]
     else:
         names = [n for n in sorted(found) if find_section(sections, n)] or sorted(found)
@@ -85,8 +89,7 @@ def config_show(backend_name: str | None, **flags: Any) -> None:
         emit_json({"config": str(path) if path else None, "backends": shown})
         return
     emit(f"config file: {path if path else '(none found; defaults apply)'}")
-    rows = [(name, key, _show(v["value"]), v["source"]) for name, keys in shown.items()
-            for key, v in keys.items()]
+    rows = [(name, key, _show(v["value"]), v["source"]) for name, keys in shown.items() for key, v in keys.items()]
     emit(table(rows, ["backend", "key", "value", "source"]))
 
 

@@ -49,8 +49,9 @@ class BackendCall:
     out: Output
 
 
-def backend_command(backend: Backend, name: str, *, settings_of: str | None = None,
-                    **command: Any) -> Callable[[Callable[..., None]], click.Command]:
+def backend_command(
+    backend: Backend, name: str, *, settings_of: str | None = None, **command: Any
+) -> Callable[[Callable[..., None]], click.Command]:
     """Decorate ``func(call: BackendCall, **params)`` into the click command ``name``.
 
     Stack ``@click.option``/``@click.argument`` below it, as with ``@click.command``; the
@@ -74,6 +75,7 @@ def backend_command(backend: Backend, name: str, *, settings_of: str | None = No
         run.__click_params__ = list(getattr(func, "__click_params__", []))  # type: ignore[attr-defined]
         decorated = common_options(setting_options(backend, settings_of or name)(run))
         return click.command(name, **command)(decorated)
+
     return decorate
 
 

@@ -16,8 +16,9 @@ class NoSuchCommand(click.UsageError):
 class SuggestingGroup(click.Group):
     """A group whose unknown-subcommand error names the typo and the closest command."""
 
-    def resolve_command(self, ctx: click.Context,
-                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
             import difflib

@@ -23,8 +23,14 @@ from .options import load_settings as load
 #: The Backend operations each optional command needs (see Backend.supports): a command
 #: is offered only when the backend implements all of them.
 NEEDS: dict[str, tuple[str, ...]] = {
-    "stop": ("stop",), "start": ("start",), "add": ("adoptable", "adopt"), "remove": ("release",),
-    "exec": ("access",), "push": ("access",), "ssh": ("access",), "ssh-config": ("access",),
+    "stop": ("stop",),
+    "start": ("start",),
+    "add": ("adoptable", "adopt"),
+    "remove": ("release",),
+    "exec": ("access",),
+    "push": ("access",),
+    "ssh": ("access",),
+    "ssh-config": ("access",),
 }
 
 
@@ -47,12 +53,12 @@ def refusals(backend: Backend) -> dict[str, str]:
     name, verb = backend.name, terminate_verb(backend)
     instead = {
         "stop": f"`ess instance {name} terminate all` {verb}s the nodes"
-                + ("" if backend.ends_nodes else " (the machines keep running)"),
+        + ("" if backend.ends_nodes else " (the machines keep running)"),
         "start": f"`{create_example(backend)}` adds new nodes",
-        "add": f"`{create_example(backend)}` " + ("registers machines" if backend.create_arguments
-                                                   else "starts new nodes"),
+        "add": f"`{create_example(backend)}` "
+        + ("registers machines" if backend.create_arguments else "starts new nodes"),
         "remove": f"`ess instance {name} terminate {backend.example_node_id}` {verb}s a node"
-                  + ("" if backend.ends_nodes else " and leaves the machine running"),
+        + ("" if backend.ends_nodes else " and leaves the machine running"),
     }
     refused = {}
     for command, operations in NEEDS.items():
@@ -65,19 +71,35 @@ def refusals(backend: Backend) -> dict[str, str]:
 def backend_group(backend: Backend) -> click.Group:
     refused = refusals(backend)
 
-    @click.group(backend.name, cls=BackendGroup, refused=refused, epilog=EXIT_CODES_HELP,
-                 help=f"{backend.description}\n\n\b\nExample:\n  {create_example(backend)}\n"
-                      f"  ess instance {backend.name} list")
+    @click.group(
+        backend.name,
+        cls=BackendGroup,
+        refused=refused,
+        epilog=EXIT_CODES_HELP,
+        help=f"{backend.description}\n\n\b\nExample:\n  {create_example(backend)}\n  ess instance {backend.name} list",
+    )
     @common_options
     def group() -> None:
         pass
 
     from .remote import exec_command, push_command, ssh_command, ssh_config_command
 
-    makers = {"create": create_command, "list": list_command, "verify": verify_command,
-              "terminate": terminate_command, "status": status_command, "iplist": iplist_command,
-              "stop": stop_command, "start": start_command, "add": add_command, "remove": remove_command,
-              "exec": exec_command, "push": push_command, "ssh": ssh_command, "ssh-config": ssh_config_command}
+    makers = {
+        "create": create_command,
+        "list": list_command,
+        "verify": verify_command,
+        "terminate": terminate_command,
+        "status": status_command,
+        "iplist": iplist_command,
+        "stop": stop_command,
+        "start": start_command,
+        "add": add_command,
+        "remove": remove_command,
+        "exec": exec_command,
+        "push": push_command,
+        "ssh": ssh_command,
+        "ssh-config": ssh_config_command,
+    }
     for command, make in makers.items():
         if command not in refused:
             group.add_command(make(backend))
@@ -89,17 +111,23 @@ def backend_group(backend: Backend) -> click.Group:
 def create_command(backend: Backend) -> click.Command:
     name = backend.name
     if backend.create_arguments:
-        examples = (f"  ess instance {name} create 10.0.0.5 10.0.0.6\n"
-                    f"      ess instance {name} create node1:2222 node2:2222 --no-verify")
+        examples = (
+            f"  ess instance {name} create 10.0.0.5 10.0.0.6\n"
+            f"      ess instance {name} create node1:2222 node2:2222 --no-verify"
+        )
     elif has_flag(backend, "--number"):
-        examples = (f"  ess instance {name} create\n"
-                    f"      ess instance {name} create --number 3 --no-verify\n"
-                    f"      ess instance {name} create --number 10 --min 8   # keep 8+ good nodes, drop failures")
+        examples = (
+            f"  ess instance {name} create\n"
+            f"      ess instance {name} create --number 3 --no-verify\n"
+            f"      ess instance {name} create --number 10 --min 8   # keep 8+ good nodes, drop failures"
+        )
     else:
-        examples = (f"  ess instance {name} create\n"
-                    f"      ess instance {name} create --no-verify")
+        examples = f"  ess instance {name} create\n      ess instance {name} create --no-verify"
 
-    @click.command("create", epilog=EXIT_CODES_HELP, help=f"""Launch nodes, wait until they run, verify them.
+    @click.command(
+        "create",
+        epilog=EXIT_CODES_HELP,
+        help=f"""Launch nodes, wait until they run, verify them.
 
     All or nothing by default: if anything fails after the launch (or you press Ctrl-C),
     the nodes of this run are terminated unless --keep-on-failure. On a cluster that
@@ -108,17 +136,25 @@ def create_command(backend: Backend) -> click.Command:
     \b
     Examples:
     {examples}
-    """)
-    @click.option("--min", "min_count", type=WholeNumber(), default=None,
-                  help="Accept a partial cluster of at least this many verified nodes (exit code 3).")
+    """,
+    )
+    @click.option(
+        "--min",
+        "min_count",
+        type=WholeNumber(),
+        default=None,
+        help="Accept a partial cluster of at least this many verified nodes (exit code 3).",
+    )
     @click.option("--no-verify", is_flag=True, help="Skip the SSH check of the new nodes.")
-    @click.option("--keep-on-failure", is_flag=True,
-                  help="On failure, keep what was launched (for debugging) instead of terminating it.")
+    @click.option(
+        "--keep-on-failure",
+        is_flag=True,
+        help="On failure, keep what was launched (for debugging) instead of terminating it.",
+    )
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
     @setting_options(backend, "create")
     @common_options
-    def create(min_count: int | None, no_verify: bool, keep_on_failure: bool, yes: bool,
-               **flags: Any) -> None:
+    def create(min_count: int | None, no_verify: bool, keep_on_failure: bool, yes: bool, **flags: Any) -> None:
         from ..api import Cluster
 
         items = flags.pop("items", ())
@@ -128,8 +164,9 @@ def create_command(backend: Backend) -> click.Command:
         count = backend.requested_count(settings)
         if min_count is not None and not 1 <= min_count <= count:
             # The API names its own argument (min_count=); the command line names --min.
-            raise UsageError(f"--min: {min_count} must be between 1 and the node count {count} "
-                             f"(try --min {max(1, count // 2)})")
+            raise UsageError(
+                f"--min: {min_count} must be between 1 and the node count {count} (try --min {max(1, count // 2)})"
+            )
         existing: list[Node] = []
 
         def confirm_launch(request: LaunchRequest) -> None:
@@ -137,21 +174,33 @@ def create_command(backend: Backend) -> click.Command:
             # cluster: say so before doing it, never silently.
             existing.extend(backend.nodes(settings))
             if existing:
-                click.echo(f"cluster {settings.cluster!r} already has {len(existing)} node(s); "
-                           f"adding {count} more", err=True)
+                click.echo(
+                    f"cluster {settings.cluster!r} already has {len(existing)} node(s); adding {count} more", err=True
+                )
             if (backend.billable or existing) and not yes and sys.stdin.isatty():
                 kind = settings.get("instance_type") or "node"
-                ask(f"Launch {count} x {kind} for cluster {settings.cluster!r} on {name}?" if backend.billable
-                    else f"Add {count} node(s) to cluster {settings.cluster!r} on {name}?")
+                ask(
+                    f"Launch {count} x {kind} for cluster {settings.cluster!r} on {name}?"
+                    if backend.billable
+                    else f"Add {count} node(s) to cluster {settings.cluster!r} on {name}?"
+                )
 
         cluster = Cluster.from_settings(settings, progress=progress())
-        result = cluster.create(min_count=min_count, verify=not no_verify, keep_on_failure=keep_on_failure,
-                                confirm=confirm_launch)
+        result = cluster.create(
+            min_count=min_count, verify=not no_verify, keep_on_failure=keep_on_failure, confirm=confirm_launch
+        )
         checks = None if no_verify else result.checks
         if invocation().json:
-            emit_json(nodes_json(name, settings.cluster, result.nodes, checks,
-                                 dropped=[n.id for n in result.dropped],
-                                 total=len(existing) + len(result.nodes)))
+            emit_json(
+                nodes_json(
+                    name,
+                    settings.cluster,
+                    result.nodes,
+                    checks,
+                    dropped=[n.id for n in result.dropped],
+                    total=len(existing) + len(result.nodes),
+                )
+            )
         else:
             emit(nodes_table(result.nodes, checks))
         if result.nodes and backend.supports("access"):
@@ -160,21 +209,26 @@ def create_command(backend: Backend) -> click.Command:
             # The first row of the table just printed, so the hint and the table agree.
             click.echo(login_hint(backend, settings, result.nodes[0]), err=True)
         if result.dropped:
-            raise PartialFailure(f"kept {len(result.nodes)} of {count} nodes; dropped "
-                                 + ", ".join(n.id for n in result.dropped))
+            raise PartialFailure(
+                f"kept {len(result.nodes)} of {count} nodes; dropped " + ", ".join(n.id for n in result.dropped)
+            )
+
     if backend.create_arguments:
         create = click.argument("items", nargs=-1, metavar=f"[{backend.create_arguments.upper()}...]")(create)
     return create
 
 
 def list_command(backend: Backend) -> click.Command:
-    @click.command("list", help=f"""Show the cluster's nodes (found by their ess:cluster tag).
+    @click.command(
+        "list",
+        help=f"""Show the cluster's nodes (found by their ess:cluster tag).
 
     \b
     Examples:
       ess instance {backend.name} list
       ess instance {backend.name} list --json | jq -r '.nodes[].address'
-    """)
+    """,
+    )
     @setting_options(backend, "list")
     @common_options
     def list_(**flags: Any) -> None:
@@ -188,13 +242,20 @@ def list_command(backend: Backend) -> click.Command:
         elif nodes:
             emit(nodes_table(nodes))
         else:
-            click.echo(f"cluster {settings.cluster!r} has no nodes on {backend.name} "
-                       f"(create some with: {create_example(backend)})", err=True)
+            click.echo(
+                f"cluster {settings.cluster!r} has no nodes on {backend.name} "
+                f"(create some with: {create_example(backend)})",
+                err=True,
+            )
+
     return list_
 
 
 def verify_command(backend: Backend) -> click.Command:
-    @click.command("verify", epilog=EXIT_CODES_HELP, help=f"""Check every running node over SSH.
+    @click.command(
+        "verify",
+        epilog=EXIT_CODES_HELP,
+        help=f"""Check every running node over SSH.
 
     A lost node (ess expects it running and it is not: its process died, it was stopped
     behind ess's back, its sshd is gone) fails without a connection attempt. Exit code 0
@@ -203,7 +264,8 @@ def verify_command(backend: Backend) -> click.Command:
     \b
     Example:
       ess instance {backend.name} verify --timeout 30
-    """)
+    """,
+    )
     @setting_options(backend, "verify")
     @common_options
     def verify(**flags: Any) -> None:
@@ -217,38 +279,53 @@ def verify_command(backend: Backend) -> click.Command:
         else:
             emit(nodes_table(result.nodes, result.checks))
         provision.verdict(result.checks)  # presented first, then the exit code
+
     return verify
 
 
 def terminate_command(backend: Backend) -> click.Command:
     verb = terminate_verb(backend)
-    @click.command("terminate", help=f"""{verb.capitalize()} all of the cluster's nodes, or the ones named.
+
+    @click.command(
+        "terminate",
+        help=f"""{verb.capitalize()} all of the cluster's nodes, or the ones named.
 
     Only nodes carrying this cluster's ess:cluster tag are ever touched. Asks first on a
-    terminal; elsewhere --yes is required.{"" if backend.ends_nodes else
-    " On this backend the machines are only released: they keep running, ess forgets them."}
+    terminal; elsewhere --yes is required.{
+            ""
+            if backend.ends_nodes
+            else " On this backend the machines are only released: they keep running, ess forgets them."
+        }
 
     \b
     Examples:
       ess instance {backend.name} terminate all
       ess instance {backend.name} terminate all --yes
       ess instance {backend.name} terminate {backend.example_node_id} --yes
-    """)
+    """,
+    )
     @click.argument("targets", nargs=-1, metavar="all|ID...")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-    @click.option("--include-adopted", is_flag=True,
-                  help="With `all`, also terminate machines adopted with `add` (ess did not launch them).")
-    @click.option("--purge", is_flag=True,
-                  help="With `all`: afterwards delete what ess created for the cluster (ec2: its security "
-                       "group and key pair), never what it did not create.")
+    @click.option(
+        "--include-adopted",
+        is_flag=True,
+        help="With `all`, also terminate machines adopted with `add` (ess did not launch them).",
+    )
+    @click.option(
+        "--purge",
+        is_flag=True,
+        help="With `all`: afterwards delete what ess created for the cluster (ec2: its security "
+        "group and key pair), never what it did not create.",
+    )
     @setting_options(backend, "terminate")
     @common_options
     def terminate(targets: tuple[str, ...], yes: bool, include_adopted: bool, purge: bool, **flags: Any) -> None:
         from .. import provision
 
         if not targets:
-            raise UsageError(f"terminate: name what to terminate (ess instance {backend.name} "
-                             "terminate all, or node ids)")
+            raise UsageError(
+                f"terminate: name what to terminate (ess instance {backend.name} terminate all, or node ids)"
+            )
         if "all" in targets and len(targets) > 1:
             raise UsageError("terminate: give either `all` or node ids, not both")
         if purge and targets != ("all",):
@@ -256,31 +333,45 @@ def terminate_command(backend: Backend) -> click.Command:
         if purge and not backend.supports("purge"):
             raise UsageError(f"--purge: backend {backend.name} has nothing to purge (drop --purge)")
         settings = load(backend, flags)
-        nodes, kept = provision.terminate_targets(provision.select(backend, settings, list(targets)),
-                                                  targets == ("all",), include_adopted)
+        nodes, kept = provision.terminate_targets(
+            provision.select(backend, settings, list(targets)), targets == ("all",), include_adopted
+        )
         if kept:
-            click.echo(f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(n.id for n in kept)} "
-                       "(--include-adopted terminates them too; `remove` releases them)", err=True)
+            click.echo(
+                f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(n.id for n in kept)} "
+                "(--include-adopted terminates them too; `remove` releases them)",
+                err=True,
+            )
         purged: list[str] = []
         if not nodes:
-            click.echo(f"nothing to terminate: cluster {settings.cluster!r} has no nodes on "
-                       f"{backend.name}", err=True)
+            click.echo(f"nothing to terminate: cluster {settings.cluster!r} has no nodes on {backend.name}", err=True)
         else:
-            confirm(f"{verb.capitalize()} {len(nodes)} node(s) of cluster {settings.cluster!r} on {backend.name}"
-                    + (" and purge its resources" if purge else ""), nodes, yes)
+            confirm(
+                f"{verb.capitalize()} {len(nodes)} node(s) of cluster {settings.cluster!r} on {backend.name}"
+                + (" and purge its resources" if purge else ""),
+                nodes,
+                yes,
+            )
             provision.terminate(backend, settings, nodes, progress())
         if purge:
             if not nodes and not yes and not sys.stdin.isatty():
                 raise UsageError("--yes: required to confirm --purge when stdin is not a terminal")
             purged = backend.purge(settings, progress())
         if invocation().json:
-            emit_json({"backend": backend.name, "cluster": settings.cluster,
-                       "terminated": [n.id for n in nodes], "purged": purged})
+            emit_json(
+                {
+                    "backend": backend.name,
+                    "cluster": settings.cluster,
+                    "terminated": [n.id for n in nodes],
+                    "purged": purged,
+                }
+            )
             return
         if nodes:
             emit(f"{verb}d {len(nodes)} node(s): {', '.join(n.id for n in nodes)}")
         for item in purged:
             emit(f"purged {item}")
+
     return terminate
 
 
@@ -304,7 +395,9 @@ def ask(question: str) -> None:
 
 
 def status_command(backend: Backend) -> click.Command:
-    @click.command("status", help=f"""Per node: state, public and private address, type, uptime.
+    @click.command(
+        "status",
+        help=f"""Per node: state, public and private address, type, uptime.
 
     With --ssh, also check each running node over SSH. A lost node (ess expects it
     running and it is not) fails status either way: exit 3, or 1 if none is healthy.
@@ -313,7 +406,8 @@ def status_command(backend: Backend) -> click.Command:
     Examples:
       ess instance {backend.name} status
       ess instance {backend.name} status --ssh --json
-    """)
+    """,
+    )
     @click.option("--ssh", "with_ssh", is_flag=True, help="Also run the health checks on running nodes.")
     @setting_options(backend, "status")
     @common_options
@@ -332,15 +426,21 @@ def status_command(backend: Backend) -> click.Command:
         elif nodes:
             emit(status_table(nodes, checks))
         else:
-            click.echo(f"cluster {settings.cluster!r} has no nodes on {backend.name} "
-                       f"(create some with: {create_example(backend)})", err=True)
+            click.echo(
+                f"cluster {settings.cluster!r} has no nodes on {backend.name} "
+                f"(create some with: {create_example(backend)})",
+                err=True,
+            )
         # A lost node (ess wants it running, it is not) fails status, with or without --ssh.
         provision.verdict(checks if checks is not None else provision.state_checks(nodes))
+
     return status
 
 
 def iplist_command(backend: Backend) -> click.Command:
-    @click.command("iplist", help=f"""Print one address per running node, for scripts.
+    @click.command(
+        "iplist",
+        help=f"""Print one address per running node, for scripts.
 
     By default the address ess itself uses (private or public per use_private_ip), as
     ADDRESS, or ADDRESS:PORT when the node's SSH port is not 22. A backend that knows one
@@ -353,7 +453,8 @@ def iplist_command(backend: Backend) -> click.Command:
       ess instance {backend.name} iplist --json
       ess instance {backend.name} ssh-config > nodes.ssh
       for n in $(ess instance {backend.name} list --json | jq -r '.nodes[].id'); do scp -F nodes.ssh data.csv $n:; done
-    """)
+    """,
+    )
     @click.option("--private", "which", flag_value="private", help="Private addresses.")
     @click.option("--public", "which", flag_value="public", help="Public addresses.")
     @setting_options(backend, "iplist")
@@ -365,12 +466,12 @@ def iplist_command(backend: Backend) -> click.Command:
         addresses = [_ip_of(n, field) for n in running]
         missing = [n.id for n, a in zip(running, addresses, strict=True) if not a]
         if missing:
-            click.echo(f"ess: warning: no {which or ''} address for {', '.join(missing)}".replace("  ", " "),
-                       err=True)
+            click.echo(f"ess: warning: no {which or ''} address for {', '.join(missing)}".replace("  ", " "), err=True)
         if invocation().json:
             emit_json([a for a in addresses if a])
         elif any(addresses):
             emit("\n".join(a for a in addresses if a))
+
     return iplist
 
 
@@ -389,15 +490,21 @@ def _ip_of(node: Node, field: str) -> str | None:
 
 
 def _power_command(backend: Backend, verb: str) -> click.Command:
-    @click.command(verb, help=f"""{verb.capitalize()} the cluster's nodes (all, or the ids given).
+    @click.command(
+        verb,
+        help=f"""{verb.capitalize()} the cluster's nodes (all, or the ids given).
 
-    {"Stopped nodes keep their disks and cost no compute; `start` resumes them." if verb == "stop"
-     else "Resumes stopped nodes; they may come back with new public addresses."}
+    {
+            "Stopped nodes keep their disks and cost no compute; `start` resumes them."
+            if verb == "stop"
+            else "Resumes stopped nodes; they may come back with new public addresses."
+        }
 
     \b
     Example:
       ess instance {backend.name} {verb} --yes
-    """)
+    """,
+    )
     @click.argument("targets", nargs=-1, metavar="[ID...]")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
     @setting_options(backend, verb)
@@ -420,6 +527,7 @@ def _power_command(backend: Backend, verb: str) -> click.Command:
             emit_json(nodes_json(backend.name, settings.cluster, after))
         else:
             emit(nodes_table(after))
+
     return power
 
 
@@ -432,12 +540,15 @@ def start_command(backend: Backend) -> click.Command:
 
 
 def add_command(backend: Backend) -> click.Command:
-    @click.command("add", help=f"""Adopt existing machines into the cluster (tags them; nothing restarts).
+    @click.command(
+        "add",
+        help=f"""Adopt existing machines into the cluster (tags them; nothing restarts).
 
     \b
     Example:
       ess instance {backend.name} add {backend.example_node_id} --yes
-    """)
+    """,
+    )
     @click.argument("ids", nargs=-1, required=True, metavar="ID...")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
     @setting_options(backend, "add")
@@ -448,20 +559,28 @@ def add_command(backend: Backend) -> click.Command:
         settings = load(backend, flags)
         nodes = backend.adoptable(settings, list(dict.fromkeys(ids)))
         tags = provision.membership_tags(settings)
-        confirm(f"Add {len(nodes)} machine(s) to cluster {settings.cluster!r} on {backend.name} "
-                f"(tags: {', '.join(f'{k}={v}' for k, v in tags.items())})", nodes, yes)
+        confirm(
+            f"Add {len(nodes)} machine(s) to cluster {settings.cluster!r} on {backend.name} "
+            f"(tags: {', '.join(f'{k}={v}' for k, v in tags.items())})",
+            nodes,
+            yes,
+        )
         provision.adopt(backend, settings, nodes, progress(), tags)
         emit(f"added {len(nodes)} node(s) to cluster {settings.cluster!r}: {', '.join(n.id for n in nodes)}")
+
     return add
 
 
 def remove_command(backend: Backend) -> click.Command:
-    @click.command("remove", help=f"""Release nodes from the cluster without stopping them (removes ess's tags).
+    @click.command(
+        "remove",
+        help=f"""Release nodes from the cluster without stopping them (removes ess's tags).
 
     \b
     Example:
       ess instance {backend.name} remove {backend.example_node_id} --yes
-    """)
+    """,
+    )
     @click.argument("ids", nargs=-1, required=True, metavar="ID...")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
     @setting_options(backend, "remove")
@@ -472,7 +591,12 @@ def remove_command(backend: Backend) -> click.Command:
         settings = load(backend, flags)
         if "all" in ids:
             raise UsageError("remove: name node ids (`all` is not accepted here, to avoid accidents)")
-        nodes = Cluster.from_settings(settings, progress=progress()).remove(list(ids), confirm=lambda nodes: confirm(
-            f"Remove {len(nodes)} node(s) from cluster {settings.cluster!r} (they keep running)", nodes, yes))
+        nodes = Cluster.from_settings(settings, progress=progress()).remove(
+            list(ids),
+            confirm=lambda nodes: confirm(
+                f"Remove {len(nodes)} node(s) from cluster {settings.cluster!r} (they keep running)", nodes, yes
+            ),
+        )
         emit(f"removed {len(nodes)} node(s) from cluster {settings.cluster!r}: {', '.join(n.id for n in nodes)}")
+
     return remove

@@ -24,8 +24,10 @@ if TYPE_CHECKING:  # ``ess --help`` does not import the backend or settings modu
     from ..backend import Backend
     from ..models import Settings
 
-EXIT_CODES_HELP = ("Exit codes: 0 success, 1 failure (or a declined prompt), 2 bad input (nothing was done), "
-                   "3 partial success, 130 interrupted.")
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 failure (or a declined prompt), 2 bad input (nothing was done), "
+    "3 partial success, 130 interrupted."
+)
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -59,20 +61,37 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]
             if name == "debug":
                 configure_logging(debug=True)
         return value
+
     return callback
 
 
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--config/--debug/--json on every command, so they work in either position."""
-    func = click.option("--json", "json_", is_flag=True, default=False, expose_value=False,
-                        callback=_remember("json"), help="Print results as JSON.")(func)
-    func = click.option("--debug", is_flag=True, default=False, expose_value=False,
-                        callback=_remember("debug"),
-                        help="Log details to stderr and show tracebacks (secrets stay masked).")(func)
-    func = click.option("--config", metavar="PATH", default=None, expose_value=False,
-                        callback=_remember("config"),
-                        help="Config file (default: $ESS_CONFIG, ./instance.conf, ./instance.toml, "
-                             "then the user config folder).")(func)
+    func = click.option(
+        "--json",
+        "json_",
+        is_flag=True,
+        default=False,
+        expose_value=False,
+        callback=_remember("json"),
+        help="Print results as JSON.",
+    )(func)
+    func = click.option(
+        "--debug",
+        is_flag=True,
+        default=False,
+        expose_value=False,
+        callback=_remember("debug"),
+        help="Log details to stderr and show tracebacks (secrets stay masked).",
+    )(func)
+    func = click.option(
+        "--config",
+        metavar="PATH",
+        default=None,
+        expose_value=False,
+        callback=_remember("config"),
+        help="Config file (default: $ESS_CONFIG, ./instance.conf, ./instance.toml, then the user config folder).",
+    )(func)
     return func
 
 
@@ -98,28 +117,34 @@ def setting_options(backend: Backend, command: str) -> Decorator:
     from ..settings import specs_for
 
     # (flag, spec) pairs: a spec without a flag has no option, and the pair keeps the type narrow.
-    flagged = [(s.flag, s) for s in specs_for(backend.settings).values()
-               if s.flag and (command in s.commands or "*" in s.commands)]
+    flagged = [
+        (s.flag, s)
+        for s in specs_for(backend.settings).values()
+        if s.flag and (command in s.commands or "*" in s.commands)
+    ]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for flag, spec in reversed(flagged):
             default = f" [default: {spec.default}]" if spec.default not in (None, "", []) else ""
             if spec.type == "bool":
-                func = click.option(flag, f"setting__{spec.key}", is_flag=True, default=None,
-                                    help=spec.help)(func)
+                func = click.option(flag, f"setting__{spec.key}", is_flag=True, default=None, help=spec.help)(func)
             else:
-                metavar = {"int": "N", "float": "SECONDS" if "timeout" in spec.key else "X"}.get(
-                    spec.type, "VALUE")
-                func = click.option(flag, f"setting__{spec.key}", default=None, metavar=metavar,
-                                    help=spec.help + default)(func)
+                metavar = {"int": "N", "float": "SECONDS" if "timeout" in spec.key else "X"}.get(spec.type, "VALUE")
+                func = click.option(
+                    flag, f"setting__{spec.key}", default=None, metavar=metavar, help=spec.help + default
+                )(func)
         return func
+
     return decorate
 
 
 def setting_values(flags: dict[str, Any]) -> dict[str, Any]:
     """Settings given on the command line: ``setting__<key>`` parameters that were used."""
-    return {name[len("setting__"):]: value for name, value in flags.items()
-            if name.startswith("setting__") and value not in (None, False)}
+    return {
+        name[len("setting__") :]: value
+        for name, value in flags.items()
+        if name.startswith("setting__") and value not in (None, False)
+    }
 
 
 def load_settings(backend: Backend, flags: dict[str, Any]) -> Settings:

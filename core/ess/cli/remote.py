@@ -52,7 +52,10 @@ def print_prefixed(results: list[CommandResult], lines: PrefixedLines | None = N
 
 
 def exec_command(backend: Backend) -> click.Command:
-    @click.command("exec", epilog=EXIT_CODES_HELP, help=f"""Run a command on every running node in parallel, over SSH.
+    @click.command(
+        "exec",
+        epilog=EXIT_CODES_HELP,
+        help=f"""Run a command on every running node in parallel, over SSH.
 
     Put the command after `--`. Each output line is prefixed by its node; the exit code is
     0 only if the command succeeded everywhere (3 if only some nodes failed).
@@ -61,7 +64,8 @@ def exec_command(backend: Backend) -> click.Command:
     Examples:
       ess instance {backend.name} exec -- uptime
       ess instance {backend.name} exec --json -- 'df -h / | tail -1'
-    """)
+    """,
+    )
     @click.argument("command", nargs=-1, required=True, metavar="-- COMMAND...")
     @setting_options(backend, "exec")
     @common_options
@@ -77,25 +81,41 @@ def exec_command(backend: Backend) -> click.Command:
             stage = Progress(quiet=True)
         results = run_command(backend, settings, line, stage, output=lines, targets=targets)
         if invocation().json:
-            emit_json({"backend": backend.name, "cluster": settings.cluster, "command": line,
-                       "results": [r.to_dict() for r in results]})
+            emit_json(
+                {
+                    "backend": backend.name,
+                    "cluster": settings.cluster,
+                    "command": line,
+                    "results": [r.to_dict() for r in results],
+                }
+            )
         else:
             print_prefixed(results, lines)
         verdict(results, "command")
+
     return exec_
 
 
 def push_command(backend: Backend) -> click.Command:
-    @click.command("push", epilog=EXIT_CODES_HELP, help=f"""Copy a file or folder to every running node over SFTP.
+    @click.command(
+        "push",
+        epilog=EXIT_CODES_HELP,
+        help=f"""Copy a file or folder to every running node over SFTP.
 
     \b
     Examples:
       ess instance {backend.name} push ./job.py
       ess instance {backend.name} push ./data --dest /tmp/inputs
-    """)
+    """,
+    )
     @click.argument("source", metavar="SRC")
-    @click.option("--dest", default=".", metavar="DIR", show_default=True,
-                  help="Folder on each node to copy into (created if missing; relative to the home folder).")
+    @click.option(
+        "--dest",
+        default=".",
+        metavar="DIR",
+        show_default=True,
+        help="Folder on each node to copy into (created if missing; relative to the home folder).",
+    )
     @setting_options(backend, "push")
     @common_options
     def push(source: str, dest: str, **flags: Any) -> None:
@@ -105,19 +125,36 @@ def push_command(backend: Backend) -> click.Command:
         results = Cluster.from_settings(settings, progress=progress()).push(source, dest)
         path = Path(source).expanduser()  # the API checked it: a file or a folder
         if invocation().json:
-            emit_json({"backend": backend.name, "cluster": settings.cluster, "source": str(path),
-                       "destination": dest, "results": [r.to_dict() for r in results]})
+            emit_json(
+                {
+                    "backend": backend.name,
+                    "cluster": settings.cluster,
+                    "source": str(path),
+                    "destination": dest,
+                    "results": [r.to_dict() for r in results],
+                }
+            )
         else:
-            emit(table([(r.node_id, "ok" if r.ok else f"FAILED: {r.error or r.stderr.strip()}", r.seconds)
-                        for r in results], ["node", "result", "seconds"]))
+            emit(
+                table(
+                    [
+                        (r.node_id, "ok" if r.ok else f"FAILED: {r.error or r.stderr.strip()}", r.seconds)
+                        for r in results
+                    ],
+                    ["node", "result", "seconds"],
+                )
+            )
         verdict(results, "push")
+
     return push
 
 
 def ssh_config_command(backend: Backend) -> click.Command:
     name = backend.name
 
-    @click.command("ssh-config", help=f"""Print an OpenSSH config snippet: one Host per node, named by its id.
+    @click.command(
+        "ssh-config",
+        help=f"""Print an OpenSSH config snippet: one Host per node, named by its id.
 
     Each entry carries HostName, Port, User, IdentityFile and the cluster's known_hosts
     with StrictHostKeyChecking yes, so plain ssh, scp and rsync reach a node by id.
@@ -127,7 +164,8 @@ def ssh_config_command(backend: Backend) -> click.Command:
     Examples:
       ess instance {name} ssh-config >> ~/.ssh/config
       ssh -F <(ess instance {name} ssh-config) {backend.example_node_id} uptime
-    """)
+    """,
+    )
     @setting_options(backend, "ssh-config")
     @common_options
     def ssh_config(**flags: Any) -> None:
@@ -139,8 +177,11 @@ def ssh_config_command(backend: Backend) -> click.Command:
         elif entries:
             emit(config_text(entries))
         else:
-            click.echo(f"cluster {settings.cluster!r} has no nodes on {name} "
-                       f"(create some with: {create_example(backend)})", err=True)
+            click.echo(
+                f"cluster {settings.cluster!r} has no nodes on {name} (create some with: {create_example(backend)})",
+                err=True,
+            )
+
     return ssh_config
 
 
@@ -150,7 +191,7 @@ class PassthroughCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" in args:
             at = args.index("--")
-            ctx.meta["ess.remote_command"] = args[at + 1:]
+            ctx.meta["ess.remote_command"] = args[at + 1 :]
             args = args[:at]
         return super().parse_args(ctx, args)
 
@@ -158,8 +199,11 @@ class PassthroughCommand(click.Command):
 def ssh_command(backend: Backend) -> click.Command:
     name = backend.name
 
-    @click.command("ssh", cls=PassthroughCommand, epilog=EXIT_CODES_HELP,
-                   help=f"""Log in to a node with OpenSSH (default: the first running node of `list`).
+    @click.command(
+        "ssh",
+        cls=PassthroughCommand,
+        epilog=EXIT_CODES_HELP,
+        help=f"""Log in to a node with OpenSSH (default: the first running node of `list`).
 
     Uses the cluster's user, key and known_hosts, host key checked. A command after `--`
     runs on the node instead of a login shell; the exit code is the command's (255: ssh
@@ -169,7 +213,8 @@ def ssh_command(backend: Backend) -> click.Command:
     Examples:
       ess instance {name} ssh
       ess instance {name} ssh {backend.example_node_id} -- uptime
-    """)
+    """,
+    )
     @click.argument("node", required=False, metavar="[NODE]")
     @setting_options(backend, "ssh")
     @common_options
@@ -181,11 +226,14 @@ def ssh_command(backend: Backend) -> click.Command:
         access = backend.access(settings)
         program = shutil.which("ssh")
         if program is None:
-            raise UsageError("ssh: the OpenSSH client is not installed (install openssh-client, "
-                             f"or use `ess instance {name} exec -- CMD`)")
+            raise UsageError(
+                "ssh: the OpenSSH client is not installed (install openssh-client, "
+                f"or use `ess instance {name} exec -- CMD`)"
+            )
         argv = openssh_argv(access, target) + (["--", *remote] if remote else [])
         sys.stdout.flush()
         sys.stderr.flush()
         # Replace this process, as `flintrock login` does: the terminal belongs to ssh now.
         os.execv(program, argv)
+
     return ssh

@@ -43,7 +43,7 @@ def _with_dashes(command: str, argv: list[str] | None) -> str:
     words = list(argv or [])
     if name not in words:
         return f"{command} -- ..."
-    rest = words[len(words) - words[::-1].index(name):]
+    rest = words[len(words) - words[::-1].index(name) :]
     return f"{command} -- {shlex.join(rest)}" if rest else f"{command} -- ..."
 
 

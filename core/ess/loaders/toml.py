@@ -32,11 +32,14 @@ def parse(text: str, origin: str) -> dict[str, dict[str, Any]]:
     sections: dict[str, dict[str, Any]] = {}
     for name, table in data.items():
         if not isinstance(table, dict):
-            raise UsageError(f"{origin}: {mask_credentials(name)}: a setting outside any [section] "
-                             "(put it under a table such as [EC2])")
+            raise UsageError(
+                f"{origin}: {mask_credentials(name)}: a setting outside any [section] "
+                "(put it under a table such as [EC2])"
+            )
         for key, value in table.items():
             if isinstance(value, dict):
-                raise UsageError(f"{origin} [{name}] {mask_credentials(key)}: nested tables are not settings "
-                                 "(use plain keys)")
+                raise UsageError(
+                    f"{origin} [{name}] {mask_credentials(key)}: nested tables are not settings (use plain keys)"
+                )
         sections[name] = dict(table)
     return sections

@@ -125,8 +125,9 @@ class BackendContract:
     def test_contract_names_itself(self, contract_target: ContractTarget) -> None:
         backend = contract_target.backend
         assert isinstance(backend, Backend), "a backend subclasses ess.backend.Backend"
-        assert backend.name and backend.name.isidentifier() and backend.name == backend.name.lower(), \
+        assert backend.name and backend.name.isidentifier() and backend.name == backend.name.lower(), (
             "name must be a lowercase identifier: it is a command and a config section"
+        )
         assert backend.description.strip(), "description is shown by `ess instance --help`"
 
     def test_contract_settings_are_declared_and_documented(self, contract_target: ContractTarget) -> None:
@@ -142,8 +143,9 @@ class BackendContract:
             if spec.default is not None:
                 coerce(spec, spec.default, f"default of {spec.key}")
 
-    def test_contract_preflight_has_no_side_effects(self, contract_target: ContractTarget,
-                                                    clusters: Callable[[], str]) -> None:
+    def test_contract_preflight_has_no_side_effects(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
         cluster = clusters()
         settings = contract_target.settings_for(cluster)
         before = contract_target.snapshot() if contract_target.snapshot else None
@@ -152,8 +154,9 @@ class BackendContract:
         assert before == after, "preflight changed the backend's state"
         assert contract_target.backend.nodes(settings) == [], "preflight launched nodes"
 
-    def test_contract_preflight_rejects_bad_settings(self, contract_target: ContractTarget,
-                                                     clusters: Callable[[], str]) -> None:
+    def test_contract_preflight_rejects_bad_settings(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
         assert contract_target.bad_settings, "give at least one bad_settings case"
         cluster = clusters()
         for overrides, fragment in contract_target.bad_settings:
@@ -166,8 +169,9 @@ class BackendContract:
             after = contract_target.snapshot() if contract_target.snapshot else None
             assert before == after, f"{overrides}: a rejected preflight changed state"
 
-    def test_contract_create_returns_the_requested_nodes(self, contract_target: ContractTarget,
-                                                         clusters: Callable[[], str]) -> None:
+    def test_contract_create_returns_the_requested_nodes(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
         cluster = clusters()
         nodes, launch_id = self.launch(contract_target, cluster)
         expected = contract_target.backend.requested_count(contract_target.settings_for(cluster))
@@ -179,8 +183,7 @@ class BackendContract:
             assert node.tags.get(TAG_CLUSTER) == cluster, f"{node.id} lacks {TAG_CLUSTER}={cluster}"
             assert node.tags.get(TAG_LAUNCH) == launch_id, f"{node.id} lacks {TAG_LAUNCH}"
 
-    def test_contract_create_needs_no_plan(self, contract_target: ContractTarget,
-                                           clusters: Callable[[], str]) -> None:
+    def test_contract_create_needs_no_plan(self, contract_target: ContractTarget, clusters: Callable[[], str]) -> None:
         """``request.plan`` is an optimisation: a request that did not go through preflight
         (plan None) launches the same nodes, so no state may hide between the two calls."""
         cluster = clusters()
@@ -194,8 +197,9 @@ class BackendContract:
         backend.terminate(settings, backend.nodes(settings), _quiet())
         assert backend.nodes(settings) == []
 
-    def test_contract_list_finds_them_and_only_them(self, contract_target: ContractTarget,
-                                                    clusters: Callable[[], str]) -> None:
+    def test_contract_list_finds_them_and_only_them(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
         first, second = clusters(), clusters()
         mine, _ = self.launch(contract_target, first)
         theirs, _ = self.launch(contract_target, second, count=1)
@@ -208,8 +212,9 @@ class BackendContract:
         for node in listed:
             assert node.tags.get(TAG_CLUSTER) == first
 
-    def test_contract_terminate_is_scoped_and_idempotent(self, contract_target: ContractTarget,
-                                                         clusters: Callable[[], str]) -> None:
+    def test_contract_terminate_is_scoped_and_idempotent(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
         first, second = clusters(), clusters()
         backend = contract_target.backend
         mine, _ = self.launch(contract_target, first)
@@ -220,27 +225,27 @@ class BackendContract:
         backend.terminate(settings, [victim], _quiet())
         assert self.ids(backend.nodes(settings)) == self.ids(rest), "terminate touched other nodes"
         backend.terminate(settings, [victim], _quiet())  # idempotent: a second time is fine
-        assert self.ids(backend.nodes(contract_target.settings_for(second))) == self.ids(theirs), \
+        assert self.ids(backend.nodes(contract_target.settings_for(second))) == self.ids(theirs), (
             "terminate touched another cluster"
+        )
         if foreign is not None and contract_target.node_exists is not None:
             assert contract_target.node_exists(foreign), "terminate touched a node ess did not launch"
         backend.terminate(settings, backend.nodes(settings), _quiet())
         assert backend.nodes(settings) == []
 
     @pytest.mark.parametrize("fault", ["error", "ctrl-c"])
-    def test_contract_failure_while_waiting_leaves_nothing(self, contract_target: ContractTarget,
-                                                           clusters: Callable[[], str],
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           fault: str) -> None:
+    def test_contract_failure_while_waiting_leaves_nothing(
+        self, contract_target: ContractTarget, clusters: Callable[[], str], monkeypatch: pytest.MonkeyPatch, fault: str
+    ) -> None:
         def broken_wait(*args: Any, **kwargs: Any) -> list[Node]:
             raise KeyboardInterrupt if fault == "ctrl-c" else EssError("injected: wait failed")
 
         monkeypatch.setattr(contract_target.backend, "wait", broken_wait)
         self._assert_rolled_back(contract_target, clusters())
 
-    def test_contract_lost_launch_reply_leaves_nothing(self, contract_target: ContractTarget,
-                                                       clusters: Callable[[], str],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_contract_lost_launch_reply_leaves_nothing(
+        self, contract_target: ContractTarget, clusters: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """The launch succeeded but its reply was lost: the core can only find the nodes by tag."""
         real_create = contract_target.backend.create
 
@@ -259,8 +264,9 @@ class BackendContract:
         left = target.backend.nodes(settings)
         assert left == [], f"nodes leaked after a failed create: {sorted(self.ids(left))}"
 
-    def test_contract_nodes_pass_the_health_checks(self, contract_target: ContractTarget,
-                                                   clusters: Callable[[], str]) -> None:
+    def test_contract_nodes_pass_the_health_checks(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
         cluster = clusters()
         settings = contract_target.settings_for(cluster)
         if not contract_target.verify:

@@ -49,20 +49,32 @@ def lose(node_id: str, state: str = STOPPED, reason: str = "crashed") -> None:
 
 def as_node(row: dict) -> Node:
     number = int(row["id"].rsplit("-", 1)[-1]) if row["id"].rsplit("-", 1)[-1].isdigit() else 0
-    return Node(id=row["id"], state=row["state"], address=f"192.0.2.{number % 250 + 1}",
-                public_ip=f"198.51.100.{number % 250 + 1}", private_ip=f"10.0.0.{number % 250 + 1}",
-                tags=row["tags"], instance_type="mem.small", desired=row.get("desired"),
-                reason=row.get("reason", ""))
+    return Node(
+        id=row["id"],
+        state=row["state"],
+        address=f"192.0.2.{number % 250 + 1}",
+        public_ip=f"198.51.100.{number % 250 + 1}",
+        private_ip=f"10.0.0.{number % 250 + 1}",
+        tags=row["tags"],
+        instance_type="mem.small",
+        desired=row.get("desired"),
+        reason=row.get("reason", ""),
+    )
 
 
 class MemoryBackend(Backend):
     name = "memory"
     description = "Nodes that live in a JSON file (tests only)."
     settings = (
-        SettingSpec("instance_count", type="int", default=2, minimum=1, maximum=50, flag="--number",
-                    help="How many nodes."),
-        SettingSpec("fail_at", default="", help="Inject a failure: create, wait, verify, after_create.",
-                    choices=("", "create", "wait", "verify", "after_create")),
+        SettingSpec(
+            "instance_count", type="int", default=2, minimum=1, maximum=50, flag="--number", help="How many nodes."
+        ),
+        SettingSpec(
+            "fail_at",
+            default="",
+            help="Inject a failure: create, wait, verify, after_create.",
+            choices=("", "create", "wait", "verify", "after_create"),
+        ),
         SettingSpec("fail_nodes", type="int", default=1, help="How many nodes fail verification."),
     )
 
@@ -72,8 +84,10 @@ class MemoryBackend(Backend):
     def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
         CALLS.append("create")
         rows = load()
-        new = [{"id": f"mem-{len(rows) + i:04d}", "state": RUNNING, "desired": RUNNING, "tags": dict(request.tags)}
-               for i in range(request.count)]
+        new = [
+            {"id": f"mem-{len(rows) + i:04d}", "state": RUNNING, "desired": RUNNING, "tags": dict(request.tags)}
+            for i in range(request.count)
+        ]
         save(rows + new)
         if settings["fail_at"] == "create":
             raise EssError("injected failure after launch")
@@ -125,8 +139,12 @@ class MemoryBackend(Backend):
     def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         CALLS.append("release")
         ids = {n.id for n in nodes}
-        save([{**r, "tags": {k: v for k, v in r["tags"].items() if not k.startswith("ess:")}}
-              if r["id"] in ids else r for r in load()])
+        save(
+            [
+                {**r, "tags": {k: v for k, v in r["tags"].items() if not k.startswith("ess:")}} if r["id"] in ids else r
+                for r in load()
+            ]
+        )
 
     def access(self, settings: Settings) -> Access:
         return Access("memory", settings.cluster, "tester", Path("/dev/null"))
@@ -142,8 +160,10 @@ def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings) -> li
     if access.backend != "memory":
         return None
     failing = int(settings["fail_nodes"]) if settings["fail_at"] == "verify" else 0
-    return [CheckResult(n.id, "memory", ok=i >= failing, message="" if i >= failing else "injected")
-            for i, n in enumerate(nodes)]
+    return [
+        CheckResult(n.id, "memory", ok=i >= failing, message="" if i >= failing else "injected")
+        for i, n in enumerate(nodes)
+    ]
 
 
 @hookimpl

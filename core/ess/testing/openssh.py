@@ -44,26 +44,39 @@ class OpenSshd:
     then :meth:`wait` for each: they boot in parallel).
     """
 
-    def __init__(self, folder: Path, pubkey: str, *, address: str = "127.0.0.1", port: int | None = None,
-                 netns: str | None = None, wait: bool = True) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        pubkey: str,
+        *,
+        address: str = "127.0.0.1",
+        port: int | None = None,
+        netns: str | None = None,
+        wait: bool = True,
+    ) -> None:
         folder.mkdir(parents=True)
         self.folder, self.address, self.netns = folder, address, netns
         self.port = port if port is not None else free_port()
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")],
+            check=True,
+            capture_output=True,
+        )
         (folder / "authorized_keys").write_text(pubkey + "\n")
         config = folder / "sshd_config"
         config.write_text(
             f"Port {self.port}\nListenAddress {address}\nHostKey {folder / 'host_key'}\n"
             f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "PermitRootLogin prohibit-password\nUseDNS no\nMaxStartups 200\nMaxSessions 50\n")
+            "PermitRootLogin prohibit-password\nUseDNS no\nMaxStartups 200\nMaxSessions 50\n"
+        )
         # Its own process group (start_new_session), stopped as a whole; the log file is how
         # stop() recognises the per-connection children that leave that group.
         self.log = str((folder / "sshd.log").resolve())
         _LOGS.add(self.log)
-        self.proc = subprocess.Popen([*self._prefix(), SSHD, "-D", "-f", str(config), "-E", self.log],
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*self._prefix(), SSHD, "-D", "-f", str(config), "-E", self.log], start_new_session=True
+        )
         if wait:
             self.wait()
 
@@ -72,8 +85,9 @@ class OpenSshd:
 
     def _listening(self) -> bool:
         if self.netns:  # not reachable from here until routes exist: ask the namespace itself
-            out = subprocess.run([*self._prefix(), "ss", "-ltnH", f"sport = :{self.port}"],
-                                 capture_output=True, text=True, check=False).stdout
+            out = subprocess.run(
+                [*self._prefix(), "ss", "-ltnH", f"sport = :{self.port}"], capture_output=True, text=True, check=False
+            ).stdout
             return bool(out.strip())
         try:
             with socket.create_connection((self.address, self.port), timeout=1) as sock:

@@ -48,9 +48,11 @@ def generate_ed25519_key() -> paramiko.Ed25519Key:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    text = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
+    text = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+        .decode()
+    )
     key = paramiko.Ed25519Key(file_obj=io.StringIO(text))
     # paramiko cannot serialize ed25519 keys; keep the text so write_private_key can.
     key._ess_openssh_text = text
@@ -118,9 +120,17 @@ def free_port() -> int:
 class SshNode:
     """A real SSH server on 127.0.0.1 that behaves like one worker node."""
 
-    def __init__(self, *, authorized_keys: Iterable[paramiko.PKey] = (), username: str = "ess",
-                 host_key: paramiko.PKey | None = None, handler: Handler | None = None,
-                 mode: str = "ssh", port: int = 0, gauge: Gauge | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        authorized_keys: Iterable[paramiko.PKey] = (),
+        username: str = "ess",
+        host_key: paramiko.PKey | None = None,
+        handler: Handler | None = None,
+        mode: str = "ssh",
+        port: int = 0,
+        gauge: Gauge | None = None,
+    ) -> None:
         if mode not in ("ssh", "silent"):
             raise ValueError("mode is 'ssh' or 'silent'")
         self.authorized = {(key.get_name(), key.get_base64()) for key in authorized_keys}
@@ -189,8 +199,14 @@ class SshNode:
     # -- what a test needs ----------------------------------------------------------------
     def node(self, node_id: str = "node-1", *, host_keys: tuple[str, ...] = ()) -> Node:
         """An ``ess.models.Node`` (state running) that points at this server."""
-        return Node(id=node_id, state=RUNNING, address=self.address, port=self.port,
-                    private_ip=self.address, host_keys=host_keys)
+        return Node(
+            id=node_id,
+            state=RUNNING,
+            address=self.address,
+            port=self.port,
+            private_ip=self.address,
+            host_keys=host_keys,
+        )
 
     @property
     def host_key_line(self) -> str:

@@ -30,13 +30,23 @@ class PoolBackend(Backend):
     name = "pool"
     description = "Machines allocated from a fixed on-prem pool (example third-party plugin)."
     settings = (
-        SettingSpec("hosts", type="list", default=[], commands=("*",),
-                    help="The pool: machines as host or host:port, comma-separated."),
-        SettingSpec("instance_count", type="int", default=1, minimum=1, flag="--number",
-                    help="How many machines to allocate to the cluster."),
+        SettingSpec(
+            "hosts",
+            type="list",
+            default=[],
+            commands=("*",),
+            help="The pool: machines as host or host:port, comma-separated.",
+        ),
+        SettingSpec(
+            "instance_count",
+            type="int",
+            default=1,
+            minimum=1,
+            flag="--number",
+            help="How many machines to allocate to the cluster.",
+        ),
         SettingSpec("username", default=getpass.getuser(), help="SSH user on the pool's machines."),
-        SettingSpec("key_file", type="path", required=True,
-                    help="Private key that logs in to the pool's machines."),
+        SettingSpec("key_file", type="path", required=True, help="Private key that logs in to the pool's machines."),
     )
 
     # -- allocation table -------------------------------------------------------------
@@ -61,13 +71,14 @@ class PoolBackend(Backend):
         pool = self._pool(settings)
         key = settings.path("key_file")
         if key is None or not key.is_file():
-            raise UsageError(f"{settings.where('key_file')}: no such key file {key} "
-                             "(point it at a private key)")
+            raise UsageError(f"{settings.where('key_file')}: no such key file {key} (point it at a private key)")
         with self._table() as table:
             free = [h for h in pool if f"{h[0]}:{h[1]}" not in table]
         if len(free) < request.count:
-            raise UsageError(f"{settings.where('hosts')}: only {len(free)} of {len(pool)} machines are free, "
-                             f"{request.count} asked (add hosts or lower --number)")
+            raise UsageError(
+                f"{settings.where('hosts')}: only {len(free)} of {len(pool)} machines are free, "
+                f"{request.count} asked (add hosts or lower --number)"
+            )
         return pool
 
     def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
@@ -84,8 +95,11 @@ class PoolBackend(Backend):
 
     def nodes(self, settings: Settings) -> list[Node]:
         with self._table() as table:
-            return [self._node(row, key) for key, row in sorted(table.items())
-                    if row["tags"].get("ess:cluster") == settings.cluster]
+            return [
+                self._node(row, key)
+                for key, row in sorted(table.items())
+                if row["tags"].get("ess:cluster") == settings.cluster
+            ]
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         with self._table(write=True) as table:
@@ -103,5 +117,6 @@ class PoolBackend(Backend):
 
     @staticmethod
     def _node(row: dict[str, Any], key: str) -> Node:
-        return Node(id=key, state=RUNNING, address=row["host"], port=row["port"], tags=row["tags"],
-                    instance_type="pool")
+        return Node(
+            id=key, state=RUNNING, address=row["host"], port=row["port"], tags=row["tags"], instance_type="pool"
+        )

@@ -24,12 +24,17 @@ class TestPoolContract(BackendContract):
         backend = PoolBackend()
         return ContractTarget(
             backend=backend,
-            settings={"hosts": ",".join(f"127.0.0.1:{s.port}" for s in servers),
-                      "username": "worker", "key_file": str(key_file)},
-            bad_settings=[({"hosts": ""}, "no hosts in the pool"),
-                          ({"hosts": "127.0.0.1:notaport"}, "is not host or host:port"),
-                          ({"instance_count": 9}, "only 3 of 3 machines are free"),
-                          ({"key_file": "/nonexistent/key"}, "no such key file")],
+            settings={
+                "hosts": ",".join(f"127.0.0.1:{s.port}" for s in servers),
+                "username": "worker",
+                "key_file": str(key_file),
+            },
+            bad_settings=[
+                ({"hosts": ""}, "no hosts in the pool"),
+                ({"hosts": "127.0.0.1:notaport"}, "is not host or host:port"),
+                ({"instance_count": 9}, "only 3 of 3 machines are free"),
+                ({"key_file": "/nonexistent/key"}, "no such key file"),
+            ],
             snapshot=lambda: backend.state_file().read_text() if backend.state_file().exists() else None,
         )
 

@@ -37,12 +37,19 @@ def ess_after_create(settings: Settings, nodes: list[Node]) -> None:
 
 
 @hookimpl
-def ess_check_nodes(nodes: list[Node], access: Access, settings: Settings,
-                    progress: Progress) -> list[CheckResult] | None:
+def ess_check_nodes(
+    nodes: list[Node], access: Access, settings: Settings, progress: Progress
+) -> list[CheckResult] | None:
     failing = os.environ.get("ESS_FAULT_CHECK_FAIL")
     if failing is None:
         return None
-    bad = {n.id for n in sorted(nodes, key=lambda n: n.id)[:int(failing)]}
-    return [CheckResult(node_id=n.id, check="fault", ok=n.id not in bad,
-                        message="fault plugin: check failed on purpose" if n.id in bad else "")
-            for n in nodes]
+    bad = {n.id for n in sorted(nodes, key=lambda n: n.id)[: int(failing)]}
+    return [
+        CheckResult(
+            node_id=n.id,
+            check="fault",
+            ok=n.id not in bad,
+            message="fault plugin: check failed on purpose" if n.id in bad else "",
+        )
+        for n in nodes
+    ]
