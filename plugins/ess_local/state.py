@@ -76,6 +76,7 @@ class NodeRecord:
         node_id = data.get("id")
         if not valid_node_id(node_id):
             raise ValueError(f"node id {str(node_id)[:80]!r} is not of the form local-<8 hex digits>")
+        node_id = str(node_id)  # valid_node_id accepted it: a str (mypy cannot see through the check)
         pid, port = data.get("pid", 0), data.get("port")
         if type(pid) is not int or not 0 <= pid < 2**22:
             raise ValueError(f"{node_id}: pid {pid!r} is not a process id")
@@ -96,7 +97,7 @@ class NodeRecord:
             pid=pid,
             port=port,
             tags=dict(tags),
-            stopped=stopped,  # type: ignore[arg-type]
+            stopped=stopped,
             start_time=texts["start_time"],
             host_key=texts["host_key"],
             instance_type=texts["instance_type"] or "local",
