@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .backend import Backend
 from .errors import UsageError
@@ -42,41 +43,38 @@ def run_command(
     ``targets``: the nodes from :func:`ess.provision.health_targets`, if already listed.
     """
     targets = health_targets(backend, settings) if targets is None else targets
-    running = reachable(targets)
-    results: list[CommandResult] = []
-    if running:
-        answer = get_plugin_manager().hook.ess_run_command(
-            nodes=running,
-            command=command,
-            access=backend.access(settings),
-            settings=settings,
-            progress=progress,
-            output=output,
-        )
-        if answer is None:
-            raise no_runner("exec")
-        results = list(answer)
-    return _with_lost(targets, results)
+    return _on_reachable(
+        backend, settings, targets, "exec", "ess_run_command", command=command, progress=progress, output=output
+    )
 
 
 def push_files(
     backend: Backend, settings: Settings, source: Path, destination: str, progress: Progress
 ) -> list[CommandResult]:
     """Copy ``source`` to every running node; lost nodes as failures."""
-    targets = health_targets(backend, settings)
+    return _on_reachable(
+        backend,
+        settings,
+        health_targets(backend, settings),
+        "push",
+        "ess_push_files",
+        source=source,
+        destination=destination,
+        progress=progress,
+    )
+
+
+def _on_reachable(
+    backend: Backend, settings: Settings, targets: list[Node], what: str, hook: str, **arguments: Any
+) -> list[CommandResult]:
+    """Call the first-result-wins ``hook`` with the reachable targets; lost ones as failures."""
     running = reachable(targets)
     results: list[CommandResult] = []
     if running:
-        answer = get_plugin_manager().hook.ess_push_files(
-            nodes=running,
-            source=source,
-            destination=destination,
-            access=backend.access(settings),
-            settings=settings,
-            progress=progress,
-        )
+        caller = getattr(get_plugin_manager().hook, hook)
+        answer = caller(nodes=running, access=backend.access(settings), settings=settings, **arguments)
         if answer is None:
-            raise no_runner("push")
+            raise no_runner(what)
         results = list(answer)
     return _with_lost(targets, results)
 
