@@ -31,6 +31,11 @@ def create_example(backend: Backend) -> str:
     return f"ess instance {backend.name} create"
 
 
+def empty_cluster(backend: Backend, cluster: str) -> str:
+    """What ``list``, ``status``, ``ssh-config`` and the flows say of a cluster with no nodes."""
+    return f"cluster {cluster!r} has no nodes on {backend.name} (create some with: {create_example(backend)})"
+
+
 def terminate_verb(backend: Backend) -> str:
     """ "terminate", or "release" for a backend whose terminate only forgets machines."""
     return "terminate" if backend.ends_nodes else "release"

@@ -56,29 +56,32 @@ class CreateResult:
     dropped: list[Node] = field(default_factory=list)
 
 
-def launch_request(settings: Settings, count: int, min_count: int | None = None) -> LaunchRequest:
-    """A new launch with a fresh id and the tags every node must carry from birth."""
+def check_min_count(min_count: int | None, count: int) -> None:
+    """``--min`` must lie between 1 and the node count (UsageError naming ``--min``)."""
     if min_count is not None and not 1 <= min_count <= count:
         raise UsageError(
             f"--min: {min_count} must be between 1 and the node count {count} (try --min {max(1, count // 2)})"
         )
+
+
+def launch_request(settings: Settings, count: int, min_count: int | None = None) -> LaunchRequest:
+    """A new launch with a fresh id and the tags every node must carry from birth."""
+    check_min_count(min_count, count)
     launch_id = uuid.uuid4().hex
-    tags = {
-        TAG_CLUSTER: settings.cluster,
-        TAG_LAUNCH: launch_id,
-        TAG_CREATED_BY: f"{_user()}@{socket.gethostname()}",
-        TAG_CREATED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    tags = {TAG_CLUSTER: settings.cluster, TAG_LAUNCH: launch_id, **_origin_tags()}
     return LaunchRequest(count=count, min_count=min_count or count, launch_id=launch_id, tags=tags)
 
 
 def membership_tags(settings: Settings) -> dict[str, str]:
     """Tags that make an existing machine a member of the cluster (``add``)."""
+    return {TAG_CLUSTER: settings.cluster, **_origin_tags(), TAG_ADOPTED: "true"}
+
+
+def _origin_tags() -> dict[str, str]:
+    """Who made a node a member, and when: on launched and adopted nodes alike."""
     return {
-        TAG_CLUSTER: settings.cluster,
         TAG_CREATED_BY: f"{_user()}@{socket.gethostname()}",
         TAG_CREATED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        TAG_ADOPTED: "true",
     }
 
 
@@ -273,7 +276,12 @@ def check(backend: Backend, settings: Settings, nodes: list[Node], progress: Pro
 def verify(backend: Backend, settings: Settings, progress: Progress) -> tuple[list[Node], list[CheckResult]]:
     """Check the cluster's running nodes, and fail its lost ones (see :func:`health_targets`)."""
     nodes = health_targets(backend, settings)
-    return nodes, check(backend, settings, reachable(nodes), progress) + lost_checks(nodes)
+    return nodes, health_checks(backend, settings, nodes, progress)
+
+
+def health_checks(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> list[CheckResult]:
+    """Every health check on the running ``nodes``, and a failure per lost one (verify, status --ssh)."""
+    return check(backend, settings, [n for n in nodes if n.state == RUNNING], progress) + lost_checks(nodes)
 
 
 def health_targets(backend: Backend, settings: Settings) -> list[Node]:
@@ -298,12 +306,12 @@ def reachable(targets: list[Node]) -> list[Node]:
 
 def no_running_nodes(backend: Backend, settings: Settings, nodes: list[Node]) -> EssError:
     """ "No running nodes", with the command that actually helps for what the cluster holds."""
-    from .hints import create_example  # the same runnable line as `list` and --help show
+    from .hints import create_example, empty_cluster  # the same lines as `list` and --help show
 
     name, cluster = backend.name, settings.cluster
     create = create_example(backend)
     if not nodes:
-        return EssError(f"cluster {cluster!r} has no nodes on {name} (create some with: {create})")
+        return EssError(empty_cluster(backend, cluster))
     counts: dict[str, int] = {}
     for node in nodes:
         counts[node.state] = counts.get(node.state, 0) + 1
@@ -390,8 +398,6 @@ def terminate_targets(nodes: list[Node], all_nodes: bool, include_adopted: bool)
     left to terminate: it is neither acted on nor reported. With ``all_nodes``, machines
     adopted with ``add`` are kept unless ``include_adopted`` (ess did not launch them).
     """
-    from .models import TERMINATED
-
     chosen = [n for n in nodes if n.state != TERMINATED]
     if not all_nodes or include_adopted:
         return chosen, []

@@ -13,7 +13,7 @@ import click
 
 from ..backend import Backend
 from ..errors import Declined, PartialFailure, UsageError
-from ..hints import create_example, has_flag, terminate_verb
+from ..hints import create_example, empty_cluster, has_flag, terminate_verb
 from ..models import RUNNING, LaunchRequest, Node
 from ..output import emit, emit_json, nodes_json, nodes_table
 from .groups import SuggestingGroup
@@ -155,6 +155,7 @@ def create_command(backend: Backend) -> click.Command:
     @setting_options(backend, "create")
     @common_options
     def create(min_count: int | None, no_verify: bool, keep_on_failure: bool, yes: bool, **flags: Any) -> None:
+        from .. import provision
         from ..api import Cluster
 
         items = flags.pop("items", ())
@@ -162,11 +163,8 @@ def create_command(backend: Backend) -> click.Command:
             flags[f"setting__{backend.create_arguments}"] = ",".join(items)
         settings = load(backend, flags)
         count = backend.requested_count(settings)
-        if min_count is not None and not 1 <= min_count <= count:
-            # The API names its own argument (min_count=); the command line names --min.
-            raise UsageError(
-                f"--min: {min_count} must be between 1 and the node count {count} (try --min {max(1, count // 2)})"
-            )
+        # The API names its own argument (min_count=); the command line names --min.
+        provision.check_min_count(min_count, count)
         existing: list[Node] = []
 
         def confirm_launch(request: LaunchRequest) -> None:
@@ -242,11 +240,7 @@ def list_command(backend: Backend) -> click.Command:
         elif nodes:
             emit(nodes_table(nodes))
         else:
-            click.echo(
-                f"cluster {settings.cluster!r} has no nodes on {backend.name} "
-                f"(create some with: {create_example(backend)})",
-                err=True,
-            )
+            click.echo(empty_cluster(backend, settings.cluster), err=True)
 
     return list_
 
@@ -419,18 +413,13 @@ def status_command(backend: Backend) -> click.Command:
         nodes = backend.nodes(settings)
         checks = None
         if with_ssh:
-            running = [n for n in nodes if n.state == RUNNING]
-            checks = provision.check(backend, settings, running, progress()) + provision.lost_checks(nodes)
+            checks = provision.health_checks(backend, settings, nodes, progress())
         if invocation().json:
             emit_json(status_json(backend.name, settings.cluster, nodes, checks))
         elif nodes:
             emit(status_table(nodes, checks))
         else:
-            click.echo(
-                f"cluster {settings.cluster!r} has no nodes on {backend.name} "
-                f"(create some with: {create_example(backend)})",
-                err=True,
-            )
+            click.echo(empty_cluster(backend, settings.cluster), err=True)
         # A lost node (ess wants it running, it is not) fails status, with or without --ssh.
         provision.verdict(checks if checks is not None else provision.state_checks(nodes))
 

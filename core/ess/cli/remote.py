@@ -21,7 +21,7 @@ import click
 
 from ..backend import Backend
 from ..errors import UsageError
-from ..hints import create_example
+from ..hints import empty_cluster
 from ..login import config_entries, config_text, openssh_argv, pick_node
 from ..models import CommandResult
 from ..output import emit, emit_json, table
@@ -177,10 +177,7 @@ def ssh_config_command(backend: Backend) -> click.Command:
         elif entries:
             emit(config_text(entries))
         else:
-            click.echo(
-                f"cluster {settings.cluster!r} has no nodes on {name} (create some with: {create_example(backend)})",
-                err=True,
-            )
+            click.echo(empty_cluster(backend, settings.cluster), err=True)
 
     return ssh_config
 
