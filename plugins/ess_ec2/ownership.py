@@ -23,6 +23,8 @@ from typing import Any
 
 from ess.models import TAG_ADOPTED, TAG_CLUSTER, TAG_LAUNCH
 
+from .client import tags_of
+
 #: Set by ``add`` next to ``ess:adopted``: the HMACs that make an adoption verifiable.
 TAG_ADOPTED_PROOF = "ess:adopted-proof"
 #: Hex digits of each instance's HMAC kept in the proof tag (48 bits: a forger has no
@@ -49,10 +51,6 @@ def proof_value(key: bytes, instance_ids: Iterable[str], cluster: str) -> str:
 def proves(key: bytes, instance_id: str, cluster: str, value: str) -> bool:
     mac = instance_mac(key, instance_id, cluster)
     return any(hmac.compare_digest(mac, part) for part in value.split("."))
-
-
-def tags_of(instance: dict[str, Any]) -> dict[str, str]:
-    return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", []) or []}
 
 
 def why_not_ours(instance: dict[str, Any], cluster: str, key_pair: str, key: Callable[[], bytes | None]) -> str:
