@@ -171,3 +171,23 @@ def test_a_cache_that_is_binary_or_a_folder_is_bypassed(ess_home, ess):
     result = ess("--help")
     assert result.code == 0 and result.err == "", result
     assert "local" in names()
+
+
+def test_plugins_are_asked_for_their_settings_once_per_manager():
+    """Building a backend's whole command tree asks for specs ~30 times; the plugins answer once."""
+    from ess.cli.instance import backend_group
+    from ess.settings import specs_for
+
+    pm = fresh_manager()
+    asked: list[str] = []
+    undo = pm.add_hookcall_monitoring(
+        lambda hook_name, impls, kwargs: asked.append(hook_name), lambda outcome, hook_name, impls, kwargs: None
+    )
+    try:
+        backend_group(plugins.backends()["local"])
+        assert "ssh_timeout" in specs_for(())  # the SSH plugin's settings are there
+        assert asked.count("ess_settings") == 1
+    finally:
+        undo()
+    again = fresh_manager()  # a new manager (another ESS_PLUGINS) is asked afresh
+    assert again is not pm and "ssh_timeout" in specs_for(())

@@ -13,7 +13,7 @@ import re
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .log import warn
@@ -21,6 +21,9 @@ from .models import Settings, SettingSpec, Value
 from .names import CLUSTER_NAME, CLUSTER_NAME_HELP
 from .paths import config_dir
 from .redact import mask_credentials
+
+if TYPE_CHECKING:
+    import pluggy
 
 CONFIG_NAMES = ("instance.conf", "instance.toml")
 
@@ -129,10 +132,23 @@ def specs_for(backend_specs: Iterable[SettingSpec]) -> dict[str, SettingSpec]:
     specs: dict[str, SettingSpec] = {spec.key: spec for spec in CORE_SETTINGS}
     for spec in backend_specs:
         specs[spec.key] = spec
-    for provided in get_plugin_manager().hook.ess_settings():
-        for spec in provided or []:
-            specs.setdefault(spec.key, spec)
+    for spec in _plugin_specs(get_plugin_manager()):
+        specs.setdefault(spec.key, spec)
     return specs
+
+
+#: The plugin manager ``ess_settings`` was last asked through, and its answer. Building one
+#: command tree asks for the specs of every subcommand (about 30 times): ask the plugins
+#: once per manager (a new manager, as tests make with plugins.reset(), asks again).
+_asked: tuple[pluggy.PluginManager, tuple[SettingSpec, ...]] | None = None
+
+
+def _plugin_specs(pm: pluggy.PluginManager) -> tuple[SettingSpec, ...]:
+    global _asked
+    if _asked is None or _asked[0] is not pm:
+        answers = pm.hook.ess_settings()
+        _asked = (pm, tuple(spec for provided in answers for spec in (provided or [])))
+    return _asked[1]
 
 
 def resolve(
