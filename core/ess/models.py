@@ -29,6 +29,10 @@ TAG_CREATED_BY = "ess:created-by"
 TAG_CREATED_AT = "ess:created-at"
 #: Set by ``add`` on machines ess adopted rather than launched.
 TAG_ADOPTED = "ess:adopted"
+#: The size the cluster was meant to have when this node was launched (``heal`` restores it).
+TAG_SIZE = "ess:size"
+#: When this node ends itself (UTC, ``YYYY-MM-DDTHH:MM:SSZ``), set by ``create --ttl``.
+TAG_EXPIRES = "ess:expires"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class Node:
     gone) is *lost*: ``verify``, ``exec``, ``push`` and ``status`` report it as a failed
     node instead of leaving it out. ``reason`` says, in a few words, why the backend
     sees the node in that state ("process exited", "port 22 refused").
+
+    ``zone`` (availability zone or equivalent) and ``lifecycle`` (``"spot"`` or
+    ``"on-demand"``) are None where a backend has no such notion.
     """
 
     id: str
@@ -60,6 +67,8 @@ class Node:
     tags: Mapping[str, str] = field(default_factory=dict)
     desired: str | None = None
     reason: str = ""
+    zone: str | None = None
+    lifecycle: str | None = None
 
     @property
     def lost(self) -> bool:
@@ -73,6 +82,10 @@ class Node:
     @property
     def cluster(self) -> str | None:
         return self.tags.get(TAG_CLUSTER)
+
+    @property
+    def expires(self) -> str | None:
+        return self.tags.get(TAG_EXPIRES)
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of a node (documented in docs/commands.md)."""
@@ -90,6 +103,9 @@ class Node:
             "desired": self.desired,
             "lost": self.lost,
             "reason": self.reason,
+            "zone": self.zone,
+            "lifecycle": self.lifecycle,
+            "expires": self.expires,
         }
 
 

@@ -33,6 +33,7 @@ from .models import (
     TAG_CREATED_AT,
     TAG_CREATED_BY,
     TAG_LAUNCH,
+    TAG_SIZE,
     TERMINATED,
     Access,
     CheckResult,
@@ -64,11 +65,17 @@ def check_min_count(min_count: int | None, count: int) -> None:
         )
 
 
-def launch_request(settings: Settings, count: int, min_count: int | None = None) -> LaunchRequest:
-    """A new launch with a fresh id and the tags every node must carry from birth."""
+def launch_request(
+    settings: Settings, count: int, min_count: int | None = None, *, size: int | None = None
+) -> LaunchRequest:
+    """A new launch with a fresh id and the tags every node must carry from birth.
+
+    ``size`` is the size the cluster is meant to have once this launch is done (default
+    ``count``: a new cluster); every node records it so ``heal`` needs no local state.
+    """
     check_min_count(min_count, count)
     launch_id = uuid.uuid4().hex
-    tags = {TAG_CLUSTER: settings.cluster, TAG_LAUNCH: launch_id, **_origin_tags()}
+    tags = {TAG_CLUSTER: settings.cluster, TAG_LAUNCH: launch_id, TAG_SIZE: str(size or count), **_origin_tags()}
     return LaunchRequest(count=count, min_count=min_count or count, launch_id=launch_id, tags=tags)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,7 +36,7 @@ from ess.models import (
 from ess.progress import Progress
 
 from . import client as aws_client
-from . import keys, membership, ownership
+from . import keys, membership, ownership, polling
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
 from .session import Ec2Session, session_for
@@ -50,8 +49,6 @@ LIVE_STATES = (PENDING, RUNNING, STOPPING, STOPPED, SHUTTING_DOWN)
 #: What ``list`` asks EC2 for: terminated too (EC2 shows them for about an hour), so a node
 #: terminated behind ess's back is reported lost instead of silently vanishing.
 LISTED_STATES = (*LIVE_STATES, TERMINATED)
-#: Polling: first delay, growth factor and ceiling (seconds); each delay gets jitter.
-FIRST_DELAY, GROWTH, MAX_DELAY = 1.0, 1.5, 15.0
 _ZONE = re.compile(r"\b([a-z]{2}(?:-gov)?-[a-z]+-\d[a-z])\b")
 
 
@@ -481,7 +478,6 @@ class Ec2Backend(Backend):
             deleted += keys.purge_key_pairs(aws, settings.cluster)
         return deleted
 
-    # -- polling -----------------------------------------------------------------------
     def _poll(
         self,
         aws: aws_client.Aws,
@@ -492,46 +488,5 @@ class Ec2Backend(Backend):
         label: str,
         fail_states: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        """Describe ``ids`` (batched) until all are in ``target``; EssError at the deadline.
-
-        An id EC2 no longer knows counts as terminated (it was, long enough ago to vanish).
-        """
-        deadline = self.clock() + timeout
-        delay = FIRST_DELAY
-        progress.stage(label, len(ids))
-        while True:
-            with aws_client.translated(aws, "describe instances"):
-                found = aws_client.describe(aws, ids)
-            states = {i: (found[i]["State"]["Name"] if i in found else TERMINATED) for i in ids}
-            done = sum(1 for s in states.values() if s == target)
-            log.debug(
-                "poll %s: %d/%d %s; waiting for %s", label, done, len(ids), target, ess_log.pending(states, target)
-            )
-            progress.update(done)
-            if done == len(ids):
-                progress.finish()
-                return found
-            failed = {i: s for i, s in states.items() if s in fail_states}
-            if failed:
-                progress.finish()
-                reasons = sorted(
-                    {found[i].get("StateReason", {}).get("Message", s) for i, s in failed.items() if i in found}
-                    or set(failed.values())
-                )
-                went = "/".join(sorted(set(failed.values())))
-                raise EssError(
-                    f"EC2: {len(failed)} of {len(ids)} node(s) went {went} "
-                    f"instead of {target}: {'; '.join(reasons)[:300]} "
-                    f"({', '.join(sorted(failed)[:10])})"
-                )
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                progress.finish()
-                late = sorted(i for i, s in states.items() if s != target)
-                raise EssError(
-                    f"EC2: {len(late)} of {len(ids)} node(s) not {target} after "
-                    f"{timeout:.0f}s ({', '.join(late[:10])}{' ...' if len(late) > 10 else ''}) "
-                    "(check them in the EC2 console; `ess instance ec2 list` shows them)"
-                )
-            self.sleep(min(remaining, delay * random.uniform(0.5, 1.0)))
-            delay = min(delay * GROWTH, MAX_DELAY)
+        """Wait until every one of ``ids`` is in ``target`` (see :func:`ess_ec2.polling.poll`)."""
+        return polling.poll(aws, ids, target, timeout, progress, label, fail_states, sleep=self.sleep, clock=self.clock)

@@ -369,4 +369,7 @@ def to_node(instance: dict[str, Any], use_private_ip: bool) -> Node:
         instance_type=instance.get("InstanceType"),
         launched_at=launched if isinstance(launched, datetime) else None,
         tags=tags_of(instance),
+        zone=instance.get("Placement", {}).get("AvailabilityZone"),
+        # EC2 sets InstanceLifecycle only on spot (and scheduled) instances.
+        lifecycle=str(instance.get("InstanceLifecycle") or "on-demand"),
     )

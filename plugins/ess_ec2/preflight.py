@@ -20,9 +20,20 @@ from .client import Aws, error_code, error_message, is_aws_error, translate, tra
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 
 
+#: Markets a cluster can launch in (setting ``market``).
+ON_DEMAND, SPOT, SPOT_OR_ON_DEMAND = "on-demand", "spot", "spot-or-on-demand"
+
+
 @dataclass(frozen=True)
 class LaunchPlan:
-    """Everything RunInstances needs besides the count and the tags."""
+    """Everything a launch needs besides the count and the core's tags.
+
+    ``instance_types`` and ``subnets`` are every pool the settings list, in order of
+    preference (``instance_type`` and ``subnet_id`` are the first of each); ``extra`` holds
+    RunInstances arguments beyond the basics (IamInstanceProfile, UserData,
+    BlockDeviceMappings, InstanceInitiatedShutdownBehavior...), shared by RunInstances and
+    the fleet's launch template; ``tags`` are the user's extra tags (setting ``tags``).
+    """
 
     region: str
     instance_type: str
@@ -34,6 +45,17 @@ class LaunchPlan:
     zone: str | None = None
     instance_tag: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    instance_types: tuple[str, ...] = ()
+    #: (subnet id, its availability zone) per listed subnet, in order.
+    subnets: tuple[tuple[str, str], ...] = ()
+    market: str = ON_DEMAND
+    max_price: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uses_fleet(self) -> bool:
+        """One type, at most one subnet, on-demand: one RunInstances. Anything more: one CreateFleet."""
+        return len(self.instance_types) > 1 or len(self.subnets) > 1 or self.market != ON_DEMAND
 
     def run_arguments(self) -> dict[str, Any]:
         """RunInstances arguments shared by the DryRun and the real launch."""
@@ -46,6 +68,7 @@ class LaunchPlan:
             args["SecurityGroupIds"] = list(self.security_group_ids)
         if self.subnet_id:
             args["SubnetId"] = self.subnet_id
+        args.update(self.extra)
         return args
 
 
