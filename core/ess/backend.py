@@ -71,7 +71,7 @@ class Backend:
     def supports(self, operation: str) -> bool:
         """True when this backend implements ``operation`` (a method name of this class):
         the subclass overrides it. ``create``, ``nodes`` and ``terminate`` are required;
-        ``stop``, ``start``, ``adoptable``/``adopt``, ``release``, ``purge`` and ``access``
+        ``stop``, ``start``, ``adoptable``/``adopt``, ``release``, ``retag``, ``purge`` and ``access``
         are optional, and the CLI offers only the commands whose operations are supported.
         """
         base = getattr(Backend, operation, None)
@@ -137,6 +137,15 @@ class Backend:
     def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Remove ess's tags from ``nodes`` without stopping them: they leave the cluster."""
         raise NotSupported(f"backend {self.name} cannot release nodes")
+
+    def retag(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str], progress: Progress) -> None:
+        """Set ``tags`` (added or replaced, others kept) on the cluster's ``nodes``.
+
+        The core uses it for ess's own bookkeeping tags, e.g. ``ess:size`` after nodes are
+        terminated on purpose and ``ess:expires`` after ``extend``. One batched call where
+        the cloud allows it; only nodes of ``settings.cluster`` are ever changed.
+        """
+        raise NotSupported(f"backend {self.name} cannot change the tags of its nodes")
 
     def purge(self, settings: Settings, progress: Progress) -> list[str]:
         """After ``terminate all --purge``: delete the cluster's supporting resources that ess

@@ -455,6 +455,12 @@ class Ec2Backend(Backend):
         if ids:
             aws_client.call(settings, "untag instances", lambda aws: membership.untag(aws, ids))
 
+    def retag(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str], progress: Progress) -> None:
+        """One CreateTags per 1,000 of the cluster's ``nodes`` (members only, checked by their tags)."""
+        ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) == settings.cluster]
+        if ids:
+            aws_client.call(settings, "tag instances", lambda aws: membership.tag(aws, ids, tags))
+
     # -- extras: security group, key pair, purge ---------------------------------------
     def commands(self) -> list[Any]:
         """``security-group create`` and ``key-pair create`` under ``ess instance ec2``."""
