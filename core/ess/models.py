@@ -283,6 +283,8 @@ class Settings:
             return f"setting {key}"
         if value.source.startswith(("--", "ESS_")):
             return value.source
+        if value.source.endswith("]"):  # the user config's "PATH [defaults]" names its own table
+            return f"{value.source} {key}"
         section = f" [{self.section}]" if self.section else ""
         return f"{value.source}{section} {key}"
 

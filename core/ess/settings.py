@@ -1,4 +1,4 @@
-"""Resolve typed settings: command line > environment > config file > defaults.
+"""Resolve typed settings: command line > environment > config file > user defaults > defaults.
 
 Every value remembers where it came from, so ``ess config show`` can say it and every
 error can name the file, section and key (or the option / variable) that was wrong.
@@ -177,6 +177,7 @@ def resolve(
     for key in file_values:
         if key not in specs:
             raise UsageError(f"{file_label} {mask_credentials(key)}: unknown key{did_you_mean(key, specs)}")
+    user_label, user_values = user_defaults(specs)
 
     values: dict[str, Value] = {}
     for key, spec in specs.items():
@@ -189,9 +190,61 @@ def resolve(
             values[key] = Value(
                 coerce(spec, file_values[key], f"{file_label} {key}"), str(config_path) if config_path else "config"
             )
+        elif key in user_values:
+            values[key] = Value(coerce(spec, user_values[key], f"{user_label} {key}"), user_label)
         else:
             values[key] = Value(spec.default, "default")
     return Settings(backend=backend, values=values, specs=dict(specs), config_path=config_path, section=section)
+
+
+# -- the user-level defaults (issue 16) ---------------------------------------------------
+#: The user config file, in ``ess.paths.config_dir()``: its ``[defaults]`` table holds values
+#: under every project config (above the built-in defaults, below everything else), so a
+#: team can make every cluster expire (``max_lifetime``) unless a config says otherwise.
+USER_CONFIG_NAME = "config.toml"
+USER_DEFAULTS = "defaults"
+
+
+def user_config_path() -> Path:
+    return config_dir() / USER_CONFIG_NAME
+
+
+def user_defaults(specs: Mapping[str, SettingSpec]) -> tuple[str, dict[str, Any]]:
+    """The user config's label ("PATH [defaults]") and those of its defaults that ``specs`` declares.
+
+    A key another backend or plugin declares is skipped here (``region`` means nothing to
+    the local backend); a key nobody declares, or a table other than ``[defaults]``, is a
+    mistake: one line naming the file, exit 2, whatever the command.
+    """
+    path = user_config_path()
+    if not path.is_file():
+        return "", {}
+    sections = read_config(path)
+    label = f"{path} [{USER_DEFAULTS}]"
+    for name in sections:
+        if name != USER_DEFAULTS:
+            raise UsageError(
+                f"{path} [{mask_credentials(name)}]: unknown table (the user config holds only "
+                f"[{USER_DEFAULTS}], defaults for every backend and project config)"
+            )
+    table = sections.get(USER_DEFAULTS, {})
+    known: set[str] = set()
+    for key in table:
+        if key not in specs:
+            known = known or _every_setting_key()
+            if key not in known:
+                raise UsageError(f"{label} {mask_credentials(key)}: unknown key{did_you_mean(key, sorted(known))}")
+    return label, {key: value for key, value in table.items() if key in specs}
+
+
+def _every_setting_key() -> set[str]:
+    """Every key the core, an installed backend or a plugin declares."""
+    from .plugins import backends
+
+    keys = {spec.key for spec in CORE_SETTINGS}
+    for found in backends().values():
+        keys.update(specs_for(found.settings))
+    return keys
 
 
 def check_sections(sections: Mapping[str, Any], backend: str, config_path: Path | None) -> None:
