@@ -15,15 +15,7 @@ from dataclasses import dataclass
 from ess.models import Access, CheckResult, Node, Settings
 from ess.progress import Progress
 
-from .connect import (
-    BACKOFF_FACTOR,
-    BACKOFF_MAX,
-    BACKOFF_START,
-    Connector,
-    RefusedClock,
-    SshFailure,
-    just_launched,
-)
+from .connect import Connector, RefusedClock, RetryDelay, SshFailure, just_launched
 from .fanout import Fleet
 
 log = logging.getLogger(__name__)
@@ -77,7 +69,7 @@ def _verify_one(
 ) -> CheckResult:
     """Retry connect + command on one node until it passes, fails for good, or time runs out."""
     state.started = True
-    delay = BACKOFF_START
+    delays = RetryDelay()
     refused = RefusedClock(node)
     while True:
         state.attempts += 1
@@ -106,7 +98,7 @@ def _verify_one(
                 return CheckResult(
                     node.id, "ssh", False, failure.reason, time.monotonic() - start, state.attempts, node.address
                 )
-            if not connector.sleep_until_retry(delay, deadline):
+            if not connector.sleep_until_retry(delays.after(failure), deadline):
                 return CheckResult(
                     node.id,
                     "ssh",
@@ -116,4 +108,3 @@ def _verify_one(
                     state.attempts,
                     node.address,
                 )
-            delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)

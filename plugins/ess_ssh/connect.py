@@ -268,7 +268,7 @@ class Connector:
         when the deadline passes or a failure is not retryable.
         """
         attempts = 0
-        delay = BACKOFF_START
+        delays = RetryDelay()
         refused = RefusedClock(node)
         while True:
             attempts += 1
@@ -282,9 +282,8 @@ class Connector:
                 final = refused.final(failure)
                 if final is not None:
                     raise final from None
-                if not self.sleep_until_retry(delay, deadline):
+                if not self.sleep_until_retry(delays.after(failure), deadline):
                     raise
-                delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
 
     def release(self, client: paramiko.SSHClient) -> None:
         """Close a client from :meth:`connect` and stop tracking its socket."""
@@ -484,6 +483,29 @@ def _quiet_paramiko() -> None:
 BACKOFF_START = 0.25
 BACKOFF_FACTOR = 1.6
 BACKOFF_MAX = 5.0
+#: Seconds between attempts while a node refuses the TCP connection (sshd not started yet).
+#: A refusal costs microseconds on loopback and one round trip to a cloud node, so polling
+#: this often is cheap, and the node is noticed at most this long after sshd listens
+#: (the backoff above would wait up to BACKOFF_MAX, issue 17).
+REFUSED_RETRY = 0.25
+
+
+class RetryDelay:
+    """The wait before one node's next attempt: short while it refuses, backing off otherwise.
+
+    Refusals do not grow the backoff: a booting node refuses until sshd listens and should be
+    tried again soon after; slow failures (timeouts, a key not yet authorized) back off.
+    """
+
+    def __init__(self) -> None:
+        self._next = BACKOFF_START
+
+    def after(self, failure: SshFailure) -> float:
+        if failure.refused:
+            return REFUSED_RETRY
+        delay = self._next
+        self._next = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
+        return delay
 
 
 class _Policy:
