@@ -67,4 +67,6 @@ def test_ec2_status_and_iplist(ess, moto_endpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("ESS_USE_PRIVATE_IP", "true")
     assert sorted(ess("instance", "ec2", "iplist").out.split()) == sorted(private)
     table = ess("instance", "ec2", "status").out.splitlines()
-    assert table[0].split() == ["ID", "STATE", "PUBLIC_IP", "PRIVATE_IP", "TYPE", "UPTIME"] and len(table) == 4
+    # EC2 knows each node's zone and lifecycle: they get columns; a summary line ends the table.
+    header = ["ID", "STATE", "PUBLIC_IP", "PRIVATE_IP", "TYPE", "ZONE", "LIFECYCLE", "UPTIME"]
+    assert table[0].split() == header and len(table) == 5 and table[-1] == "3/3 running"

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 from .errors import NotSupported, UsageError
 from .log import warn, warnings_to
 from .models import (
+    TAG_SIZE,
     CheckResult,
     CommandResult,
     LaunchRequest,
@@ -40,7 +41,8 @@ from .progress import Progress
 
 if TYPE_CHECKING:  # keep `import ess.api` as light as `import ess`
     from .backend import Backend
-    from .provision import CreateResult
+    from .census import Census
+    from .provision import CreateResult, HealResult
 
 __all__ = ["Cluster", "VerifyResult"]
 
@@ -198,11 +200,32 @@ class Cluster:
         if min_count is not None:
             _whole_number("min_count", min_count, least=1, most=total)
         request = provision.prepare(self.backend, settings, total, min_count, verify=verify)
+        request = provision.grow(self.backend, settings, request)  # on a cluster with nodes: adds to it
         if confirm is not None:
             confirm(request)
-        return provision.create(
+        result = provision.create(
             self.backend, settings, request, self.progress, verify=verify, keep_on_failure=keep_on_failure
         )
+        if request.existing:  # the older nodes learn the grown intended size too
+            provision.record_size(
+                self.backend, settings, list(request.existing), int(request.tags[TAG_SIZE]), self.progress
+            )
+        return result
+
+    @_warnings_to_sink
+    def heal(
+        self, *, verify: bool = True, confirm: Callable[[LaunchRequest, Census], None] | None = None
+    ) -> HealResult:
+        """Bring the cluster back to the size it was created with (the ``ess:size`` its nodes
+        carry): launch the missing count with the cluster's settings, wait, verify, then
+        terminate the lost nodes they replace. A failure or Ctrl-C terminates the new nodes
+        only. ``result.created`` is None when nothing was missing (``result.before`` says
+        how whole it was). ``confirm(request, census)`` is called before anything is
+        launched; raising there launches nothing.
+        """
+        from . import provision
+
+        return provision.heal(self.backend, self.settings, self.progress, verify=verify, confirm=confirm)
 
     @_warnings_to_sink
     def nodes(self) -> list[Node]:
@@ -249,12 +272,16 @@ class Cluster:
         adopted with ``ess instance <backend> add`` are kept unless ``include_adopted``.
         No confirmation is asked: the caller decides, or passes ``confirm(nodes)``, called
         with the nodes about to go before any is touched (raising there terminates none).
+        Nodes named by id go on purpose: the survivors record the smaller intended size,
+        so :meth:`heal` does not bring them back.
         """
         from . import provision
 
         targets = _targets(ids)
+        current = self.backend.nodes(self.settings)
+        named = targets != ["all"]
         nodes, kept = provision.terminate_targets(
-            provision.select(self.backend, self.settings, targets), targets == ["all"], include_adopted
+            provision.select_from(current, self.backend, self.settings, targets), not named, include_adopted
         )
         if kept:
             warn(
@@ -264,7 +291,8 @@ class Cluster:
             )
         if nodes and confirm is not None:
             confirm(nodes)
-        provision.terminate(self.backend, self.settings, nodes, self.progress)
+        # Named nodes go on purpose: the cluster's intended size shrinks with them (heal).
+        provision.terminate(self.backend, self.settings, nodes, self.progress, before=current if named else None)
         return nodes
 
     @_warnings_to_sink

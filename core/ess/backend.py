@@ -67,6 +67,13 @@ class Backend:
     ends_nodes: ClassVar[bool] = True
     #: A node id as this backend writes it, for the examples in ``--help`` ("i-0abc123").
     example_node_id: ClassVar[str] = "NODE_ID"
+    #: True when the nodes end themselves at ``max_lifetime`` and after ``idle_timeout``
+    #: (the tags of :func:`ess.lifetime.launch_tags` ask for it); False: ``create`` says
+    #: in one line that the limits are not enforced there (docs/lifetime.md).
+    enforces_lifetime: ClassVar[bool] = False
+    #: Where a node keeps its own copy of its deadline (``EPOCH STAMP``), which ``extend``
+    #: rewrites over SSH; None when the node reads the deadline from its ess:expires tag/record.
+    deadline_file: ClassVar[str | None] = None
 
     def supports(self, operation: str) -> bool:
         """True when this backend implements ``operation`` (a method name of this class):

@@ -249,6 +249,9 @@ class Value:
     source: str
 
 
+    #: The cluster's nodes when this launch was prepared (:func:`ess.provision.grow`): a
+    #: ``create`` on a cluster that has nodes grows it, and says so. Backends ignore it.
+    existing: tuple[Node, ...] = field(default=(), compare=False, repr=False)
 @dataclass
 class Settings:
     """The resolved settings of one backend for one command.

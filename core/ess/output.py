@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .census import Census
 from .models import CheckResult, Node
 from .redact import scrub
 
@@ -86,13 +87,20 @@ def check_summary(node: Node, checks: Iterable[CheckResult]) -> tuple[str, float
     return ("ok" if not failed else f"FAILED: {failed[0].message}"), seconds
 
 
+def placement_headers(nodes: Sequence[Node]) -> list[str]:
+    """``zone`` and ``lifecycle`` columns, each only when some node has a value for it (EC2
+    has both; local has neither, and gets no column of dashes)."""
+    return [h for h in ("zone", "lifecycle") if any(getattr(n, h) for n in nodes)]
+
+
 def nodes_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None) -> str:
-    headers = ["id", "state", "address", "type", "launched"]
+    placement = placement_headers(nodes)
+    headers = ["id", "state", "address", "type", *placement, "launched"]
     rows: list[list[Any]] = []
     for n in nodes:
         address = f"{n.address}:{n.port}" if n.address and n.port != 22 else n.address
         launched = n.launched_at.strftime("%Y-%m-%d %H:%M") if n.launched_at else None
-        row: list[Any] = [n.id, state_cell(n), address, n.instance_type, launched]
+        row: list[Any] = [n.id, state_cell(n), address, n.instance_type, *(getattr(n, h) for h in placement), launched]
         if checks is not None:
             verdict, seconds = check_summary(n, checks)
             row += [verdict, seconds]
@@ -125,20 +133,25 @@ def uptime(node: Node, now: datetime | None = None) -> str | None:
 
 
 def status_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None) -> str:
-    headers = ["id", "state", "public_ip", "private_ip", "type", "uptime"]
+    """Per node, then one summary line against the intended size: ``3/5 running (2 lost)``."""
+    placement = placement_headers(nodes)
+    headers = ["id", "state", "public_ip", "private_ip", "type", *placement, "uptime"]
     rows: list[list[Any]] = []
     for n in nodes:
-        row: list[Any] = [n.id, state_cell(n), n.public_ip, n.private_ip, n.instance_type, uptime(n)]
+        row: list[Any] = [n.id, state_cell(n), n.public_ip, n.private_ip, n.instance_type]
+        row += [*(getattr(n, h) for h in placement), uptime(n)]
         if checks is not None:
             row.append(check_summary(n, checks)[0])
         rows.append(row)
-    return table(rows, headers + (["ssh"] if checks is not None else []))
+    return table(rows, headers + (["ssh"] if checks is not None else [])) + "\n" + Census.of(nodes).summary()
 
 
 def status_json(
     backend: str, cluster: str, nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None
 ) -> dict[str, Any]:
-    data = nodes_json(backend, cluster, nodes, checks)
+    """:func:`nodes_json` with each node's uptime, and the counts of :meth:`Census.to_dict`
+    (``intended``, ``running``, ``pending``, ``stopped``, ``lost``, ``missing``)."""
+    data = nodes_json(backend, cluster, nodes, checks, **Census.of(nodes).to_dict())
     for item, node in zip(data["nodes"], nodes, strict=True):
         item["uptime"] = uptime(node)
     return data

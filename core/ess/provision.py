@@ -14,12 +14,14 @@ import logging
 import signal
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
+from . import lifetime
 from .backend import Backend
+from .census import GONE, Census, adopted, intended_size, recorded_size
 from .errors import EssError, Interrupted, NotSupported, PartialFailure, UsageError
 from .log import warn
 from .models import (
@@ -75,7 +77,13 @@ def launch_request(
     """
     check_min_count(min_count, count)
     launch_id = uuid.uuid4().hex
-    tags = {TAG_CLUSTER: settings.cluster, TAG_LAUNCH: launch_id, TAG_SIZE: str(size or count), **_origin_tags()}
+    tags = {
+        TAG_CLUSTER: settings.cluster,
+        TAG_LAUNCH: launch_id,
+        TAG_SIZE: str(size or count),
+        **_origin_tags(),
+        **lifetime.launch_tags(settings),
+    }
     return LaunchRequest(count=count, min_count=min_count or count, launch_id=launch_id, tags=tags)
 
 
@@ -120,6 +128,7 @@ def preflight(backend: Backend, settings: Settings, request: LaunchRequest, *, v
     if missing:
         key = missing[0]
         raise UsageError(f"{settings.where(key)}: required for create (set it in {how_to_set(settings.specs[key])})")
+    lifetime.check(backend, settings)  # limits valid; said once if unenforced or absent
     plan = backend.preflight(settings, request)
     try:
         access: Access | None = backend.access(settings)
@@ -368,7 +377,11 @@ def verdict_error(failed: int, total: int, message: str) -> EssError:
 
 def select(backend: Backend, settings: Settings, targets: list[str]) -> list[Node]:
     """The cluster's nodes named by ``targets`` ("all" or ids); unknown ids are a usage error."""
-    current = backend.nodes(settings)
+    return select_from(backend.nodes(settings), backend, settings, targets)
+
+
+def select_from(current: list[Node], backend: Backend, settings: Settings, targets: list[str]) -> list[Node]:
+    """:func:`select` among ``current`` (the cluster as just listed)."""
     if targets == ["all"]:
         return current
     by_id = {n.id: n for n in current}
@@ -414,8 +427,15 @@ def terminate_targets(nodes: list[Node], all_nodes: bool, include_adopted: bool)
     )
 
 
-def terminate(backend: Backend, settings: Settings, nodes: list[Node], progress: Progress) -> None:
-    """Terminate ``nodes`` (from :func:`select`); a Ctrl-C or SIGTERM waits for the backend."""
+def terminate(
+    backend: Backend, settings: Settings, nodes: list[Node], progress: Progress, *, before: list[Node] | None = None
+) -> None:
+    """Terminate ``nodes`` (from :func:`select`); a Ctrl-C or SIGTERM waits for the backend.
+
+    ``before`` is the whole cluster as listed, given when nodes are named on purpose
+    (``terminate ID...``): the survivors then record the smaller intended size, so
+    ``heal`` does not bring the terminated nodes back (:func:`shrink`).
+    """
     if not nodes:
         return
     with interruptible(backend, "terminate"):
@@ -425,6 +445,8 @@ def terminate(backend: Backend, settings: Settings, nodes: list[Node], progress:
     progress.finish()
 
 
+    if before is not None:
+        shrink(backend, settings, before, nodes, progress)
 def power(backend: Backend, settings: Settings, nodes: list[Node], verb: str, progress: Progress) -> None:
     """``stop`` or ``start`` (``verb``) ``nodes``, as chosen by :func:`power_targets`.
 
@@ -509,3 +531,131 @@ def deferred_interrupts(progress: Progress) -> Iterator[None]:
             signal.signal(sig, handler)
     if pending:
         raise KeyboardInterrupt
+
+
+# -- the intended size, and heal -------------------------------------------------------
+def grow(backend: Backend, settings: Settings, request: LaunchRequest) -> LaunchRequest:
+    """``request`` (from :func:`prepare`) on a cluster that may have nodes already.
+
+    One list: the nodes go in ``request.existing`` and the new nodes record the grown
+    intended size (the cluster's, else the count of its launched nodes, plus this launch);
+    the caller gives the older nodes that size once :func:`create` succeeded (:func:`record_size`).
+    """
+    existing = backend.nodes(settings)
+    if not existing:
+        return request
+    before = intended_size(existing)
+    if before is None:
+        before = len([n for n in existing if not adopted(n) and n.state not in GONE])
+    return replace(request, existing=tuple(existing), tags={**request.tags, TAG_SIZE: str(before + request.count)})
+
+
+def record_size(backend: Backend, settings: Settings, nodes: list[Node], size: int, progress: Progress) -> None:
+    """Give the launched ``nodes`` that still exist ``ess:size=size`` (one retag call).
+
+    Bookkeeping: a backend without ``retag``, or a failed call, is one warning naming what
+    ``heal`` will then believe; the nodes themselves are fine either way.
+    """
+    todo = [n for n in nodes if not adopted(n) and n.state not in GONE and recorded_size(n) != size]
+    if not todo:
+        return
+    if not backend.supports("retag"):
+        warn(
+            f"ess: backend {backend.name} cannot retag nodes: {len(todo)} node(s) keep their old "
+            f"{TAG_SIZE}, so `heal` may aim for another size than {size}",
+            progress,
+        )
+        return
+    try:
+        backend.retag(settings, todo, {TAG_SIZE: str(size)}, progress)
+    except EssError as exc:
+        warn(f"ess: could not record the cluster's intended size {size} on {len(todo)} node(s): {exc}", progress)
+    progress.finish()
+
+
+def shrink(
+    backend: Backend, settings: Settings, before: list[Node], terminated: list[Node], progress: Progress
+) -> None:
+    """After nodes were terminated on purpose: the survivors record the intended size less
+    the launched nodes that went (adopted ones never counted), so ``heal`` leaves it there."""
+    intended = intended_size(before)
+    dropped = [n for n in terminated if not adopted(n)]
+    gone = {n.id for n in terminated}
+    survivors = [n for n in before if n.id not in gone and not adopted(n) and n.state not in GONE]
+    if intended is None or not dropped or not survivors:
+        return
+    record_size(backend, settings, survivors, max(1, intended - len(dropped)), progress)
+
+
+@dataclass
+class HealResult:
+    """What ``heal`` found and did: the cluster counted before (``before``), the new nodes
+    (``created``, None when it was whole) and the lost nodes they replaced (``replaced``)."""
+
+    before: Census
+    created: CreateResult | None = None
+    replaced: list[Node] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.created.nodes if self.created is not None else []
+
+
+#: ``confirm=`` of :func:`heal`: sees the launch and the census before anything is launched.
+HealConfirm = Callable[[LaunchRequest, Census], None]
+
+
+def heal(
+    backend: Backend,
+    settings: Settings,
+    progress: Progress,
+    *,
+    verify: bool = True,
+    confirm: HealConfirm | None = None,
+) -> HealResult:
+    """Bring the cluster back to its intended size (``ess:size``, see :mod:`ess.census`).
+
+    Lists the cluster once; launches exactly the missing count with the cluster's settings
+    through :func:`prepare`'s checks and :func:`create` (wait, verify; a failure or Ctrl-C
+    terminates the new nodes only, never the others); then terminates the lost nodes ess
+    launched that they replace (crashed, stopped or terminated behind ess's back), so the
+    cluster stops failing ``verify``. Adopted lost nodes are only named: ess did not launch them.
+    """
+    from .hints import create_example, empty_cluster
+
+    nodes = backend.nodes(settings)
+    if not nodes:
+        raise EssError(f"heal: {empty_cluster(backend, settings.cluster)}")
+    census = Census.of(nodes)
+    if census.intended is None:
+        raise EssError(
+            f"heal: cluster {settings.cluster!r} records no intended size (no node carries {TAG_SIZE}: "
+            f"launched by an older ess, or only adopted); add nodes with: {create_example(backend)}"
+        )
+    if census.missing == 0:
+        return HealResult(before=census)
+    request = preflight(
+        backend, settings, launch_request(settings, census.missing, size=census.intended), verify=verify
+    )
+    if confirm is not None:
+        confirm(request, census)
+    created = create(backend, settings, request, progress, verify=verify)
+    foreign = [n for n in census.lost if adopted(n)]
+    if foreign:
+        warn(
+            f"ess: {len(foreign)} adopted node(s) are lost and left alone (ess did not launch them): "
+            f"{', '.join(n.id for n in foreign)} (`ess instance {backend.name} remove ID` releases one)",
+            progress,
+        )
+    replaced = [n for n in census.lost if not adopted(n)]
+    try:
+        terminate(backend, settings, replaced, progress)
+    except EssError as exc:
+        warn(
+            f"ess: the cluster is whole again, but the lost nodes it replaced could not all be terminated "
+            f"({exc}); retry with: ess instance {backend.name} terminate {' '.join(n.id for n in replaced)} --yes",
+            progress,
+        )
+        replaced = []
+    record_size(backend, settings, list(census.present), census.intended, progress)
+    return HealResult(before=census, created=created, replaced=replaced)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import lifetime
 from .errors import UsageError
 from .log import warn
 from .models import Settings, SettingSpec, Value
@@ -45,6 +46,30 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         default=600.0,
         minimum=1,
         help="Seconds `create` waits for new nodes to reach the running state before it gives up and rolls back.",
+    ),
+    SettingSpec(
+        "max_lifetime",
+        flag="--ttl",
+        commands=("create", "extend"),
+        pattern=lifetime.DURATION,
+        pattern_help=lifetime.DURATION_HELP,
+        help="Every node ends itself this long after create (8h, 2d; at most 90d), even if ess never runs "
+        "again; `extend --ttl` moves the deadline. none: no limit. See docs/lifetime.md.",
+    ),
+    SettingSpec(
+        "idle_timeout",
+        flag="--idle",
+        pattern=lifetime.DURATION,
+        pattern_help=lifetime.DURATION_HELP,
+        help="A node with no SSH session, no running `exec` command and a low load for this long "
+        "(30m; at least 1m on ec2) ends itself (see idle_action). none: never.",
+    ),
+    SettingSpec(
+        "idle_action",
+        default=lifetime.TERMINATE,
+        flag="--idle-action",
+        choices=lifetime.IDLE_ACTIONS,
+        help="What an idle node does: terminate (gone, stops billing) or stop (keeps its disk; `start` resumes it).",
     ),
 )
 

@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
@@ -68,6 +69,8 @@ class LocalBackend(Backend):
     name = "local"
     description = "Nodes on this machine (SSH servers on 127.0.0.1), for trying ess offline"
     example_node_id = "local-1a2b3c4d"
+    #: Each node process ends itself at its deadline and after its idle window (node.py).
+    enforces_lifetime = True
     settings = (
         SettingSpec(
             "instance_count",
@@ -176,7 +179,7 @@ class LocalBackend(Backend):
         """The node as it is now: running only if a process of this node is in the process table."""
         if record.id not in live and not (record.pid and process.is_ours(self._identity(store, record))):
             if record.stopped:
-                reason = "stopped with ess stop"
+                reason = _ended_why(store, record.id) or "stopped with ess stop"
             else:
                 reason = "process never started" if record.pid == 0 else "process exited"
             return self._to_node(record, STOPPED, record.port, reason)
@@ -441,8 +444,33 @@ class LocalBackend(Backend):
         store = self.store(settings)
         state = store.read()
         live = self._census(store, state)
+        if self._settle_ended(store, state, live):
+            state = store.read()
+            live = self._census(store, state)
         records = sorted(state.nodes.values(), key=lambda record: (record.launched_at, record.id))
         return [self._observe(store, record, live) for record in records]
+
+    def _settle_ended(self, store: ClusterStore, state: ClusterState, live: dict[str, process.Identity]) -> bool:
+        """Nodes that ended themselves (deadline, idle: their ``ended.json``) are not lost: the
+        terminated ones are forgotten like ``terminate`` does, the stopped ones marked stopped.
+        True if anything was settled."""
+        ended: dict[str, str] = {}
+        for record in state.nodes.values():
+            gone = record.id not in live and not (record.pid and process.is_ours(self._identity(store, record)))
+            action = _ended_action(store, record.id) if gone and not record.stopped else None
+            if action is not None:
+                ended[record.id] = action
+        if not ended:
+            return False
+        log.debug("nodes that ended themselves: %s", ", ".join(f"{i} ({a})" for i, a in sorted(ended.items())))
+        self._discard(store, {node_id for node_id, action in ended.items() if action == "terminate"})
+        stopped = {node_id for node_id, action in ended.items() if action == "stop"}
+        if stopped:
+            with store.locked() as current:
+                for node_id in stopped & set(current.nodes):
+                    current.nodes[node_id].stopped = True
+                store.save(current)
+        return True
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Stop the given nodes' verified processes, wait until their ports are free, forget them."""
@@ -471,6 +499,18 @@ class LocalBackend(Backend):
         key = settings.path("key_file") or store.generated_key
         return Access(
             backend=self.name,
+    def retag(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str], progress: Progress) -> None:
+        """Set ``tags`` in the records of the cluster's ``nodes`` (others kept): each node's
+        ``node.json`` and the index are rewritten atomically, under the cluster lock."""
+        store = self.store(settings)
+        wanted = {node.id for node in nodes}
+        with store.locked() as state:
+            records = [r for r in state.nodes.values() if r.id in wanted and r.tags.get(TAG_CLUSTER) == store.cluster]
+            for record in records:
+                record.tags.update(tags)
+            if records:
+                store.save(state)
+
             cluster=settings.cluster,
             username=str(settings["username"]),
             key_file=key,
@@ -533,6 +573,25 @@ class LocalBackend(Backend):
             process.stop([self._identity(store, record) for record in restarted if record.id in failed])
             first = next(iter(failed.values()))
             raise EssError(f"local backend: {len(failed)} node(s) did not start: {first}")
+
+
+def _ended(store: ClusterStore, node_id: str) -> dict[str, object]:
+    """What a node that ended itself wrote in ``ended.json`` (node.py); empty if it did not."""
+    try:
+        data = json.loads((store.node_dir(node_id) / "ended.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _ended_action(store: ClusterStore, node_id: str) -> str | None:
+    action = _ended(store, node_id).get("action")
+    return action if action in ("terminate", "stop") else None
+
+
+def _ended_why(store: ClusterStore, node_id: str) -> str:
+    why = _ended(store, node_id).get("why")
+    return f"stopped itself: {why}" if isinstance(why, str) and why else ""
 
 
 def _last_line(store: ClusterStore, node_id: str) -> str:

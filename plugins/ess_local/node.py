@@ -17,6 +17,15 @@ it; their channels end with exit status 0, as OpenSSH's sftp-server does, which 
 ``scp`` and ``sftp -b`` need to exit 0. SIGTERM (or SIGINT) closes the server
 and exits 0. If the node's folder disappears (cluster state deleted by hand), the node
 exits by itself rather than live on as an orphan nobody can find.
+
+Time limits (docs/lifetime.md): the node re-reads its own record (``node.json`` next to the
+ready file) every :data:`TICK_SECONDS`, so ``extend`` moves its deadline by rewriting the
+record. Past ``ess:expires`` it ends; with ``ess:idle-timeout`` it runs ess's node agent
+(:func:`ess.lifetime.agent_script`, the same POSIX sh script EC2 nodes run) with the node's
+own markers for busy: one file per open SSH connection and per running command in
+``busy/``; the agent's "shutdown" is a SIGUSR1 to this process. A node that ends itself
+writes ``ended.json`` (why, and whether it is terminated or stopped) before it exits, so
+the backend tells it from a crash and settles its record on the next command.
 """
 
 from __future__ import annotations
@@ -24,17 +33,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+from ess import lifetime
 from ess.files import atomic_write
 
-#: Seconds between checks that the node's folder still exists.
-ORPHAN_CHECK_SECONDS = 2.0
+#: Seconds between checks that the node's folder still exists and its deadline is ahead.
+TICK_SECONDS = 0.5
 COPY_CHUNK = 65536
+#: Why a node ended itself, in ``ended.json`` (read by the backend).
+EXPIRED, IDLE = "expired", "idle"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +66,33 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _write_ready(path: Path, payload: dict[str, object]) -> None:
     # Atomic: the backend polls for this file and must never read half of it.
     atomic_write(path, json.dumps(payload))
+
+
+class Busy:
+    """Marker files the idle agent reads: one per open connection and per running command.
+
+    Each holds a pid that is alive while the marker counts (the node's own for a
+    connection, the command's for a command), so a marker left by a crash counts for nothing.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._numbers = itertools.count(1)
+
+    def mark(self, kind: str, pid: int) -> Path | None:
+        path = self.folder / f"{kind}-{next(self._numbers)}"
+        try:
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+            atomic_write(path, f"{pid}\n")
+        except OSError:  # the node's folder is going away: nothing left to keep busy
+            return None
+        return path
+
+    @staticmethod
+    def clear(path: Path | None) -> None:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _sftp_factory(home: Path):
@@ -197,7 +238,7 @@ async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path)
         process.exit(code if code >= 0 else 128 - code)
 
 
-def _make_handler(home: Path, username: str):
+def _make_handler(home: Path, username: str, busy: Busy):
     env = {key: value for key, value in os.environ.items() if key in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
     env.update(HOME=str(home), USER=username, LOGNAME=username, SHELL="/bin/sh")
 
@@ -228,6 +269,7 @@ def _make_handler(home: Path, username: str):
             process.exit(127)
             return
         assert proc.stdout is not None and proc.stderr is not None
+        marker = busy.mark("exec", proc.pid)
         feeder = asyncio.ensure_future(_feed(process.stdin, proc))
         try:
             await asyncio.gather(_pump(proc.stdout, process.stdout), _pump(proc.stderr, process.stderr))
@@ -239,6 +281,8 @@ def _make_handler(home: Path, username: str):
             await proc.wait()
             feeder.cancel()
             return
+        finally:
+            busy.clear(marker)
         feeder.cancel()
         process.exit(code if code >= 0 else 128 - code)
 
@@ -251,7 +295,17 @@ async def _serve(args: argparse.Namespace) -> int:
     allowed = asyncssh.read_authorized_keys(str(args.authorized_keys))
     username = args.username
 
+    busy = Busy(args.ready_file.parent / "busy")
+
     class NodeServer(asyncssh.SSHServer):
+        marker: Path | None = None
+
+        def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+            self.marker = busy.mark("session", os.getpid())
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            busy.clear(self.marker)
+
         def begin_auth(self, user: str) -> bool:
             return True  # always ask for a key, even for unknown users (no user probing)
 
@@ -264,6 +318,16 @@ async def _serve(args: argparse.Namespace) -> int:
         def validate_public_key(self, user: str, key: asyncssh.SSHKey) -> bool:
             return user == username and allowed.validate(key, "127.0.0.1", "127.0.0.1") is not None
 
+    node_dir = args.ready_file.parent
+    _fresh_start(node_dir)
+    deadline = _limits(node_dir).deadline
+    if deadline is not None and datetime.now(timezone.utc) >= deadline:
+        # `start` after the deadline: refuse in the ready file, so start says why.
+        _write_ready(
+            args.ready_file,
+            {"error": f"its deadline {lifetime.stamp(deadline)} has passed (extend it first with extend --ttl)"},
+        )
+        return 1
     args.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     args.home.chmod(0o700)  # a home made 0755 by an older ess becomes private too
     os.chdir(args.home)  # commands start here; SFTP is chrooted here too
@@ -273,7 +337,7 @@ async def _serve(args: argparse.Namespace) -> int:
             args.port,
             server_factory=NodeServer,
             server_host_keys=[str(args.host_key)],
-            process_factory=_make_handler(args.home, username),
+            process_factory=_make_handler(args.home, username, busy),
             sftp_factory=_sftp_factory(args.home),
             allow_scp=True,
             encoding=None,
@@ -291,21 +355,110 @@ async def _serve(args: argparse.Namespace) -> int:
     print(f"ess local node {args.node_id} listening on 127.0.0.1:{port}", flush=True)
 
     stop = asyncio.Event()
+    idle_acted = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
-    node_dir = args.ready_file.parent
+    loop.add_signal_handler(signal.SIGUSR1, idle_acted.set)  # the idle agent's "shutdown"
+    next_idle_check = 0.0
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), ORPHAN_CHECK_SECONDS)
+            await asyncio.wait_for(stop.wait(), TICK_SECONDS)
         if not node_dir.is_dir():
             print(f"ess local node {args.node_id}: {node_dir} is gone, exiting", flush=True)
             break
+        limits = _limits(node_dir)
+        if idle_acted.is_set():
+            _end(args.node_id, node_dir, IDLE, limits.idle_action, f"idle for {limits.idle}s")
+            break
+        deadline = limits.deadline
+        if deadline is not None and datetime.now(timezone.utc) >= deadline:
+            _end(args.node_id, node_dir, EXPIRED, lifetime.TERMINATE, f"deadline {lifetime.stamp(deadline)} passed")
+            break
+        if limits.idle is not None and loop.time() >= next_idle_check:
+            next_idle_check = loop.time() + _idle_interval(limits.idle)
+            await _run_idle_agent(node_dir, limits.idle)
     server.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.wait_closed(), 2.0)
     print(f"ess local node {args.node_id} stopped", flush=True)
     return 0
+
+
+class NodeLimits:
+    """What the node's record says of its limits now (re-read every tick: ``extend`` moves them)."""
+
+    def __init__(self, tags: dict[str, object]) -> None:
+        self.deadline = lifetime.parse_stamp(str(tags.get(lifetime.TAG_EXPIRES) or ""))
+        idle = str(tags.get(lifetime.TAG_IDLE_TIMEOUT) or "")
+        self.idle: int | None = int(idle) if idle.isdigit() and int(idle) > 0 else None
+        action = tags.get(lifetime.TAG_IDLE_ACTION)
+        self.idle_action = action if action in lifetime.IDLE_ACTIONS else lifetime.TERMINATE
+
+
+def _limits(node_dir: Path) -> NodeLimits:
+    """The limits in the node's record; none if it cannot be read (being rewritten is atomic,
+    so this is a record lost or damaged: the node keeps running rather than guess)."""
+    try:
+        tags = json.loads((node_dir / "node.json").read_text()).get("tags")
+    except (OSError, ValueError, AttributeError):
+        tags = None
+    return NodeLimits(tags if isinstance(tags, dict) else {})
+
+
+def _idle_interval(idle: int) -> float:
+    """How often the agent looks: a tenth of the window, between 1 and 30 seconds."""
+    return min(max(idle / 10, 1.0), 30.0)
+
+
+async def _run_idle_agent(node_dir: Path, idle: int) -> None:
+    """One look by the node agent; busy comes from this node's markers only (the machine's
+    load and sshd sessions belong to everything else running on it)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "ESS_AGENT_CONF": "/dev/null",
+        "ESS_IDLE_TIMEOUT": str(idle),
+        "ESS_IDLE_STATE": str(node_dir / "last-busy"),
+        "ESS_BUSY_DIR": str(node_dir / "busy"),
+        "ESS_AGENT_LOG": str(node_dir / "agent.log"),
+        "ESS_AGENT_SYSLOG": "0",
+        "ESS_LOAD_CMD": "echo 0",
+        "ESS_SESSIONS_CMD": "echo 0",
+        "ESS_SHUTDOWN_CMD": f"kill -USR1 {os.getpid()}",
+    }
+    with contextlib.suppress(OSError):
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            str(lifetime.agent_script()),
+            "idle",
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await proc.wait()
+
+
+def _end(node_id: str, node_dir: Path, reason: str, action: str, why: str) -> None:
+    """Record why the node ends itself, then let the caller close the server."""
+    with contextlib.suppress(OSError):
+        atomic_write(
+            node_dir / "ended.json",
+            json.dumps({"reason": reason, "action": action, "why": why, "at": lifetime.stamp(lifetime.now_utc())}),
+        )
+    print(f"ess local node {node_id}: {why}; ending ({action})", flush=True)
+    if os.getpgrp() == os.getpid():
+        # As a shutdown would, the node takes its running commands with it (they are in its
+        # process group; the SIGTERM it sends itself only asks the loop to stop, as it is).
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpid(), signal.SIGTERM)
+
+
+def _fresh_start(node_dir: Path) -> None:
+    """A node started (again) owes nothing to its last run: no end record, a whole idle window."""
+    for name in ("ended.json", "last-busy"):
+        with contextlib.suppress(OSError):
+            (node_dir / name).unlink()
 
 
 def main(argv: list[str] | None = None) -> int:

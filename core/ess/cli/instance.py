@@ -14,7 +14,7 @@ import click
 from ..backend import Backend
 from ..errors import Declined, PartialFailure, UsageError
 from ..hints import create_example, empty_cluster, has_flag, terminate_verb
-from ..models import RUNNING, LaunchRequest, Node
+from ..models import RUNNING, LaunchRequest, Node, Settings
 from ..output import emit, emit_json, nodes_json, nodes_table
 from .groups import SuggestingGroup
 from .options import EXIT_CODES_HELP, WholeNumber, common_options, invocation, progress, setting_options
@@ -65,6 +65,11 @@ def refusals(backend: Backend) -> dict[str, str]:
         if not all(backend.supports(op) for op in operations):
             hint = instead.get(command, "it has no SSH access to its nodes")
             refused[command] = f"{command}: backend {name} does not support `{command}`; {hint}"
+    if backend.create_arguments or not backend.supports("create"):  # heal launches; it cannot invent machines
+        refused["heal"] = (
+            f"heal: backend {name} does not support `heal` (it cannot launch nodes); "
+            f"`{create_example(backend)}` adds machines"
+        )
     return refused
 
 
@@ -82,6 +87,7 @@ def backend_group(backend: Backend) -> click.Group:
     def group() -> None:
         pass
 
+    from .heal import heal_command
     from .remote import exec_command, push_command, ssh_command, ssh_config_command
 
     makers = {
@@ -99,6 +105,7 @@ def backend_group(backend: Backend) -> click.Group:
         "push": push_command,
         "ssh": ssh_command,
         "ssh-config": ssh_config_command,
+        "heal": heal_command,
     }
     for command, make in makers.items():
         if command not in refused:
@@ -169,19 +176,14 @@ def create_command(backend: Backend) -> click.Command:
 
         def confirm_launch(request: LaunchRequest) -> None:
             # Every check passed and nothing is launched yet. A second create grows the
-            # cluster: say so before doing it, never silently.
-            existing.extend(backend.nodes(settings))
+            # cluster (the API listed it once: request.existing): say so, never silently.
+            existing.extend(request.existing)
             if existing:
                 click.echo(
                     f"cluster {settings.cluster!r} already has {len(existing)} node(s); adding {count} more", err=True
                 )
             if (backend.billable or existing) and not yes and sys.stdin.isatty():
-                kind = settings.get("instance_type") or "node"
-                ask(
-                    f"Launch {count} x {kind} for cluster {settings.cluster!r} on {name}?"
-                    if backend.billable
-                    else f"Add {count} node(s) to cluster {settings.cluster!r} on {name}?"
-                )
+                ask(launch_question(backend, settings, count))
 
         cluster = Cluster.from_settings(settings, progress=progress())
         result = cluster.create(
@@ -285,7 +287,8 @@ def terminate_command(backend: Backend) -> click.Command:
         help=f"""{verb.capitalize()} all of the cluster's nodes, or the ones named.
 
     Only nodes carrying this cluster's ess:cluster tag are ever touched. Asks first on a
-    terminal; elsewhere --yes is required.{
+    terminal; elsewhere --yes is required. Nodes named by id go on purpose: the cluster's
+    intended size shrinks with them, so `heal` does not bring them back.{
             ""
             if backend.ends_nodes
             else " On this backend the machines are only released: they keep running, ess forgets them."
@@ -327,8 +330,10 @@ def terminate_command(backend: Backend) -> click.Command:
         if purge and not backend.supports("purge"):
             raise UsageError(f"--purge: backend {backend.name} has nothing to purge (drop --purge)")
         settings = load(backend, flags)
+        current = backend.nodes(settings)
+        named = targets != ("all",)
         nodes, kept = provision.terminate_targets(
-            provision.select(backend, settings, list(targets)), targets == ("all",), include_adopted
+            provision.select_from(current, backend, settings, list(targets)), not named, include_adopted
         )
         if kept:
             click.echo(
@@ -346,7 +351,8 @@ def terminate_command(backend: Backend) -> click.Command:
                 nodes,
                 yes,
             )
-            provision.terminate(backend, settings, nodes, progress())
+            # Nodes named go on purpose: the cluster's intended size shrinks with them (heal).
+            provision.terminate(backend, settings, nodes, progress(), before=current if named else None)
         if purge:
             if not nodes and not yes and not sys.stdin.isatty():
                 raise UsageError("--yes: required to confirm --purge when stdin is not a terminal")
@@ -379,6 +385,14 @@ def confirm(action: str, nodes: list[Node], yes: bool) -> None:
     if not sys.stdin.isatty():
         raise UsageError("--yes: required to confirm when stdin is not a terminal (nothing was changed)")
     ask("Proceed?")
+
+
+def launch_question(backend: Backend, settings: Settings, count: int) -> str:
+    """What ``create`` and ``heal`` ask on a terminal before launching ``count`` nodes."""
+    if backend.billable:
+        kind = settings.get("instance_type") or "node"
+        return f"Launch {count} x {kind} for cluster {settings.cluster!r} on {backend.name}?"
+    return f"Add {count} node(s) to cluster {settings.cluster!r} on {backend.name}?"
 
 
 def ask(question: str) -> None:
