@@ -207,6 +207,9 @@ class LaunchRequest:
     launch_id: str
     tags: Mapping[str, str]
     plan: Any = field(default=None, compare=False, repr=False)
+    #: The cluster's nodes when this launch was prepared (:func:`ess.provision.grow`): a
+    #: ``create`` on a cluster that has nodes grows it, and says so. Backends ignore it.
+    existing: tuple[Node, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -249,9 +252,6 @@ class Value:
     source: str
 
 
-    #: The cluster's nodes when this launch was prepared (:func:`ess.provision.grow`): a
-    #: ``create`` on a cluster that has nodes grows it, and says so. Backends ignore it.
-    existing: tuple[Node, ...] = field(default=(), compare=False, repr=False)
 @dataclass
 class Settings:
     """The resolved settings of one backend for one command.
