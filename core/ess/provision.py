@@ -443,10 +443,10 @@ def terminate(
         with deferred_interrupts(progress):
             backend.terminate(settings, nodes, progress)
     progress.finish()
-
-
     if before is not None:
         shrink(backend, settings, before, nodes, progress)
+
+
 def power(backend: Backend, settings: Settings, nodes: list[Node], verb: str, progress: Progress) -> None:
     """``stop`` or ``start`` (``verb``) ``nodes``, as chosen by :func:`power_targets`.
 
