@@ -6,6 +6,8 @@ image id, subnet), so ``create`` launches without asking AWS the same questions 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,14 @@ from typing import Any
 from ess.errors import UsageError
 from ess.models import LaunchRequest, Settings
 
-from . import keys
+from . import keys, launch_options, lifetime, rounds, userdata
 from .client import Aws, error_code, error_message, is_aws_error, translate, translated
 
 #: Latest Amazon Linux 2023 per architecture, published by AWS as public SSM parameters.
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
+#: IOPS given to an io1/io2 root volume, and the most each GiB allows.
+BASE_IOPS = 3000
+IOPS_PER_GIB = {"io1": 50, "io2": 500}
 
 
 #: Markets a cluster can launch in (setting ``market``).
@@ -73,29 +78,147 @@ class LaunchPlan:
 
 
 def plan_launch(aws: Aws, settings: Settings, request: LaunchRequest) -> LaunchPlan:
-    """Run every check; raise UsageError on the first problem. No side effects."""
+    """Run every check; raise UsageError on the first problem. No side effects.
+
+    Local checks come first (settings, key file, user data: no call is made for a typo).
+    The AWS questions go in three rounds of concurrent calls (see rounds.py): everything
+    that needs nothing, then what needs the VPC or the architecture, then the DryRun;
+    the launch itself is the fourth round trip. Errors are raised in the order the checks
+    were always made (key pair, subnets, security groups, types, image, profile), so the
+    message does not depend on which call answered first.
+    """
+    options = launch_options.read(settings)
     key_name = keys.key_pair_name(settings)
     key_file = keys.key_file(settings)
-    instance_type = str(settings["instance_type"])
+    user_data = _user_data(settings)
+    # Clients are made here, before the threads: making one is not thread-safe.
+    aws.ec2  # noqa: B018
+    if not settings.get("image_id"):
+        aws.ssm  # noqa: B018
+    if options.iam_instance_profile:
+        aws.client("iam")
     with translated(aws, "check the launch settings"):
-        _check_key_pair(aws, settings, key_name)
-        subnet_id, vpc_id, zone = _check_subnet(aws, settings)
-        group_ids = _resolve_security_groups(aws, settings, vpc_id)
-        arch = _check_instance_type(aws, settings, instance_type, zone)
-        image_id = _resolve_image(aws, settings, arch)
+        first = rounds.at_once(_first_round(aws, settings, options, key_name))
+        first["key_pair"].get()
+        subnets, vpc_id = first["network"].get()
+        second = rounds.at_once(_second_round(aws, settings, options, vpc_id, first))
+        group_ids = second["groups"].get()
+        arch = _check_instance_types(aws, settings, options, subnets, first["types"].get(), first["offerings"])
+        image_id, image = _image(aws, settings, options, arch, first, second)
+        profile = first["profile"].get()
+    extra: dict[str, Any] = {}
+    if profile:
+        extra["IamInstanceProfile"] = {"Arn": profile}
+    if user_data is not None:
+        extra["UserData"] = user_data
+    mapping = _root_volume(settings, options, image)
+    if mapping:
+        extra["BlockDeviceMappings"] = [mapping]
+    extra.update(lifetime.run_arguments(settings))
     plan = LaunchPlan(
         region=aws.region,
-        instance_type=instance_type,
+        instance_type=options.instance_types[0],
         image_id=image_id,
         key_name=key_name,
         key_file=key_file,
         security_group_ids=tuple(group_ids),
-        subnet_id=subnet_id,
-        zone=zone,
+        subnet_id=subnets[0][0] if subnets else None,
+        zone=subnets[0][1] if subnets else None,
         instance_tag=str(settings["instance_tag"]),
+        extra=extra,
+        instance_types=options.instance_types,
+        subnets=tuple(subnets),
+        market=options.market,
+        max_price=options.max_price,
+        tags=dict(options.tags),
     )
     dry_run(aws, settings, plan, request)
     return plan
+
+
+def _first_round(
+    aws: Aws, settings: Settings, options: launch_options.LaunchOptions, key_name: str
+) -> dict[str, Callable[[], Any]]:
+    """The questions that need no other answer, keyed by the check they serve.
+
+    The default image depends on the architecture, known only once the types are
+    described: its SSM parameter is asked for the architecture the first type's name
+    suggests (:func:`likely_architecture`), and asked again in the next round if wrong.
+    """
+    image_id = settings.get("image_id")
+    guess = likely_architecture(options.instance_types[0])
+    return {
+        "key_pair": lambda: _check_key_pair(aws, settings, key_name),
+        "network": lambda: _check_subnets(aws, settings, options.subnet_ids),
+        "types": lambda: _describe_instance_types(aws, settings, options.instance_types),
+        "offerings": lambda: _offerings(aws, options.instance_types),
+        "profile": lambda: _check_instance_profile(aws, settings, options.iam_instance_profile),
+        "image": (lambda: _describe_image(aws, settings, str(image_id)))
+        if image_id
+        else (lambda: {guess: _latest_image(aws, guess)}),
+    }
+
+
+def _second_round(
+    aws: Aws,
+    settings: Settings,
+    options: launch_options.LaunchOptions,
+    vpc_id: str | None,
+    first: dict[str, rounds.Outcome[Any]],
+) -> dict[str, Callable[[], Any]]:
+    """What needs the VPC (security groups) or the architecture (the default image, its root device)."""
+    calls: dict[str, Callable[[], Any]] = {"groups": lambda: _resolve_security_groups(aws, settings, vpc_id)}
+    if settings.get("image_id") or first["types"].error is not None or first["image"].error is not None:
+        return calls  # any error is reported in its turn, after the security groups'
+    try:
+        arch = _common_architecture(settings, options, first["types"].get())
+    except UsageError:
+        return calls
+    latest = first["image"].get()
+    if arch not in latest:
+        calls["latest"] = lambda: {arch: _latest_image(aws, arch)}
+    elif latest[arch] and _wants_image(options):
+        calls["image"] = lambda: _describe_image(aws, settings, latest[arch])
+    return calls
+
+
+def _image(
+    aws: Aws,
+    settings: Settings,
+    options: launch_options.LaunchOptions,
+    arch: str,
+    first: dict[str, rounds.Outcome[Any]],
+    second: dict[str, rounds.Outcome[Any]],
+) -> tuple[str, dict[str, Any] | None]:
+    """(image id, its description when it was needed) for ``arch``, checked."""
+    if settings.get("image_id"):
+        image = first["image"].get()
+        return _check_image_architecture(settings, image, arch), image
+    latest = {**first["image"].get(), **(second["latest"].get() if "latest" in second else {})}
+    image_id = latest.get(arch)
+    if not image_id:
+        raise UsageError(
+            f"{settings.where('image_id')}: no Amazon Linux 2023 image is published "
+            f"for {arch} in {aws.region} (set image_id to an AMI id)"
+        )
+    if "image" in second:
+        return image_id, second["image"].get()
+    # Only when the architecture was guessed wrong and the root volume is set: one more round.
+    return image_id, _describe_image(aws, settings, image_id) if _wants_image(options) else None
+
+
+def _wants_image(options: launch_options.LaunchOptions) -> bool:
+    """The image's description is needed for its root device when the root volume is set."""
+    return options.root_volume_gb is not None or options.volume_type is not None
+
+
+#: Graviton families carry a g after the generation digit (t4g, m7gd, c6gn, im4gn); a1 too.
+_ARM_FAMILY = re.compile(r"a1|[a-z]+\d+[a-z]*g[a-z-]*")
+
+
+def likely_architecture(instance_type: str) -> str:
+    """The architecture ``instance_type``'s name suggests; only a guess, checked after DescribeInstanceTypes."""
+    return "arm64" if _ARM_FAMILY.fullmatch(instance_type.split(".")[0]) else "x86_64"
 
 
 def _check_key_pair(aws: Aws, settings: Settings, key_name: str) -> None:
@@ -114,36 +237,60 @@ def _check_key_pair(aws: Aws, settings: Settings, key_name: str) -> None:
         )
 
 
-def _check_subnet(aws: Aws, settings: Settings) -> tuple[str | None, str | None, str | None]:
-    """(subnet id, its VPC, its zone); without a subnet, the default VPC and no zone."""
-    subnet = find_subnet(aws, settings)
-    if subnet is not None:
-        return subnet["SubnetId"], subnet.get("VpcId"), subnet.get("AvailabilityZone")
+def _check_subnets(
+    aws: Aws, settings: Settings, subnet_ids: tuple[str, ...]
+) -> tuple[list[tuple[str, str]], str | None]:
+    """((subnet id, zone) per listed subnet, their VPC); without subnets, the default VPC.
+
+    One DescribeSubnets for the whole list. All must be in one VPC: security groups
+    belong to a VPC, and one launch uses one set of groups.
+    """
+    if subnet_ids:
+        described = _describe_subnets(aws, settings, subnet_ids)
+        vpcs = {str(s.get("VpcId")) for s in described.values()}
+        if len(vpcs) > 1:
+            shown = ", ".join(f"{i} in {described[i].get('VpcId')}" for i in subnet_ids)
+            raise UsageError(
+                f"{settings.where('subnet_id')}: the subnets are in different VPCs ({shown}); "
+                "list subnets of one VPC (security groups belong to one VPC)"
+            )
+        return [(i, str(described[i].get("AvailabilityZone", ""))) for i in subnet_ids], vpcs.pop()
     if not settings.get("security_groups"):
-        return None, None, None
+        return [], None
     # Security group names are per VPC; without a subnet, EC2 launches into the default VPC.
-    return None, default_vpc(aws, settings), None
+    return [], default_vpc(aws, settings)
 
 
-def find_subnet(aws: Aws, settings: Settings) -> dict[str, Any] | None:
-    """The description of ``subnet_id``, None when it is unset; UsageError when EC2 does not know it."""
+def _describe_subnets(aws: Aws, settings: Settings, subnet_ids: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Every listed subnet's description by id; UsageError naming those EC2 does not know."""
     from botocore.exceptions import ClientError
 
-    subnet_id = settings.get("subnet_id")
-    if not subnet_id:
-        return None
     try:
-        subnets = aws.ec2.describe_subnets(SubnetIds=[subnet_id]).get("Subnets", [])
+        found = aws.ec2.describe_subnets(SubnetIds=list(subnet_ids)).get("Subnets", [])
     except ClientError as exc:
         if not error_code(exc).startswith("InvalidSubnetID"):
             raise
-        subnets = []
-    if not subnets:
+        # EC2 fails the whole call and names the missing ids in the message.
+        message = error_message(exc)
+        missing = [i for i in subnet_ids if i in message] or list(subnet_ids)
+        found = []
+    else:
+        missing = [i for i in subnet_ids if i not in {s["SubnetId"] for s in found}]
+    if missing:
+        listed = ", ".join(repr(m) for m in missing)
         raise UsageError(
-            f"{settings.where('subnet_id')}: subnet {subnet_id!r} not found in "
+            f"{settings.where('subnet_id')}: subnet {listed} not found in "
             f"{aws.region} (fix subnet_id, or remove it to use the default VPC)"
         )
-    return subnets[0]
+    return {s["SubnetId"]: s for s in found}
+
+
+def find_subnet(aws: Aws, settings: Settings) -> dict[str, Any] | None:
+    """The description of the first ``subnet_id``, None when it is unset; UsageError when EC2 does not know it."""
+    subnet_ids = launch_options.ordered_list(settings, "subnet_id")
+    if not subnet_ids:
+        return None
+    return _describe_subnets(aws, settings, subnet_ids[:1])[subnet_ids[0]]
 
 
 def default_vpc(aws: Aws, settings: Settings) -> str:
@@ -192,52 +339,102 @@ def _resolve_security_groups(aws: Aws, settings: Settings, vpc_id: str | None) -
     return list(dict.fromkeys(resolved))
 
 
-def _check_instance_type(aws: Aws, settings: Settings, instance_type: str, zone: str | None) -> str:
-    """Check the type exists and is offered where we launch; return its architecture."""
+def _describe_instance_types(
+    aws: Aws, settings: Settings, instance_types: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """Every listed type's description, in one call; UsageError naming the types that do not exist."""
     from botocore.exceptions import ClientError
 
-    where = settings.where("instance_type")
     try:
-        described = aws.ec2.describe_instance_types(InstanceTypes=[instance_type]).get("InstanceTypes", [])
+        found = aws.ec2.describe_instance_types(InstanceTypes=list(instance_types)).get("InstanceTypes", [])
     except ClientError as exc:
         if error_code(exc) not in ("InvalidInstanceType", "InvalidParameterValue"):
             raise
-        described = []
-    if not described:
+        message = error_message(exc)
+        missing = [t for t in instance_types if re.search(rf"(?<![\w.-]){re.escape(t)}(?![\w.-])", message)]
+        missing = missing or list(instance_types)
+    else:
+        missing = [t for t in instance_types if t not in {d["InstanceType"] for d in found}]
+    if missing:
+        listed = ", ".join(repr(m) for m in missing)
         raise UsageError(
-            f"{where}: instance type {instance_type!r} does not exist "
+            f"{settings.where('instance_type')}: instance type {listed} does not exist "
             "(pick one such as t3.large or m5.large, or fix instance_type / --type)"
         )
-    location_type, location = ("availability-zone", zone) if zone else ("region", aws.region)
-    offerings = aws.ec2.describe_instance_type_offerings(
-        LocationType=location_type,
-        Filters=[{"Name": "instance-type", "Values": [instance_type]}, {"Name": "location", "Values": [location]}],
-    ).get("InstanceTypeOfferings", [])
-    if not offerings:
+    return {d["InstanceType"]: d for d in found}
+
+
+def _offerings(aws: Aws, instance_types: tuple[str, ...]) -> set[tuple[str, str]]:
+    """(type, zone) for every zone of the region that offers one of ``instance_types``: one call."""
+    paginator = aws.ec2.get_paginator("describe_instance_type_offerings")
+    pages = paginator.paginate(
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": list(instance_types)}]
+    )
+    return {(o["InstanceType"], o["Location"]) for page in pages for o in page.get("InstanceTypeOfferings", [])}
+
+
+def _check_instance_types(
+    aws: Aws,
+    settings: Settings,
+    options: launch_options.LaunchOptions,
+    subnets: list[tuple[str, str]],
+    described: dict[str, dict[str, Any]],
+    offerings: rounds.Outcome[set[tuple[str, str]]],
+) -> str:
+    """Each type is offered where the nodes may go, and all share one architecture; return it."""
+    arch = _common_architecture(settings, options, described)
+    offered = offerings.get()
+    zones = [zone for _, zone in subnets]
+    where = settings.where("instance_type")
+    for instance_type in options.instance_types:
+        if zones and not any((instance_type, zone) in offered for zone in zones):
+            raise UsageError(
+                f"{where}: instance type {instance_type!r} is not offered in the zone(s) of the "
+                f"listed subnets ({', '.join(dict.fromkeys(zones))}) (remove it, or add a subnet "
+                "in a zone that offers it)"
+            )
+        if not zones and not any(t == instance_type for t, _ in offered):
+            raise UsageError(
+                f"{where}: instance type {instance_type!r} is not offered in {aws.region} "
+                "(pick another type, or another region or subnet)"
+            )
+    return arch
+
+
+def _common_architecture(
+    settings: Settings, options: launch_options.LaunchOptions, described: dict[str, dict[str, Any]]
+) -> str:
+    """The one architecture (x86_64 or arm64) every listed type runs; UsageError when there is none."""
+    supported = {
+        t: set(described[t].get("ProcessorInfo", {}).get("SupportedArchitectures", []) or ["x86_64"])
+        for t in options.instance_types
+    }
+    common = set.intersection(*supported.values()) & {"x86_64", "arm64"}
+    if not common:
+        shown = ", ".join(f"{t} {'/'.join(sorted(a))}" for t, a in supported.items())
         raise UsageError(
-            f"{where}: instance type {instance_type!r} is not offered in {location} "
-            "(pick another type, or another region or subnet)"
+            f"{settings.where('instance_type')}: the listed types do not share an architecture "
+            f"({shown}); one image serves them all (list types of one architecture)"
         )
-    archs = described[0].get("ProcessorInfo", {}).get("SupportedArchitectures", []) or ["x86_64"]
-    return "arm64" if "x86_64" not in archs and "arm64" in archs else "x86_64"
+    return "x86_64" if "x86_64" in common else "arm64"
 
 
-def _resolve_image(aws: Aws, settings: Settings, arch: str) -> str:
+def _latest_image(aws: Aws, arch: str) -> str | None:
+    """Amazon Linux 2023's current image id for ``arch``; None when AWS publishes none there."""
     from botocore.exceptions import ClientError
 
-    image_id = settings.get("image_id")
-    if not image_id:
-        name = AL2023_PARAMETER.format(arch=arch)
-        try:
-            return str(aws.ssm.get_parameter(Name=name)["Parameter"]["Value"])
-        except ClientError as exc:
-            if error_code(exc) != "ParameterNotFound":
-                raise
-            raise UsageError(
-                f"{settings.where('image_id')}: no Amazon Linux 2023 image is published "
-                f"for {arch} in {aws.region} (set image_id to an AMI id)"
-            ) from None
-    where = settings.where("image_id")
+    try:
+        return str(aws.ssm.get_parameter(Name=AL2023_PARAMETER.format(arch=arch))["Parameter"]["Value"])
+    except ClientError as exc:
+        if error_code(exc) != "ParameterNotFound":
+            raise
+        return None
+
+
+def _describe_image(aws: Aws, settings: Settings, image_id: str) -> dict[str, Any]:
+    """The image's description; UsageError when the region does not have it."""
+    from botocore.exceptions import ClientError
+
     try:
         images = aws.ec2.describe_images(ImageIds=[image_id]).get("Images", [])
     except ClientError as exc:
@@ -246,16 +443,102 @@ def _resolve_image(aws: Aws, settings: Settings, arch: str) -> str:
         images = []
     if not images:
         raise UsageError(
-            f"{where}: image {image_id!r} not found in {aws.region} (AMI ids differ per "
+            f"{settings.where('image_id')}: image {image_id!r} not found in {aws.region} (AMI ids differ per "
             "region: look it up there, or remove image_id to use Amazon Linux 2023)"
         )
-    image_arch = images[0].get("Architecture")
+    return dict(images[0])
+
+
+def _check_image_architecture(settings: Settings, image: dict[str, Any], arch: str) -> str:
+    """``image_id``, when the image runs on the types' architecture."""
+    image_id = str(settings["image_id"])
+    image_arch = image.get("Architecture")
     if image_arch and image_arch != arch:
         raise UsageError(
-            f"{where}: image {image_id!r} is {image_arch} but instance type "
+            f"{settings.where('image_id')}: image {image_id!r} is {image_arch} but instance type "
             f"{settings['instance_type']!r} runs {arch} (pick a matching image or type)"
         )
-    return str(image_id)
+    return image_id
+
+
+def _check_instance_profile(aws: Aws, settings: Settings, profile: str | None) -> str | None:
+    """The instance profile's ARN (None when unset); UsageError when it does not exist."""
+    if not profile:
+        return None
+    from botocore.exceptions import ClientError
+
+    # An ARN's last path segment is the profile's name: arn:aws:iam::123:instance-profile/path/name.
+    name = profile.rsplit("/", 1)[-1] if profile.startswith("arn:") else profile
+    where = settings.where("iam_instance_profile")
+    try:
+        found = aws.client("iam").get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    except ClientError as exc:
+        code = error_code(exc)
+        if code == "NoSuchEntity":
+            raise UsageError(
+                f"{where}: instance profile {name!r} not found in this AWS account (create it "
+                "with its role in IAM, or fix iam_instance_profile; a role name is not a profile name "
+                "unless the console made both)"
+            ) from None
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+            raise UsageError(
+                f"{where}: the credentials from {aws.credential_source} may not read instance "
+                f"profile {name!r} (allow iam:GetInstanceProfile: see the policy in docs/ec2.md)"
+            ) from None
+        raise
+    arn = str(found["Arn"])
+    if profile.startswith("arn:") and arn != profile:
+        raise UsageError(
+            f"{where}: {profile!r} names instance profile {name!r}, whose ARN is {arn!r} "
+            "(fix the ARN, or give the name)"
+        )
+    return arn
+
+
+def _root_volume(
+    settings: Settings, options: launch_options.LaunchOptions, image: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The root volume's block device mapping (None when the image's own is kept)."""
+    if options.root_volume_gb is None and options.volume_type is None:
+        return None
+    image = image or {}
+    root = image.get("RootDeviceName")
+    where = settings.where("root_volume_gb" if options.root_volume_gb is not None else "volume_type")
+    if not root or image.get("RootDeviceType", "ebs") != "ebs":
+        raise UsageError(
+            f"{where}: image {image.get('ImageId', '?')!r} has no EBS root volume to size "
+            "(remove root_volume_gb and volume_type, or pick an EBS-backed image)"
+        )
+    snapshot = next(
+        (m.get("Ebs", {}) for m in image.get("BlockDeviceMappings", []) or [] if m.get("DeviceName") == root), {}
+    )
+    ebs: dict[str, Any] = {"DeleteOnTermination": True}
+    size = options.root_volume_gb
+    least = int(snapshot.get("VolumeSize") or 0)
+    if size is not None:
+        if size < least:
+            raise UsageError(
+                f"{settings.where('root_volume_gb')}: {size} GiB is below the {least} GiB of image "
+                f"{image.get('ImageId')!r}'s root snapshot (give at least {least}, or remove root_volume_gb)"
+            )
+        ebs["VolumeSize"] = size
+    if options.volume_type is not None:
+        ebs["VolumeType"] = options.volume_type
+        if options.volume_type in IOPS_PER_GIB:
+            # io1/io2 need an IOPS figure: 3,000 (gp3's baseline), within the size's ratio.
+            gib = size or least or 1
+            ebs["Iops"] = max(100, min(BASE_IOPS, IOPS_PER_GIB[options.volume_type] * gib))
+    return {"DeviceName": str(root), "Ebs": ebs}
+
+
+def _user_data(settings: Settings) -> str | None:
+    """The user's data composed with ess's parts, checked against EC2's limit; None when there is none."""
+    user = userdata.read(settings)
+    ess_parts = lifetime.parts(settings)
+    composed = userdata.compose(user, ess_parts)
+    if composed is not None:
+        userdata.check_size(composed, settings.where("user_data"), composed=bool(ess_parts))
+    return composed
 
 
 def dry_run(aws: Aws, settings: Settings, plan: LaunchPlan, request: LaunchRequest) -> None:
@@ -268,6 +551,8 @@ def dry_run(aws: Aws, settings: Settings, plan: LaunchPlan, request: LaunchReque
         code = error_code(exc)
         if code == "DryRunOperation":
             return
+        if code == "UnauthorizedOperation" and plan.extra.get("IamInstanceProfile"):
+            raise UsageError(_pass_role_error(aws, settings, error_message(exc))) from None
         if code in ("VcpuLimitExceeded", "InstanceLimitExceeded"):
             raise UsageError(
                 f"{settings.where('instance_count')}: {request.count} x {plan.instance_type} "
@@ -284,3 +569,24 @@ def dry_run(aws: Aws, settings: Settings, plan: LaunchPlan, request: LaunchReque
         if is_aws_error(exc):
             raise translate(exc, aws, "launch instances (dry run)") from None
         raise
+
+
+def _pass_role_error(aws: Aws, settings: Settings, message: str) -> str:
+    """One line for a DryRun refused while launching with an instance profile.
+
+    EC2 names iam:PassRole in the message when it can; often the details are only in the
+    encoded authorization message, and a missing PassRole is then still the usual cause.
+    """
+    where = settings.where("iam_instance_profile")
+    profile = settings.get("iam_instance_profile")
+    if "iam:PassRole" in message:
+        return (
+            f"{where}: the credentials from {aws.credential_source} lack iam:PassRole on the "
+            f"role of instance profile {profile!r} (allow iam:PassRole on that role: see the "
+            "master policy in docs/ec2.md)"
+        )
+    return (
+        f"{where}: the credentials from {aws.credential_source} may not launch with instance "
+        f"profile {profile!r} in {aws.region} (usually iam:PassRole on its role is missing; "
+        "the master policy in docs/ec2.md lists every permission)"
+    )
