@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .census import Census
+from .lifetime import time_left
 from .models import CheckResult, Node
 from .redact import scrub
 
@@ -135,11 +136,13 @@ def uptime(node: Node, now: datetime | None = None) -> str | None:
 def status_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None) -> str:
     """Per node, then one summary line against the intended size: ``3/5 running (2 lost)``."""
     placement = placement_headers(nodes)
-    headers = ["id", "state", "public_ip", "private_ip", "type", *placement, "uptime"]
+    # When any node has a deadline (--ttl), how long it has left (issue 16).
+    expiry = ["expires in"] if any(n.expires for n in nodes) else []
+    headers = ["id", "state", "public_ip", "private_ip", "type", *placement, "uptime", *expiry]
     rows: list[list[Any]] = []
     for n in nodes:
         row: list[Any] = [n.id, state_cell(n), n.public_ip, n.private_ip, n.instance_type]
-        row += [*(getattr(n, h) for h in placement), uptime(n)]
+        row += [*(getattr(n, h) for h in placement), uptime(n), *(time_left(n) for _ in expiry)]
         if checks is not None:
             row.append(check_summary(n, checks)[0])
         rows.append(row)
@@ -154,4 +157,5 @@ def status_json(
     data = nodes_json(backend, cluster, nodes, checks, **Census.of(nodes).to_dict())
     for item, node in zip(data["nodes"], nodes, strict=True):
         item["uptime"] = uptime(node)
+        item["expires_in"] = time_left(node)
     return data

@@ -37,6 +37,7 @@ from ess.progress import Progress
 
 from . import client as aws_client
 from . import keys, membership, ownership, polling
+from .lifetime import DEADLINE_FILE
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
 from .session import Ec2Session, session_for
@@ -68,6 +69,9 @@ class Ec2Backend(Backend):
     settings: ClassVar[tuple[SettingSpec, ...]] = SETTINGS
     billable: ClassVar[bool] = True
     example_node_id: ClassVar[str] = "i-0abc123"
+    #: A user-data part makes each node end itself (lifetime.py); extend rewrites its deadline file.
+    enforces_lifetime: ClassVar[bool] = True
+    deadline_file: ClassVar[str | None] = DEADLINE_FILE
 
     def __init__(self) -> None:
         #: Sleep between polls and the clock deadlines and freshness are read from; tests

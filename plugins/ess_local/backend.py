@@ -499,6 +499,12 @@ class LocalBackend(Backend):
         key = settings.path("key_file") or store.generated_key
         return Access(
             backend=self.name,
+            cluster=settings.cluster,
+            username=str(settings["username"]),
+            key_file=key,
+            known_hosts=store.known_hosts,
+        )
+
     def retag(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str], progress: Progress) -> None:
         """Set ``tags`` in the records of the cluster's ``nodes`` (others kept): each node's
         ``node.json`` and the index are rewritten atomically, under the cluster lock."""
@@ -510,12 +516,6 @@ class LocalBackend(Backend):
                 record.tags.update(tags)
             if records:
                 store.save(state)
-
-            cluster=settings.cluster,
-            username=str(settings["username"]),
-            key_file=key,
-            known_hosts=store.known_hosts,
-        )
 
     def stop(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """End the nodes' processes but keep their records (port, host key) for ``start``."""

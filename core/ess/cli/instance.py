@@ -88,6 +88,7 @@ def backend_group(backend: Backend) -> click.Group:
         pass
 
     from .heal import heal_command
+    from .lifetime import extend_command
     from .remote import exec_command, push_command, ssh_command, ssh_config_command
 
     makers = {
@@ -105,6 +106,7 @@ def backend_group(backend: Backend) -> click.Group:
         "push": push_command,
         "ssh": ssh_command,
         "ssh-config": ssh_config_command,
+        "extend": extend_command,
         "heal": heal_command,
     }
     for command, make in makers.items():
