@@ -1,4 +1,4 @@
-"""The EC2 backend: one RunInstances per create, tags at launch, batched everything.
+"""The EC2 backend: one RunInstances (or one CreateFleet) per create, tags at launch, batched everything.
 
 The backend object holds no per-command state: preflight returns its :class:`LaunchPlan`
 (the core hands it to create in ``request.plan``), and the AWS clients and what EC2 said
@@ -28,6 +28,7 @@ from ess.models import (
     TAG_LAUNCH,
     TERMINATED,
     Access,
+    ClusterInventory,
     LaunchRequest,
     Node,
     Settings,
@@ -36,7 +37,7 @@ from ess.models import (
 from ess.progress import Progress
 
 from . import client as aws_client
-from . import keys, membership, ownership, polling
+from . import fleet, inventory, keys, membership, ownership, polling
 from .lifetime import DEADLINE_FILE
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
@@ -90,13 +91,21 @@ class Ec2Backend(Backend):
         return plan_launch(session_for(settings).aws, settings, request)
 
     def create(self, settings: Settings, request: LaunchRequest, progress: Progress) -> list[Node]:
-        """One RunInstances for the whole count, tagged at launch, idempotent per launch id."""
+        """One launch call for the whole count, tagged at launch, idempotent per launch id.
+
+        One type, at most one subnet, on-demand: one RunInstances. Type or subnet lists, or
+        spot: one CreateFleet over every pool (see :mod:`ess_ec2.fleet`).
+        """
         session = session_for(settings)
         aws = session.aws
         # The plan preflight made; without one (a caller that skipped preflight), check now.
         plan = request.plan if isinstance(request.plan, LaunchPlan) else plan_launch(aws, settings, request)
-        tags = [{"Key": k, "Value": str(v)} for k, v in request.tags.items() if k != "Name"]
+        # The core's tags, the user's (setting tags), and Name: on instances and volumes alike.
+        wanted = {**plan.tags, **{k: str(v) for k, v in request.tags.items()}}
+        tags = [{"Key": k, "Value": v} for k, v in wanted.items() if k != "Name"]
         tags.append({"Key": "Name", "Value": plan.instance_tag})
+        if plan.uses_fleet:
+            return self._create_fleet(settings, plan, request, tags, progress)
         # The core shows the "launching N" stage; one call has no finer progress to give.
         try:
             reply = aws.ec2.run_instances(
@@ -120,10 +129,55 @@ class Ec2Backend(Backend):
         session.remember(instances, self.clock(), launched=True)
         return [self._node(i, settings) for i in instances]
 
+    def _create_fleet(
+        self, settings: Settings, plan: LaunchPlan, request: LaunchRequest, tags: list[dict], progress: Progress
+    ) -> list[Node]:
+        """One CreateFleet over every pool (two for spot-or-on-demand when spot comes back short).
+
+        Pools EC2 could not launch in are named in one warning; fewer nodes than
+        ``request.min_count`` is an error (the core then terminates what this launch made,
+        found by its ess:launch tag), more than ``request.count`` (a retried call) is
+        trimmed as after a retried RunInstances.
+        """
+        session = session_for(settings)
+        aws = session.aws
+        try:
+            launched = fleet.launch(aws, settings.cluster, plan, request, tags, client_token(request.launch_id))
+        except Exception as exc:
+            if aws_client.is_aws_error(exc):
+                raise self._launch_error(exc, aws, plan, request) from None
+            raise
+        instances = launched.instances
+        # Remembered before any check below, so the core's rollback needs no describe.
+        session.remember(instances, self.clock(), launched=True)
+        if launched.attempts > 1:
+            instances = self._reconcile(aws, request, instances, launched.attempts, progress, "CreateFleet")
+        failed = fleet.describe_failures(launched.failures)
+        if len(instances) < request.min_count:
+            needed = f"at least {request.min_count}" if request.min_count < request.count else "all"
+            raise EssError(
+                f"EC2 launched {len(instances)} of {request.count} node(s) and {needed} were needed; "
+                f"pools that failed: {failed or 'none named by EC2'} (add instance types or subnets "
+                "in other zones, try market spot-or-on-demand, or ask for fewer nodes with --number / --min)"
+            )
+        if launched.failures:
+            ess_log.warn(
+                f"ess: launched {len(instances)} of {request.count} node(s); "
+                f"pools without capacity (or refused): {failed}",
+                progress,
+            )
+        return [self._node(i, settings) for i in instances]
+
     def _reconcile(
-        self, aws: aws_client.Aws, request: LaunchRequest, replied: list[dict], attempts: int, progress: Progress
+        self,
+        aws: aws_client.Aws,
+        request: LaunchRequest,
+        replied: list[dict],
+        attempts: int,
+        progress: Progress,
+        operation: str = "RunInstances",
     ) -> list[dict]:
-        """After a retried RunInstances, keep exactly ``request.count`` of this launch's instances.
+        """After a retried launch call, keep at most ``request.count`` of this launch's instances.
 
         An earlier attempt whose reply was lost may have launched too (real EC2 honours the
         ClientToken, emulators and some proxies' replays do not): one describe by the
@@ -140,7 +194,7 @@ class Ec2Backend(Backend):
         except EssError as exc:
             # The instances exist and carry the launch tag: `list` and `terminate all` see them.
             ess_log.warn(
-                f"ess: RunInstances was retried; could not check for duplicate instances "
+                f"ess: {operation} was retried; could not check for duplicate instances "
                 f"({exc}); check with: ess instance ec2 list",
                 progress,
             )
@@ -157,7 +211,7 @@ class Ec2Backend(Backend):
                 membership.tag(aws, ids, {TAG_DESIRED: TERMINATED})
                 aws_client.act(aws, "terminate_instances", ids)
             ess_log.warn(
-                f"ess: RunInstances was retried ({attempts} attempts); found {len(ranked)} "
+                f"ess: {operation} was retried ({attempts} attempts); found {len(ranked)} "
                 f"instances of this launch, terminated {len(extra)} extra: "
                 f"{', '.join(sorted(ids)[:10])}{' ...' if len(ids) > 10 else ''}",
                 progress,
@@ -434,7 +488,8 @@ class Ec2Backend(Backend):
         cluster, keyed by a hash of the cluster's private key file; its value differs per
         batch, so there is one CreateTags per ownership.MACS_PER_TAG instances.
         A node that is already a member keeps its tags: marking a node ess launched as
-        adopted would make ``terminate all`` pass it over.
+        adopted would make ``terminate all`` pass it over. The instances' EBS volumes get
+        the same tags in the same call, as launched nodes' volumes get them at launch.
         """
         session = session_for(settings)
         seen = [session.record(n.id) for n in nodes]
@@ -445,11 +500,14 @@ class Ec2Backend(Backend):
             ess_log.warn(f"ess: every node named is already in cluster {settings.cluster!r}", progress)
             return
         secret = ownership.adoption_key(keys.key_file(settings))
+        # Their volumes join too, in the same CreateTags (EC2 takes both kinds of id in one call).
+        volumes = {i["InstanceId"]: membership.volume_ids(i) for i in seen if i is not None}
 
         def tag_all(aws: aws_client.Aws) -> None:
             for chunk in aws_client.chunks(ids, ownership.MACS_PER_TAG):
                 proof = ownership.proof_value(secret, chunk, settings.cluster)
-                membership.tag(aws, chunk, {**tags, ownership.TAG_ADOPTED_PROOF: proof})
+                resources = chunk + [v for i in chunk for v in volumes.get(i, [])]
+                membership.tag(aws, resources, {**tags, ownership.TAG_ADOPTED_PROOF: proof})
 
         aws_client.call(settings, "tag instances", tag_all)
 
@@ -465,6 +523,10 @@ class Ec2Backend(Backend):
         if ids:
             aws_client.call(settings, "tag instances", lambda aws: membership.tag(aws, ids, tags))
 
+    def clusters(self, settings: Settings, all_regions: bool, progress: Progress) -> ClusterInventory:
+        """Every ess cluster in the region (or all regions): see inventory.py."""
+        return inventory.clusters(self.name, settings, all_regions, progress)
+
     # -- extras: security group, key pair, purge ---------------------------------------
     def commands(self) -> list[Any]:
         """``security-group create`` and ``key-pair create`` under ``ess instance ec2``."""
@@ -473,10 +535,10 @@ class Ec2Backend(Backend):
         return [security_group_group(self), key_pair_group(self)]
 
     def purge(self, settings: Settings, progress: Progress) -> list[str]:
-        """Delete the security groups and key pairs ess created for this cluster.
+        """Delete the security groups, key pairs and launch template ess created for this cluster.
 
         Only resources tagged ``ess:cluster=<cluster>`` *and* ``ess:created-by`` are
-        deleted: a group or key pair ess did not create is never touched. A group still in
+        deleted: a group, key pair or template ess did not create is never touched. A group still in
         use (by a node that was not terminated) is kept and named in a note. Returns one
         description per deleted resource. Meant to run after ``terminate all``.
         """
@@ -486,6 +548,8 @@ class Ec2Backend(Backend):
         with aws_client.translated(aws, "delete the cluster's security groups and key pairs"):
             deleted = security_group.purge(aws, settings.cluster, progress, self.sleep)
             deleted += keys.purge_key_pairs(aws, settings.cluster)
+        with aws_client.translated(aws, "delete the cluster's launch templates"):
+            deleted += fleet.purge_templates(aws, settings.cluster)
         return deleted
 
     def _poll(
