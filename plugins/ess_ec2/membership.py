@@ -2,7 +2,8 @@
 
 ``add`` accepts instance ids (``i-...``) and reservation ids (``r-...``: every live instance
 launched by that one RunInstances call). Everything is read in one batched describe and
-changed in one CreateTags / DeleteTags per 1000 instances.
+changed in one CreateTags / DeleteTags per 1000 resources; ``add`` tags the instances' EBS
+volumes in the same CreateTags as the instances (the describe already names them).
 """
 
 from __future__ import annotations
@@ -127,8 +128,13 @@ def check_adoptable(instances: list[dict[str, Any]], cluster: str) -> None:
             )
 
 
+def volume_ids(instance: dict[str, Any]) -> list[str]:
+    """The EBS volumes attached to ``instance``, from the describe already made (no call)."""
+    return [m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("VolumeId")]
+
+
 def tag(aws: Aws, ids: list[str], tags: Mapping[str, str], size: int = 1000) -> None:
-    """One CreateTags per ``size`` (at most 1000) instances."""
+    """One CreateTags per ``size`` (at most 1000) resources: instance ids, volume ids, or both."""
     pairs = [{"Key": k, "Value": str(v)} for k, v in tags.items()]
     for chunk in chunks(sorted(set(ids)), size):
         aws.ec2.create_tags(Resources=chunk, Tags=pairs)
