@@ -7,6 +7,7 @@ Plans are built from a preflighted one, with the lists and market set directly.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -332,3 +333,72 @@ def test_pools_and_overrides_follow_the_lists() -> None:
     assert fleet.overrides(no_subnets, "spot") == [{"InstanceType": t} for t in ("a.large", "b.large", "c.large")]
     data = fleet.template_data(replace(plan, extra={"UserData": "#!/bin/sh\necho hi\n", "SubnetId": "x"}), [])
     assert data["UserData"] == "IyEvYmluL3NoCmVjaG8gaGkK" and "SubnetId" not in data
+
+
+# -- the command line, with the settings as a user writes them --------------------------
+def fleet_conf(world: World, types: str, zones: tuple[str, ...], extra: str = "") -> None:
+    ids = ", ".join(subnet for subnet, _ in subnets(world, *zones))
+    world.conf.write_text(
+        world.conf.read_text().replace("instance_type:  m3.medium\n", f"instance_type: {types}\n")
+        + f"subnet_id: {ids}\nimage_id: {world.image}\n{extra}"
+    )
+
+
+@pytest.fixture
+def cli_world(world: World, monkeypatch) -> World:
+    monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")
+    monkeypatch.chdir(world.folder)
+    return world
+
+
+def test_cli_create_100_over_two_types_and_two_subnets_is_one_create_fleet(
+    cli_world: World, ec2_capacity: Capacity, ess
+) -> None:
+    world = cli_world
+    fleet_conf(world, "m5.large, m5a.large", ("us-east-1a", "us-east-1b"), "tags: team=data\n")
+    ec2_capacity.out("m5.large", "us-east-1a")
+    world.calls.reset()
+    result = ess("instance", "ec2", "create", "--yes", "--no-verify", "--number", "100", "--json")
+    assert result.code == 0, result.err
+    nodes = json.loads(result.out)["nodes"]
+    assert len(nodes) == 100
+    assert {(n["instance_type"], n["zone"], n["lifecycle"]) for n in nodes} == {("m5.large", "us-east-1b", "on-demand")}
+    assert world.calls.count("CreateFleet") == 1 and world.calls.count("RunInstances", dry_run=False) == 0
+    warned = [line for line in result.err.splitlines() if "pools without capacity" in line]
+    assert warned == [
+        "ess: launched 100 of 100 node(s); pools without capacity (or refused): "
+        "m5.large/us-east-1a: InsufficientInstanceCapacity"
+    ]
+    # Every mutating call of the whole create: template, fleet. Nothing per node.
+    assert Counter(world.calls.mutating()) == Counter({"CreateLaunchTemplate": 1, "CreateFleet": 1})
+    gone = ess("instance", "ec2", "terminate", "all", "--yes", "--purge")
+    assert gone.code == 0, gone.err
+    assert world.ec2.describe_launch_templates()["LaunchTemplates"] == []
+
+
+def test_cli_every_pool_out_exits_1_and_nothing_is_left(cli_world: World, ec2_capacity: Capacity, ess) -> None:
+    world = cli_world
+    fleet_conf(world, "m5.large, m5a.large", ("us-east-1a", "us-east-1b"))
+    for instance_type in TYPES:
+        for zone in ("us-east-1a", "us-east-1b"):
+            ec2_capacity.out(instance_type, zone)
+    result = ess("instance", "ec2", "create", "--yes", "--no-verify", "--number", "100")
+    assert result.code == 1, result
+    errors = [line for line in result.err.splitlines() if line.startswith("ess: error") or "EC2 launched" in line]
+    assert len(errors) == 1 and "EC2 launched 0 of 100 node(s)" in errors[0], result.err
+    assert "m5a.large/us-east-1b: InsufficientInstanceCapacity" in errors[0]
+    live = world.ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    assert live["Reservations"] == []
+
+
+def test_cli_spot_or_on_demand_shows_lifecycle_in_list(cli_world: World, ec2_capacity: Capacity, ess) -> None:
+    world = cli_world
+    fleet_conf(world, "m5.large, m5a.large", ("us-east-1a",), "market: spot-or-on-demand\nmax_price: 0.04\n")
+    ec2_capacity.limit("m5.large", "us-east-1a", 2, market="spot")
+    ec2_capacity.out("m5a.large", "us-east-1a", market="spot")
+    result = ess("instance", "ec2", "create", "--yes", "--no-verify", "--number", "5")
+    assert result.code == 0, result.err
+    listed = ess("instance", "ec2", "list", "--json")
+    nodes = json.loads(listed.out)["nodes"]
+    assert Counter(n["lifecycle"] for n in nodes) == Counter({"spot": 2, "on-demand": 3})
+    assert world.calls.count("CreateFleet") == 2
