@@ -1,10 +1,26 @@
-"""Waiting for instances to reach a state: one batched describe per round, with back-off."""
+"""Waiting for instances to reach a state: describe when readiness is likely, not on a fixed back-off.
+
+The old loop slept 1 s, 1.5 s, 2.25 s ... up to 15 s between describes, so a node ready just
+after a poll was noticed up to 15 s late. Now that back-off is only the *budget*: the k-th
+describe of a wait never comes before the old loop's k-th would have (without its jitter),
+so by any moment this loop has made no more DescribeInstances calls than the old one.
+Within that budget the calls go where they tell most:
+
+* until the first node is in the target state, a back-off that starts later and grows like
+  the old one (EC2 needs 10-40 s to boot, 30-60 s to terminate, minutes to stop: the old
+  first polls at 1 s, 2.5 s, 4.75 s were mostly wasted, and saving them pays for the end);
+* once some are, each describe gives one more point of the curve "how many are done by
+  when"; a straight line through those points says when the last one will be, and the
+  loop probes once more to correct that line, then polls densely around the forecast;
+* only the ids not yet in the target state are described again (smaller calls at 1,000
+  nodes); what a node looked like when it reached the target is what is returned.
+"""
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ess import log as ess_log
@@ -16,8 +32,90 @@ from . import client as aws_client
 
 log = logging.getLogger(__name__)
 
-#: Polling: first delay, growth factor and ceiling (seconds); each delay gets jitter.
+#: The old back-off (first delay, growth factor, ceiling, seconds): now the call budget.
 FIRST_DELAY, GROWTH, MAX_DELAY = 1.0, 1.5, 15.0
+#: Until the first node is done: the first delay and ceiling of the sparser back-off.
+SEARCH_FIRST, SEARCH_MAX = 5.0, 10.0
+#: After the first node is done: probe this soon to see how fast the rest follow.
+PROBE = 3.0
+#: Around the forecast end: how far apart the dense polls are, and the shortest pause.
+DENSE, SHORTEST = 1.0, 0.25
+FAR = 0.7
+FAR_MAX = 20.0
+
+
+def budget_at(call: int) -> float:
+    """Seconds into the wait before which describe number ``call`` (0 = the first) is not made.
+
+    That is when the old back-off made it (without jitter, which only made it earlier).
+    """
+    moment, delay = 0.0, FIRST_DELAY
+    for _ in range(call):
+        moment += delay
+        delay = min(delay * GROWTH, MAX_DELAY)
+    return moment
+
+
+@dataclass
+class Forecast:
+    """How many of ``total`` nodes were done at each describe, and when the last will be."""
+
+    total: int
+    #: (seconds into the wait, nodes done) at each describe.
+    seen: list[tuple[float, int]] = field(default_factory=list)
+
+    def add(self, elapsed: float, done: int) -> None:
+        self.seen.append((elapsed, done))
+
+    def first_done(self) -> int:
+        """How many were done at the first describe that found any done."""
+        return next((done for _, done in self.seen if done > 0), 0)
+
+    def last_done(self) -> float | None:
+        """Seconds into the wait when the last node will be done, or None without two points.
+
+        A least-squares line through the describes that found some (but not all) done, and
+        through the last one that found none, as nodes finish at a roughly steady rate;
+        a line that does not rise (nothing new) gives no forecast.
+        """
+        points = [(t, done) for t, done in self.seen if done > 0]
+        if len(points) < 2:
+            return None
+        mean_t = sum(t for t, _ in points) / len(points)
+        mean_d = sum(d for _, d in points) / len(points)
+        spread = sum((t - mean_t) ** 2 for t, _ in points)
+        if spread <= 0:
+            return None
+        rate = sum((t - mean_t) * (d - mean_d) for t, d in points) / spread
+        if rate <= 0:
+            return None
+        # The line reaches ``total`` where the spread of finish times ends; the last of n
+        # nodes spread evenly over it is expected n/(n+1) of the way, at count n - n/(n+1).
+        last = self.total - self.total / (self.total + 1)
+        return mean_t + (last - mean_d) / rate
+
+
+def next_describe(forecast: Forecast, made: int, elapsed: float) -> float:
+    """Seconds into the wait for the next describe, given ``made`` describes so far."""
+    done = forecast.seen[-1][1] if forecast.seen else 0
+    if done == 0:
+        # Nothing done yet: a back-off that starts at SEARCH_FIRST and grows by GROWTH.
+        wanted = elapsed + min(SEARCH_FIRST * GROWTH ** max(made - 1, 0), SEARCH_MAX)
+    else:
+        last = forecast.last_done()
+        if last is None:
+            wanted = elapsed + PROBE
+        else:
+            # Counts are noisy (a line through 3 nodes is a guess, through 300 a
+            # measurement): stay a margin before the forecast that shrinks with the square
+            # root of how many the line rose by.
+            lead = last - elapsed
+            rose = max(done - forecast.first_done(), 1)
+            margin = max(DENSE, lead * FAR / rose**0.5)
+            # Far from the end: come back a margin before it and correct the line then;
+            # near or past it: stragglers come soon.
+            wanted = elapsed + (min(lead - margin, FAR_MAX) if lead > margin + DENSE else DENSE)
+    return max(wanted, budget_at(made), elapsed + SHORTEST)
 
 
 def poll(
@@ -35,20 +133,29 @@ def poll(
     """Describe ``ids`` (batched) until all are in ``target``; EssError at the deadline.
 
     An id EC2 no longer knows counts as terminated (it was, long enough ago to vanish).
+    Each describe asks only for the ids not yet in ``target``.
     """
-    deadline = clock() + timeout
-    delay = FIRST_DELAY
+    started = clock()
+    deadline = started + timeout
+    forecast = Forecast(len(ids))
+    arrived: dict[str, Any] = {}  # what each node looked like when it reached the target
+    made = 0
     progress.stage(label, len(ids))
     while True:
+        waiting = [i for i in ids if i not in arrived]
+        asked = clock() - started  # what this describe says was true about then
         with aws_client.translated(aws, "describe instances"):
-            found = aws_client.describe(aws, ids)
-        states = {i: (found[i]["State"]["Name"] if i in found else TERMINATED) for i in ids}
-        done = sum(1 for s in states.values() if s == target)
-        log.debug("poll %s: %d/%d %s; waiting for %s", label, done, len(ids), target, ess_log.pending(states, target))
+            found = aws_client.describe(aws, waiting)
+        made += 1
+        states = {i: (found[i]["State"]["Name"] if i in found else TERMINATED) for i in waiting}
+        arrived.update({i: found[i] for i, s in states.items() if s == target and i in found})
+        done = len(ids) - sum(1 for s in states.values() if s != target)
+        everyone = {i: target for i in ids} | states
+        log.debug("poll %s: %d/%d %s; waiting for %s", label, done, len(ids), target, ess_log.pending(everyone, target))
         progress.update(done)
         if done == len(ids):
             progress.finish()
-            return found
+            return arrived
         failed = {i: s for i, s in states.items() if s in fail_states}
         if failed:
             progress.finish()
@@ -62,7 +169,8 @@ def poll(
                 f"instead of {target}: {'; '.join(reasons)[:300]} "
                 f"({', '.join(sorted(failed)[:10])})"
             )
-        remaining = deadline - clock()
+        now = clock()
+        remaining = deadline - now
         if remaining <= 0:
             progress.finish()
             late = sorted(i for i, s in states.items() if s != target)
@@ -71,5 +179,6 @@ def poll(
                 f"{timeout:.0f}s ({', '.join(late[:10])}{' ...' if len(late) > 10 else ''}) "
                 "(check them in the EC2 console; `ess instance ec2 list` shows them)"
             )
-        sleep(min(remaining, delay * random.uniform(0.5, 1.0)))
-        delay = min(delay * GROWTH, MAX_DELAY)
+        forecast.add(asked, done)
+        pause = next_describe(forecast, made, asked) - (now - started)
+        sleep(min(remaining, max(pause, SHORTEST)))

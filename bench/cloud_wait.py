@@ -1,0 +1,318 @@
+"""Benchmark 5: how soon ess notices that EC2 instances became running / terminated, on a slow moto.
+
+    python bench/cloud_wait.py [--sizes 10,100,1000] [--repeat 3] [--old REV] [--scale 1.0]
+                               [--round-trip 0.05] [--no-write]
+
+moto makes an instance ``running`` at once; here it runs under bench/moto_latency.py's model:
+each instance stays ``pending`` for a time drawn per instance (uniform 15-45 s), and
+``shutting-down`` likewise after TerminateInstances, and every request costs a 50 ms round
+trip (all times multiplied by ``--scale``). The model records when each instance really got
+there. ess runs as the real console script in a subprocess: ``create --number N --no-verify``
+then ``terminate all``, for two versions of ess, interleaved run by run:
+
+* ``old``: commit ``--old`` (default: the commit this work started from, with the old
+  back-off), exported with ``git archive`` and run through PYTHONPATH;
+* ``new``: this working tree.
+
+For each command: the lag from the moment the last instance was really running (terminated)
+to the end of the describe that saw it and to the exit of ess, the DescribeInstances calls
+made while waiting, and for create the time from ess's first API call to its RunInstances
+(the preflight), in round trips. Rewrites the cloud-wait section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402
+from cloud_calls import SCRIPTS, make_world  # noqa: E402
+from moto_latency import LatencyModel  # noqa: E402
+
+#: The commit before the EC2 wait changed (its polling.py is the 1 s x 1.5 up to 15 s back-off).
+OLD_DEFAULT = "50815a2"
+
+
+def action_of(environ: dict[str, Any]) -> str:
+    """The request's ``Action=`` (DryRun marked), reading the body and putting it back."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    action = (form.get("Action") or query.get("Action") or [None])[0]
+    if action is None:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = target.split(".")[-1] if target else str(environ.get("PATH_INFO", "?"))
+    if (form.get("DryRun") or ["false"])[0] == "true":
+        action += " (DryRun)"
+    return action
+
+
+class SlowMoto:
+    """A moto server on 127.0.0.1 behind the latency model."""
+
+    def __init__(self, model: LatencyModel) -> None:
+        self.model = model
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        import logging
+
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        app = self.model.middleware(DomainDispatcherApplication(create_backend_app), action_of)
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def export(rev: str, into: Path) -> Path:
+    """``core`` and ``plugins`` of commit ``rev`` under ``into`` (git archive: the tree is untouched)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(report.ROOT), "archive", rev, "core", "plugins"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def run_ess(argv: list[str], env: dict[str, str]) -> float:
+    """Run ess; the wall-clock moment it exited."""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    ended = time.time()
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[1:4]} exited {done.returncode}: {done.stderr[-2000:]}")
+    return ended
+
+
+def waited(requests: list[tuple[float, float, str]], action: str, last: float, ended: float) -> dict[str, float]:
+    """What the wait after ``action`` cost and how late it noticed ``last``."""
+    acted = max(end for _, end, name in requests if name == action)
+    polls = [(start, end) for start, end, name in requests if name == "DescribeInstances" and start >= acted]
+    return {
+        "describes": float(len(polls)),
+        "notice_lag": max(end for _, end in polls) - last if polls else float("nan"),
+        "return_lag": ended - last,
+        "wait": ended - acted,
+    }
+
+
+def one_run(model: LatencyModel, endpoint: str, env: dict[str, str], n: int, work: Path) -> dict[str, float]:
+    ess = str(SCRIPTS / "ess")
+    conf = str(work / "conf" / "instance.conf")
+    make_world(endpoint, work / "conf")
+    model.take_requests()
+    model.arrivals.clear()
+    ended = run_ess(
+        [ess, "instance", "ec2", "create", "--number", str(n), "--no-verify", "--yes", "--config", conf], env
+    )
+    requests = model.take_requests()
+    ids = [i for i, state in model.arrivals if state == "running"]
+    assert len(ids) == n, f"{len(ids)} instances launched, not {n}"
+    out = {
+        f"create_{k}": v for k, v in waited(requests, "RunInstances", model.last_arrival(ids, "running"), ended).items()
+    }
+    first = min(start for start, _, _ in requests)
+    launch = min(start for start, _, name in requests if name == "RunInstances")
+    out["preflight_s"] = launch - first
+    out["preflight_calls"] = float(sum(1 for start, _, _ in requests if start < launch))
+    model.arrivals.clear()
+    ended = run_ess([ess, "instance", "ec2", "terminate", "all", "--yes", "--config", conf], env)
+    requests = model.take_requests()
+    last = model.last_arrival(ids, "terminated")
+    out |= {f"terminate_{k}": v for k, v in waited(requests, "TerminateInstances", last, ended).items()}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size and version (1000 nodes: at most 2)")
+    parser.add_argument("--old", default=OLD_DEFAULT, help="the commit to compare with (default %(default)s)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every model time (ess's own is not)")
+    parser.add_argument("--round-trip", type=float, default=0.05, help="seconds per request (default 0.05)")
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="ess-bench-wait-"))
+    old_tree = export(args.old, work / "old")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ESS_")) and k != "PYTHONPATH"}
+    load_before = report.load_average()
+    model = LatencyModel(round_trip=args.round_trip, scale=args.scale, seed=args.seed)
+    moto = SlowMoto(model)
+    results: dict[tuple[int, str], list[dict[str, float]]] = {}
+    with model:
+        endpoint = moto.start()
+        assert endpoint.startswith("http://127.0.0.1:")
+        base.update(
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="AKIAFAKEBENCH0000000",
+            AWS_SECRET_ACCESS_KEY="fake",
+            AWS_DEFAULT_REGION="us-east-1",
+            HOME=str(work / "home"),
+            ESS_HOME=str(work / "ess_home"),
+            AWS_CONFIG_FILE=str(work / "none"),
+            AWS_SHARED_CREDENTIALS_FILE=str(work / "none"),
+        )
+        envs = {
+            "old": base | {"PYTHONPATH": f"{old_tree / 'core'}{os.pathsep}{old_tree / 'plugins'}"},
+            "new": dict(base),
+        }
+        try:
+            for repeat in range(args.repeat):
+                for n in sizes:
+                    if n >= 1000 and repeat >= 2:
+                        continue
+                    # Interleave, and alternate which version goes first.
+                    for version in ("old", "new") if repeat % 2 == 0 else ("new", "old"):
+                        r = one_run(model, endpoint, envs[version], n, work)
+                        results.setdefault((n, version), []).append(r)
+                        print(
+                            f"N={n} {version}: create lag {r['create_return_lag']:.2f} s "
+                            f"({r['create_describes']:.0f} describes), terminate lag "
+                            f"{r['terminate_return_lag']:.2f} s ({r['terminate_describes']:.0f}), "
+                            f"preflight {r['preflight_s']:.3f} s ({r['preflight_calls']:.0f} calls)",
+                            file=sys.stderr,
+                        )
+        finally:
+            moto.stop()
+    load_after = report.load_average()
+    (work / "results.json").write_text(json.dumps({f"{n} {v}": runs for (n, v), runs in results.items()}, indent=1))
+    print(f"raw figures: {work / 'results.json'}", file=sys.stderr)
+    write(args, sizes, results, load_before, load_after)
+
+
+def med(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def write(
+    args: argparse.Namespace,
+    sizes: list[int],
+    results: dict[tuple[int, str], list[dict[str, float]]],
+    load_before: str,
+    load_after: str,
+) -> None:
+    round_trip = args.round_trip * args.scale
+    rows = []
+    for n in sizes:
+        for version in ("old", "new"):
+            runs = results[(n, version)]
+            rows.append(
+                [
+                    str(n),
+                    version,
+                    f"{med(runs, 'create_notice_lag'):.2f}",
+                    f"{med(runs, 'create_return_lag'):.2f}",
+                    f"{max(r['create_return_lag'] for r in runs):.2f}",
+                    f"{med(runs, 'create_describes'):.0f}",
+                    f"{med(runs, 'terminate_notice_lag'):.2f}",
+                    f"{med(runs, 'terminate_return_lag'):.2f}",
+                    f"{max(r['terminate_return_lag'] for r in runs):.2f}",
+                    f"{med(runs, 'terminate_describes'):.0f}",
+                    f"{med(runs, 'preflight_s'):.3f} ({med(runs, 'preflight_s') / round_trip:.1f} RT, "
+                    f"{med(runs, 'preflight_calls'):.0f} calls)",
+                    str(len(runs)),
+                ]
+            )
+    header = [
+        "N",
+        "ess",
+        "create: seen lag s",
+        "create: return lag s",
+        "(max)",
+        "describes",
+        "terminate: seen lag s",
+        "terminate: return lag s",
+        "(max)",
+        "describes",
+        "first API call to RunInstances",
+        "runs",
+    ]
+    table = report.table(header, rows)
+    print(table)
+    if args.no_write:
+        return
+    png = report.DOCS / "bench_cloud_wait.png"
+    plot(sizes, results, png)
+    info = report.machine(
+        ["boto3", "botocore", "moto", "werkzeug"],
+        f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}.",
+    )
+    body = "\n".join(
+        [
+            "## 5. Cloud waits: how soon ess notices `running` / `terminated` (moto with boot latency)",
+            "",
+            info,
+            "",
+            f"Model (bench/moto_latency.py, scale {args.scale:g}): every instance `pending` for a time drawn "
+            "uniformly from 15-45 s after RunInstances, `shutting-down` 15-45 s after TerminateInstances, "
+            f"{args.round_trip * 1000:.0f} ms per request (half each way). `old` is commit {args.old} (the "
+            "1 s x 1.5 up to 15 s back-off with jitter, the preflight calls one after another) run through "
+            "PYTHONPATH; `new` is the working tree. Runs interleaved, alternating which goes first.",
+            "",
+            "*Seen lag*: from the moment the last instance really got there (the model's clock) to the end "
+            "of the DescribeInstances that saw it. *Return lag*: to the exit of the ess process (what a user "
+            "waits; adds the reply, progress output and interpreter exit). Medians of the runs, the worst "
+            "run in brackets. *Describes*: DescribeInstances calls after RunInstances / TerminateInstances. "
+            "The last column: from ess's first API call to its RunInstances, in round trips (RT) and the "
+            "number of calls before it.",
+            "",
+            table,
+            "",
+            "![lag and describes against N](bench_cloud_wait.png)",
+        ]
+    )
+    report.write_section("cloud-wait", body)
+
+
+def plot(sizes: list[int], results: dict[tuple[int, str], list[dict[str, float]]], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for version, style in (("old", "o--"), ("new", "o-")):
+        for op, marker in (("create", ""), ("terminate", "s")):
+            lags = [med(results[(n, version)], f"{op}_return_lag") for n in sizes]
+            calls = [med(results[(n, version)], f"{op}_describes") for n in sizes]
+            fmt = style.replace("o", marker or "o")
+            left.plot(sizes, lags, fmt, label=f"{version} {op}")
+            right.plot(sizes, calls, fmt, label=f"{version} {op}")
+    left.axhline(1.0, color="grey", lw=0.8, ls=":")
+    left.set(xscale="log", xlabel="instances", ylabel="seconds after the last one got there", title="return lag")
+    right.set(xscale="log", xlabel="instances", ylabel="DescribeInstances calls", title="describes while waiting")
+    left.legend()
+    right.legend()
+    report.save_plot(fig, png)
+
+
+if __name__ == "__main__":
+    main()
