@@ -245,3 +245,13 @@ def test_the_agent_is_installed_with_the_package() -> None:
     assert agent_script().is_file()
     assert agent_script().read_text().startswith("#!/bin/sh\n")
     assert sys.modules["ess.lifetime"].__file__ is not None
+
+
+def test_a_clock_set_back_restarts_the_window_instead_of_freezing_it(agent: Agent) -> None:
+    agent.set(now=50_000)
+    agent.run("idle")
+    agent.set(now=1_000)  # NTP stepped the clock back
+    agent.run("idle")
+    agent.set(now=1_060)
+    agent.run("idle")
+    assert agent.shutdowns == 1

@@ -108,7 +108,8 @@ idle() {
     # The window starts at the last time the node was seen busy, or at the agent's first look
     # (kept under /run: a node started again after a stop gets a whole window).
     last=$(cat "$ESS_IDLE_STATE" 2>/dev/null)
-    if ! whole "$last"; then
+    # No record, or one from the future (the clock was set back): the window starts now.
+    if ! whole "$last" || [ "$last" -gt "$t" ]; then
         echo "$t" >"$ESS_IDLE_STATE"
         last=$t
     fi
