@@ -289,3 +289,32 @@ def test_ec2_add_tags_the_adopted_instances_volumes_in_the_same_call(ess, world)
     # Adopted machines count as running but never change the intended size.
     status = json.loads(ess("instance", "ec2", "status", "--json").out)
     assert status["intended"] is None and status["running"] == 2
+
+
+def test_ec2_heal_replaces_a_node_stopped_behind_ess_back_only_with_yes_off_a_terminal(ess, world) -> None:
+    created = ess("instance", "ec2", "create", "--number", "3", "--no-verify", "--yes", "--json")
+    ids = [n["id"] for n in json.loads(created.out)["nodes"]]
+    world.ec2.stop_instances(InstanceIds=ids[:1])  # its disk still costs: heal asks before ending it
+    world.calls.reset()
+    refused = ess("instance", "ec2", "heal", "--no-verify")
+    assert refused.code == 2, refused
+    assert refused.err.strip().splitlines()[-1].startswith("ess: --yes: required off a terminal")
+    assert world.calls.mutating() == []
+    healed = ess("instance", "ec2", "heal", "--no-verify", "--yes", "--json")
+    assert healed.code == 0, healed
+    assert json.loads(healed.out)["replaced"] == ids[:1]
+    assert world.states(ids) == {ids[0]: "terminated", ids[1]: "running", ids[2]: "running"}
+    after = ess("instance", "ec2", "status")
+    assert after.code == 0 and after.out.splitlines()[-1] == "3/3 running", after
+
+
+def test_ec2_remove_on_purpose_shrinks_the_size_so_heal_launches_nothing(ess, world) -> None:
+    created = ess("instance", "ec2", "create", "--number", "3", "--no-verify", "--yes", "--json")
+    ids = [n["id"] for n in json.loads(created.out)["nodes"]]
+    world.calls.reset()
+    assert ess("instance", "ec2", "remove", ids[0], "--yes").code == 0
+    assert world.calls.count("CreateTags") == 1  # the survivors' new ess:size, one call
+    world.calls.reset()
+    r = ess("instance", "ec2", "heal")
+    assert r.code == 0 and r.out.strip() == "cluster 'default' is whole: 2/2 running", r
+    assert world.calls.count("RunInstances") == 0

@@ -320,14 +320,19 @@ class Cluster:
 
     @_warnings_to_sink
     def remove(self, ids: Sequence[str], *, confirm: Confirm | None = None) -> list[Node]:
-        """Release nodes from the cluster without stopping them (ess's tags go); returns them."""
+        """Release nodes from the cluster without stopping them (ess's tags go); returns them.
+
+        They leave on purpose: the survivors record the smaller intended size, so
+        :meth:`heal` does not replace them."""
         from . import provision
 
         self._require("release", "cannot release nodes")
-        nodes = provision.select(self.backend, self.settings, _node_ids(ids, "remove"))
+        current = self.backend.nodes(self.settings)
+        nodes = provision.select_from(current, self.backend, self.settings, _node_ids(ids, "remove"))
         if confirm is not None:
             confirm(nodes)
         provision.release(self.backend, self.settings, nodes, self.progress)
+        provision.shrink(self.backend, self.settings, current, nodes, self.progress)
         return nodes
 
     # -- remote execution ----------------------------------------------------------------
