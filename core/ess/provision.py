@@ -650,6 +650,8 @@ def heal(
     replaced = [n for n in census.lost if not adopted(n)]
     try:
         terminate(backend, settings, replaced, progress)
+    except Interrupted:
+        raise  # the new nodes are healthy and kept; the lost ones stay listed, as before heal
     except EssError as exc:
         warn(
             f"ess: the cluster is whole again, but the lost nodes it replaced could not all be terminated "
