@@ -86,6 +86,23 @@ ESS_DRIVER = (
 import paramiko, cryptography  # imports are not per-command costs
 import ess.cli
 path, argv = sys.argv[1], sys.argv[2:]
+if os.environ.get("ESS_BENCH_GATE"):  # imports done: say so, then start when told
+    open(os.environ["ESS_BENCH_GATE"], "w").close()
+    sys.stdin.readline()
+if os.environ.get("ESS_BENCH_STAMP"):  # --ready-debug: every stderr line with its time
+    class Stamped:
+        def __init__(self, raw):
+            self.raw, self.fresh = raw, True
+        def write(self, text):
+            for part in text.splitlines(keepends=True):
+                if self.fresh:
+                    self.raw.write(f"{time.time():.3f} ")
+                self.raw.write(part)
+                self.fresh = part.endswith("\\n")
+            return len(text)
+        def __getattr__(self, name):
+            return getattr(self.raw, name)
+    sys.stderr = Stamped(sys.stderr)
 usage = resource.getrusage(resource.RUSAGE_SELF)
 cpu0 = usage.ru_utime + usage.ru_stime
 started = time.perf_counter()
@@ -265,7 +282,9 @@ def ess_argv(command: str, cluster: str, parallel: int, bench: Bench) -> list[st
     return [*base, words[0], *common, *words[1:]]
 
 
-def fanout(bench: Bench, sizes: list[int], commands: list[str], parallel_max: int, repeat: int) -> list[dict[str, Any]]:
+def fanout(
+    bench: Bench, sizes: list[int], commands: list[str], parallel_max: int, repeat: int, pssh_heavy_max: int
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for n in sizes:
         cluster = f"fan{n}"
@@ -281,7 +300,7 @@ def fanout(bench: Bench, sizes: list[int], commands: list[str], parallel_max: in
                 if got["code"] != 0:
                     raise RuntimeError(f"ess {command} N={n} exited {got['code']}: {got['stderr']}")
                 ess_runs.append(got)
-                if bench.pssh is not None:
+                if bench.pssh is not None and (command in ("verify", "true") or n <= pssh_heavy_max):
                     if command == "push10m":
                         src = str(bench.source)
                         link = bench.dest.parent / "ess-bench-push-src.bin"
@@ -321,7 +340,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
-def readiness(home: Path, pub: str, key: Path, n: int, spread: float, repeat: int) -> list[dict[str, float]]:
+def readiness(
+    home: Path, pub: str, key: Path, n: int, spread: float, repeat: int, debug: Path | None = None
+) -> list[dict[str, float]]:
     """``ess instance hosts create`` of n endpoints whose sshd start at staggered times after it."""
     results = []
     for r in range(repeat):
@@ -338,8 +359,11 @@ def readiness(home: Path, pub: str, key: Path, n: int, spread: float, repeat: in
 
         farm.write_known_hosts(known_hosts_path("hosts", "ready"))
         out = home / f"ready{r}.json"
-        argv = ["instance", "hosts", "create", "--cluster", "ready", "--yes", "--timeout", "60"]
-        argv += [f"{a}:{p}" for a, p in farm.endpoints]
+        config = home / f"ready{r}.toml"
+        config.write_text("[hosts]\nhosts = [" + ", ".join(f'"{a}:{p}"' for a, p in farm.endpoints) + "]\n")
+        argv = ["--config", str(config), *(["--debug"] if debug else []), "instance", "hosts", "create"]
+        argv += ["--cluster", "ready", "--yes"]
+        argv += ["--timeout", "60"]
         rng = random.Random(r)
         offsets = sorted(rng.uniform(0.3, spread) for _ in range(n))
         order = list(range(n))
@@ -358,20 +382,37 @@ def readiness(home: Path, pub: str, key: Path, n: int, spread: float, repeat: in
         watcher = threading.Thread(target=watch, daemon=True)
         try:
             watcher.start()
-            began = time.time()
+            gate = home / f"ready{r}.gate"
             child = subprocess.Popen(
                 [sys.executable, "-c", ESS_DRIVER, str(out), *argv],
-                env=bench_env,
+                env={**bench_env, "ESS_BENCH_GATE": str(gate), **({"ESS_BENCH_STAMP": "1"} if debug else {})},
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
             )
+            # The clock starts when ess starts, not when Python does (imports take seconds under load).
+            while not gate.exists():
+                if child.poll() is not None:
+                    raise RuntimeError(f"readiness driver died: {child.stderr.read()[-800:] if child.stderr else ''}")
+                time.sleep(0.005)
+            began = time.time()
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.close()
+            child.stdin = None  # closed: communicate() below must not flush it
             for offset, g in zip(offsets, order, strict=True):
                 time.sleep(max(0.0, began + offset - time.time()))
                 farm.start_group(g)
             _, err = child.communicate(timeout=120)
             stop.set()
             watcher.join()
+            if debug:
+                debug.write_text(
+                    f"{began:.3f} began\n"
+                    + "".join(f"{t:.3f} up {a}:{p}\n" for (a, p), t in up.items())
+                    + err
+                )
             reply = json.loads(out.read_text())
             if reply["code"] != 0:
                 raise RuntimeError(f"readiness create exited {reply['code']}: {err[-800:]}")
@@ -390,9 +431,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of verify and exec -- true (heavy ones: 1)")
     parser.add_argument("--parallel", type=int, default=32, help="concurrency for every tool (capped at N)")
     parser.add_argument("--commands", default="verify,true,exec1m,push10m")
+    parser.add_argument(
+        "--pssh-heavy-max",
+        type=int,
+        default=100,
+        help="largest N for parallel-ssh's exec 1 MiB and push (it reads output line by line: 210 s at N=100)",
+    )
     parser.add_argument("--ready-nodes", type=int, default=100)
     parser.add_argument("--ready-spread", type=float, default=4.0, help="seconds over which the endpoints start")
     parser.add_argument("--ready-repeat", type=int, default=3)
+    parser.add_argument("--ready-debug", type=Path, help="write the readiness run's --debug log and up times here")
     parser.add_argument("--no-readiness", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -424,11 +472,13 @@ def main() -> None:
             farm_start = time.perf_counter() - started
             farm_cost = (farm.cost(), farm_start, len(farm.endpoints))
             bench = Bench(home, farm, key, pssh, cores)
-            rows = fanout(bench, sizes, commands, args.parallel, args.repeat)
+            rows = fanout(bench, sizes, commands, args.parallel, args.repeat, args.pssh_heavy_max)
             farm.stop()
             farm = None
         if not args.no_readiness:
-            ready = readiness(home, pub, key, args.ready_nodes, args.ready_spread, args.ready_repeat)
+            ready = readiness(
+                home, pub, key, args.ready_nodes, args.ready_spread, args.ready_repeat, args.ready_debug
+            )
     finally:
         if farm is not None:
             farm.stop()

@@ -29,6 +29,7 @@ from ess.models import (
     STOPPED,
     TAG_CLUSTER,
     Access,
+    ClusterInventory,
     LaunchRequest,
     Node,
     Settings,
@@ -37,7 +38,7 @@ from ess.models import (
 from ess.names import USERNAME, USERNAME_HELP
 from ess.progress import Progress
 
-from . import process
+from . import inventory, process
 from .keys import generate_ed25519, public_key_of
 from .state import (
     UNKNOWN_TIME,
@@ -471,6 +472,10 @@ class LocalBackend(Backend):
                     current.nodes[node_id].stopped = True
                 store.save(current)
         return True
+
+    def clusters(self, settings: Settings, all_regions: bool, progress: Progress) -> ClusterInventory:
+        """Every local cluster on this machine (``all_regions`` changes nothing here)."""
+        return inventory.clusters(self, settings)
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Stop the given nodes' verified processes, wait until their ports are free, forget them."""

@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from ess.log import warn
 from ess.models import Access, Node, Settings
 from ess.progress import Progress
 
 from .connect import Connector
-from .limits import raise_open_files_limit
+from .limits import connections_that_fit
 
 #: Extra time past the deadline for threads to notice their sockets were closed.
 GRACE = 2.0
@@ -34,10 +35,17 @@ class Fleet:
         self.nodes = nodes
         self.progress = progress
         self.limit = limit
-        self.parallel = max(1, min(int(settings.get("ssh_parallel", 32)), len(nodes)))
+        wanted = max(1, min(int(settings.get("ssh_parallel", 32)), len(nodes)))
         self.connector = Connector.from_settings(access, settings, progress)
-        # Three descriptors per connection (socket, transport pipe, channel) plus headroom.
-        raise_open_files_limit(self.parallel * 3 + 64)
+        # Under a low `ulimit -n`, fewer connections at once: each extra one would fail
+        # with EMFILE and be retried with backoff (seen as nodes taking many attempts).
+        self.parallel = connections_that_fit(wanted)
+        if self.parallel < wanted:
+            warn(
+                f"ssh_parallel {wanted} lowered to {self.parallel}: the open-files limit "
+                f"(ulimit -n) leaves room for {self.parallel} connections at once; raise it to go faster",
+                progress,
+            )
         self.start = time.monotonic()
         self.deadline = self.start + limit
 
