@@ -164,6 +164,7 @@ def install() -> None:
             instance_type=spec.instance_type,
             is_instance_type_default=False,
             subnet_id=spec.subnet_id,
+            associate_public_ip=None,  # as RunInstances without the flag: the subnet's default
             fleet_id=fleet.id,
             tags=spec.tag_specifications,
             launch_template={"LaunchTemplateId": template["LaunchTemplateId"], "Version": template["Version"]},
