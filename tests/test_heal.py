@@ -318,3 +318,14 @@ def test_ec2_remove_on_purpose_shrinks_the_size_so_heal_launches_nothing(ess, wo
     r = ess("instance", "ec2", "heal")
     assert r.code == 0 and r.out.strip() == "cluster 'default' is whole: 2/2 running", r
     assert world.calls.count("RunInstances") == 0
+
+
+def test_heal_leaves_nodes_stopped_on_purpose_and_says_start(ess, memory) -> None:
+    assert ess("instance", "memory", "create", "--number", "2", "--no-verify").code == 0
+    assert ess("instance", "memory", "stop", "--yes").code == 0
+    memory.CALLS.clear()
+    r = ess("instance", "memory", "heal")
+    assert r.code == 0, r
+    assert r.out.strip() == "cluster 'default' is whole: 0/2 running (2 stopped)"
+    assert "resume them with: ess instance memory start" in r.err
+    assert "create" not in memory.CALLS

@@ -96,6 +96,12 @@ def heal_command(backend: Backend) -> click.Command:
             return
         if result.created is None:
             emit(f"cluster {cluster!r} is whole: {before.summary()}")
+            if before.stopped:  # paused on purpose: not missing, and not heal's to resume
+                click.echo(
+                    f"ess: {len(before.stopped)} node(s) were stopped with `stop`; resume them with: "
+                    f"ess instance {name} start",
+                    err=True,
+                )
             if before.lost:  # more members than intended cover for them: nothing to launch
                 click.echo(
                     f"ess: {len(before.lost)} lost node(s) stay: {', '.join(n.id for n in before.lost)} "
