@@ -262,20 +262,13 @@ def _check_subnets(
 
 
 def _describe_subnets(aws: Aws, settings: Settings, subnet_ids: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Every listed subnet's description by id; UsageError naming those EC2 does not know."""
-    from botocore.exceptions import ClientError
+    """Every listed subnet's description by id; UsageError naming those EC2 does not know.
 
-    try:
-        found = aws.ec2.describe_subnets(SubnetIds=list(subnet_ids)).get("Subnets", [])
-    except ClientError as exc:
-        if not error_code(exc).startswith("InvalidSubnetID"):
-            raise
-        # EC2 fails the whole call and names the missing ids in the message.
-        message = error_message(exc)
-        missing = [i for i in subnet_ids if i in message] or list(subnet_ids)
-        found = []
-    else:
-        missing = [i for i in subnet_ids if i not in {s["SubnetId"] for s in found}]
+    By filter, not SubnetIds=: a filter leaves unknown ids out instead of failing the
+    whole call, so the reply says exactly which ones are missing.
+    """
+    found = aws.ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": list(subnet_ids)}]).get("Subnets", [])
+    missing = [i for i in subnet_ids if i not in {s["SubnetId"] for s in found}]
     if missing:
         listed = ", ".join(repr(m) for m in missing)
         raise UsageError(
@@ -441,6 +434,11 @@ def _describe_image(aws: Aws, settings: Settings, image_id: str) -> dict[str, An
         if not error_code(exc).startswith("InvalidAMIID"):
             raise
         images = []
+    if not images and not settings.get("image_id"):
+        raise UsageError(
+            f"{settings.where('image_id')}: the Amazon Linux 2023 image {image_id!r} that SSM names "
+            f"cannot be described in {aws.region} (set image_id to an AMI id)"
+        )
     if not images:
         raise UsageError(
             f"{settings.where('image_id')}: image {image_id!r} not found in {aws.region} (AMI ids differ per "
@@ -504,7 +502,7 @@ def _root_volume(
     image = image or {}
     root = image.get("RootDeviceName")
     where = settings.where("root_volume_gb" if options.root_volume_gb is not None else "volume_type")
-    if not root or image.get("RootDeviceType", "ebs") != "ebs":
+    if not root or image.get("RootDeviceType") == "instance-store":
         raise UsageError(
             f"{where}: image {image.get('ImageId', '?')!r} has no EBS root volume to size "
             "(remove root_volume_gb and volume_type, or pick an EBS-backed image)"
@@ -522,6 +520,9 @@ def _root_volume(
                 f"{image.get('ImageId')!r}'s root snapshot (give at least {least}, or remove root_volume_gb)"
             )
         ebs["VolumeSize"] = size
+    elif least:
+        # The image's own size, said explicitly: EC2 would take it anyway, emulators insist.
+        ebs["VolumeSize"] = least
     if options.volume_type is not None:
         ebs["VolumeType"] = options.volume_type
         if options.volume_type in IOPS_PER_GIB:
