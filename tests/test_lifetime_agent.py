@@ -255,3 +255,9 @@ def test_a_clock_set_back_restarts_the_window_instead_of_freezing_it(agent: Agen
     agent.set(now=1_060)
     agent.run("idle")
     assert agent.shutdowns == 1
+
+
+def test_the_busy_folder_is_made_open_to_all_and_sticky(agent: Agent) -> None:
+    """Any user's job may hold the node with a marker; none may remove another's."""
+    agent.run("idle")
+    assert agent.busy.is_dir() and agent.busy.stat().st_mode & 0o7777 == 0o1777

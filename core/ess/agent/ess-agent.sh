@@ -99,6 +99,10 @@ idle() {
     whole "$t" || return 0
     load=$(eval "$ESS_LOAD_CMD" 2>/dev/null)
     load=${load:-0}
+    if [ ! -d "$ESS_BUSY_DIR" ]; then
+        # Anyone may mark a job busy; the sticky bit keeps them from removing others' markers.
+        mkdir -p "$ESS_BUSY_DIR" 2>/dev/null && chmod 1777 "$ESS_BUSY_DIR" 2>/dev/null
+    fi
     why=$(busy_reason "$load")
     mkdir -p "$(dirname "$ESS_IDLE_STATE")" 2>/dev/null
     if [ -n "$why" ]; then
