@@ -67,6 +67,19 @@ class Forecast:
     def add(self, elapsed: float, done: int) -> None:
         self.seen.append((elapsed, done))
 
+    @staticmethod
+    def _rate(points: list[tuple[float, int]]) -> float | None:
+        """Nodes per second of the least-squares line through ``points``; None if it does not rise."""
+        if len(points) < 2:
+            return None
+        mean_t = sum(t for t, _ in points) / len(points)
+        mean_d = sum(d for _, d in points) / len(points)
+        spread = sum((t - mean_t) ** 2 for t, _ in points)
+        if spread <= 0:
+            return None
+        rate = sum((t - mean_t) * (d - mean_d) for t, d in points) / spread
+        return rate if rate > 0 else None
+
     def first_done(self) -> int:
         """How many were done at the first describe that found any done."""
         return next((done for _, done in self.seen if done > 0), 0)
@@ -79,16 +92,17 @@ class Forecast:
         a line that does not rise (nothing new) gives no forecast.
         """
         points = [(t, done) for t, done in self.seen if done > 0]
-        if len(points) < 2:
+        rate = self._rate(points)
+        zeros = [t for t, done in self.seen if done == 0]
+        if rate is None and points and zeros:
+            # Not enough rise yet: the first were done some time after the last describe
+            # that found none; half way is the best guess.
+            points.insert(0, ((zeros[-1] + points[0][0]) / 2, 0))
+            rate = self._rate(points)
+        if rate is None:
             return None
         mean_t = sum(t for t, _ in points) / len(points)
         mean_d = sum(d for _, d in points) / len(points)
-        spread = sum((t - mean_t) ** 2 for t, _ in points)
-        if spread <= 0:
-            return None
-        rate = sum((t - mean_t) * (d - mean_d) for t, d in points) / spread
-        if rate <= 0:
-            return None
         # The line reaches ``total`` where the spread of finish times ends; the last of n
         # nodes spread evenly over it is expected n/(n+1) of the way, at count n - n/(n+1).
         last = self.total - self.total / (self.total + 1)
@@ -111,7 +125,10 @@ def next_describe(forecast: Forecast, made: int, elapsed: float) -> float:
             # root of how many the line rose by.
             lead = last - elapsed
             rose = max(done - forecast.first_done(), 1)
-            margin = max(DENSE, lead * FAR / rose**0.5)
+            margin = max(DENSE / 2, lead * FAR / rose**0.5)
+            # ... but no wider than the describes the budget still allows before it can cover.
+            left = sum(1 for k in range(made, made + 20) if budget_at(k) <= last + DENSE)
+            margin = min(margin, max(left - 2, 1) * DENSE)
             # Far from the end: come back a margin before it and correct the line then;
             # near or past it: stragglers come soon.
             wanted = elapsed + (min(lead - margin, FAR_MAX) if lead > margin + DENSE else DENSE)

@@ -1,0 +1,222 @@
+"""The EC2 wait loop (ess_ec2.polling) against a scripted EC2: when it describes, and what it promises.
+
+EC2 is a function of a fake clock here: each instance reaches the target state at its own
+moment; sleeping advances the clock; each describe costs a 50 ms round trip. No real time
+passes, so nothing here is timed: the figures are the fake clock's.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from ess.errors import EssError
+from ess.models import RUNNING, TERMINATED
+from ess.progress import Progress
+from ess_ec2 import client as aws_client
+from ess_ec2 import polling
+
+ROUND_TRIP = 0.05
+
+
+@dataclass
+class ScriptedEc2:
+    """Instances that are ``before`` until their moment, then ``after`` (or gone: None)."""
+
+    ready_at: dict[str, float]
+    before: str = "pending"
+    after: str | None = RUNNING
+    now: float = 0.0
+    #: (moment, ids asked for) of each describe.
+    describes: list[tuple[float, list[str]]] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+    #: id -> (moment, state) overrides, e.g. a node that dies.
+    turns: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    def state(self, instance_id: str) -> str | None:
+        if instance_id in self.turns and self.now >= self.turns[instance_id][0]:
+            return self.turns[instance_id][1]
+        return self.after if self.now >= self.ready_at[instance_id] else self.before
+
+    def describe(self, _aws: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+        self.describes.append((self.now, list(ids)))
+        found = {}
+        for i in ids:
+            state = self.state(i)
+            if state is not None:
+                found[i] = {"InstanceId": i, "State": {"Name": state}, "StateReason": {"Message": f"{i} {state}"}}
+        self.now += ROUND_TRIP
+        return found
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    @property
+    def last_ready(self) -> float:
+        return max(self.ready_at.values())
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    def make(ready_at: dict[str, float], **kwargs: Any) -> ScriptedEc2:
+        ec2 = ScriptedEc2(ready_at, **kwargs)
+        monkeypatch.setattr(aws_client, "describe", ec2.describe)
+        return ec2
+
+    yield make
+
+
+def wait(ec2: ScriptedEc2, target: str = RUNNING, timeout: float = 600, **kwargs: Any) -> dict[str, Any]:
+    return polling.poll(
+        None,  # type: ignore[arg-type]  # the scripted describe needs no client
+        sorted(ec2.ready_at),
+        target,
+        timeout,
+        Progress(io.StringIO(), tty=False),
+        "running",
+        sleep=ec2.sleep,
+        clock=lambda: ec2.now,
+        **kwargs,
+    )
+
+
+def old_describes(ready: float) -> int:
+    """How many describes the old loop made for a wait that ends at ``ready``: one at 0, then
+    after FIRST_DELAY, growing by GROWTH up to MAX_DELAY (its jitter only shortened the pauses,
+    so this is the fewest it made), the last one the first at or after ``ready``."""
+    moment, delay, calls = 0.0, polling.FIRST_DELAY, 1
+    while moment < ready:
+        moment += delay
+        delay = min(delay * polling.GROWTH, polling.MAX_DELAY)
+        calls += 1
+    return calls
+
+
+def spread(n: int, first: float = 15.0, last: float = 45.0) -> dict[str, float]:
+    """n instances ready at even steps from ``first`` to ``last``."""
+    return {f"i-{k:04d}": first + (last - first) * (k + 1) / n for k in range(n)}
+
+
+def test_the_old_constants_make_nine_describes_over_a_45_second_boot():
+    # The budget the new loop is held to, from the old constants: 0, 1, 2.5, 4.75, 8.1,
+    # 13.2, 20.8, 32.2, then 47.2 sees the boot that ended at 45 s.
+    assert (polling.FIRST_DELAY, polling.GROWTH, polling.MAX_DELAY) == (1.0, 1.5, 15.0)
+    assert old_describes(45.0) == 9
+    assert [round(polling.budget_at(k), 2) for k in range(9)] == [0, 1, 2.5, 4.75, 8.12, 13.19, 20.78, 32.17, 47.17]
+
+
+@pytest.mark.parametrize("n", [100, 1000])
+def test_a_spread_out_boot_is_noticed_within_a_second_with_fewer_describes(scripted, n):
+    ec2 = scripted(spread(n))
+    found = wait(ec2)
+    noticed = ec2.describes[-1][0]
+    assert ec2.last_ready <= noticed <= ec2.last_ready + 1.0  # the old loop: at 47.2, 2.2 s late
+    assert len(ec2.describes) <= old_describes(45.0)
+    assert sorted(found) == sorted(ec2.ready_at) and {i["State"]["Name"] for i in found.values()} == {RUNNING}
+
+
+def test_random_boots_never_cost_more_describes_than_the_old_back_off(scripted):
+    """For any boot, at any moment, describe k comes no earlier than the old loop's k-th."""
+    draw = random.Random(17)
+    for n, (low, high) in [(1, (15, 45)), (10, (15, 45)), (100, (15, 45)), (10, (20, 24)), (50, (30, 60))]:
+        for _ in range(20):
+            ec2 = scripted({f"i-{k}": draw.uniform(low, high) for k in range(n)})
+            wait(ec2)
+            moments = [moment for moment, _ in ec2.describes]
+            assert all(moment >= polling.budget_at(k) for k, moment in enumerate(moments)), moments
+            assert len(moments) <= old_describes(ec2.last_ready)
+
+
+def test_median_lag_is_under_a_second_for_the_benchmark_model_at_1000(scripted):
+    """bench/cloud_wait.py's model: each of 1000 instances pending for uniform 15-45 s."""
+    draw = random.Random(5)
+    lags = []
+    for _ in range(9):
+        ec2 = scripted({f"i-{k}": draw.uniform(15, 45) for k in range(1000)})
+        wait(ec2)
+        lags.append(ec2.describes[-1][0] - ec2.last_ready)
+    assert sorted(lags)[len(lags) // 2] <= 1.0, lags
+
+
+def test_only_the_ids_not_yet_there_are_described_again(scripted):
+    ec2 = scripted(spread(100))
+    found = wait(ec2)
+    asked = [len(ids) for _, ids in ec2.describes]
+    assert asked[0] == 100 and asked[-1] < 100
+    assert asked == sorted(asked, reverse=True)  # never asks again about a node that got there
+    assert sum(asked) < 100 * len(asked)
+    assert len(found) == 100  # each node as it was described when it got there
+
+
+def test_a_node_already_there_costs_one_describe_and_no_sleep(scripted):
+    ec2 = scripted({"i-1": 0.0, "i-2": 0.0})
+    wait(ec2)
+    assert len(ec2.describes) == 1 and ec2.sleeps == []
+
+
+def test_the_deadline_still_fires_and_names_the_late(scripted):
+    ec2 = scripted({"i-1": 10.0, "i-2": 1e9})
+    with pytest.raises(EssError, match=r"1 of 2 node\(s\) not running after 120s \(i-2\)"):
+        wait(ec2, timeout=120)
+    assert ec2.now == pytest.approx(120, abs=1)
+    assert all(moment >= min(polling.budget_at(k), 120) for k, (moment, _) in enumerate(ec2.describes))
+    assert max(ec2.sleeps) <= polling.MAX_DELAY + polling.SEARCH_MAX  # a stuck node is still looked at
+
+
+def test_a_node_that_dies_while_the_others_boot_fails_the_wait(scripted):
+    ec2 = scripted(spread(10), turns={"i-0003": (20.0, TERMINATED)})
+    with pytest.raises(EssError, match=r"1 of 10 node\(s\) went terminated instead of running: i-0003 terminated"):
+        wait(ec2, fail_states=(TERMINATED,))
+    assert ec2.now < 45  # it did not wait for the rest
+
+
+def test_an_instance_ec2_forgot_counts_as_terminated(scripted):
+    ec2 = scripted({"i-1": 5.0, "i-2": 30.0}, before="shutting-down", after=None)
+    found = wait(ec2, target=TERMINATED)
+    assert found == {}  # neither is described any more: both are gone, so both are done
+    assert ec2.describes[-1][0] >= 30.0
+
+
+def test_terminate_waits_for_shutting_down_with_the_same_loop(scripted):
+    ec2 = scripted(spread(100, 30, 60), before="shutting-down", after=TERMINATED)
+    wait(ec2, target=TERMINATED)
+    assert ec2.describes[-1][0] - ec2.last_ready <= 1.0
+    assert len(ec2.describes) <= old_describes(ec2.last_ready)
+
+
+def test_each_describe_logs_a_line_and_updates_progress(scripted, caplog):
+    ec2 = scripted(spread(4, 2, 8))
+    out = io.StringIO()
+    with caplog.at_level(logging.DEBUG, logger="ess_ec2.polling"):
+        polling.poll(
+            None,  # type: ignore[arg-type]
+            sorted(ec2.ready_at),
+            RUNNING,
+            600,
+            Progress(out, tty=False),
+            "running",
+            sleep=ec2.sleep,
+            clock=lambda: ec2.now,
+        )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("poll running:")]
+    assert len(lines) == len(ec2.describes)
+    assert lines[0].startswith("poll running: 0/4 running; waiting for i-0000 pending")
+    assert lines[-1] == "poll running: 4/4 running; waiting for nothing"
+    assert "running" in out.getvalue() and "4/4" in out.getvalue()
+
+
+def test_forecast_of_an_even_spread_is_its_end():
+    forecast = polling.Forecast(100)
+    for moment, done in [(10.0, 0), (20.0, 25), (24.0, 35)]:
+        forecast.add(moment, done)
+    # 2.5 nodes a second from 10 s: the 100th at 50 s, the expected last of 100 at 49.6 s.
+    assert forecast.last_done() == pytest.approx(10 + (100 - 100 / 101) / 2.5)
+    assert polling.Forecast(10).last_done() is None
