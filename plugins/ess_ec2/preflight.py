@@ -507,7 +507,7 @@ def _root_volume(
             f"{where}: image {image.get('ImageId', '?')!r} has no EBS root volume to size "
             "(remove root_volume_gb and volume_type, or pick an EBS-backed image)"
         )
-    snapshot = next(
+    snapshot: dict[str, Any] = next(
         (m.get("Ebs", {}) for m in image.get("BlockDeviceMappings", []) or [] if m.get("DeviceName") == root), {}
     )
     ebs: dict[str, Any] = {"DeleteOnTermination": True}

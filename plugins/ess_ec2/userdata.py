@@ -12,9 +12,13 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ess.errors import UsageError
 from ess.models import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from email.mime.nonmultipart import MIMENonMultipart
 
 #: EC2's limit on user data, counted after base64 encoding.
 MAX_USER_DATA = 16384
@@ -112,7 +116,7 @@ def compose(user: Part | None, ess_parts: list[Part]) -> str | None:
     return out.getvalue().decode("utf-8")
 
 
-def _mime_part(part: Part) -> object:
+def _mime_part(part: Part) -> MIMENonMultipart:
     """A MIME part whose decoded body is ``part.content``, byte for byte.
 
     Plain text travels as is (7bit/8bit), so the user's script stays readable in the
@@ -120,16 +124,15 @@ def _mime_part(part: Part) -> object:
     exact) goes base64.
     """
     from email.charset import BASE64, Charset
-    from email.mime.text import MIMEText
+    from email.mime.nonmultipart import MIMENonMultipart
 
     maintype, _, subtype = part.content_type.partition("/")
     charset = Charset("utf-8")
     exact = "\r" not in part.content and all(len(line) <= _MAX_LINE for line in part.content.split("\n"))
-    charset.body_encoding = None if exact else BASE64
-    mime = MIMEText(part.content, subtype, charset)
-    if exact:
-        del mime["Content-Transfer-Encoding"]
-        mime["Content-Transfer-Encoding"] = "7bit" if part.content.isascii() else "8bit"
+    # None (no transfer encoding) is what the email docs allow; typeshed says int only.
+    charset.body_encoding = None if exact else BASE64  # type: ignore[assignment]
+    mime = MIMENonMultipart(maintype, subtype)
+    mime.set_payload(part.content, charset)  # sets charset and Content-Transfer-Encoding
     mime.add_header("Content-Disposition", "attachment", filename=part.filename)
     return mime
 
