@@ -158,15 +158,24 @@ def main() -> None:
     parser.add_argument("--round-trip", type=float, default=0.05, help="seconds per request (default 0.05)")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument("--from-json", type=Path, help="write the section from a run's results.json; run nothing")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        meta = saved["meta"]
+        results = {(int(k.split()[0]), k.split()[1]): runs for k, runs in saved["runs"].items()}
+        write(args, sizes, results, meta)
+        return
     work = Path(tempfile.mkdtemp(prefix="ess-bench-wait-"))
     old_tree = export(args.old, work / "old")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ESS_")) and k != "PYTHONPATH"}
-    load_before = report.load_average()
+    meta = {"load_before": report.load_average(), "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     model = LatencyModel(round_trip=args.round_trip, scale=args.scale, seed=args.seed)
     moto = SlowMoto(model)
     results: dict[tuple[int, str], list[dict[str, float]]] = {}
+    saved = work / "results.json"
+    print(f"raw figures go to {saved}", file=sys.stderr)
     with model:
         endpoint = moto.start()
         assert endpoint.startswith("http://127.0.0.1:")
@@ -191,8 +200,14 @@ def main() -> None:
                         continue
                     # Interleave, and alternate which version goes first.
                     for version in ("old", "new") if repeat % 2 == 0 else ("new", "old"):
-                        r = one_run(model, endpoint, envs[version], n, work)
+                        try:
+                            r = one_run(model, endpoint, envs[version], n, work)
+                        except RuntimeError as exc:  # one failed run is reported, not fatal
+                            print(f"N={n} {version}: run failed: {exc}", file=sys.stderr)
+                            continue
                         results.setdefault((n, version), []).append(r)
+                        runs = {f"{k} {v}": done for (k, v), done in results.items()}
+                        saved.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
                         print(
                             f"N={n} {version}: create lag {r['create_return_lag']:.2f} s "
                             f"({r['create_describes']:.0f} describes), terminate lag "
@@ -202,10 +217,10 @@ def main() -> None:
                         )
         finally:
             moto.stop()
-    load_after = report.load_average()
-    (work / "results.json").write_text(json.dumps({f"{n} {v}": runs for (n, v), runs in results.items()}, indent=1))
-    print(f"raw figures: {work / 'results.json'}", file=sys.stderr)
-    write(args, sizes, results, load_before, load_after)
+    meta |= {"load_after": report.load_average(), "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    saved.write_text(json.dumps({"meta": meta, "runs": {f"{k} {v}": r for (k, v), r in results.items()}}, indent=1))
+    print(f"raw figures: {saved}", file=sys.stderr)
+    write(args, sizes, results, meta)
 
 
 def med(runs: list[dict[str, float]], key: str) -> float:
@@ -216,8 +231,7 @@ def write(
     args: argparse.Namespace,
     sizes: list[int],
     results: dict[tuple[int, str], list[dict[str, float]]],
-    load_before: str,
-    load_after: str,
+    meta: dict[str, str],
 ) -> None:
     round_trip = args.round_trip * args.scale
     rows = []
@@ -263,7 +277,8 @@ def write(
     plot(sizes, results, png)
     info = report.machine(
         ["boto3", "botocore", "moto", "werkzeug"],
-        f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}.",
+        f"Runs {meta['started']} to {meta.get('ended', '?')}; load average (1, 5, 15 min) before: "
+        f"{meta['load_before']}; after: {meta.get('load_after', '?')}.",
     )
     body = "\n".join(
         [
