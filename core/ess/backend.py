@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .errors import NotSupported
-from .models import Access, LaunchRequest, Node, Settings, SettingSpec
+from .models import Access, ClusterInventory, LaunchRequest, Node, Settings, SettingSpec
 from .progress import Progress
 
 
@@ -78,8 +78,8 @@ class Backend:
     def supports(self, operation: str) -> bool:
         """True when this backend implements ``operation`` (a method name of this class):
         the subclass overrides it. ``create``, ``nodes`` and ``terminate`` are required;
-        ``stop``, ``start``, ``adoptable``/``adopt``, ``release``, ``retag``, ``purge`` and ``access``
-        are optional, and the CLI offers only the commands whose operations are supported.
+        ``stop``, ``start``, ``adoptable``/``adopt``, ``release``, ``retag``, ``purge``, ``clusters``
+        and ``access`` are optional, and the CLI offers only the commands whose operations are supported.
         """
         base = getattr(Backend, operation, None)
         if not callable(base):
@@ -158,6 +158,18 @@ class Backend:
         """After ``terminate all --purge``: delete the cluster's supporting resources that ess
         created (ec2: security group, key pair), never ones it did not; say what went."""
         raise NotSupported(f"backend {self.name} has nothing to purge (drop --purge)")
+
+    def clusters(self, settings: Settings, all_regions: bool, progress: Progress) -> ClusterInventory:
+        """Every ess cluster these credentials can see, whatever config made it (``ess clusters``).
+
+        Read-only. ``settings`` are the backend's settings from whatever config was found
+        (its credentials and region); ``settings.cluster`` is ignored. ``all_regions``
+        asks every region the account has, not only the configured one. Nodes ess did not
+        launch or adopt never appear; nodes ess terminated are left out. A place the backend
+        could not ask goes in ``failures`` while the others are still returned; raise
+        :class:`ess.errors.EssError` only when nothing could be asked at all. Optional.
+        """
+        raise NotSupported(f"backend {self.name} cannot list its clusters")
 
     def commands(self) -> list[Any]:
         """Extra click commands under ``ess instance <name>`` (e.g. ec2's security-group)."""

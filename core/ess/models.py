@@ -110,6 +110,48 @@ class Node:
 
 
 @dataclass(frozen=True)
+class ClusterSummary:
+    """One cluster a backend found while surveying everything it can see (``ess clusters``).
+
+    A backend groups its ess-tagged nodes into clusters and hands them over whole; the
+    core derives the rest (nodes by state, instance types, age, who created it, expiry,
+    the config file it came from) from the nodes' fields and tags, so every backend's rows
+    read the same.
+
+    ``region`` is where the cluster lives in the backend's terms (an EC2 region), None
+    where there is no such notion. ``key_pair`` is the SSH key pair its nodes were
+    launched with, where the backend has one: two configs with different key pairs are
+    two clusters even under one name, since each config's commands act only on its own.
+    ``selectors`` are the settings that point ``ess instance <backend> ...`` at exactly
+    this cluster besides ``cluster`` (ec2: ``region`` and ``key_name``); the core writes
+    them into the terminate command it prints, as the setting's flag where it has one,
+    else as its environment variable.
+    """
+
+    backend: str
+    cluster: str
+    nodes: tuple[Node, ...]
+    region: str | None = None
+    key_pair: str | None = None
+    selectors: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterInventory:
+    """What :meth:`ess.backend.Backend.clusters` found: the clusters, and what it could not see.
+
+    ``failures`` are one line each naming a place the backend could not ask ("eu-west-1:
+    AuthFailure ..."): the view is then partial and ``ess clusters`` exits 3. ``notes`` are
+    things worth a line that are not clusters (instances that carry ``ess:cluster`` but
+    that ess neither launched nor adopted).
+    """
+
+    clusters: tuple[ClusterSummary, ...] = ()
+    failures: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """What one health check found on one node.
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from . import lifetime
+from . import lifetime, origins
 from .backend import Backend
 from .census import GONE, Census, adopted, intended_size, recorded_size
 from .errors import EssError, Interrupted, NotSupported, PartialFailure, UsageError
@@ -165,6 +165,8 @@ def create(
                 settings.cluster,
             )
             progress.stage(f"launching {request.count}")
+            # Before the launch, so a crash right after it still leaves the config on record.
+            origins.remember(request.launch_id, backend.name, settings.cluster, settings.config_path)
             launched = backend.create(settings, request, progress)
             progress.finish()
             log.debug("create: launched %s", _ids(launched))

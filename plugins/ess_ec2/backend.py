@@ -28,6 +28,7 @@ from ess.models import (
     TAG_LAUNCH,
     TERMINATED,
     Access,
+    ClusterInventory,
     LaunchRequest,
     Node,
     Settings,
@@ -36,7 +37,7 @@ from ess.models import (
 from ess.progress import Progress
 
 from . import client as aws_client
-from . import fleet, keys, membership, ownership, polling
+from . import fleet, inventory, keys, membership, ownership, polling
 from .lifetime import DEADLINE_FILE
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
@@ -521,6 +522,10 @@ class Ec2Backend(Backend):
         ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) == settings.cluster]
         if ids:
             aws_client.call(settings, "tag instances", lambda aws: membership.tag(aws, ids, tags))
+
+    def clusters(self, settings: Settings, all_regions: bool, progress: Progress) -> ClusterInventory:
+        """Every ess cluster in the region (or all regions): see inventory.py."""
+        return inventory.clusters(self.name, settings, all_regions, progress)
 
     # -- extras: security group, key pair, purge ---------------------------------------
     def commands(self) -> list[Any]:

@@ -11,6 +11,7 @@ The package, one concept a module; imports flow one way, from here down:
     ess.cli.groups     groups that answer a typo with the closest command
     ess.cli.usage      click's usage errors as ess's one line
     ess.cli.config     ``ess config show``
+    ess.cli.clusters   ``ess clusters``: every cluster on every backend
     ess.cli.instance   ``ess instance <backend> ...``: the lifecycle commands
     ess.cli.remote     exec, push, ssh, ssh-config
     ess.cli.extend     backend_command(): how a plugin adds its own backend subcommands
@@ -30,6 +31,7 @@ from .. import __version__
 from ..errors import EssError, Interrupted, UsageError
 from ..log import warn, warnings_to
 from ..redact import scrub
+from .clusters import clusters_command
 from .config import config_group
 from .extend import BackendCall, backend_command, backend_group
 from .groups import SuggestingGroup
@@ -170,6 +172,7 @@ def plugins_command() -> None:
 
 
 cli.add_command(config_group)
+cli.add_command(clusters_command)
 
 
 # -- entry point -------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""Every ess cluster in the account, for ``ess clusters``: one DescribeInstances per region.
+
+Regions: the configured one, or with ``all_regions`` every region enabled for the account
+(one DescribeRegions). Each region costs one DescribeInstances filtered by
+``tag-key=ess:cluster`` and the live states (paginated; more pages only past 1,000
+instances), and the regions are asked in parallel on a bounded pool, each with its own
+client (boto3 clients are thread-safe; sessions are not, so clients are made first).
+
+What is a cluster here: the instances of one region with one ``ess:cluster`` value *and*
+one key pair. Ownership is per key pair (see ownership.py): two configs with different
+key pairs that both use cluster "default" are two clusters, each ended by its own
+``terminate all``, so each is a row of its own with the command that ends it. Instances
+that carry ``ess:cluster`` but that ess neither launched (``ess:launch``) nor adopted
+(``ess:adopted``) are not listed (a forged or half-copied tag set); one note counts them.
+Adopted instances join the row of their region and cluster when it has a single key pair.
+This is a read-only view: nothing here proves ownership, terminate checks it again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ess.errors import EssError
+from ess.models import (
+    PENDING,
+    RUNNING,
+    SHUTTING_DOWN,
+    STOPPED,
+    STOPPING,
+    TAG_ADOPTED,
+    TAG_CLUSTER,
+    TAG_LAUNCH,
+    TERMINATED,
+    ClusterInventory,
+    ClusterSummary,
+    Settings,
+)
+from ess.progress import Progress
+
+from . import client as aws_client
+from .membership import TAG_DESIRED
+from .ownership import TAG_ADOPTED_PROOF
+
+#: Regions asked at once: enough for all of them in about one round trip, few enough
+#: threads (and connections) for a laptop.
+MAX_PARALLEL = 8
+#: What a cluster can cost money in; terminated instances (listed for about an hour) cannot.
+LIVE = (PENDING, RUNNING, STOPPING, STOPPED, SHUTTING_DOWN)
+
+
+def clusters(backend_name: str, settings: Settings, all_regions: bool, progress: Progress) -> ClusterInventory:
+    from .session import session_for
+
+    home = session_for(settings).aws
+    with aws_client.translated(home, "list the account's regions" if all_regions else "list instances"):
+        regions = _regions(home) if all_regions else [home.region]
+    # One Aws per region, clients built here, before the threads (a boto3 session is not thread-safe).
+    places = [home if region == home.region else _in_region(home, region) for region in regions]
+    for aws in places:
+        _ = aws.ec2
+    progress.stage(f"asking EC2 in {len(places)} region(s)", len(places))
+    answers: dict[str, list[dict[str, Any]]] = {}
+    failures: list[str] = []
+
+    def ask(aws: aws_client.Aws) -> tuple[str, list[dict[str, Any]] | str]:
+        try:
+            with aws_client.translated(aws, "list instances"):
+                return aws.region, _tagged(aws)
+        except EssError as exc:
+            return aws.region, str(exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(places)))) as pool:
+        for done, (region, answer) in enumerate(pool.map(ask, places), start=1):
+            progress.update(done)
+            if isinstance(answer, str):
+                failures.append(f"{region}: {answer}")
+            else:
+                answers[region] = answer
+    if failures and not answers:
+        raise EssError("; ".join(failures))
+    use_private_ip = bool(settings.get("use_private_ip", False))
+    summaries: list[ClusterSummary] = []
+    skipped: list[str] = []
+    for region in sorted(answers):
+        found, strays = _group(backend_name, region, answers[region], use_private_ip)
+        summaries += found
+        skipped += strays
+    notes = []
+    if skipped:
+        shown = ", ".join(sorted(skipped)[:5]) + (" ..." if len(skipped) > 5 else "")
+        notes.append(
+            f"{len(skipped)} instance(s) carry {TAG_CLUSTER} but were neither launched nor adopted "
+            f"by ess ({shown}): not listed, and no ess command touches them"
+        )
+    return ClusterInventory(clusters=tuple(summaries), failures=tuple(failures), notes=tuple(notes))
+
+
+def _regions(aws: aws_client.Aws) -> list[str]:
+    """The regions enabled for the account, in one DescribeRegions."""
+    reply = aws.ec2.describe_regions()
+    return sorted(str(r["RegionName"]) for r in reply.get("Regions", []))
+
+
+def _in_region(home: aws_client.Aws, region: str) -> aws_client.Aws:
+    """The same credentials in another region."""
+    return aws_client.Aws(
+        session=home.session,
+        region=region,
+        max_attempts=home.max_attempts,
+        credential_source=home.credential_source,
+    )
+
+
+def _tagged(aws: aws_client.Aws) -> list[dict[str, Any]]:
+    """Live instances of the region carrying an ``ess:cluster`` tag: one paginated describe."""
+    filters = [
+        {"Name": "tag-key", "Values": [TAG_CLUSTER]},
+        {"Name": "instance-state-name", "Values": list(LIVE)},
+    ]
+    return aws_client.describe_filtered(aws, filters)
+
+
+def _group(
+    backend_name: str, region: str, instances: list[dict[str, Any]], use_private_ip: bool
+) -> tuple[list[ClusterSummary], list[str]]:
+    """Rows of one region, keyed by (cluster, key pair); and the ids of tagged strangers."""
+    launched: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    adopted: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    strays: list[str] = []
+    for instance in instances:
+        tags = aws_client.tags_of(instance)
+        cluster = tags.get(TAG_CLUSTER, "")
+        if tags.get(TAG_DESIRED) == TERMINATED:
+            continue  # ess is terminating it: on its way out, no longer a cluster's cost
+        if TAG_LAUNCH in tags:
+            launched[(cluster, str(instance.get("KeyName") or ""))].append(instance)
+        elif TAG_ADOPTED in tags or TAG_ADOPTED_PROOF in tags:
+            adopted[cluster].append(instance)
+        else:
+            strays.append(str(instance["InstanceId"]))
+    for cluster, members in adopted.items():
+        pairs = [key for key in launched if key[0] == cluster]
+        launched[pairs[0] if len(pairs) == 1 else (cluster, "")] += members
+    summaries = []
+    for (cluster, key_pair), members in sorted(launched.items()):
+        selectors = {"region": region, **({"key_name": key_pair} if key_pair else {})}
+        nodes = tuple(aws_client.to_node(i, use_private_ip) for i in members)
+        summaries.append(
+            ClusterSummary(
+                backend=backend_name,
+                cluster=cluster,
+                nodes=tuple(sorted(nodes, key=lambda n: n.id)),
+                region=region,
+                key_pair=key_pair or None,
+                selectors=selectors,
+            )
+        )
+    return summaries, strays
