@@ -101,6 +101,92 @@ def export(rev: str, into: Path) -> Path:
     return into
 
 
+#: Shapes for the simulation: name, first and last moment instances get there (uniform), sizes.
+SHAPES = [
+    ("the model: pending 15-45 s", 15.0, 45.0, (10, 100, 1000)),
+    ("one batch booting together, 20-24 s (EC2's usual)", 20.0, 24.0, (1, 10, 100)),
+    ("terminating, 30-60 s", 30.0, 60.0, (10, 100)),
+    ("stopping, 60-180 s", 60.0, 180.0, (10, 100)),
+]
+
+
+def load_poll_module(path: Path) -> Any:
+    """A polling.py (old or new) as a module of the installed ess_ec2 package."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"ess_ec2._bench_{path.parent.parent.parent.name}_polling", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def simulated_wait(module: Any, ready: dict[str, float], round_trip: float) -> tuple[float, int]:
+    """``module.poll`` on a fake clock against instances that get there at ``ready``; (lag, describes)."""
+    from unittest import mock
+
+    from ess.progress import Progress
+    from ess_ec2 import client as aws_client
+
+    now, asked = [0.0], [0.0]
+    calls = 0
+
+    def describe(_aws: Any, ids: list[str]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        asked[0] = now[0] + round_trip / 2  # EC2 reads the state half a round trip in
+        now[0] += round_trip
+        return {i: {"InstanceId": i, "State": {"Name": "running" if ready[i] <= asked[0] else "pending"}} for i in ids}
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with mock.patch.object(aws_client, "describe", describe):
+        module.poll(
+            None,
+            sorted(ready),
+            "running",
+            3600,
+            Progress(io.StringIO(), tty=False, quiet=True),
+            "sim",
+            sleep=sleep,
+            clock=lambda: now[0],
+        )
+    return now[0] - max(ready.values()), calls
+
+
+def simulate(old_tree: Path, round_trip: float, seed: int) -> str:
+    """Old and new polling.py against the SHAPES on a fake clock: a Markdown table."""
+    import random
+
+    modules = {
+        "old": load_poll_module(old_tree / "plugins" / "ess_ec2" / "polling.py"),
+        "new": load_poll_module(report.ROOT / "plugins" / "ess_ec2" / "polling.py"),
+    }
+    rows = []
+    for name, first, last, sizes in SHAPES:
+        for n in sizes:
+            cells = [name, str(n)]
+            for version in ("old", "new"):
+                random.seed(seed)  # the old loop's jitter; the same boots for both
+                draw = random.Random(seed)
+                runs = [
+                    simulated_wait(
+                        modules[version], {f"i-{k}": draw.uniform(first, last) for k in range(n)}, round_trip
+                    )
+                    for _ in range(200 if n < 1000 else 40)
+                ]
+                lags = sorted(lag for lag, _ in runs)
+                calls = sorted(c for _, c in runs)
+                cells.append(
+                    f"{statistics.median(lags):.2f} / {lags[int(len(lags) * 0.9)]:.2f} s, "
+                    f"{statistics.median(calls):.0f} ({calls[-1]}) describes"
+                )
+            rows.append(cells)
+    return report.table(["shape", "N", "old: lag median / p90, describes median (max)", "new: the same"], rows)
+
+
 def run_ess(argv: list[str], env: dict[str, str]) -> float:
     """Run ess; the wall-clock moment it exited."""
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -159,13 +245,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--from-json", type=Path, help="write the section from a run's results.json; run nothing")
+    parser.add_argument("--simulate", action="store_true", help="only the fake-clock simulation (seconds, no moto)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.simulate:
+        print(simulate(export(args.old, Path(tempfile.mkdtemp(prefix="ess-bench-wait-")) / "old"), args.round_trip, 17))
+        return
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         meta = saved["meta"]
         results = {(int(k.split()[0]), k.split()[1]): runs for k, runs in saved["runs"].items()}
-        write(args, sizes, results, meta)
+        old_tree = export(args.old, Path(tempfile.mkdtemp(prefix="ess-bench-wait-")) / "old")
+        write(args, sizes, results, meta, simulate(old_tree, args.round_trip, args.seed))
         return
     work = Path(tempfile.mkdtemp(prefix="ess-bench-wait-"))
     old_tree = export(args.old, work / "old")
@@ -220,7 +311,7 @@ def main() -> None:
     meta |= {"load_after": report.load_average(), "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     saved.write_text(json.dumps({"meta": meta, "runs": {f"{k} {v}": r for (k, v), r in results.items()}}, indent=1))
     print(f"raw figures: {saved}", file=sys.stderr)
-    write(args, sizes, results, meta)
+    write(args, sizes, results, meta, simulate(old_tree, args.round_trip, args.seed))
 
 
 def med(runs: list[dict[str, float]], key: str) -> float:
@@ -232,6 +323,7 @@ def write(
     sizes: list[int],
     results: dict[tuple[int, str], list[dict[str, float]]],
     meta: dict[str, str],
+    simulated: str,
 ) -> None:
     round_trip = args.round_trip * args.scale
     rows = []
@@ -302,6 +394,14 @@ def write(
             table,
             "",
             "![lag and describes against N](bench_cloud_wait.png)",
+            "",
+            "**Other shapes, simulated.** The same two polling.py files, run on a fake clock against "
+            "instances that get there at moments drawn uniformly from a range, 50 ms per describe "
+            "(`python bench/cloud_wait.py --simulate`, a few seconds; 200 draws, 40 at N=1000, the "
+            "same draws for both). Lag from the last one getting there to the end of the describe that "
+            "saw it; p90 is the 90th percentile.",
+            "",
+            simulated,
         ]
     )
     report.write_section("cloud-wait", body)
