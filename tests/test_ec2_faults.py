@@ -239,3 +239,23 @@ def test_the_secret_key_never_appears_in_output_logs_or_errors(world, caplog, ca
     assert "DescribeKeyPairs" in caplog.text or "DescribeKeyPairs" in captured.err  # debug logging was on
     for text in [caplog.text, captured.out, captured.err, world.progress_stream.getvalue(), *texts]:
         assert CSV_SECRET not in text
+
+
+def test_throttled_create_fleet_is_retried_and_launches_once(world):
+    from dataclasses import replace
+
+    from support import capacity
+
+    handler, seen = fail_first(2, 503, "RequestLimitExceeded", "Request limit exceeded.")
+    world.calls.handlers.append(("before-send.ec2.CreateFleet", handler))
+    settings = world.settings()
+    request = world.preflight(settings, world.request(3, launch_id="throttled-fleet"))
+    plan = replace(request.plan, instance_types=("m5.large", "m5a.large"))
+    with capacity.simulated():
+        nodes = world.backend.create(settings, replace(request, plan=plan), world.progress())
+    assert len(nodes) == 3 and seen["sends"] == 3
+    assert world.calls.count("CreateFleet") == 1
+    assert live_of_launch(world, "throttled-fleet") == sorted(n.id for n in nodes)
+    # The retry was checked for duplicates (one describe by the launch tag): none, so no word.
+    assert world.calls.count("DescribeInstances") == 1 and world.calls.count("TerminateInstances") == 0
+    assert "CreateFleet was retried" not in world.progress_stream.getvalue()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import capacity
 from support.ec2_world import World, aws_error, is_dry_run, proxy_page, reply_lost
 from support.fault_world import WORKER_NAME, lean_world, record
 from support.local_helpers import kill_test_nodes, pid_alive
@@ -548,3 +549,162 @@ def test_local_sigint_rolls_back(local: Path) -> None:
     assert proc.returncode == 130, err
     assert not any(pid_alive(pid) for pid in pids)
     assert conclude_local(local, "after-create", "SIGINT (real signal)", proc.returncode) == 0
+
+
+# -- the fleet path: type and subnet lists, one CreateFleet (issue 15) ----------------------
+FLEET_TYPES = ("m5.large", "m5a.large")
+FLEET_ZONES = ("us-east-1a", "us-east-1b")
+
+
+@pytest.fixture
+def fleet_case(case: Ec2Case) -> Iterator[Ec2Case]:
+    """The EC2 case with two types over two subnets, and capacity simulated in moto."""
+    world = case.world
+    found = world.ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    by_zone = {s["AvailabilityZone"]: s["SubnetId"] for s in found}
+    world.conf.write_text(
+        world.conf.read_text().replace("instance_type:  m3.medium\n", f"instance_type: {', '.join(FLEET_TYPES)}\n")
+        + f"subnet_id: {', '.join(by_zone[z] for z in FLEET_ZONES)}\n"
+    )
+    with capacity.simulated():
+        yield case
+
+
+def fleet_launched(world: World) -> bool:
+    return world.calls.count("CreateFleet") > 0
+
+
+def test_fleet_api_error_past_retries_leaves_nothing(fleet_case: Ec2Case, ess, monkeypatch) -> None:
+    monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "3")
+    fleet_case.world.calls.handlers.append(failing("CreateFleet", 500, "InternalError"))
+    result = ess(*CREATE, "--no-verify", "--number", "3")
+    assert result.code == 1, result
+    assert "cannot launch instances" in result.err and "InternalError" in result.err
+    assert fleet_case.world.calls.sends["CreateFleet"] == 3
+    assert fleet_case.conclude("launch (fleet)", "500 InternalError (persistent)", result.code) == 0
+
+
+def test_fleet_with_every_pool_out_leaves_nothing(fleet_case: Ec2Case, ess) -> None:
+    for instance_type in FLEET_TYPES:
+        for zone in FLEET_ZONES:
+            capacity.CAPACITY.out(instance_type, zone)
+    result = ess(*CREATE, "--no-verify", "--number", "4")
+    assert result.code == 1, result
+    assert "EC2 launched 0 of 4 node(s)" in lines(result.err)[-1]
+    assert fleet_case.conclude("launch (fleet)", "InsufficientInstanceCapacity in every pool", result.code) == 0
+
+
+def test_fleet_short_of_min_rolls_back_what_launched(fleet_case: Ec2Case, ess) -> None:
+    capacity.CAPACITY.limit("m5.large", "us-east-1a", 2)
+    for instance_type, zone in (("m5.large", "us-east-1b"), ("m5a.large", "us-east-1a"), ("m5a.large", "us-east-1b")):
+        capacity.CAPACITY.out(instance_type, zone)
+    result = ess(*CREATE, "--no-verify", "--number", "5", "--min", "3")
+    assert result.code == 1, result
+    assert "EC2 launched 2 of 5 node(s) and at least 3 were needed" in result.err
+    assert "cleaned up: terminated 2 node(s) launched by this run" in result.err
+    assert fleet_case.conclude("launch (fleet)", "capacity for 2 of 5, --min 3", result.code) == 0
+
+
+def test_fleet_short_but_above_min_keeps_the_cluster(fleet_case: Ec2Case, ess) -> None:
+    capacity.CAPACITY.limit("m5.large", "us-east-1a", 4)
+    for instance_type, zone in (("m5.large", "us-east-1b"), ("m5a.large", "us-east-1a"), ("m5a.large", "us-east-1b")):
+        capacity.CAPACITY.out(instance_type, zone)
+    result = ess(*CREATE, "--no-verify", "--number", "5", "--min", "3", "--json")
+    assert result.code == 0, result
+    nodes = json.loads(result.out)["nodes"]
+    assert len(nodes) == 4 and sorted(n["id"] for n in nodes) == fleet_case.running()
+    assert "ess: launched 4 of 5 node(s); pools without capacity" in result.err
+    assert fleet_case.conclude("launch (fleet)", "capacity for 4 of 5, --min 3", result.code, kept=4) == 0
+
+
+def test_fleet_lost_reply_keeps_exactly_n(fleet_case: Ec2Case, ess) -> None:
+    event, handler = losing_replies(1)
+    fleet_case.world.calls.handlers.append(("before-send.ec2.CreateFleet", handler))
+    result = ess(*CREATE, "--no-verify", "--number", "3", "--json")
+    assert result.code == 0, result
+    nodes = json.loads(result.out)["nodes"]
+    assert sorted(n["id"] for n in nodes) == fleet_case.running() and len(nodes) == 3
+    assert "CreateFleet was retried (2 attempts); found 6 instances of this launch, terminated 3 extra" in result.err
+    assert fleet_case.conclude("launch (fleet)", "reply lost once (ReadTimeout), retried", result.code, kept=3) == 0
+
+
+def test_fleet_describe_error_during_wait_rolls_back(fleet_case: Ec2Case, ess, monkeypatch) -> None:
+    monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "3")
+    world = fleet_case.world
+    event, handler = failing("DescribeInstances", 500, "InternalError", sends=3)
+
+    def later(request: Any, **kwargs: Any) -> Any:
+        return handler(request=request, **kwargs) if fleet_launched(world) else None
+
+    world.calls.handlers.append((event, later))
+    result = ess(*CREATE, "--no-verify", "--number", "3")
+    assert result.code == 1, result
+    assert "cleaned up: terminated 3 node(s) launched by this run" in result.err
+    assert fleet_case.conclude("wait (fleet)", "500 InternalError (persistent, then recovers)", result.code) == 0
+
+
+def test_fleet_sigint_while_create_fleet_is_in_flight_rolls_back(fleet_case: Ec2Case, ess) -> None:
+    """The fleet reaches EC2 and launches; the interrupt comes before its reply is read."""
+    fired = {"done": False}
+
+    def interrupt(request: Any, **_: Any) -> None:
+        if not fired["done"]:
+            fired["done"] = True
+            with contextlib.suppress(Exception):
+                reply_lost(request)  # delivered: moto launches the nodes
+            os.kill(os.getpid(), signal.SIGINT)  # delivered as KeyboardInterrupt in this thread
+            time.sleep(5)  # not reached: the interrupt is raised first
+
+    fleet_case.world.calls.handlers.append(("before-send.ec2.CreateFleet", interrupt))
+    result = ess(*CREATE, "--no-verify", "--number", "3")
+    assert fired["done"] and result.code == 130, result
+    assert "interrupted; the nodes of this run were terminated" in result.err
+    assert "cleaned up: terminated 3 node(s)" in result.err  # found by their ess:launch tag
+    assert fleet_case.conclude("launch (fleet)", "SIGINT during CreateFleet (in-process)", result.code) == 0
+
+
+@contextlib.contextmanager
+def ess_in_create_fleet(args: list[str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """The ``ess`` console script, its CreateFleet executed by moto and its reply held back."""
+    capacity.CAPACITY.holding.set()
+    proc = subprocess.Popen(["ess", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not capacity.CAPACITY.held.wait(timeout=0.1):
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"ess exited early ({proc.returncode}): {err}")
+            assert time.monotonic() < deadline, "ess never sent CreateFleet"
+        yield proc
+    finally:
+        capacity.CAPACITY.holding.clear()
+        capacity.CAPACITY.release.set()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+
+
+def test_fleet_sigkill_during_create_fleet_then_terminate_all(fleet_case: Ec2Case, ess) -> None:
+    with ess_in_create_fleet(list(CREATE) + ["--no-verify", "--number", "3"], fleet_case.world.folder) as proc:
+        assert len(fleet_case.running()) == 3  # launched, tagged at launch, reply not yet read
+        proc.send_signal(signal.SIGKILL)
+        code = proc.wait(timeout=30)
+    left = len(fleet_case.running())
+    assert code == -signal.SIGKILL and left == 3  # a crash leaves every node tagged
+    cleaned = ess("instance", "ec2", "terminate", "all", "--yes")
+    assert cleaned.code == 0, cleaned
+    assert (
+        fleet_case.conclude(
+            "launch (fleet)", "SIGKILL during CreateFleet, then terminate all", code, left_before_terminate_all=left
+        )
+        == 0
+    )
+
+
+def test_fleet_sigint_to_a_real_process_during_create_fleet_rolls_back(fleet_case: Ec2Case) -> None:
+    with ess_in_create_fleet(list(CREATE) + ["--no-verify", "--number", "3"], fleet_case.world.folder) as proc:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "cleaned up: terminated 3 node(s)" in err and "interrupted" in err.splitlines()[-1]
+    assert fleet_case.conclude("launch (fleet)", "SIGINT during CreateFleet (real signal)", proc.returncode) == 0

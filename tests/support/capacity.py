@@ -41,6 +41,12 @@ class Capacity:
     def __init__(self) -> None:
         self._left: dict[tuple[str, str, str | None], int] = {}
         self._lock = threading.Lock()
+        #: While ``holding`` is set, a CreateFleet launches its instances, sets ``held`` and
+        #: then waits (up to a minute) before answering: the moment a client may be killed
+        #: with its nodes launched and the reply not yet received.
+        self.holding = threading.Event()
+        self.held = threading.Event()
+        self.release = threading.Event()
 
     def out(self, instance_type: str, zone: str, market: str | None = None) -> None:
         """No capacity at all in this pool."""
@@ -53,6 +59,9 @@ class Capacity:
     def reset(self) -> None:
         with self._lock:
             self._left.clear()
+        self.release.set()  # a CreateFleet still held answers now
+        for event in (self.holding, self.held, self.release):
+            event.clear()
 
     def take(self, instance_type: str, zone: str, wanted: int, market: str = "on-demand") -> int:
         """Take up to ``wanted`` instances from the pool; how many it had room for."""
@@ -205,6 +214,9 @@ def install() -> None:
         errors = fleet.__dict__.get("ess_errors", []) if fleet is not None else []
         if errors:
             reply["Errors"] = errors
+        if CAPACITY.holding.is_set():
+            CAPACITY.held.set()
+            CAPACITY.release.wait(timeout=60)
         return result
 
     patches: list[tuple[Any, str, Any]] = [
