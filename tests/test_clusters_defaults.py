@@ -4,13 +4,15 @@ sits under every project config, above the built-in defaults."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from ess.errors import UsageError
+from ess.models import TAG_EXPIRES
 from ess.paths import config_dir
-from ess.settings import CORE_SETTINGS, load_settings, user_config_path
+from ess.settings import load_settings, user_config_path
 from ess_local.backend import LocalBackend
 
 
@@ -51,14 +53,46 @@ def test_a_key_of_another_backend_is_ignored_here() -> None:
     assert settings["instance_count"] == 4
 
 
-def test_max_lifetime_default_applies_once_declared() -> None:
-    """The point of the layer: a team's max_lifetime under every project config."""
-    if not any(spec.key == "max_lifetime" for spec in CORE_SETTINGS):
-        pytest.skip("max_lifetime is not declared yet (issue 16, on-node limits)")
+def test_max_lifetime_default_applies() -> None:
     path = write_user_config('[defaults]\nmax_lifetime = "8h"\n')
     settings = load_settings(LocalBackend(), None, env={})
-    assert settings.get("max_lifetime") not in (None, "")
-    assert settings.source("max_lifetime") == f"{path} [defaults]"
+    assert (settings["max_lifetime"], settings.source("max_lifetime")) == ("8h", f"{path} [defaults]")
+
+
+@pytest.fixture
+def world(moto_endpoint, tmp_path, monkeypatch):
+    from support.ec2_world import make_world
+
+    return make_world(tmp_path, monkeypatch)
+
+
+def launched_expiry(world) -> list[str | None]:
+    reply = world.ec2.describe_instances(Filters=[{"Name": "tag-key", "Values": ["ess:cluster"]}])
+    tags = [{t["Key"]: t["Value"] for t in i.get("Tags", [])} for r in reply["Reservations"] for i in r["Instances"]]
+    return [t.get(TAG_EXPIRES) for t in tags]
+
+
+def test_a_team_default_max_lifetime_makes_every_billable_cluster_expire(ess, world) -> None:
+    """The user file's max_lifetime reaches the launch: every node carries ess:expires, and
+    create does not say the cluster has no limit."""
+    write_user_config('[defaults]\nmax_lifetime = "8h"\n')
+    before = datetime.now(timezone.utc)
+    made = ess("instance", "ec2", "create", "--config", str(world.conf), "--number", "2", "--no-verify", "--yes")
+    assert made.code == 0, made
+    assert "no time limit" not in made.err
+    expiries = launched_expiry(world)
+    assert len(expiries) == 2 and None not in expiries
+    deadline = datetime.fromisoformat(str(expiries[0]).replace("Z", "+00:00"))
+    assert timedelta(hours=8) - timedelta(minutes=1) <= deadline - before <= timedelta(hours=8, minutes=5)
+
+
+def test_a_project_config_can_lift_the_team_default(ess, world) -> None:
+    write_user_config('[defaults]\nmax_lifetime = "8h"\n')
+    world.conf.write_text(world.conf.read_text() + "max_lifetime: none\n")
+    made = ess("instance", "ec2", "create", "--config", str(world.conf), "--number", "1", "--no-verify", "--yes")
+    assert made.code == 0, made
+    assert "no time limit" in made.err  # the billable-without-limit note, once
+    assert launched_expiry(world) == [None]
 
 
 def test_config_show_names_the_user_config_as_the_source(ess) -> None:
