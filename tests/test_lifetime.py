@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ess import lifetime
+from ess import deadlines, lifetime
 from ess.errors import UsageError
 from ess.models import TAG_EXPIRES, Node
 from ess.settings import load_settings
@@ -89,7 +89,7 @@ def test_time_left_without_a_deadline() -> None:
 
 
 def test_the_deadline_command_writes_the_file_whole() -> None:
-    command = lifetime.deadline_command("/etc/ess/expires", NOW)
+    command = deadlines.deadline_command("/etc/ess/expires", NOW)
     epoch = int(NOW.timestamp())
     assert command == (
         f'sudo -n sh -c \'printf "%s\\n" "{epoch} 2026-11-30T14:00:00Z" > /etc/ess/expires.new '
@@ -131,7 +131,7 @@ def test_what_extend_writes_on_a_node_is_what_the_agent_reads(tmp_path) -> None:
 
     path = tmp_path / "expires"
     path.write_text("1 old\n")
-    command = lifetime.deadline_command(str(path), NOW).replace("sudo -n ", "", 1)
+    command = deadlines.deadline_command(str(path), NOW).replace("sudo -n ", "", 1)
     subprocess.run(["sh", "-c", command], check=True, timeout=30)
     epoch = int(NOW.timestamp())
     assert path.read_text() == f"{epoch} 2026-11-30T14:00:00Z\n"

@@ -1,6 +1,6 @@
 """``ess instance <backend> extend --ttl 4h [ID...]``: move the cluster's deadline.
 
-The flow is :func:`ess.lifetime.extend`; this module parses and presents. docs/lifetime.md
+The flow is :func:`ess.deadlines.extend`; this module parses and presents. docs/lifetime.md
 says what moves where.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from ..backend import Backend
+from ..deadlines import Extended
 from ..errors import EssError, PartialFailure
-from ..lifetime import Extended
 from ..output import emit, emit_json, state_cell, table
 from .options import EXIT_CODES_HELP, common_options, invocation, progress, setting_options
 from .options import load_settings as load
@@ -41,7 +41,7 @@ def extend_command(backend: Backend) -> click.Command:
     @setting_options(backend, "extend")
     @common_options
     def extend(ids: tuple[str, ...], **flags: Any) -> None:
-        from ..lifetime import extend as extend_flow
+        from ..deadlines import extend as extend_flow
 
         settings = load(backend, flags)
         result = extend_flow(backend, settings, list(dict.fromkeys(ids)), progress())
