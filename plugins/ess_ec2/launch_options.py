@@ -93,7 +93,7 @@ def _max_price(settings: Settings, market: str) -> str | None:
     if market == ON_DEMAND:
         # A price cap on on-demand nodes would be ignored: most likely market was forgotten.
         raise UsageError(
-            f"{where}: a spot price is set but {settings.where('market')} is on-demand "
+            f"{where}: a spot price is set but market is on-demand, where it would be ignored "
             "(set market to spot or spot-or-on-demand, or remove max_price)"
         )
     return str(raw)
