@@ -148,3 +148,17 @@ def test_what_extend_writes_on_a_node_is_what_the_agent_reads(tmp_path) -> None:
         }
         subprocess.run(["sh", str(lifetime.agent_script()), "deadline"], env=env, check=True, timeout=30)
     assert calls.read_text() == "down\n"
+
+
+def test_the_ec2_part_writes_the_deadline_of_the_commands_launch_tag() -> None:
+    """Whenever preflight runs after the launch request, the node's deadline is the tag's."""
+    from ess_ec2 import lifetime as ec2_lifetime
+
+    resolved = settings(Ec2Backend(), max_lifetime="8h")
+    tags = lifetime.launch_tags(resolved, NOW)  # a request made "earlier" than the part below
+    [part] = ec2_lifetime.parts(resolved)
+    epoch = int((NOW + timedelta(hours=8)).timestamp())
+    assert f"'{epoch} {tags[TAG_EXPIRES]}'" in part.content
+    # Another command's settings are not that command's launch: counted from now.
+    [other] = ec2_lifetime.parts(settings(Ec2Backend(), max_lifetime="8h"))
+    assert str(epoch) not in other.content

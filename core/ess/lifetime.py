@@ -11,6 +11,8 @@ launch (``extend`` is in :mod:`ess.deadlines`). docs/lifetime.md is the user's g
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -99,13 +101,41 @@ def parse_stamp(text: str | None) -> datetime | None:
         return None
 
 
+#: The deadline the last launch request of a command got, per Settings object (the command's),
+#: so a backend that writes the deadline onto its nodes (ec2's user data) writes the tag's
+#: second, not its own "now + ttl" a moment later. Weak: the entry goes with the command.
+_deadlines: dict[int, tuple[weakref.ref[Settings], datetime]] = {}
+_lock = threading.Lock()
+
+
+def launch_deadline(settings: Settings) -> datetime | None:
+    """The deadline :func:`launch_tags` last set for this command's launch, or None."""
+    with _lock:
+        entry = _deadlines.get(id(settings))
+    return entry[1] if entry is not None and entry[0]() is settings else None
+
+
+def _remember(settings: Settings, deadline: datetime) -> None:
+    key = id(settings)
+
+    def forget(ref: weakref.ref[Settings], key: int = key) -> None:
+        with _lock:
+            if _deadlines.get(key, (None,))[0] is ref:
+                del _deadlines[key]
+
+    with _lock:
+        _deadlines[key] = (weakref.ref(settings, forget), deadline)
+
+
 def launch_tags(settings: Settings, now: datetime | None = None) -> dict[str, str]:
     """The tags a new node carries for its limits: ``ess:expires`` (now + ttl) and the idle
     limit and action. Empty when no limit is set."""
     chosen = limits(settings)
     tags: dict[str, str] = {}
     if chosen.ttl is not None:
-        tags[TAG_EXPIRES] = stamp((now or now_utc()) + timedelta(seconds=chosen.ttl))
+        deadline = (now or now_utc()) + timedelta(seconds=chosen.ttl)
+        _remember(settings, deadline)
+        tags[TAG_EXPIRES] = stamp(deadline)
     if chosen.idle is not None:
         tags[TAG_IDLE_TIMEOUT] = str(chosen.idle)
         tags[TAG_IDLE_ACTION] = chosen.idle_action

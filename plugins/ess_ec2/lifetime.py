@@ -67,15 +67,20 @@ def run_arguments(settings: Settings) -> dict[str, Any]:
 def parts(settings: Settings, expires: str | None = None) -> list[Part]:
     """User-data parts ess adds to the user's own (none when no limit is set).
 
-    ``expires`` is the launch's ``ess:expires`` tag, so the node's deadline and the tag
-    agree to the second; without it the deadline is counted from now.
+    The node's deadline is the launch's ``ess:expires`` tag to the second: ``expires`` when
+    given, else the one :func:`ess.lifetime.launch_tags` set for this command's launch, else
+    (a caller that made no launch request) now + ttl.
     """
     chosen = check(settings)
     if not chosen.any:
         return []
     deadline = None
     if chosen.ttl is not None:
-        deadline = lifetime.parse_stamp(expires) or lifetime.now_utc() + timedelta(seconds=chosen.ttl)
+        deadline = (
+            lifetime.parse_stamp(expires)
+            or lifetime.launch_deadline(settings)
+            or lifetime.now_utc() + timedelta(seconds=chosen.ttl)
+        )
     return [Part(install_script(chosen, deadline), "text/x-shellscript", "ess-lifetime.sh")]
 
 
