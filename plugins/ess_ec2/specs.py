@@ -55,7 +55,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
         maximum=1000,
         flag="--number",
         commands=("create",),
-        help="How many nodes `create` launches (1 to 1000), all in one RunInstances call.",
+        help="How many nodes `create` launches (1 to 1000), all in one call: RunInstances, "
+        "or CreateFleet when instance_type or subnet_id lists several or market is not on-demand.",
     ),
     SettingSpec(
         "key_name",
