@@ -20,8 +20,23 @@ else `./instance.toml`, else `instance.conf`/`instance.toml` in the user config 
 case-insensitively (`[EC2]` for `ess instance ec2`, `[local]`, ...). No config file is
 needed for the local backend.
 
-**Precedence:** command line > environment (`ESS_<KEY>`) > config file > default.
+**Precedence:** command line > environment (`ESS_<KEY>`) > config file > user defaults > default.
 `ess config show` prints every value with where it came from (secrets masked).
+
+**User defaults:** the `[defaults]` table of `config.toml` in the user config folder
+(`~/.config/ess/config.toml` on Linux; `$ESS_HOME/config/config.toml` under `ESS_HOME`)
+holds values for every backend and every project config, below anything a config file,
+the environment or the command line says. A team makes every cluster expire unless told
+otherwise with `max_lifetime = "8h"` there ([lifetime.md](lifetime.md)); a project lifts
+it with `max_lifetime: none`. A key that only some backends declare (`region`) applies to
+those; a key no backend declares, or any other table, is an error naming the file (exit 2).
+
+```toml
+# ~/.config/ess/config.toml
+[defaults]
+max_lifetime = "8h"
+region = "eu-west-1"
+```
 
 Both formats carry the same keys. Essentia's INI, exactly as its docs show it:
 
