@@ -25,7 +25,17 @@ from support.local_helpers import kill_test_nodes, node_pids, pid_alive
 
 from ess.census import Census, intended_size
 from ess.errors import Interrupted
-from ess.models import RUNNING, STOPPED, TAG_ADOPTED, TAG_CLUSTER, TAG_CREATED_AT, TAG_SIZE, TERMINATED, Node
+from ess.models import (
+    RUNNING,
+    STOPPED,
+    TAG_ADOPTED,
+    TAG_CLUSTER,
+    TAG_CREATED_AT,
+    TAG_EXPIRES,
+    TAG_SIZE,
+    TERMINATED,
+    Node,
+)
 from ess_local.state import ClusterStore
 
 
@@ -60,10 +70,28 @@ def test_census_counts_lost_stopped_and_missing() -> None:
     paused = Node(id="p", state=STOPPED, tags=dict(nodes[0].tags), desired=STOPPED)
     census = Census.of([*nodes, lost, gone])
     assert census.summary() == "3/5 running (2 lost)"
-    assert census.to_dict() == {"intended": 5, "running": 3, "pending": 0, "stopped": 0, "lost": 2, "missing": 2}
+    assert census.to_dict() == {
+        "intended": 5,
+        "running": 3,
+        "pending": 0,
+        "stopped": 0,
+        "lost": 2,
+        "expired": 0,
+        "missing": 2,
+    }
     assert [n.id for n in census.replaceable] == ["l"]  # the gone one needs nothing
     with_paused = Census.of([*nodes, paused, lost])
     assert with_paused.missing == 1 and with_paused.summary() == "3/5 running (1 stopped, 1 lost)"
+
+
+def test_nodes_that_ended_at_their_deadline_are_not_missing() -> None:
+    """--ttl ended them on purpose: heal must not bring a cluster back past its deadline."""
+    alive = [node(f"r{i}", "3", "t", **{TAG_EXPIRES: "2999-01-01T00:00:00Z"}) for i in range(2)]
+    ended = node("e", "3", "t", state=TERMINATED, **{TAG_EXPIRES: "2026-01-01T00:00:00Z"})
+    crashed = node("c", "3", "t", state=TERMINATED, **{TAG_EXPIRES: "2999-01-01T00:00:00Z"})
+    census = Census.of([*alive, ended])
+    assert census.missing == 0 and census.lost == [] and census.summary() == "2/3 running (1 expired)"
+    assert Census.of([*alive[:1], ended, crashed]).missing == 1  # the crashed one, not the expired one
 
 
 # -- memory backend: the core flow --------------------------------------------------------
@@ -82,7 +110,15 @@ def test_heal_on_a_whole_cluster_launches_nothing(ess, memory) -> None:
     assert memory.CALLS == ["list"]  # one list; no preflight, no launch
     shaped = json.loads(ess("instance", "memory", "heal", "--json").out)
     assert shaped["launched"] == [] and shaped["replaced"] == [] and shaped["nodes"] == []
-    assert shaped["before"] == {"intended": 3, "running": 3, "pending": 0, "stopped": 0, "lost": 0, "missing": 0}
+    assert shaped["before"] == {
+        "intended": 3,
+        "running": 3,
+        "pending": 0,
+        "stopped": 0,
+        "lost": 0,
+        "expired": 0,
+        "missing": 0,
+    }
 
 
 def test_heal_without_nodes_says_create(ess, memory) -> None:

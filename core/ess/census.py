@@ -11,7 +11,8 @@ state is needed. The rules, documented in docs/commands.md (``heal``):
 * Nodes adopted with ``add`` carry no size: they count toward what runs, never toward
   what is intended.
 * A lost node (ess wants it running and it is not) is missing; a node stopped with
-  ``ess stop`` is not (``start`` resumes it, ``heal`` does not replace it).
+  ``ess stop`` is not (``start`` resumes it, ``heal`` does not replace it), nor is one that
+  ended itself at its ``ess:expires`` deadline (``--ttl``): heal never outlives a deadline.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .models import (
     SHUTTING_DOWN,
     TAG_ADOPTED,
     TAG_CREATED_AT,
+    TAG_EXPIRES,
     TAG_SIZE,
     TERMINATED,
     Node,
@@ -61,6 +63,16 @@ def intended_size(nodes: Sequence[Node]) -> int | None:
     return recorded_size(latest)
 
 
+def expired(node: Node, now: datetime | None = None) -> bool:
+    """Lost, and past its ``ess:expires`` deadline: it ended itself on purpose (``--ttl``)."""
+    text = node.tags.get(TAG_EXPIRES, "")
+    try:
+        deadline = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return False
+    return node.lost and deadline <= (now or datetime.now(timezone.utc))
+
+
 def _launched(node: Node) -> datetime:
     when = node.launched_at
     if when is None:
@@ -93,7 +105,13 @@ class Census:
 
     @property
     def lost(self) -> list[Node]:
-        return [n for n in self.nodes if n.lost]
+        """Lost nodes, but not those that ended at their deadline (:attr:`expired`)."""
+        return [n for n in self.nodes if n.lost and not expired(n)]
+
+    @property
+    def expired(self) -> list[Node]:
+        """Nodes that ended themselves at their ``ess:expires`` deadline: neither missing nor lost."""
+        return [n for n in self.nodes if expired(n)]
 
     @property
     def present(self) -> list[Node]:
@@ -107,10 +125,11 @@ class Census:
 
     @property
     def missing(self) -> int:
-        """How many nodes ``heal`` launches: the intended size less the present members."""
+        """How many nodes ``heal`` launches: the intended size less the present members
+        and the expired ones (their deadline holds for the cluster: heal does not undo it)."""
         if self.intended is None:
             return 0
-        return max(0, self.intended - len(self.present))
+        return max(0, self.intended - len(self.present) - len(self.expired))
 
     @property
     def replaceable(self) -> list[Node]:
@@ -123,7 +142,12 @@ class Census:
         of = self.intended if self.intended is not None else len(self.nodes)
         extra = [
             f"{len(group)} {word}"
-            for group, word in ((self.pending, "pending"), (self.stopped, "stopped"), (self.lost, "lost"))
+            for group, word in (
+                (self.pending, "pending"),
+                (self.stopped, "stopped"),
+                (self.lost, "lost"),
+                (self.expired, "expired"),
+            )
             if group
         ]
         return f"{len(self.running)}/{of} running" + (f" ({', '.join(extra)})" if extra else "")
@@ -136,5 +160,6 @@ class Census:
             "pending": len(self.pending),
             "stopped": len(self.stopped),
             "lost": len(self.lost),
+            "expired": len(self.expired),
             "missing": self.missing,
         }

@@ -153,7 +153,7 @@ def status_json(
     backend: str, cluster: str, nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None
 ) -> dict[str, Any]:
     """:func:`nodes_json` with each node's uptime, and the counts of :meth:`Census.to_dict`
-    (``intended``, ``running``, ``pending``, ``stopped``, ``lost``, ``missing``)."""
+    (``intended``, ``running``, ``pending``, ``stopped``, ``lost``, ``expired``, ``missing``)."""
     data = nodes_json(backend, cluster, nodes, checks, **Census.of(nodes).to_dict())
     for item, node in zip(data["nodes"], nodes, strict=True):
         item["uptime"] = uptime(node)
