@@ -16,6 +16,7 @@ from support import fake_runner
 from support.fault_world import lean_world
 
 from ess import lifetime
+from ess.errors import UsageError
 from ess.models import TAG_EXPIRES
 from ess.settings import load_settings
 from ess_ec2 import lifetime as ec2_lifetime
@@ -287,4 +288,13 @@ def test_no_limit_adds_nothing_to_the_launch() -> None:
 
 def test_the_part_fits_in_user_data_with_room_for_the_users() -> None:
     [part] = ec2_lifetime.parts(settings(max_lifetime="8h", idle_timeout="30m"))
-    assert len(base64.b64encode(part.content.encode())) < 6000  # of EC2's 16 KB
+    assert len(base64.b64encode(part.content.encode())) < 8192  # half of EC2's 16 KB: the rest is the user's
+
+
+def test_idle_stop_is_refused_for_spot() -> None:
+    with pytest.raises(UsageError) as caught:
+        ec2_lifetime.run_arguments(settings(idle_timeout="30m", idle_action="stop", market="spot"))
+    assert str(caught.value).startswith("--idle-action: stop is not possible with market spot")
+    assert ec2_lifetime.run_arguments(settings(idle_timeout="30m", market="spot")) == {
+        "InstanceInitiatedShutdownBehavior": "terminate"
+    }

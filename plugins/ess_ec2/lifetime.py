@@ -48,6 +48,12 @@ def check(settings: Settings) -> lifetime.Limits:
             f"{settings.get('max_lifetime')}) on ec2: an instance either stops or terminates when it shuts "
             "itself down (use --idle-action terminate, or --ttl none)"
         )
+    market = str(settings.get("market") or "on-demand")
+    if chosen.idle is not None and chosen.idle_action == lifetime.STOP and market != "on-demand":
+        raise UsageError(
+            f"{settings.where('idle_action')}: stop is not possible with market {market} (a one-time spot "
+            "instance cannot stop on shutdown; use --idle-action terminate, or market on-demand)"
+        )
     return chosen
 
 
