@@ -168,3 +168,19 @@ def test_no_limit_on_local_says_nothing(ess) -> None:
     assert created.code == 0, created
     assert "time limit" not in created.err
     assert TAG_EXPIRES not in created.out
+
+
+def test_the_python_api_extends_too() -> None:
+    import ess as api
+    from ess.errors import UsageError
+
+    cluster = api.Cluster("local", cluster="api", max_lifetime="1m")
+    created = cluster.create(1, verify=False)
+    before = created.nodes[0].expires
+    moved = cluster.extend("2h")
+    assert moved.expires > str(before) and moved.on_node == []
+    assert [n.expires for n in cluster.nodes()] == [moved.expires]
+    with pytest.raises(UsageError) as caught:
+        cluster.extend("3y")
+    assert str(caught.value).startswith("extend(ttl='3y'): '3y' is not a valid max_lifetime")
+    cluster.terminate()

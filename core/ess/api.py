@@ -42,6 +42,7 @@ from .progress import Progress
 if TYPE_CHECKING:  # keep `import ess.api` as light as `import ess`
     from .backend import Backend
     from .census import Census
+    from .deadlines import Extended
     from .provision import CreateResult, HealResult
 
 __all__ = ["Cluster", "VerifyResult"]
@@ -303,6 +304,20 @@ class Cluster:
         purged = self.backend.purge(self.settings, self.progress)
         self.progress.finish()
         return purged
+
+    @_warnings_to_sink
+    def extend(self, ttl: str, ids: Ids = "all") -> Extended:
+        """Move the deadline of the cluster's nodes (all, or ``ids``) to now + ``ttl`` ("4h"),
+        as ``extend --ttl`` does (docs/lifetime.md). ``result.on_node`` has a failed result
+        for each node whose own copy of the deadline (ec2, over SSH) did not move."""
+        from .deadlines import extend
+        from .settings import coerce
+
+        where = f"extend(ttl={ttl!r})"
+        spec = self.settings.specs["max_lifetime"]
+        settings = _relabelled(self.settings, {"max_lifetime": where}, {"max_lifetime": coerce(spec, ttl, where)})
+        targets = _targets(ids)
+        return extend(self.backend, settings, [] if targets == ["all"] else targets, self.progress)
 
     @_warnings_to_sink
     def add(self, ids: Sequence[str], *, confirm: Confirm | None = None) -> list[Node]:
