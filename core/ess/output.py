@@ -94,8 +94,17 @@ def placement_headers(nodes: Sequence[Node]) -> list[str]:
     return [h for h in ("zone", "lifecycle") if any(getattr(n, h) for n in nodes)]
 
 
+def checks_by_node(checks: Iterable[CheckResult]) -> dict[str, list[CheckResult]]:
+    """Each node's check results: looked up per row, not scanned (O(N^2) at 1,000 nodes)."""
+    found: dict[str, list[CheckResult]] = {}
+    for check in checks:
+        found.setdefault(check.node_id, []).append(check)
+    return found
+
+
 def nodes_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None) -> str:
     placement = placement_headers(nodes)
+    mine = checks_by_node(checks or ())
     headers = ["id", "state", "address", "type", *placement, "launched"]
     rows: list[list[Any]] = []
     for n in nodes:
@@ -103,7 +112,7 @@ def nodes_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = No
         launched = n.launched_at.strftime("%Y-%m-%d %H:%M") if n.launched_at else None
         row: list[Any] = [n.id, state_cell(n), address, n.instance_type, *(getattr(n, h) for h in placement), launched]
         if checks is not None:
-            verdict, seconds = check_summary(n, checks)
+            verdict, seconds = check_summary(n, mine.get(n.id, ()))
             row += [verdict, seconds]
         rows.append(row)
     if checks is not None:
@@ -115,10 +124,11 @@ def nodes_json(
     backend: str, cluster: str, nodes: Sequence[Node], checks: Sequence[CheckResult] | None = None, **extra: Any
 ) -> dict[str, Any]:
     items = []
+    mine = checks_by_node(checks or ())
     for n in nodes:
         item = n.to_dict()
         if checks is not None:
-            item["checks"] = [c.to_dict() for c in checks if c.node_id == n.id]
+            item["checks"] = [c.to_dict() for c in mine.get(n.id, ())]
         items.append(item)
     return {"backend": backend, "cluster": cluster, "nodes": items, **extra}
 
@@ -139,12 +149,13 @@ def status_table(nodes: Sequence[Node], checks: Sequence[CheckResult] | None = N
     # When any node has a deadline (--ttl), how long it has left (issue 16).
     expiry = ["expires in"] if any(n.expires for n in nodes) else []
     headers = ["id", "state", "public_ip", "private_ip", "type", *placement, "uptime", *expiry]
+    mine = checks_by_node(checks or ())
     rows: list[list[Any]] = []
     for n in nodes:
         row: list[Any] = [n.id, state_cell(n), n.public_ip, n.private_ip, n.instance_type]
         row += [*(getattr(n, h) for h in placement), uptime(n), *(time_left(n) for _ in expiry)]
         if checks is not None:
-            row.append(check_summary(n, checks)[0])
+            row.append(check_summary(n, mine.get(n.id, ()))[0])
         rows.append(row)
     return table(rows, headers + (["ssh"] if checks is not None else [])) + "\n" + Census.of(nodes).summary()
 
