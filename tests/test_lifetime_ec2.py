@@ -298,3 +298,44 @@ def test_idle_stop_is_refused_for_spot() -> None:
     assert ec2_lifetime.run_arguments(settings(idle_timeout="30m", market="spot")) == {
         "InstanceInitiatedShutdownBehavior": "terminate"
     }
+
+
+def self_shutdown(parsed: dict, **_: object) -> None:
+    """What EC2 says of an instance that shut itself down (moto says "user initiated")."""
+    for reservation in parsed.get("Reservations", []):
+        for instance in reservation["Instances"]:
+            if instance["State"]["Name"] in ("shutting-down", "terminated", "stopping", "stopped"):
+                instance["StateReason"] = {
+                    "Code": ec2_lifetime.SELF_SHUTDOWN,
+                    "Message": "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+                }
+
+
+def test_nodes_that_ended_themselves_are_not_lost(world, ess) -> None:
+    created = ess(
+        "instance", "ec2", "create", "--yes", "--no-verify", "--number", "3", "--ttl", "1h", "--idle", "30m",
+        "--config", str(world.conf), "--json",
+    )  # fmt: skip
+    first, second, third = sorted(n["id"] for n in json.loads(created.out)["nodes"])
+    world.ec2.terminate_instances(InstanceIds=[first])  # as `shutdown -h now` with behaviour terminate
+    world.ec2.stop_instances(InstanceIds=[second])
+    world.calls.handlers.append(("after-call.ec2.DescribeInstances", self_shutdown))
+    status = ess("instance", "ec2", "status", "--config", str(world.conf), "--json")
+    assert status.code == 0, status  # nothing lost: exit 0
+    nodes = {n["id"]: n for n in json.loads(status.out)["nodes"]}
+    assert first not in nodes  # terminated itself: gone from the list, as after terminate
+    assert (nodes[second]["state"], nodes[second]["lost"]) == ("stopped", False)
+    assert nodes[second]["reason"] == "stopped itself (time limit)"
+    assert nodes[third]["state"] == "running"
+
+
+def test_shut_down_from_outside_or_without_a_limit_is_still_lost(world, ess) -> None:
+    created = ess(
+        "instance", "ec2", "create", "--yes", "--no-verify", "--number", "1", "--config", str(world.conf), "--json"
+    )
+    [node] = json.loads(created.out)["nodes"]
+    world.ec2.terminate_instances(InstanceIds=[node["id"]])
+    world.calls.handlers.append(("after-call.ec2.DescribeInstances", self_shutdown))
+    status = ess("instance", "ec2", "status", "--config", str(world.conf), "--json")
+    assert status.code != 0, status  # no limit: a shutdown from inside is not ess's doing
+    assert json.loads(status.out)["nodes"][0]["lost"] is True

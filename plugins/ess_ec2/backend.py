@@ -37,7 +37,7 @@ from ess.models import (
 from ess.progress import Progress
 
 from . import client as aws_client
-from . import fleet, inventory, keys, membership, ownership, polling
+from . import fleet, inventory, keys, lifetime, membership, ownership, polling
 from .lifetime import DEADLINE_FILE
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
@@ -323,6 +323,9 @@ class Ec2Backend(Backend):
         mark = node.tags.get(TAG_DESIRED)
         if mark in (STOPPED, TERMINATED):
             return replace(node, desired=mark)
+        ended = lifetime.ended_itself(instance, node)  # its deadline or idle window: not lost
+        if ended is not None:
+            return ended
         reason = ""
         if node.state in (STOPPING, STOPPED):
             reason = "stopped outside ess"

@@ -14,12 +14,14 @@ behaviour per instance, hence the one combination refused: ``--ttl`` with
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from ess import lifetime
 from ess.errors import UsageError
-from ess.models import Settings
+from ess.models import SHUTTING_DOWN, STOPPED, STOPPING, TAG_EXPIRES, TERMINATED, Node, Settings
 
 from .userdata import Part
 
@@ -27,6 +29,8 @@ from .userdata import Part
 DEADLINE_FILE = "/etc/ess/expires"
 CONF_FILE = "/etc/ess/agent.conf"
 AGENT_PATH = "/usr/local/lib/ess/ess-agent.sh"
+#: EC2's StateReason code for a shutdown started inside the instance (the agent's is one).
+SELF_SHUTDOWN = "Client.InstanceInitiatedShutdown"
 #: The agent looks once a minute: a shorter idle window could not be honoured.
 SHORTEST_IDLE = 60
 #: After a boot the agent first looks this late, so a node started after its deadline (or
@@ -145,3 +149,21 @@ else
     nohup /bin/sh "$R{AGENT_PATH}" loop >/dev/null 2>&1 &
 fi
 """
+
+
+def ended_itself(instance: Mapping[str, Any], node: Node) -> Node | None:
+    """``node`` as ended on purpose, if it shut itself down under its time limits; else None.
+
+    A node launched with a limit that EC2 says shut down from inside is not lost: what it
+    became (stopped, or terminated: then ``list`` leaves it out, as after ``terminate``) is
+    what was asked of it. Any shutdown from inside counts, the agent's or a user's own.
+    """
+    limited = TAG_EXPIRES in node.tags or lifetime.TAG_IDLE_TIMEOUT in node.tags
+    reason = instance.get("StateReason") or {}
+    if not limited or reason.get("Code") != SELF_SHUTDOWN:
+        return None
+    if node.state in (STOPPING, STOPPED):
+        return replace(node, desired=STOPPED, reason="stopped itself (time limit)")
+    if node.state in (SHUTTING_DOWN, TERMINATED):
+        return replace(node, desired=TERMINATED, reason="terminated itself (time limit)")
+    return None
