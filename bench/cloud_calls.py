@@ -11,6 +11,12 @@ minimal calls for the same job: one RunInstances (tagged at launch with the same
 tags on instances and volumes as ess), DescribeInstances until running, one
 TerminateInstances (it knows the ids and does not wait for "terminated"). Rewrites the
 cloud section of docs/benchmarks.md and docs/bench_cloud_calls.png.
+
+The fleet row (issue 15) runs the same two ess commands with three instance types over
+three subnets (one per zone) and market spot-or-on-demand, against the capacity simulation
+of tests/support/capacity.py in the same moto server: m5.large is out in us-east-1a, and
+spot has room for only half the count (in one pool), so every create takes the longest
+path: a spot CreateFleet that comes back short, then an on-demand one for the rest.
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import report  # noqa: E402
+from support import capacity  # noqa: E402
 
 LINUX_AMI = "ami-760aaa0f"
 SCRIPTS = Path(sysconfig.get_path("scripts"))
@@ -52,6 +60,10 @@ username: ec2-user
 region: us-east-1
 image_id: {LINUX_AMI}
 """
+
+#: The fleet row: three types in order of preference, one default subnet per zone.
+FLEET_TYPES = ("m5.large", "m5a.large", "m4.large")
+FLEET_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
 RAW_CREATE = """
 import json, sys, time, boto3
@@ -174,6 +186,34 @@ def make_world(endpoint: str, folder: Path) -> str:
     return ec2.create_security_group(GroupName="essentia-access", Description="bench")["GroupId"]
 
 
+def fleet_world(endpoint: str, folder: Path, n: int) -> None:
+    """:func:`make_world`, then the config lists 3 types x 3 subnets, spot-or-on-demand, and
+    the simulated capacity has m5.large out in us-east-1a and spot room for n // 2 nodes."""
+    import boto3
+
+    make_world(endpoint, folder)
+    ec2 = boto3.client(
+        "ec2",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="AKIAFAKEBENCH0000000",
+        aws_secret_access_key="fake",
+    )
+    found = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    by_zone = {s["AvailabilityZone"]: s["SubnetId"] for s in found}
+    conf = folder / "instance.conf"
+    conf.write_text(
+        conf.read_text().replace("instance_type:  m3.medium\n", f"instance_type: {', '.join(FLEET_TYPES)}\n")
+        + f"subnet_id: {', '.join(by_zone[z] for z in FLEET_ZONES)}\nmarket: spot-or-on-demand\n"
+    )
+    capacity.CAPACITY.reset()
+    capacity.CAPACITY.out("m5.large", "us-east-1a")
+    for instance_type in FLEET_TYPES:
+        for zone in FLEET_ZONES:
+            capacity.CAPACITY.out(instance_type, zone, market="spot")
+    capacity.CAPACITY.limit("m5.large", "us-east-1b", n // 2, market="spot")
+
+
 def timed(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -200,6 +240,18 @@ def one_run(moto: CountingMoto, endpoint: str, env: dict[str, str], n: int, work
     out["ess_terminate_server"] = moto.seconds()
     out["ess_terminate_by_action"] = moto.seconds_by_action()
     out["ess_terminate_calls"] = moto.take()
+
+    fleet_world(endpoint, work / "conf", n)
+    moto.take()
+    out["fleet_create_s"] = timed(
+        [ess, "instance", "ec2", "create", "--number", str(n), "--no-verify", "--yes", "--config", conf], env
+    )
+    out["fleet_create_server"] = moto.seconds()
+    out["fleet_create_calls"] = moto.take()
+    out["fleet_terminate_s"] = timed([ess, "instance", "ec2", "terminate", "all", "--yes", "--config", conf], env)
+    out["fleet_terminate_server"] = moto.seconds()
+    out["fleet_terminate_calls"] = moto.take()
+    capacity.CAPACITY.reset()
 
     group = make_world(endpoint, work / "conf")
     moto.take()
@@ -231,6 +283,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     load_before = report.load_average()
+    capacity.install()
     moto = CountingMoto()
     endpoint = moto.start()
     assert endpoint.startswith("http://127.0.0.1:")
@@ -255,7 +308,8 @@ def main() -> None:
                 results[n].append(one_run(moto, endpoint, env, n, work))
                 r = results[n][-1]
                 print(
-                    f"N={n}: ess {r['ess_create_s']:.2f}+{r['ess_terminate_s']:.2f} s, raw "
+                    f"N={n}: ess {r['ess_create_s']:.2f}+{r['ess_terminate_s']:.2f} s, fleet "
+                    f"{r['fleet_create_s']:.2f}+{r['fleet_terminate_s']:.2f} s, raw "
                     f"{r['raw_create_s']:.2f}+{r['raw_terminate_s']:.2f} s",
                     file=sys.stderr,
                 )
@@ -263,7 +317,7 @@ def main() -> None:
         moto.stop()
     load_after = report.load_average()
 
-    rows, detail, series = [], [], collections.defaultdict(list)
+    rows, detail, fleet_rows, series = [], [], [], collections.defaultdict(list)
     for n, runs in results.items():
         med = {key: statistics.median(r[key] for r in runs) for key in runs[0] if key.endswith(("_s", "_server"))}
         calls = {key: runs[-1][key] for key in runs[0] if key.endswith("_calls")}
@@ -299,8 +353,30 @@ def main() -> None:
                 fmt_seconds(runs[-1]["ess_terminate_by_action"]),
             ]
         )
-        for key in ("ess_create_calls", "ess_terminate_calls", "raw_create_calls", "raw_terminate_calls"):
+        fleet_rows.append(
+            [
+                str(n),
+                str(total["ess_create_calls"]),
+                str(total["fleet_create_calls"]),
+                str(calls["fleet_create_calls"]["CreateFleet"]),
+                str(total["fleet_terminate_calls"]),
+                f"{med['ess_create_s']:.2f}",
+                f"{med['fleet_create_s']:.2f}",
+                f"{med['fleet_terminate_s']:.2f}",
+                f"{med['fleet_create_server'] + med['fleet_terminate_server']:.2f}",
+                fmt_calls(calls["fleet_create_calls"]),
+            ]
+        )
+        for key in (
+            "ess_create_calls",
+            "ess_terminate_calls",
+            "raw_create_calls",
+            "raw_terminate_calls",
+            "fleet_create_calls",
+            "fleet_terminate_calls",
+        ):
             series[key].append(total[key])
+        series["fleet_s"].append(med["fleet_create_s"] + med["fleet_terminate_s"])
         series["ess_s"].append(ess_s)
         series["raw_s"].append(raw_s)
     header = [
@@ -325,9 +401,26 @@ def main() -> None:
         ["N", "ess create: calls by action", "ess terminate: calls by action", "ess terminate: moto seconds by action"],
         detail,
     )
+    fleet_table = report.table(
+        [
+            "N",
+            "RunInstances path: create calls",
+            "fleet path: create calls",
+            "of which CreateFleet",
+            "fleet path: terminate calls",
+            "RunInstances path: create s",
+            "fleet path: create s",
+            "fleet path: terminate s",
+            "of which moto s",
+            "fleet create: calls by action",
+        ],
+        fleet_rows,
+    )
     print(main_table)
     print()
     print(detail_table)
+    print()
+    print(fleet_table)
     verdicts = verdict(results, series, sizes)
     print("\n".join(verdicts))
     if args.no_write:
@@ -355,6 +448,19 @@ def main() -> None:
             "",
             f"Reference ({FLINTROCK}): 13 / 49 / 209 destroy calls for N = 2 / 20 / 100.",
             "",
+            "### The fleet path beside it: 3 instance types x 3 subnets, `market = spot-or-on-demand`",
+            "",
+            "The same two commands with `instance_type = m5.large, m5a.large, m4.large`, one default "
+            "subnet in each of us-east-1a/b/c and `market = spot-or-on-demand`, against the capacity "
+            "simulation of tests/support/capacity.py in the same moto server: m5.large is out in "
+            "us-east-1a and spot has room for N // 2 nodes, so every create takes the longest path "
+            "(describe the cluster's launch template, make it or a new version, a spot CreateFleet "
+            "that comes back short, an on-demand CreateFleet for the rest, whose m5.large/us-east-1a "
+            "pool fails and falls to the next by priority). Preflight asks about three types and three "
+            "subnets in the same calls it uses for one.",
+            "",
+            fleet_table,
+            "",
             *verdicts,
             "",
             "![EC2 calls and seconds against N](bench_cloud_calls.png)",
@@ -371,11 +477,12 @@ def main() -> None:
 
 def verdict(results: dict[int, list[dict[str, Any]]], series: dict[str, list[float]], sizes: list[int]) -> list[str]:
     lines = []
-    for op in ("create", "terminate"):
-        counts = series[f"ess_{op}_calls"]
+    for path, op in (("ess", "create"), ("ess", "terminate"), ("fleet", "create"), ("fleet", "terminate")):
+        counts = series[f"{path}_{op}_calls"]
         flat = len(set(counts)) == 1
+        what = op if path == "ess" else f"{op} on the fleet path"
         lines.append(
-            f"- Goal O(1) calls in N for {op}: {'MET' if flat else 'MISSED'} "
+            f"- Goal O(1) calls in N for {what}: {'MET' if flat else 'MISSED'} "
             f"({' / '.join(str(c) for c in counts)} calls for N = {' / '.join(map(str, sizes))})."
         )
     for n, ess_s, raw_s in zip(sizes, series["ess_s"], series["raw_s"], strict=True):
@@ -396,6 +503,8 @@ def plot(sizes: list[int], series: dict[str, list[float]], png: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     left.plot(sizes, series["ess_create_calls"], "o-", label="ess create")
     left.plot(sizes, series["ess_terminate_calls"], "s-", label="ess terminate all")
+    left.plot(sizes, series["fleet_create_calls"], "^-", label="ess create, fleet (3 types x 3 subnets)")
+    left.plot(sizes, series["fleet_terminate_calls"], "v-", label="ess terminate all, fleet")
     left.plot(sizes, series["raw_create_calls"], "o--", label="raw boto3 create")
     left.plot(sizes, series["raw_terminate_calls"], "s--", label="raw boto3 terminate")
     left.plot(sizes, [14 for _ in sizes], ":", color="grey", label="flintrock launch (peer)")
@@ -403,6 +512,7 @@ def plot(sizes: list[int], series: dict[str, list[float]], png: Path) -> None:
     left.set(xscale="log", yscale="log", xlabel="nodes N", ylabel="EC2 API calls", title="API calls per operation")
     left.legend(fontsize=8)
     right.plot(sizes, series["ess_s"], "o-", label="ess create + terminate")
+    right.plot(sizes, series["fleet_s"], "^-", label="ess create + terminate, fleet")
     right.plot(sizes, series["raw_s"], "o--", label="raw boto3 create + terminate")
     right.plot(sizes, [1.2 * s for s in series["raw_s"]], ":", color="grey", label="goal: 1.2x raw")
     right.set(xscale="log", yscale="log", xlabel="nodes N", ylabel="seconds (median)", title="Wall time on moto")
