@@ -37,6 +37,7 @@ docs/benchmarks.md and docs/bench_ssh_fanout.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -51,7 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
-from sshd_farm import Farm, listening  # noqa: E402
+from sshd_farm import Farm, FarmCost, listening  # noqa: E402
 
 PSSH_VENV = Path("/tmp/pssh-venv")
 BENCH_USER = "essbench"
@@ -309,7 +310,7 @@ def fanout(
         parallel = min(n, parallel_max)
         bench.ess(["instance", "hosts", "list", "--cluster", cluster])  # warm the page cache
         for command in commands:
-            runs = repeat if command in ("verify", "true") else 1
+            runs = repeat if command == "verify" else 1
             ess_runs, pssh_runs = [], []
             for _ in range(runs):
                 got = bench.ess(ess_argv(command, cluster, parallel, bench))
@@ -435,7 +436,13 @@ def readiness(home: Path, pub: str, key: Path, n: int, spread: float, repeat: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--sizes", default="100,500,1000")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of verify and exec -- true (heavy ones: 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of verify (the other commands: 1)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="JSON file of earlier rows: rows measured now replace theirs (same N and command), the rest are "
+        "kept, so one size can be re-run at a quieter moment",
+    )
     parser.add_argument("--parallel", type=int, default=32, help="concurrency for every tool (capped at N)")
     parser.add_argument("--commands", default="verify,true,exec1m,push10m")
     parser.add_argument(
@@ -489,6 +496,8 @@ def main() -> None:
         if created_user:
             subprocess.run(["userdel", BENCH_USER], check=False)
     load_after = report.load_average()
+    if args.keep:
+        rows, ready, farm_cost = merge_kept(args.keep, rows, ready, farm_cost)
     text = render(rows, ready, farm_cost, cores, args, load_before, load_after, pssh)
     print(text)
     if args.no_write:
@@ -496,6 +505,24 @@ def main() -> None:
     if rows:
         plot(rows, report.DOCS / "bench_ssh_fanout.png")
     report.write_section("ssh", text)
+
+
+def merge_kept(
+    keep: Path, rows: list[dict[str, Any]], ready: list[dict[str, float]], farm_cost: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, float]], Any]:
+    """Earlier results from ``keep`` with those measured now in their place; written back to ``keep``."""
+    earlier = json.loads(keep.read_text()) if keep.exists() else {"rows": [], "ready": [], "farm": None}
+    fresh = {(r["n"], r["command"]) for r in rows}
+    merged = [r for r in earlier["rows"] if (r["n"], r["command"]) not in fresh] + rows
+    order = list(COMMANDS)
+    merged.sort(key=lambda r: (r["n"], order.index(r["command"])))
+    ready = ready or earlier["ready"]
+    if farm_cost is not None and (earlier["farm"] is None or farm_cost[2] >= earlier["farm"][2]):
+        farm = [dataclasses.asdict(farm_cost[0]), farm_cost[1], farm_cost[2]]
+    else:
+        farm = earlier["farm"]
+    keep.write_text(json.dumps({"rows": merged, "ready": ready, "farm": farm}, indent=1))
+    return merged, ready, None if farm is None else (FarmCost(**farm[0]), farm[1], farm[2])
 
 
 def render(
@@ -529,7 +556,8 @@ def render(
             f"host keys) in a small child that measures itself; parallel-ssh likewise; every tool at P = "
             f"min(N, {args.parallel}). Wall: the command, not interpreter start. CPU: the client's own; "
             "*CPU floor*: CPU seconds (ess plus every sshd) of `verify --parallel 1` / cores. "
-            f"Medians of {args.repeat} runs for verify and `exec -- true`, one run for the heavy ones.",
+            f"verify: the median of {args.repeat} runs (range in brackets); one run of each other command. "
+            "Each row records the load average when it ended: ratios measured in the same minute carry the claims.",
             "",
         ]
         header = ["N", "command", "ess s", "ess CPU s", "ess peak RSS MB", "ess peak fds", "parallel-ssh s"]
