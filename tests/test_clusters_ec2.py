@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from support.ec2_world import make_world
+from support.ec2_world import aws_error, make_world
 
 from ess.models import TAG_CLUSTER, TAG_EXPIRES
 from ess_ec2 import client as ec2_client
@@ -22,9 +22,10 @@ LIVE = ["pending", "running", "stopping", "stopped"]
 
 
 class RegionCalls:
-    """(region, operation) of every EC2 call, through the same seam the other tests wrap."""
+    """(region, operation) of every EC2 call, through the same seam the other tests wrap;
+    ``refuse`` makes one region answer every DescribeInstances with an error."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, refuse: str | None = None) -> None:
         self.made: list[tuple[str, str]] = []
         original = ec2_client.build_client
 
@@ -33,6 +34,11 @@ class RegionCalls:
             made.meta.events.register(
                 "before-parameter-build", lambda model, **_: self.made.append((region, model.name))
             )
+            if region == refuse:
+                made.meta.events.register(
+                    "before-send.ec2.DescribeInstances",
+                    lambda **_: aws_error(403, "UnauthorizedOperation", "You are not authorized to perform this."),
+                )
             return made
 
         monkeypatch.setattr(ec2_client, "build_client", counting)
@@ -138,6 +144,19 @@ def test_without_all_regions_only_the_configured_region_is_asked(ess, world, two
     ec2 = [(c["region"], c["cluster"]) for c in json.loads(result.out)["clusters"] if c["backend"] == "ec2"]
     assert ec2 == [(US, "alpha")]
     assert calls.count() == Counter({(US, "DescribeInstances"): 1})
+
+
+def test_a_region_that_refuses_costs_its_rows_only_and_says_so(ess, world, two_regions, monkeypatch) -> None:
+    calls = RegionCalls(monkeypatch, refuse=EU)
+    result = ess("clusters", "--all-regions", "--json", "--config", str(world.conf))
+    assert result.code == 3, result  # partial: the list is shown, and the exit code says it is not whole
+    report = json.loads(result.out)
+    assert [(c["region"], c["cluster"]) for c in report["clusters"] if c["backend"] == "ec2"] == [(US, "alpha")]
+    assert report["partial"] is True and len(report["failures"]) == 1
+    warnings = [line for line in result.err.splitlines() if line.startswith("ess: warning:")]
+    assert len(warnings) == 1 and f"ec2: {EU}: " in warnings[0] and "not allowed to list instances" in warnings[0]
+    assert result.err.rstrip().endswith("the list above is partial")
+    assert calls.count()[(US, "DescribeInstances")] == 1
 
 
 def test_a_cluster_past_its_expiry_is_marked(ess, world, two_regions) -> None:
