@@ -91,13 +91,13 @@ def plan_launch(aws: Aws, settings: Settings, request: LaunchRequest) -> LaunchP
     key_name = keys.key_pair_name(settings)
     key_file = keys.key_file(settings)
     user_data = _user_data(settings)
-    # Clients are made here, before the threads: making one is not thread-safe.
-    aws.ec2  # noqa: B018
-    if not settings.get("image_id"):
-        aws.ssm  # noqa: B018
-    if options.iam_instance_profile:
-        aws.client("iam")
     with translated(aws, "check the launch settings"):
+        # Clients are made here, before the threads: making one is not thread-safe.
+        aws.ec2  # noqa: B018
+        if not settings.get("image_id"):
+            aws.ssm  # noqa: B018
+        if options.iam_instance_profile:
+            aws.client("iam")
         first = rounds.at_once(_first_round(aws, settings, options, key_name))
         first["key_pair"].get()
         subnets, vpc_id = first["network"].get()
