@@ -99,9 +99,11 @@ def test_config_show_names_the_user_config_as_the_source(ess) -> None:
     path = write_user_config("[defaults]\ninstance_count = 6\n")
     result = ess("config", "show", "--backend", "local", "--json")
     assert result.code == 0, result.err
-    shown = json.loads(result.out)["backends"]["local"]["instance_count"]
-    assert shown == {"value": 6, "source": f"{path} [defaults]"}
+    shown = json.loads(result.out)
+    assert shown["backends"]["local"]["instance_count"] == {"value": 6, "source": f"{path} [defaults]"}
+    assert shown["user_defaults"] == str(path)
     table = ess("config", "show", "--backend", "local").out
+    assert f"user defaults: {path} [defaults]" in table.splitlines()[:2]
     assert any("instance_count" in line and f"{path} [defaults]" in line for line in table.splitlines())
 
 

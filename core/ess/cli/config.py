@@ -66,7 +66,7 @@ def config_show(backend_name: str | None, **flags: Any) -> None:
     """
     from ..output import emit, emit_json, table
     from ..plugins import backends
-    from ..settings import find_config, find_section, load_settings, read_config
+    from ..settings import find_config, find_section, load_settings, read_config, user_config_path
 
     path, _ = find_config(invocation().config, os.environ)
     sections = read_config(path) if path else {}
@@ -85,10 +85,14 @@ def config_show(backend_name: str | None, **flags: Any) -> None:
         settings = load_settings(backend, path, cli=relevant)
         masked = settings.masked()
         shown[name] = {key: {"value": masked[key], "source": settings.source(key)} for key in settings.values}
+    user = user_config_path()
+    user_file = str(user) if user.is_file() else None
     if invocation().json:
-        emit_json({"config": str(path) if path else None, "backends": shown})
+        emit_json({"config": str(path) if path else None, "user_defaults": user_file, "backends": shown})
         return
     emit(f"config file: {path if path else '(none found; defaults apply)'}")
+    if user_file:
+        emit(f"user defaults: {user_file} [defaults]")
     rows = [(name, key, _show(v["value"]), v["source"]) for name, keys in shown.items() for key, v in keys.items()]
     emit(table(rows, ["backend", "key", "value", "source"]))
 
