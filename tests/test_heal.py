@@ -365,3 +365,21 @@ def test_heal_leaves_nodes_stopped_on_purpose_and_says_start(ess, memory) -> Non
     assert r.out.strip() == "cluster 'default' is whole: 0/2 running (2 stopped)"
     assert "resume them with: ess instance memory start" in r.err
     assert "create" not in memory.CALLS
+
+
+def test_heal_on_a_third_party_backend_the_example_pool(ess, tmp_path, monkeypatch) -> None:
+    """Nothing backend-specific: the example plugin's pool heals through the same flow."""
+    from ess_example_pool.backend import PoolBackend
+
+    key = tmp_path / "id_pool"
+    key.write_text("not read with --no-verify\n")
+    monkeypatch.setenv("ESS_HOSTS", "192.0.2.1:22,192.0.2.2:22,192.0.2.3:22")
+    monkeypatch.setenv("ESS_KEY_FILE", str(key))
+    assert ess("instance", "pool", "create", "--number", "2", "--no-verify").code == 0
+    table = json.loads(PoolBackend.state_file().read_text())
+    table.pop(sorted(table)[0])  # the machine was taken back behind ess's back
+    PoolBackend.state_file().write_text(json.dumps(table))
+    r = ess("instance", "pool", "heal", "--no-verify", "--json")
+    assert r.code == 0, r
+    assert len(json.loads(r.out)["launched"]) == 1  # the pool hands out its first free machine
+    assert len(ids_of(ess, "pool")) == 2
