@@ -552,14 +552,21 @@ def grow(backend: Backend, settings: Settings, request: LaunchRequest) -> Launch
     return replace(request, existing=tuple(existing), tags={**request.tags, TAG_SIZE: str(before + request.count)})
 
 
+def can_heal(backend: Backend) -> bool:
+    """Whether ``heal`` is offered: the backend launches nodes (hosts registers machines it is
+    given by address, and cannot invent the missing ones)."""
+    return backend.supports("create") and not backend.create_arguments
+
+
 def record_size(backend: Backend, settings: Settings, nodes: list[Node], size: int, progress: Progress) -> None:
     """Give the launched ``nodes`` that still exist ``ess:size=size`` (one retag call).
 
     Bookkeeping: a backend without ``retag``, or a failed call, is one warning naming what
-    ``heal`` will then believe; the nodes themselves are fine either way.
+    ``heal`` will then believe; the nodes themselves are fine either way. Nothing at all
+    where there is no ``heal`` (:func:`can_heal`).
     """
     todo = [n for n in nodes if not adopted(n) and n.state not in GONE and recorded_size(n) != size]
-    if not todo:
+    if not todo or not can_heal(backend):
         return
     if not backend.supports("retag"):
         warn(

@@ -65,7 +65,9 @@ def refusals(backend: Backend) -> dict[str, str]:
         if not all(backend.supports(op) for op in operations):
             hint = instead.get(command, "it has no SSH access to its nodes")
             refused[command] = f"{command}: backend {name} does not support `{command}`; {hint}"
-    if backend.create_arguments or not backend.supports("create"):  # heal launches; it cannot invent machines
+    from ..provision import can_heal
+
+    if not can_heal(backend):  # heal launches nodes; it cannot invent machines
         refused["heal"] = (
             f"heal: backend {name} does not support `heal` (it cannot launch nodes); "
             f"`{create_example(backend)}` adds machines"
