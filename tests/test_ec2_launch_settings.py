@@ -319,3 +319,24 @@ def test_the_earliest_check_error_wins_whatever_answers_first(world):
     world.calls.handlers.append(("before-send.ec2.DescribeKeyPairs", hold_key_pairs))
     message = preflight_error(world, instance_type="m3.nosuch", subnet_id="subnet-00000000deadbeef0")
     assert "key pair 'pem_file' not found" in message
+
+
+def test_a_wrong_architecture_guess_costs_one_more_round_not_a_wrong_image(world, monkeypatch):
+    from ess_ec2 import preflight
+
+    monkeypatch.setattr(preflight, "likely_architecture", lambda instance_type: "arm64")
+    plan = world.backend.preflight(world.settings(), world.request(1))  # m3.medium: x86_64
+    asked = [p["Name"].rsplit("-", 1)[-1] for op, p in world.calls.made if op == "GetParameter"]
+    assert asked == ["arm64", "x86_64"]
+    ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    x86 = ssm.get_parameter(Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+    assert plan.image_id == x86["Parameter"]["Value"]
+
+
+def test_security_group_create_uses_the_first_listed_subnet(world):
+    from ess_ec2.preflight import find_subnet
+    from ess_ec2.session import session_for
+
+    first, second = default_subnets(world)[:2]
+    settings = world.settings(subnet_id=f"{first['SubnetId']}, {second['SubnetId']}")
+    assert find_subnet(session_for(settings).aws, settings)["SubnetId"] == first["SubnetId"]
