@@ -57,7 +57,7 @@ def test_every_launch_setting_reaches_the_instances_and_their_volumes(world, iam
     (world.folder / "boot.sh").write_text(BOOT, encoding="utf-8")
     # From the config file: relative to its folder (the test runs elsewhere).
     world.conf.write_text(world.conf.read_text() + "user_data: boot.sh\n")
-    monkeypatch.setattr(lifetime, "parts", lambda settings: [ESS_PART])
+    monkeypatch.setattr(lifetime, "parts", lambda settings, expires=None: [ESS_PART])
     nodes = world.launch(
         2,
         iam_instance_profile="essentia-workers",
@@ -192,7 +192,7 @@ def test_user_data_too_large_once_composed_names_size_and_limit(world, monkeypat
     (world.folder / "boot.sh").write_text(text)
     monkeypatch.chdir(world.folder)
     world.backend.preflight(world.settings(user_data="boot.sh"), world.request(1))
-    monkeypatch.setattr(lifetime, "parts", lambda settings: [ESS_PART])
+    monkeypatch.setattr(lifetime, "parts", lambda settings, expires=None: [ESS_PART])
     message = preflight_error(world, user_data="boot.sh")
     assert "bytes after base64 encoding (with ess's own parts), over EC2's limit of 16,384" in message
 
@@ -340,3 +340,15 @@ def test_security_group_create_uses_the_first_listed_subnet(world):
     first, second = default_subnets(world)[:2]
     settings = world.settings(subnet_id=f"{first['SubnetId']}, {second['SubnetId']}")
     assert find_subnet(session_for(settings).aws, settings)["SubnetId"] == first["SubnetId"]
+
+
+def test_time_limits_are_composed_with_the_user_data_never_replacing_it(world):
+    """The real lifetime part (issue 16) next to the user's script: both arrive, the user's first."""
+    (world.folder / "boot.sh").write_text(BOOT, encoding="utf-8")
+    [node] = world.launch(1, user_data=str(world.folder / "boot.sh"), max_lifetime="8h")
+    raw = world.ec2.describe_instance_attribute(InstanceId=node.id, Attribute="userData")
+    parts = parts_of(base64.b64decode(raw["UserData"]["Value"]).decode("utf-8"))
+    assert parts[0] == ("text/x-shellscript", BOOT.encode("utf-8"))
+    assert len(parts) == 2 and parts[1][0] == "text/x-shellscript" and parts[1][1] != parts[0][1]
+    behavior = world.ec2.describe_instance_attribute(InstanceId=node.id, Attribute="instanceInitiatedShutdownBehavior")
+    assert behavior["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"

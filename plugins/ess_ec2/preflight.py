@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ess.errors import UsageError
-from ess.models import LaunchRequest, Settings
+from ess.models import TAG_EXPIRES, LaunchRequest, Settings
 
 from . import keys, launch_options, lifetime, rounds, userdata
 from .client import Aws, error_code, error_message, is_aws_error, translate, translated
@@ -90,7 +90,7 @@ def plan_launch(aws: Aws, settings: Settings, request: LaunchRequest) -> LaunchP
     options = launch_options.read(settings)
     key_name = keys.key_pair_name(settings)
     key_file = keys.key_file(settings)
-    user_data = _user_data(settings)
+    user_data = _user_data(settings, request)
     with translated(aws, "check the launch settings"):
         # Clients are made here, before the threads: making one is not thread-safe.
         aws.ec2  # noqa: B018
@@ -532,10 +532,11 @@ def _root_volume(
     return {"DeviceName": str(root), "Ebs": ebs}
 
 
-def _user_data(settings: Settings) -> str | None:
+def _user_data(settings: Settings, request: LaunchRequest) -> str | None:
     """The user's data composed with ess's parts, checked against EC2's limit; None when there is none."""
     user = userdata.read(settings)
-    ess_parts = lifetime.parts(settings)
+    # The node's deadline is the launch's ess:expires tag, to the second.
+    ess_parts = lifetime.parts(settings, expires=request.tags.get(TAG_EXPIRES))
     composed = userdata.compose(user, ess_parts)
     if composed is not None:
         userdata.check_size(composed, settings.where("user_data"), composed=bool(ess_parts))
