@@ -4,7 +4,8 @@ Regions: the configured one, or with ``all_regions`` every region enabled for th
 (one DescribeRegions). Each region costs one DescribeInstances filtered by
 ``tag-key=ess:cluster`` and the live states (paginated; more pages only past 1,000
 instances), and the regions are asked in parallel on a bounded pool, each with its own
-client (boto3 clients are thread-safe; sessions are not, so clients are made first).
+client (boto3 clients are thread-safe; sessions are not, so each client is made in the
+calling thread, and its region's describe starts while the next client is made).
 
 What is a cluster here: the instances of one region with one ``ess:cluster`` value *and*
 one key pair. Ownership is per key pair (see ownership.py): two configs with different
@@ -19,7 +20,7 @@ This is a read-only view: nothing here proves ownership, terminate checks it aga
 from __future__ import annotations
 
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from ess.errors import EssError
@@ -56,11 +57,7 @@ def clusters(backend_name: str, settings: Settings, all_regions: bool, progress:
     home = session_for(settings).aws
     with aws_client.translated(home, "list the account's regions" if all_regions else "list instances"):
         regions = _regions(home) if all_regions else [home.region]
-    # One Aws per region, clients built here, before the threads (a boto3 session is not thread-safe).
-    places = [home if region == home.region else _in_region(home, region) for region in regions]
-    for aws in places:
-        _ = aws.ec2
-    progress.stage(f"asking EC2 in {len(places)} region(s)", len(places))
+    progress.stage(f"asking EC2 in {len(regions)} region(s)", len(regions))
     answers: dict[str, list[dict[str, Any]]] = {}
     failures: list[str] = []
 
@@ -71,13 +68,23 @@ def clusters(backend_name: str, settings: Settings, all_regions: bool, progress:
         except EssError as exc:
             return aws.region, str(exc)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(places)))) as pool:
-        for done, (region, answer) in enumerate(pool.map(ask, places), start=1):
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(regions)))) as pool:
+        asked = []
+        for region in regions:
+            # Each region's client is built here, in this thread (a boto3 session is not
+            # thread-safe), and its describe starts at once: the next client is built while
+            # the earlier regions' answers travel.
+            aws = home if region == home.region else _in_region(home, region)
+            _ = aws.ec2
+            asked.append(pool.submit(ask, aws))
+        for done, future in enumerate(as_completed(asked), start=1):
+            region, answer = future.result()
             progress.update(done)
             if isinstance(answer, str):
                 failures.append(f"{region}: {answer}")
             else:
                 answers[region] = answer
+    failures.sort()
     if failures and not answers:
         raise EssError("; ".join(failures))
     use_private_ip = bool(settings.get("use_private_ip", False))
