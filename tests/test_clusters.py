@@ -175,8 +175,10 @@ def test_local_clusters_are_listed_and_the_printed_command_ends_one(
     monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ec2")  # this machine's clusters only (ec2: test_clusters_ec2.py)
     conf = tmp_path / "instance.toml"
     conf.write_text("[local]\ninstance_count = 1\n")
-    for name in ("lab", "scratch"):
-        made = ess("instance", "local", "create", "--cluster", name, "--config", str(conf), "--no-verify", "--yes")
+    for name, ttl in (("lab", "2h"), ("scratch", "none")):
+        made = ess(
+            "instance", "local", "create", "--cluster", name, "--config", str(conf), "--ttl", ttl, "--no-verify", "--yes"
+        )  # fmt: skip
         assert made.code == 0, made
     listed = ess("clusters", "--json")
     assert listed.code == 0, listed
@@ -185,6 +187,10 @@ def test_local_clusters_are_listed_and_the_printed_command_ends_one(
     assert set(rows) == {"lab", "scratch"}
     lab = rows["lab"]
     assert (lab["nodes"], lab["region"], lab["config"]) == ({"running": 1}, None, str(conf.resolve()))
+    # The deadline the node keeps (ess:expires) is the cluster's; a young cluster is not marked.
+    expires = datetime.fromisoformat(lab["expires"].replace("Z", "+00:00"))
+    assert timedelta(hours=1, minutes=50) < expires - datetime.now(timezone.utc) <= timedelta(hours=2)
+    assert (lab["marks"], rows["scratch"]["expires"], rows["scratch"]["marks"]) == ([], None, [])
     assert set(lab) == {
         "backend", "region", "cluster", "key_pair", "nodes", "node_count", "node_ids", "instance_types",
         "created_at", "age_seconds", "created_by", "expires", "marks", "config", "terminate",
