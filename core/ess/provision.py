@@ -128,13 +128,13 @@ def preflight(backend: Backend, settings: Settings, request: LaunchRequest, *, v
     if missing:
         key = missing[0]
         raise UsageError(f"{settings.where(key)}: required for create (set it in {how_to_set(settings.specs[key])})")
-    lifetime.check(backend, settings)  # limits valid; said once if unenforced or absent
     plan = backend.preflight(settings, request)
     try:
         access: Access | None = backend.access(settings)
     except NotSupported:
         access = None
     get_plugin_manager().hook.ess_before_create(settings=settings, count=request.count, access=access, verify=verify)
+    lifetime.check(backend, settings)  # every check passed: say once if limits are unenforced or absent
     return replace(request, plan=plan)
 
 
