@@ -162,3 +162,13 @@ def test_the_ec2_part_writes_the_deadline_of_the_commands_launch_tag() -> None:
     # Another command's settings are not that command's launch: counted from now.
     [other] = ec2_lifetime.parts(settings(Ec2Backend(), max_lifetime="8h"))
     assert str(epoch) not in other.content
+
+
+def test_hosts_says_it_cannot_and_that_it_never_shuts_machines_down(capsys) -> None:
+    from ess_hosts.backend import HostsBackend
+
+    lifetime.check(HostsBackend(), settings(HostsBackend(), max_lifetime="1h"))  # no sink: stderr
+    assert capsys.readouterr().err.splitlines() == [
+        "ess: warning: backend hosts cannot enforce --ttl (its nodes do not end themselves); "
+        "they are your machines: ess never shuts them down"
+    ]

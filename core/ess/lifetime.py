@@ -148,9 +148,14 @@ def check(backend: Backend, settings: Settings) -> Limits:
     chosen = limits(settings)
     flags = [f for f, value in (("--ttl", chosen.ttl), ("--idle", chosen.idle)) if value is not None]
     if flags and not backend.enforces_lifetime:
+        after = (
+            f"end them with: ess instance {backend.name} terminate all"
+            if backend.ends_nodes
+            else "they are your machines: ess never shuts them down"
+        )
         warn(
-            f"ess: warning: backend {backend.name} cannot enforce {' and '.join(flags)} (its nodes do not end "
-            f"themselves); end them with: ess instance {backend.name} terminate all"
+            f"ess: warning: backend {backend.name} cannot enforce {' and '.join(flags)} "
+            f"(its nodes do not end themselves); {after}"
         )
     elif backend.billable and chosen.ttl is None and chosen.idle is None:
         warn(
