@@ -12,8 +12,9 @@ Use it from a backend's own tests::
 
 Every ``test_contract_*`` method below then runs against ``MyBackend``: settings declared
 and documented; preflight free of side effects and strict about bad input; create returns
-exactly the nodes asked for, tagged; list finds them and only them; terminate is scoped and
-idempotent; a failure mid-create leaves nothing behind; nodes pass the health checks.
+exactly the nodes asked for, tagged; list finds them and only them; the optional
+``clusters`` shows each cluster whole and no stranger; terminate is scoped and idempotent;
+a failure mid-create leaves nothing behind; nodes pass the health checks.
 ``pytest -k contract`` runs just these.
 """
 
@@ -211,6 +212,29 @@ class BackendContract:
         assert foreign not in self.ids(listed)
         for node in listed:
             assert node.tags.get(TAG_CLUSTER) == first
+
+    def test_contract_clusters_shows_each_cluster_whole_and_no_stranger(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
+        """The optional ``clusters`` (``ess clusters``): every cluster the backend can see,
+        each with all its nodes under its name, and never a node ess did not launch."""
+        backend = contract_target.backend
+        if not backend.supports("clusters"):
+            pytest.skip(f"backend {backend.name} does not implement the optional clusters()")
+        first, second = clusters(), clusters()
+        mine, _ = self.launch(contract_target, first)
+        theirs, _ = self.launch(contract_target, second, count=1)
+        foreign = contract_target.foreign_node() if contract_target.foreign_node else None
+        found = backend.clusters(contract_target.settings_for(first), False, _quiet())
+        assert found.failures == (), f"clusters() could not see everything: {found.failures}"
+        seen: dict[str, set[str]] = {}
+        for summary in found.clusters:
+            assert summary.backend == backend.name
+            assert all(n.tags.get(TAG_CLUSTER) == summary.cluster for n in summary.nodes), summary.cluster
+            seen.setdefault(summary.cluster, set()).update(self.ids(list(summary.nodes)))
+        assert seen.get(first) == self.ids(mine)
+        assert seen.get(second) == self.ids(theirs)
+        assert foreign is None or all(foreign not in ids for ids in seen.values()), "clusters() shows a stranger"
 
     def test_contract_terminate_is_scoped_and_idempotent(
         self, contract_target: ContractTarget, clusters: Callable[[], str]
