@@ -352,3 +352,23 @@ def test_time_limits_are_composed_with_the_user_data_never_replacing_it(world):
     assert len(parts) == 2 and parts[1][0] == "text/x-shellscript" and parts[1][1] != parts[0][1]
     behavior = world.ec2.describe_instance_attribute(InstanceId=node.id, Attribute="instanceInitiatedShutdownBehavior")
     assert behavior["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+
+
+def test_refused_dry_run_with_a_profile_points_at_pass_role_even_without_details(world, iam):
+    iam.create_instance_profile(InstanceProfileName="workers")
+
+    def refuse(request: Any, **_: Any) -> Any:
+        return aws_error(403, "UnauthorizedOperation", "You are not authorized to perform this operation.")
+
+    world.calls.handlers.append(("before-send.ec2.RunInstances", refuse))
+    message = preflight_error(world, iam_instance_profile="workers")
+    assert "usually iam:PassRole on its role is missing" in message and "docs/ec2.md" in message
+
+
+def test_profile_check_denied_names_the_permission(world):
+    def deny(request: Any, **_: Any) -> Any:
+        return aws_error(403, "AccessDenied", "User is not authorized to perform: iam:GetInstanceProfile")
+
+    world.calls.handlers.append(("before-send.iam.GetInstanceProfile", deny))
+    message = preflight_error(world, iam_instance_profile="workers")
+    assert "may not read instance profile 'workers' (allow iam:GetInstanceProfile" in message
