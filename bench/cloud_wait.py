@@ -208,6 +208,85 @@ def waited(requests: list[tuple[float, float, str]], action: str, last: float, e
     }
 
 
+def preflight_rounds(requests: list[tuple[float, float, str]]) -> list[list[tuple[float, float, str]]]:
+    """The calls before RunInstances, in rounds (a round starts with a call that begins after every
+    call of the round before it has ended)."""
+    launch = min(start for start, _, name in requests if name == "RunInstances")
+    rounds: list[list[tuple[float, float, str]]] = []
+    round_end = float("-inf")
+    for call in sorted(r for r in requests if r[0] < launch):
+        if call[0] >= round_end:
+            rounds.append([])
+        rounds[-1].append(call)
+        round_end = max(round_end if len(rounds[-1]) > 1 else float("-inf"), call[1])
+    return rounds
+
+
+def timeline(requests: list[tuple[float, float, str]]) -> str:
+    """``round 1 (0.21 s): DescribeKeyPairs 0.12, ...`` for the calls before RunInstances."""
+    rounds = preflight_rounds(requests)
+    return "; ".join(
+        f"round {k} ({max(e for _, e, _ in calls) - min(s for s, _, _ in calls):.2f} s): "
+        + ", ".join(f"{name} {end - start:.2f}" for start, end, name in calls)
+        for k, calls in enumerate(rounds, 1)
+    )
+
+
+def preflight_of(requests: list[tuple[float, float, str]]) -> dict[str, float]:
+    """From ess's first API call to its RunInstances: seconds, calls, rounds, server-side seconds."""
+    launch = min(start for start, _, name in requests if name == "RunInstances")
+    before = [call for call in requests if call[0] < launch]
+    rounds = len(preflight_rounds(requests))
+    return {
+        "preflight_s": launch - min(start for start, _, _ in before),
+        "preflight_calls": float(len(before)),
+        "preflight_rounds": float(rounds),
+        "preflight_server_s": sum(end - start for start, end, _ in before),
+    }
+
+
+def preflight_runs(model: LatencyModel, endpoint: str, envs: dict[str, dict[str, str]], work: Path) -> str:
+    """Only the launch of 1 node (boots of 0.5-1 s), 5 interleaved runs per version: a table."""
+    ess = str(SCRIPTS / "ess")
+    conf = str(work / "conf" / "instance.conf")
+    found: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+    lines: dict[str, str] = {}
+    for repeat in range(5):
+        for version in ("old", "new") if repeat % 2 == 0 else ("new", "old"):
+            env = envs[version]
+            make_world(endpoint, work / "conf")
+            model.take_requests()
+            run_ess([ess, "instance", "ec2", "create", "--number", "1", "--no-verify", "--yes", "--config", conf], env)
+            requests = model.take_requests()
+            found[version].append(preflight_of(requests))
+            lines[version] = timeline(requests)
+            run_ess([ess, "instance", "ec2", "terminate", "all", "--yes", "--config", conf], env)
+    rt = model.round_trip * model.scale
+    rows = [
+        [
+            version,
+            f"{med(runs, 'preflight_calls'):.0f}",
+            f"{med(runs, 'preflight_rounds'):.0f}",
+            f"{med(runs, 'preflight_s'):.3f} s = {med(runs, 'preflight_s') / rt:.1f} RT",
+            f"{min(r['preflight_s'] for r in runs):.3f} s = {min(r['preflight_s'] for r in runs) / rt:.1f} RT",
+            f"{med(runs, 'preflight_server_s'):.3f} s",
+            str(len(runs)),
+        ]
+        for version, runs in found.items()
+    ]
+    header = [
+        "ess",
+        "calls before RunInstances",
+        "rounds",
+        "first call to RunInstances (median)",
+        "(best)",
+        "sum of the calls' server-side times",
+        "runs",
+    ]
+    last = "\n".join(f"- {version}, its last run: {line}" for version, line in lines.items())
+    return report.table(header, rows) + "\n\n" + last
+
+
 def one_run(model: LatencyModel, endpoint: str, env: dict[str, str], n: int, work: Path) -> dict[str, float]:
     ess = str(SCRIPTS / "ess")
     conf = str(work / "conf" / "instance.conf")
@@ -223,10 +302,7 @@ def one_run(model: LatencyModel, endpoint: str, env: dict[str, str], n: int, wor
     out = {
         f"create_{k}": v for k, v in waited(requests, "RunInstances", model.last_arrival(ids, "running"), ended).items()
     }
-    first = min(start for start, _, _ in requests)
-    launch = min(start for start, _, name in requests if name == "RunInstances")
-    out["preflight_s"] = launch - first
-    out["preflight_calls"] = float(sum(1 for start, _, _ in requests if start < launch))
+    out |= preflight_of(requests)
     model.arrivals.clear()
     ended = run_ess([ess, "instance", "ec2", "terminate", "all", "--yes", "--config", conf], env)
     requests = model.take_requests()
@@ -246,6 +322,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--from-json", type=Path, help="write the section from a run's results.json; run nothing")
     parser.add_argument("--simulate", action="store_true", help="only the fake-clock simulation (seconds, no moto)")
+    parser.add_argument("--preflight", action="store_true", help="only the time to RunInstances (1 node, 5 runs)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.simulate:
@@ -263,6 +340,8 @@ def main() -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ESS_")) and k != "PYTHONPATH"}
     meta = {"load_before": report.load_average(), "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     model = LatencyModel(round_trip=args.round_trip, scale=args.scale, seed=args.seed)
+    if args.preflight:
+        model.pending = model.shutting_down = (0.5 / args.scale, 1.0 / args.scale)
     moto = SlowMoto(model)
     results: dict[tuple[int, str], list[dict[str, float]]] = {}
     saved = work / "results.json"
@@ -284,6 +363,12 @@ def main() -> None:
             "old": base | {"PYTHONPATH": f"{old_tree / 'core'}{os.pathsep}{old_tree / 'plugins'}"},
             "new": dict(base),
         }
+        if args.preflight:
+            try:
+                print(preflight_runs(model, endpoint, envs, work))
+            finally:
+                moto.stop()
+            return
         try:
             for repeat in range(args.repeat):
                 for n in sizes:
