@@ -90,6 +90,13 @@ def test_the_earliest_deadline_and_launch_make_the_cluster_s() -> None:
     assert row.to_dict(NOW)["age_seconds"] == 5 * 3600
 
 
+def test_a_creator_tag_cannot_reach_the_terminal_as_control_characters() -> None:
+    tags = {TAG_CREATED_BY: "eve\x1b]0;pwned\x07@host\n" + "x" * 100}
+    row = row_of(Ec2Backend(), summary(node("i-1", age=timedelta(hours=1), **tags)), {}, None, NOW)
+    (shown,) = row.created_by
+    assert shown.startswith("eve?]0;pwned?@host?") and len(shown) == 64 and shown.isprintable()
+
+
 def test_the_terminate_command_names_the_config_or_else_the_key_pair(tmp_path: Path) -> None:
     conf = tmp_path / "my conf" / "instance.conf"
     s = summary(node("i-1", age=timedelta(hours=1)))

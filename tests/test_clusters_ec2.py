@@ -104,7 +104,9 @@ def two_regions(ess, world):
     plain = world.foreign(name="web server")
     other_tool = world.foreign(name="ray-head", tags={"ray-cluster-name": "alpha", "ray-node-type": "head"})
     lone_tag = world.foreign(name="imposter", tags={TAG_CLUSTER: "alpha"})
-    return {"alpha": alpha, "euro": euro, "foreign": plain + other_tool, "lone": lone_tag}
+    # Launch-tagged, but a cluster name ess never writes (a shell command in it).
+    odd_name = world.foreign(name="odd", tags={TAG_CLUSTER: "x; rm -rf ~", "ess:launch": "l-1"})
+    return {"alpha": alpha, "euro": euro, "foreign": plain + other_tool, "lone": lone_tag + odd_name}
 
 
 def test_all_regions_shows_both_clusters_and_no_foreign_instance(ess, world, two_regions, monkeypatch) -> None:
@@ -126,7 +128,8 @@ def test_all_regions_shows_both_clusters_and_no_foreign_instance(ess, world, two
     assert not shown & set(two_regions["foreign"] + two_regions["lone"])
     assert two_regions["foreign"][0] not in result.out + result.err
     # The lone ess:cluster tag is named once, as not listed.
-    assert two_regions["lone"][0] in result.err and "neither launched nor adopted" in result.err
+    assert all(i in result.err for i in two_regions["lone"]) and "neither launched nor adopted" in result.err
+    assert "rm -rf" not in result.out
 
     # One DescribeRegions, then exactly one DescribeInstances in every region it named.
     counted = calls.count()

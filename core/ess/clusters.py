@@ -171,7 +171,7 @@ def row_of(
         states=ordered,
         instance_types=tuple(sorted({n.instance_type for n in nodes if n.instance_type})),
         created_at=created_at,
-        created_by=tuple(sorted({n.tags[TAG_CREATED_BY] for n in nodes if n.tags.get(TAG_CREATED_BY)})),
+        created_by=tuple(sorted({_printable(n.tags[TAG_CREATED_BY]) for n in nodes if n.tags.get(TAG_CREATED_BY)})),
         expires=expires,
         config=config,
         marks=tuple(marks),
@@ -251,6 +251,13 @@ def _order(row: ClusterRow) -> tuple[str, str, str, str]:
 
 
 # -- small readers -----------------------------------------------------------------------
+def _printable(text: str, limit: int = 64) -> str:
+    """A tag value anyone may have written, safe on a terminal: control characters (an
+    escape sequence could rewrite the screen) become '?', and it is cut to ``limit``."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
 def _created(node: Node) -> datetime | None:
     """When the node was launched: the cloud's own time, else the ``ess:created-at`` tag."""
     if node.launched_at is not None:

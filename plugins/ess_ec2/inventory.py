@@ -12,7 +12,8 @@ one key pair. Ownership is per key pair (see ownership.py): two configs with dif
 key pairs that both use cluster "default" are two clusters, each ended by its own
 ``terminate all``, so each is a row of its own with the command that ends it. Instances
 that carry ``ess:cluster`` but that ess neither launched (``ess:launch``) nor adopted
-(``ess:adopted``) are not listed (a forged or half-copied tag set); one note counts them.
+(``ess:adopted``), or whose ``ess:cluster`` is not a name ess accepts, are not listed (a
+forged or half-copied tag set); one note counts them.
 Adopted instances join the row of their region and cluster when it has a single key pair.
 This is a read-only view: nothing here proves ownership, terminate checks it again.
 """
@@ -38,6 +39,7 @@ from ess.models import (
     ClusterSummary,
     Settings,
 )
+from ess.names import CLUSTER_NAME
 from ess.progress import Progress
 
 from . import client as aws_client
@@ -99,7 +101,8 @@ def clusters(backend_name: str, settings: Settings, all_regions: bool, progress:
         shown = ", ".join(sorted(skipped)[:5]) + (" ..." if len(skipped) > 5 else "")
         notes.append(
             f"{len(skipped)} instance(s) carry {TAG_CLUSTER} but were neither launched nor adopted "
-            f"by ess ({shown}): not listed, and no ess command touches them"
+            f"by ess, or carry a cluster name ess never gives ({shown}): not listed, and no ess "
+            "command touches them"
         )
     return ClusterInventory(clusters=tuple(summaries), failures=tuple(failures), notes=tuple(notes))
 
@@ -141,7 +144,11 @@ def _group(
         cluster = tags.get(TAG_CLUSTER, "")
         if tags.get(TAG_DESIRED) == TERMINATED:
             continue  # ess is terminating it: on its way out, no longer a cluster's cost
-        if TAG_LAUNCH in tags:
+        if not CLUSTER_NAME.match(cluster):
+            # ess never names a cluster so (an empty, overlong or shell-special tag value):
+            # written by someone else, and no `--cluster` could select it anyway.
+            strays.append(str(instance["InstanceId"]))
+        elif TAG_LAUNCH in tags:
             launched[(cluster, str(instance.get("KeyName") or ""))].append(instance)
         elif TAG_ADOPTED in tags or TAG_ADOPTED_PROOF in tags:
             adopted[cluster].append(instance)
