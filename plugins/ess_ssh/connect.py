@@ -29,7 +29,7 @@ from ess.models import Access, Node
 
 from .hostkeys import KnownHosts, host_name, known_hosts_path, parse_public_key, to_paramiko
 from .keys import load_private_key
-from .tail import Tail
+from .tail import TAIL_BYTES, Tail
 
 if TYPE_CHECKING:
     import paramiko
@@ -111,7 +111,7 @@ class RefusedClock:
 class CommandOutput:
     """How a command exited on one node, and the end of what it printed.
 
-    ``stdout`` and ``stderr`` are the last :data:`ess_ssh.tail.TAIL_BYTES` of each stream;
+    ``stdout`` and ``stderr`` are the last ``tail`` bytes of each stream (see :mod:`ess_ssh.tail`);
     ``truncated`` says that more was printed (and handed to the ``on_output`` callback).
     """
 
@@ -329,10 +329,12 @@ class Connector:
         command: str,
         deadline: float | None = None,
         on_output: OutputCallback | None = None,
+        tail: int = TAIL_BYTES,
     ) -> CommandOutput:
         """Run ``command`` on a connected client; its exit code and output tails, or SshFailure.
 
-        ``on_output`` gets every chunk as it arrives; memory stays bounded either way.
+        ``on_output`` gets every chunk as it arrives; memory stays bounded either way (the
+        last ``tail`` bytes of each stream are kept).
         """
         transport = client.get_transport()
         if transport is None or not transport.is_active():
@@ -343,7 +345,7 @@ class Connector:
             raise self.classify(exc, self._budget(deadline)) from None
         try:
             channel.exec_command(command)
-            return _collect(channel, command, deadline, on_output)
+            return _collect(channel, command, deadline, on_output, tail)
         except (OutputFailure, SshFailure):
             raise
         except Exception as exc:
@@ -534,13 +536,17 @@ class OutputFailure(Exception):
 
 
 def _collect(
-    channel: Any, command: str, deadline: float | None, on_output: OutputCallback | None = None
+    channel: Any,
+    command: str,
+    deadline: float | None,
+    on_output: OutputCallback | None = None,
+    tail: int = TAIL_BYTES,
 ) -> CommandOutput:
     """Read stdout and stderr until the command exits; both at once, so neither stream stalls.
 
     Each chunk goes to ``on_output`` and into a bounded tail, never into an unbounded buffer.
     """
-    out, err = Tail(), Tail()
+    out, err = Tail(tail), Tail(tail)
 
     def drain() -> None:
         while channel.recv_ready():

@@ -117,7 +117,8 @@ def ess_run_command(
 ) -> list[CommandResult] | None:
     """Run ``command`` once on every node over SSH (see :mod:`ess_ssh.run`).
 
-    Output streams to ``output`` as it arrives; the results keep each stream's last 64 KiB.
+    Output streams to ``output`` as it arrives; the results keep each stream's last 64 KiB
+    (less per node above 256 nodes: 16 MiB per stream over the whole cluster, at least 4 KiB).
     """
     from ess.models import CommandResult
 

@@ -4,7 +4,8 @@
 the cluster's host-key policy (retrying while nodes boot, like ``verify``), runs the
 command once per node, and returns per-node exit code and the tail of its output. With
 ``output``, every chunk is handed over as it arrives (``output(node_id, stream, chunk)``),
-so the caller can print it live; memory stays bounded either way (see :mod:`ess_ssh.tail`).
+so the caller can print it live; memory stays bounded either way, whatever the output and
+the number of nodes (see :mod:`ess_ssh.tail`).
 The command itself is never retried: it may not be idempotent.
 """
 
@@ -20,6 +21,7 @@ from ess.progress import Progress
 
 from .connect import Connector, OutputFailure, SshFailure
 from .fanout import Fleet
+from .tail import tail_bytes
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +69,18 @@ def run_command(
         return []
     limit = float(timeout if timeout is not None else settings.get("ssh_timeout", 300.0))
     fleet = Fleet(nodes, access, settings, progress, limit=limit)
-    results = fleet.run("exec", lambda node: _run_one(fleet.connector, node, command, fleet.deadline, output))
+    tail = tail_bytes(len(nodes))
+    results = fleet.run("exec", lambda node: _run_one(fleet.connector, node, command, fleet.deadline, output, tail))
     return [
         results.get(node.id) or NodeOutput(node.id, None, error=f"timed out after {limit:g}s", seconds=limit)
         for node in nodes
     ]
 
 
-def _run_one(connector: Connector, node: Node, command: str, deadline: float, output: Output | None) -> NodeOutput:
-    result = _run_on(connector, node, command, deadline, output)
+def _run_one(
+    connector: Connector, node: Node, command: str, deadline: float, output: Output | None, tail: int
+) -> NodeOutput:
+    result = _run_on(connector, node, command, deadline, output, tail)
     # Not the command itself: a user's command line can hold a token ess does not know of.
     if result.exit_code is None:
         log.debug("exec %s: did not run: %s (%.1f ms)", node.id, result.error, result.seconds * 1000)
@@ -90,7 +95,9 @@ def _run_one(connector: Connector, node: Node, command: str, deadline: float, ou
     return result
 
 
-def _run_on(connector: Connector, node: Node, command: str, deadline: float, output: Output | None) -> NodeOutput:
+def _run_on(
+    connector: Connector, node: Node, command: str, deadline: float, output: Output | None, tail: int
+) -> NodeOutput:
     began = time.monotonic()
     try:
         client, _ = connector.connect_with_retry(node, deadline)
@@ -98,7 +105,7 @@ def _run_on(connector: Connector, node: Node, command: str, deadline: float, out
         return NodeOutput(node.id, None, error=failure.reason, seconds=time.monotonic() - began)
     on_output = None if output is None else (lambda stream, chunk: output(node.id, stream, chunk))
     try:
-        done = connector.run(client, command, deadline, on_output)
+        done = connector.run(client, command, deadline, on_output, tail)
     except SshFailure as failure:
         return NodeOutput(node.id, None, error=failure.reason, seconds=time.monotonic() - began)
     except OutputFailure as failure:
