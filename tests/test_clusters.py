@@ -173,7 +173,18 @@ def test_a_backend_that_fails_costs_only_its_own_rows() -> None:
     assert report.failures == ["broken: no credentials", "partial: ap-south-1: AuthFailure"]
     assert report.notes == ["partial: a note"]
     assert report.to_dict()["partial"] is True
+    assert report.unreachable == ["broken"]  # partial, not nothing: exit 3, not 1
     assert Report().to_dict()["partial"] is False
+
+
+def test_exit_1_only_when_no_backend_could_be_asked(ess, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESS_DISABLE_PLUGINS", "local")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    result = ess("clusters", "--json")
+    assert result.code == 1, result
+    assert json.loads(result.out)["failures"][0].startswith("ec2: ")
+    assert result.err.splitlines()[-1] == "ess: no backend could be asked for its clusters (see the warnings above)"
 
 
 def test_local_clusters_are_listed_and_the_printed_command_ends_one(

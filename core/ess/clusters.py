@@ -94,6 +94,8 @@ class Report:
     backends: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Backends that could not be asked at all (their ``clusters`` raised).
+    unreachable: list[str] = field(default_factory=list)
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
@@ -130,6 +132,7 @@ def survey(
             found = backend.clusters(settings, all_regions, progress)
         except EssError as exc:
             report.failures.append(f"{backend.name}: {exc}")
+            report.unreachable.append(backend.name)
             continue
         finally:
             progress.finish()

@@ -57,7 +57,7 @@ def clusters_command(all_regions: bool) -> None:
         scope = ", every region" if all_regions else ""
         emit(f"no ess clusters found (asked: {', '.join(report.backends) or 'no backend'}{scope})")
     if report.failures:
-        if len(report.failures) >= len(report.backends) and not report.rows:
+        if report.unreachable == report.backends:
             raise EssError("no backend could be asked for its clusters (see the warnings above)")
         raise PartialFailure(
             f"{len(report.failures)} backend(s) or region(s) could not be asked: the list above is partial"
