@@ -56,11 +56,17 @@ def scrub(text: str) -> str:
             text = text.replace(secret, MASK)
     if "PRIVATE KEY-----" in text:
         text = _PRIVATE_KEY.sub("-----PRIVATE KEY " + MASK + "-----", text)
-    # _SIGNATURE needs an "=" or ":"; without one, skip it: the case-insensitive regex
-    # costs a few ms per 16 KiB, and exec streams gigabytes through here.
-    if "=" in text or ":" in text:
+    # The case-insensitive regex costs ~0.3 s per MiB and exec streams gigabytes through
+    # here (every line of `exec` on hosts `addr:port` has a ":" in its prefix): run it only
+    # when one of its words is there, found by a plain search (~1 ms per MiB).
+    if ("=" in text or ":" in text) and _signature_words(text):
         text = _SIGNATURE.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+def _signature_words(text: str) -> bool:
+    lowered = text.lower()
+    return "signature=" in lowered or "x-amz-security-token" in lowered or "aws_secret_access_key" in lowered
 
 
 class RedactingFilter(logging.Filter):
