@@ -512,7 +512,11 @@ def merge_kept(
 ) -> tuple[list[dict[str, Any]], list[dict[str, float]], Any]:
     """Earlier results from ``keep`` with those measured now in their place; written back to ``keep``."""
     earlier = json.loads(keep.read_text()) if keep.exists() else {"rows": [], "ready": [], "farm": None}
-    fresh = {(r["n"], r["command"]) for r in rows}
+    fresh = {(r["n"], r["command"]): r for r in rows}
+    for old in earlier["rows"]:  # parallel-ssh's figure stands when only ess was re-run
+        new = fresh.get((old["n"], old["command"]))
+        if new is not None and "pssh" not in new and "pssh" in old:
+            new["pssh"] = old["pssh"]
     merged = [r for r in earlier["rows"] if (r["n"], r["command"]) not in fresh] + rows
     order = list(COMMANDS)
     merged.sort(key=lambda r: (r["n"], order.index(r["command"])))
