@@ -109,6 +109,11 @@ def test_the_terminate_command_names_the_config_or_else_the_key_pair(tmp_path: P
     # Unknown origin, but `ess clusters` itself ran with a config: its credentials saw the cluster.
     fallback = terminate_command(Ec2Backend(), s, None, conf)
     assert fallback.startswith("ESS_KEY_NAME=team ") and fallback.endswith(shlex.quote(str(conf)))
+    # `ess clusters --profile work --region us-east-1`: the profile follows, the cluster's region wins.
+    carried = terminate_command(Ec2Backend(), s, None, None, {"profile": "work", "region": "us-east-1"})
+    assert carried == (
+        "ESS_KEY_NAME=team ess instance ec2 terminate all --cluster c1 --profile work --region eu-west-1"
+    )
 
 
 def test_the_config_of_the_newest_launch_on_record_is_shown(tmp_path: Path) -> None:

@@ -140,14 +140,26 @@ def survey(
         report.notes += [f"{backend.name}: {line}" for line in found.notes]
         summaries = [s for s in found.clusters if s.nodes]
         known = origins.configs_of(n.launch_id for s in summaries for n in s.nodes if n.launch_id)
+        # What `ess clusters` was told on its command line (--profile work) applies to the
+        # terminate commands too: those credentials are the ones that saw the clusters.
+        carried = {
+            key: str(value.value)
+            for key, value in settings.values.items()
+            if value.source.startswith("--") and key != "cluster" and value.value is not None
+        }
         for summary in summaries:
-            report.rows.append(row_of(backend, summary, known, config, report.now))
+            report.rows.append(row_of(backend, summary, known, config, report.now, carried))
     report.rows.sort(key=_order)
     return report
 
 
 def row_of(
-    backend: Backend, summary: ClusterSummary, known: Mapping[str, Path], fallback: Path | None, now: datetime
+    backend: Backend,
+    summary: ClusterSummary,
+    known: Mapping[str, Path],
+    fallback: Path | None,
+    now: datetime,
+    carried: Mapping[str, str] | None = None,
 ) -> ClusterRow:
     nodes = summary.nodes
     states = Counter(n.state for n in nodes)
@@ -178,23 +190,32 @@ def row_of(
         expires=expires,
         config=config,
         marks=tuple(marks),
-        terminate=terminate_command(backend, summary, config, fallback),
+        terminate=terminate_command(backend, summary, config, fallback, carried),
     )
 
 
-def terminate_command(backend: Backend, summary: ClusterSummary, config: Path | None, fallback: Path | None) -> str:
+def terminate_command(
+    backend: Backend,
+    summary: ClusterSummary,
+    config: Path | None,
+    fallback: Path | None,
+    carried: Mapping[str, str] | None = None,
+) -> str:
     """The exact ``ess instance <backend> terminate all`` that ends this cluster, as shell text.
 
     Each selector becomes its setting's flag when it has one (``--region``), else its
     environment variable (``ESS_KEY_NAME=...``), which is given only when the cluster's own
-    config is not known: that config already says it, and may say it as a path.
+    config is not known: that config already says it, and may say it as a path. ``carried``
+    settings (given to ``ess clusters`` itself, e.g. ``--profile``) follow, where
+    ``terminate`` has their flag; the cluster's own selectors win over them.
     """
     from .settings import specs_for
 
     specs = specs_for(backend.settings)
     env: list[str] = []
     flags: list[str] = []
-    for key, value in summary.selectors.items():
+    chosen_values = {**{k: v for k, v in (carried or {}).items() if k in specs and specs[k].flag}, **summary.selectors}
+    for key, value in chosen_values.items():
         spec = specs.get(key)
         if spec is None:
             continue
