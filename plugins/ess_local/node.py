@@ -361,6 +361,7 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, idle_acted.set)  # the idle agent's "shutdown"
     next_idle_check = 0.0
+    watched_idle: int | None = None
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), TICK_SECONDS)
@@ -375,6 +376,8 @@ async def _serve(args: argparse.Namespace) -> int:
         if deadline is not None and datetime.now(timezone.utc) >= deadline:
             _end(args.node_id, node_dir, EXPIRED, lifetime.TERMINATE, f"deadline {lifetime.stamp(deadline)} passed")
             break
+        if limits.idle != watched_idle:  # a new window (retag): look now, then at its own pace
+            watched_idle, next_idle_check = limits.idle, 0.0
         if limits.idle is not None and loop.time() >= next_idle_check:
             next_idle_check = loop.time() + _idle_interval(limits.idle)
             await _run_idle_agent(node_dir, limits.idle)
