@@ -84,6 +84,8 @@ class LatencyModel:
     round_trip: float = 0.05
     scale: float = 1.0
     seed: int | None = None
+    #: The clock the states follow (a test passes its fake clock).
+    clock: Callable[[], float] = time.time
     #: (instance id, final state) -> the wall-clock moment it got there.
     arrivals: dict[tuple[str, str], float] = field(default_factory=dict)
     #: (wall-clock start, end, action) of every request through :meth:`middleware`.
@@ -100,9 +102,9 @@ class LatencyModel:
             return self._random.uniform(*span) * self.scale
 
     def _transition(self, instance: Any, interim: str, final: str, span: tuple[float, float], before: str = "") -> None:
-        at = time.time() + (0.0 if before == final else self._delay(span))  # already there: no change
+        at = self.clock() + (0.0 if before == final else self._delay(span))  # already there: no change
         if not isinstance(instance._state, TimedState):
-            instance._state = TimedState(instance._state.name)
+            instance._state = TimedState(instance._state.name, self.clock)
         instance._state.schedule(interim, final, at)
         with self._lock:
             self.arrivals[(instance.id, final)] = at

@@ -12,9 +12,11 @@ import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+from support.ec2_world import make_world
 
 from ess.errors import EssError
 from ess.models import RUNNING, TERMINATED
@@ -220,3 +222,30 @@ def test_forecast_of_an_even_spread_is_its_end():
     # 2.5 nodes a second from 10 s: the 100th at 50 s, the expected last of 100 at 49.6 s.
     assert forecast.last_done() == pytest.approx(10 + (100 - 100 / 101) / 2.5)
     assert polling.Forecast(10).last_done() is None
+
+
+def test_on_moto_with_boot_latency_the_backend_waits_as_promised(moto_endpoint, tmp_path, monkeypatch):
+    """The whole chain: moto under bench/moto_latency.py (each instance pending 15-45 s on a fake
+    clock, which the backend sleeps on too), Ec2Backend.wait, the calls counted at the client."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    from moto_latency import LatencyModel
+
+    world = make_world(tmp_path, monkeypatch)
+    now = [1000.0]
+    world.backend.clock = lambda: now[0]
+    world.backend.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    with LatencyModel(seed=3, clock=lambda: now[0]) as model:
+        nodes = world.launch(30)
+        assert {n.state for n in nodes} == {"pending"}
+        started = now[0]
+        settings = world.settings()
+        world.calls.reset()
+        ready = world.backend.wait(settings, nodes, world.progress(), timeout=600)
+        last = model.last_arrival([n.id for n in nodes], RUNNING) - started
+    waited = now[0] - started
+    assert {n.state for n in ready} == {RUNNING} and all(n.public_ip for n in ready)
+    assert last <= waited  # it returned only once every node really ran
+    describes = world.calls.count("DescribeInstances")
+    assert describes <= old_describes(last)
+    old_seen = next(polling.budget_at(k) for k in range(100) if polling.budget_at(k) >= last)
+    assert waited < old_seen  # the old back-off (without jitter) would still be asleep
