@@ -159,7 +159,7 @@ def test_ec2_create_with_debug_logs_every_aws_call_with_size_status_and_attempt(
     assert described and all(call[1] == "2 ids" and call[2] == "200" for call in described), logged
     # The wait poll says how many are running and what it still waits for.
     assert re.search(
-        r"^DEBUG ess_ec2\.backend: poll \S.*: \d/2 running; waiting for (nothing|i-\w+ \w+)", created.err, re.M
+        r"^DEBUG ess_ec2\.polling: poll \S.*: \d/2 running; waiting for (nothing|i-\w+ \w+)", created.err, re.M
     ), created.err
     # Plugin loading shows even though the ssh plugin is disabled.
     assert "DEBUG ess.plugins: plugin ssh: disabled by ESS_DISABLE_PLUGINS (entry point ess_ssh.plugin)" in created.err

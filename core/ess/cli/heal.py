@@ -53,7 +53,7 @@ def heal_command(backend: Backend) -> click.Command:
     @common_options
     def heal(no_verify: bool, yes: bool, **flags: Any) -> None:
         from ..api import Cluster
-        from .instance import ask, launch_question
+        from .prompts import ask, launch_question
 
         settings = load(backend, flags)
         cluster = settings.cluster

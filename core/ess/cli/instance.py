@@ -12,13 +12,14 @@ from typing import Any
 import click
 
 from ..backend import Backend
-from ..errors import Declined, PartialFailure, UsageError
+from ..errors import PartialFailure, UsageError
 from ..hints import create_example, empty_cluster, has_flag, terminate_verb
-from ..models import RUNNING, LaunchRequest, Node, Settings
+from ..models import RUNNING, LaunchRequest, Node
 from ..output import emit, emit_json, nodes_json, nodes_table
 from .groups import SuggestingGroup
 from .options import EXIT_CODES_HELP, WholeNumber, common_options, invocation, progress, setting_options
 from .options import load_settings as load
+from .prompts import ask, confirm, launch_question
 
 #: The Backend operations each optional command needs (see Backend.supports): a command
 #: is offered only when the backend implements all of them.
@@ -377,33 +378,6 @@ def terminate_command(backend: Backend) -> click.Command:
             emit(f"purged {item}")
 
     return terminate
-
-
-def confirm(action: str, nodes: list[Node], yes: bool) -> None:
-    """Show what will change; ask on a terminal; require --yes elsewhere."""
-    creators = sorted({n.tags.get("ess:created-by", "?") for n in nodes})
-    shown = ", ".join(n.id for n in nodes[:10]) + (f" and {len(nodes) - 10} more" if len(nodes) > 10 else "")
-    click.echo(f"{action}: {shown} (created by {', '.join(creators)})", err=True)
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError("--yes: required to confirm when stdin is not a terminal (nothing was changed)")
-    ask("Proceed?")
-
-
-def launch_question(backend: Backend, settings: Settings, count: int) -> str:
-    """What ``create`` and ``heal`` ask on a terminal before launching ``count`` nodes."""
-    if backend.billable:
-        kind = settings.get("instance_type") or "node"
-        return f"Launch {count} x {kind} for cluster {settings.cluster!r} on {backend.name}?"
-    return f"Add {count} node(s) to cluster {settings.cluster!r} on {backend.name}?"
-
-
-def ask(question: str) -> None:
-    """Ask on the terminal; "no" is Declined (exit 1). Ctrl-C at the prompt stays click's
-    Abort, reported as an interruption (exit 130)."""
-    if not click.confirm(question, default=False, err=True):
-        raise Declined("aborted at the prompt; nothing was done")
 
 
 def status_command(backend: Backend) -> click.Command:
