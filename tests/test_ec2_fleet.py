@@ -402,3 +402,30 @@ def test_cli_spot_or_on_demand_shows_lifecycle_in_list(cli_world: World, ec2_cap
     nodes = json.loads(listed.out)["nodes"]
     assert Counter(n["lifecycle"] for n in nodes) == Counter({"spot": 2, "on-demand": 3})
     assert world.calls.count("CreateFleet") == 2
+
+
+def test_fleet_create_calls_do_not_grow_with_the_count(world: World, ec2_capacity: Capacity) -> None:
+    """preflight + create over 2 types x 2 subnets, spot-or-on-demand with a spot shortfall
+    (the longest path): the same calls, one by one, for 1 node and for 60."""
+    made = []
+    for count, launch_id in ((1, "one"), (60, "sixty")):
+        ec2_capacity.reset()
+        ec2_capacity.out("m5.large", "us-east-1a")
+        ec2_capacity.limit("m5.large", "us-east-1a", count // 2, market="spot")
+        for instance_type, zone in (
+            ("m5.large", "us-east-1b"),
+            ("m5a.large", "us-east-1a"),
+            ("m5a.large", "us-east-1b"),
+        ):
+            ec2_capacity.out(instance_type, zone, market="spot")
+        # A cluster each: both launches make their cluster's template (a later one adds a version).
+        settings = world.settings(cluster=launch_id)
+        world.calls.reset()
+        request = world.preflight(settings, world.request(count, launch_id=launch_id, cluster=launch_id))
+        plan = replace(request.plan, instance_types=TYPES, subnets=subnets(world, "us-east-1a", "us-east-1b"))
+        plan = replace(plan, market=SPOT_OR_ON_DEMAND)
+        nodes = world.backend.create(settings, replace(request, plan=plan), world.progress())
+        assert len(nodes) == count
+        made.append(world.calls.by_operation())
+    assert made[0] == made[1]
+    assert made[0]["CreateFleet"] == 2 and made[0]["RunInstances"] == 1  # the DryRun only
