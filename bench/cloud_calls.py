@@ -95,44 +95,38 @@ for start in range(0, len(ids), 1000):
 """
 
 
-class CountingMoto:
-    """A moto server on 127.0.0.1 whose WSGI app records each request's Action."""
+def action_of(environ: dict[str, Any]) -> str:
+    """The request's ``Action=`` (DryRun marked), reading the body and putting it back."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    action = (form.get("Action") or query.get("Action") or [None])[0]
+    if action is None:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = target.split(".")[-1] if target else str(environ.get("PATH_INFO", "?"))
+    if (form.get("DryRun") or ["false"])[0] == "true":
+        action += " (DryRun)"
+    return action
+
+
+class MotoServer:
+    """A threaded moto server on 127.0.0.1 whose WSGI app :meth:`wrap` may instrument."""
 
     def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.server_seconds: collections.Counter = collections.Counter()
-        self._lock = threading.Lock()
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
-    def _count(self, app: Any) -> Any:
-        def counting(environ: dict[str, Any], start_response: Any) -> Any:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-            action = (form.get("Action") or query.get("Action") or [None])[0]
-            if action is None:
-                target = environ.get("HTTP_X_AMZ_TARGET", "")
-                action = target.split(".")[-1] if target else environ.get("PATH_INFO", "?")
-            if (form.get("DryRun") or ["false"])[0] == "true":
-                action += " (DryRun)"
-            start = time.perf_counter()
-            body_out = list(app(environ, start_response))  # moto's whole work, serializer included
-            with self._lock:
-                self.calls.append(action)
-                self.server_seconds[action] += time.perf_counter() - start
-            return body_out
-
-        return counting
+    def wrap(self, app: Any) -> Any:
+        return app
 
     def start(self) -> str:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = self._count(DomainDispatcherApplication(create_backend_app))
+        app = self.wrap(DomainDispatcherApplication(create_backend_app))
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -145,6 +139,28 @@ class CountingMoto:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join()
+
+
+class CountingMoto(MotoServer):
+    """A moto server whose WSGI app records each request's Action and its server time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.server_seconds: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+
+    def wrap(self, app: Any) -> Any:
+        def counting(environ: dict[str, Any], start_response: Any) -> Any:
+            action = action_of(environ)
+            start = time.perf_counter()
+            body_out = list(app(environ, start_response))  # moto's whole work, serializer included
+            with self._lock:
+                self.calls.append(action)
+                self.server_seconds[action] += time.perf_counter() - start
+            return body_out
+
+        return counting
 
     def take(self) -> collections.Counter:
         """The calls since the last take, by action (and forget them and their server time)."""

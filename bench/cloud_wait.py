@@ -30,65 +30,28 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
-from cloud_calls import SCRIPTS, make_world  # noqa: E402
+from cloud_calls import SCRIPTS, MotoServer, action_of, make_world  # noqa: E402
 from moto_latency import LatencyModel  # noqa: E402
 
 #: The commit before the EC2 wait changed (its polling.py is the 1 s x 1.5 up to 15 s back-off).
 OLD_DEFAULT = "50815a2"
 
 
-def action_of(environ: dict[str, Any]) -> str:
-    """The request's ``Action=`` (DryRun marked), reading the body and putting it back."""
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    body = environ["wsgi.input"].read(length) if length else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-    action = (form.get("Action") or query.get("Action") or [None])[0]
-    if action is None:
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        action = target.split(".")[-1] if target else str(environ.get("PATH_INFO", "?"))
-    if (form.get("DryRun") or ["false"])[0] == "true":
-        action += " (DryRun)"
-    return action
-
-
-class SlowMoto:
+class SlowMoto(MotoServer):
     """A moto server on 127.0.0.1 behind the latency model."""
 
     def __init__(self, model: LatencyModel) -> None:
+        super().__init__()
         self.model = model
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> str:
-        import logging
-
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = self.model.middleware(DomainDispatcherApplication(create_backend_app), action_of)
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+    def wrap(self, app: Any) -> Any:
+        return self.model.middleware(app, action_of)
 
 
 def export(rev: str, into: Path) -> Path:
