@@ -43,7 +43,10 @@ hookspec = pluggy.HookspecMarker("ess")
 #: Version of this contract: MAJOR.MINOR, see the module docstring.
 #: 1.1: ``ess_run_command`` gained the ``output`` argument (streamed command output).
 #: 1.2: ``Backend.preflight`` may return a plan, handed to ``create`` in ``LaunchRequest.plan``.
-ESS_HOOK_API = "1.2"
+#: 1.3: optional ``Backend.retag`` and ``Backend.clusters``, class attributes
+#:      ``Backend.enforces_lifetime``/``deadline_file``; ``Node.zone``/``lifecycle``/``expires``,
+#:      ``LaunchRequest.existing``, ``ClusterSummary``/``ClusterInventory`` in ess.models.
+ESS_HOOK_API = "1.3"
 
 
 # -- configuration ---------------------------------------------------------------------
