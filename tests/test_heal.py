@@ -309,6 +309,9 @@ def test_ec2_heal_launches_the_missing_two_in_one_run_instances(ess, world) -> N
         ]
     )
     assert sum(len(r["Instances"]) for r in running["Reservations"]) == 5
+    # The replaced nodes were marked as ended by ess (EC2 still shows them for an hour).
+    after = ess("instance", "ec2", "status")
+    assert after.code == 0 and after.out.splitlines()[-1] == "5/5 running", after
 
 
 def test_ec2_add_tags_the_adopted_instances_volumes_in_the_same_call(ess, world) -> None:

@@ -54,6 +54,11 @@ LISTED_STATES = (*LIVE_STATES, TERMINATED)
 _ZONE = re.compile(r"\b([a-z]{2}(?:-gov)?-[a-z]+-\d[a-z])\b")
 
 
+def _marks(instance: dict) -> str | None:
+    """What ess last asked of ``instance`` (its ``ess:desired`` tag), None if nothing."""
+    return aws_client.tags_of(instance).get(TAG_DESIRED)
+
+
 def client_token(launch_id: str) -> str:
     """The RunInstances idempotency token of a launch: the same launch id, the same token.
 
@@ -410,8 +415,13 @@ class Ec2Backend(Backend):
                     progress,
                 )
             todo = [i for i, inst in ours.items() if inst["State"]["Name"] not in skip_states]
-            if todo:
-                self._mark(aws, operation, todo, progress)
+            marked = todo
+            if operation == "terminate_instances":
+                # One already gone behind ess's back (heal replaced it) is marked in the same
+                # call, so `list` stops reporting it lost instead of for the hour EC2 shows it.
+                marked = [i for i, inst in ours.items() if i in todo or _marks(inst) != TERMINATED]
+            if marked:
+                self._mark(aws, operation, marked, progress)
             if operation == "start_instances":
                 waiting = [i for i, inst in ours.items() if inst["State"]["Name"] == STOPPING]
                 if waiting:
