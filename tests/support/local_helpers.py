@@ -114,19 +114,25 @@ def kill_test_nodes(ess_home: Path) -> list[int]:
 
 
 def node_pids(ess_home: Path) -> list[int]:
-    """Live ess_local.node processes whose command line points into this test's ESS_HOME."""
-    found = []
+    """Live ess_local.node processes whose command line points into this test's ESS_HOME.
+
+    A node's own child between fork and exec (the shell of a command it runs) still shows
+    the node's command line for a moment: it is left out by its parent, so it is never
+    counted as one more node.
+    """
+    found: dict[int, int] = {}
     marker = str(ess_home)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
         if "ess_local.node" in argv and any(marker in part for part in argv) and pid_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return sorted(found)
+            found[int(entry.name)] = parent
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 def listening_ports(pids: list[int]) -> set[int]:
