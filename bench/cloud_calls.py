@@ -111,6 +111,21 @@ def action_of(environ: dict[str, Any]) -> str:
     return action
 
 
+def fake_aws_env(endpoint: str, work: Path) -> dict[str, str]:
+    """Environment for a tool run against the moto ``endpoint``: fake keys, no real AWS
+    config or credentials file, and its own HOME and ESS_HOME under ``work``."""
+    return dict(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="AKIAFAKEBENCH0000000",
+        AWS_SECRET_ACCESS_KEY="fake",
+        AWS_DEFAULT_REGION="us-east-1",
+        HOME=str(work / "home"),
+        ESS_HOME=str(work / "ess_home"),
+        AWS_CONFIG_FILE=str(work / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(work / "none"),
+    )
+
+
 class MotoServer:
     """A threaded moto server on 127.0.0.1 whose WSGI app :meth:`wrap` may instrument."""
 
@@ -305,16 +320,7 @@ def main() -> None:
     assert endpoint.startswith("http://127.0.0.1:")
     work = Path(tempfile.mkdtemp(prefix="ess-bench-cloud-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ESS_"))}
-    env.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="AKIAFAKEBENCH0000000",
-        AWS_SECRET_ACCESS_KEY="fake",
-        AWS_DEFAULT_REGION="us-east-1",
-        HOME=str(work / "home"),
-        ESS_HOME=str(work / "ess_home"),
-        AWS_CONFIG_FILE=str(work / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(work / "none"),
-    )
+    env.update(fake_aws_env(endpoint, work))
     results: dict[int, list[dict[str, Any]]] = {}
     try:
         for n in sizes:

@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
-from cloud_calls import SCRIPTS, MotoServer, action_of, make_world  # noqa: E402
+from cloud_calls import SCRIPTS, MotoServer, action_of, fake_aws_env, make_world  # noqa: E402
 from moto_latency import LatencyModel  # noqa: E402
 
 #: The commit before the EC2 wait changed (its polling.py is the 1 s x 1.5 up to 15 s back-off).
@@ -314,16 +314,7 @@ def main() -> None:
     with model:
         endpoint = moto.start()
         assert endpoint.startswith("http://127.0.0.1:")
-        base.update(
-            AWS_ENDPOINT_URL=endpoint,
-            AWS_ACCESS_KEY_ID="AKIAFAKEBENCH0000000",
-            AWS_SECRET_ACCESS_KEY="fake",
-            AWS_DEFAULT_REGION="us-east-1",
-            HOME=str(work / "home"),
-            ESS_HOME=str(work / "ess_home"),
-            AWS_CONFIG_FILE=str(work / "none"),
-            AWS_SHARED_CREDENTIALS_FILE=str(work / "none"),
-        )
+        base.update(fake_aws_env(endpoint, work))
         envs = {
             "old": base | {"PYTHONPATH": f"{old_tree / 'core'}{os.pathsep}{old_tree / 'plugins'}"},
             "new": dict(base),
