@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .lifetime import parse_stamp
 from .models import (
     PENDING,
     RUNNING,
     SHUTTING_DOWN,
     TAG_ADOPTED,
     TAG_CREATED_AT,
-    TAG_EXPIRES,
     TAG_SIZE,
     TERMINATED,
     Node,
@@ -65,12 +65,8 @@ def intended_size(nodes: Sequence[Node]) -> int | None:
 
 def expired(node: Node, now: datetime | None = None) -> bool:
     """Lost, and past its ``ess:expires`` deadline: it ended itself on purpose (``--ttl``)."""
-    text = node.tags.get(TAG_EXPIRES, "")
-    try:
-        deadline = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return False
-    return node.lost and deadline <= (now or datetime.now(timezone.utc))
+    deadline = parse_stamp(node.expires)
+    return deadline is not None and node.lost and deadline <= (now or datetime.now(timezone.utc))
 
 
 def _launched(node: Node) -> datetime:
