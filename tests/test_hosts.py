@@ -151,12 +151,39 @@ def test_list_verify_and_exec_report_a_host_whose_sshd_is_gone(ess, hosts_conf, 
     table = ess("instance", "hosts", "list", "--config", str(conf)).out
     assert f"unknown (lost: port {port} refused)" in table
 
+    # verify and exec do not probe first: their own first connect fails the machine at once,
+    # with the same reason (one attempt, not the 5 s refused grace of a booting node).
     verify = ess("instance", "hosts", "verify", "--config", str(conf), "--timeout", "30")
     assert verify.code == 3, verify
-    assert f"{addresses[1]}: unknown, expected running (port {port} refused)" in verify.err
+    assert f"{addresses[1]}: port {port} refused: nothing listens for SSH there" in verify.err
+    assert "for 5s" not in verify.err
     run = ess("instance", "hosts", "exec", "--config", str(conf), "--timeout", "30", "--", "echo up")
     assert run.code == 3, run
     assert run.out.strip() == f"{addresses[0]} | up"
+    assert f"{addresses[1]} (port {port} refused" in run.err
+
+
+def test_ssh_steps_reach_each_machine_once_and_list_probes_it_once(ess, hosts_conf, machines, tmp_path):
+    """verify, exec and push open one TCP connection per machine: no probe before the SSH
+    step (each probe makes a real sshd fork); list and status, which have no SSH step, probe."""
+    conf, addresses = hosts_conf
+    _, servers = machines
+    assert ess("instance", "hosts", "create", *addresses, "--config", str(conf), "--no-verify").code == 0
+    payload = tmp_path / "data.txt"
+    payload.write_text("x")
+    for command in (
+        ("verify",),
+        ("exec", "--", "true"),
+        ("push", str(payload), "--dest", str(tmp_path / "pushed")),
+        ("list",),
+        ("status",),
+    ):
+        before = [s.connections for s in servers]
+        result = ess("instance", "hosts", *command[:1], "--config", str(conf), *command[1:])
+        # These in-process servers have no SFTP subsystem: push connects, then fails on each.
+        expected = (1, "offers no SFTP") if command[0] == "push" else (0, "")
+        assert (result.code, expected[1] in result.err) == (expected[0], True), (command, result)
+        assert [s.connections - b for s, b in zip(servers, before, strict=True)] == [1, 1, 1], command
 
 
 def test_create_on_a_refused_port_fails_in_seconds_naming_host_and_port(ess, hosts_conf):

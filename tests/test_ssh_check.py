@@ -86,6 +86,50 @@ def test_closed_port_retries_until_deadline(key_file):
     assert result.attempts > 1
 
 
+def test_unprobed_node_whose_port_refuses_fails_on_the_first_attempt(key_file):
+    """A node handed over unprobed (hosts): the first connect is the probe, and its verdict."""
+    from ess.models import Node
+
+    port = free_port()
+    node = Node("n1", "running", address="127.0.0.1", port=port, unprobed=True)
+    [result], _ = run([node], key_file, ssh_timeout=60.0)
+    assert not result.ok
+    assert result.attempts == 1  # not the 5 s refused grace, not the 60 s deadline
+    assert result.message == (
+        f"port {port} refused: nothing listens for SSH there (is sshd running? is the port right?)"
+    )
+
+
+@pytest.mark.parametrize("unprobed", [True, False])
+def test_unprobed_node_gets_the_probe_time_limit_and_no_retry(key_file, monkeypatch, unprobed):
+    """A TCP connect that times out: final after the probe's 2 s limit for an unprobed node;
+    retried with the full connect timeout for any other node (a booting instance)."""
+    import socket
+
+    from ess.models import UNPROBED_CONNECT_TIMEOUT, Node
+    from ess_ssh import connect
+
+    limits: list[float] = []
+
+    def dropped(address, timeout):  # a machine that is off: SYNs go unanswered
+        limits.append(timeout)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(connect.socket, "create_connection", dropped)
+    assert socket.create_connection is dropped
+    node = Node("n1", "running", address="10.0.0.5", port=22, unprobed=unprobed)
+    # 30 s would let an unprobed node retry for long; 3 s keeps the probed case's retries short.
+    [result], _ = run([node], key_file, ssh_timeout=30.0 if unprobed else 3.0, ssh_connect_timeout=10.0)
+    assert not result.ok
+    if unprobed:
+        assert (result.attempts, limits) == (1, [UNPROBED_CONNECT_TIMEOUT])
+        assert result.message == "port 22 did not answer within 2s (is the machine up? does a firewall drop it?)"
+    else:
+        assert result.attempts > 1, limits
+        assert limits[0] > UNPROBED_CONNECT_TIMEOUT  # the connect timeout, capped by the 3 s deadline
+        assert "still failing after 3s" in result.message
+
+
 def test_no_banner(key_file):
     with SshNode(mode="silent") as server:
         [result], _ = run([server.node()], key_file, ssh_timeout=2.0, ssh_connect_timeout=0.5)

@@ -78,8 +78,9 @@ class Backend:
     def supports(self, operation: str) -> bool:
         """True when this backend implements ``operation`` (a method name of this class):
         the subclass overrides it. ``create``, ``nodes`` and ``terminate`` are required;
-        ``stop``, ``start``, ``adoptable``/``adopt``, ``release``, ``retag``, ``purge``, ``clusters``
-        and ``access`` are optional, and the CLI offers only the commands whose operations are supported.
+        ``stop``, ``start``, ``adoptable``/``adopt``, ``release``, ``retag``, ``purge``, ``clusters``,
+        ``nodes_to_connect`` and ``access`` are optional, and the CLI offers only the commands
+        whose operations are supported.
         """
         base = getattr(Backend, operation, None)
         if not callable(base):
@@ -113,6 +114,17 @@ class Backend:
     def nodes(self, settings: Settings) -> list[Node]:
         """The cluster's current nodes (not those ess terminated; lost ones may show), never a foreign one."""
         raise NotSupported(f"backend {self.name} cannot list nodes")
+
+    def nodes_to_connect(self, settings: Settings) -> list[Node]:
+        """The cluster's nodes as ``verify``, ``exec`` and ``push`` need them, just before they
+        connect to each one over SSH. Optional; the default is :meth:`nodes`.
+
+        A backend whose :meth:`nodes` can tell whether a node is up only by connecting to its
+        SSH port (hosts: a TCP probe) returns the same nodes here without that connect, as
+        running with ``unprobed=True``: the SSH step's own first connect is then the probe,
+        and each node is reached once instead of twice (every probe makes an sshd fork).
+        """
+        return self.nodes(settings)
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Remove exactly ``nodes`` (chosen by the core from ``list``) and wait until gone."""

@@ -46,7 +46,8 @@ hookspec = pluggy.HookspecMarker("ess")
 #: 1.3: optional ``Backend.retag`` and ``Backend.clusters``, class attributes
 #:      ``Backend.enforces_lifetime``/``deadline_file``; ``Node.zone``/``lifecycle``/``expires``,
 #:      ``LaunchRequest.existing``, ``ClusterSummary``/``ClusterInventory`` in ess.models.
-ESS_HOOK_API = "1.3"
+#: 1.4: optional ``Backend.nodes_to_connect``; ``Node.unprobed``, ``ess.models.UNPROBED_CONNECT_TIMEOUT``.
+ESS_HOOK_API = "1.4"
 
 
 # -- configuration ---------------------------------------------------------------------

@@ -34,6 +34,11 @@ TAG_SIZE = "ess:size"
 #: When this node ends itself (UTC, ``YYYY-MM-DDTHH:MM:SSZ``), set by ``create --ttl``.
 TAG_EXPIRES = "ess:expires"
 
+#: Seconds a TCP connect to a machine's SSH port may take before the machine counts as down
+#: (the hosts backend's probe, and the SSH step's first connect to an ``unprobed`` node): a
+#: live SSH port answers within one round trip.
+UNPROBED_CONNECT_TIMEOUT = 2.0
+
 
 @dataclass(frozen=True)
 class Node:
@@ -53,6 +58,13 @@ class Node:
 
     ``zone`` (availability zone or equivalent) and ``lifecycle`` (``"spot"`` or
     ``"on-demand"``) are None where a backend has no such notion.
+
+    ``unprobed`` marks a node whose ``state`` the backend did not look up because the only
+    way to look is to connect to its SSH port, which the SSH step about to run does anyway
+    (hosts, in :meth:`ess.backend.Backend.nodes_to_connect`). The SSH step then takes its
+    own first TCP connect as that look: a node that refuses it, or does not answer within
+    :data:`UNPROBED_CONNECT_TIMEOUT`, fails at once, as a lost node would, instead of being
+    retried like a booting one.
     """
 
     id: str
@@ -69,6 +81,7 @@ class Node:
     reason: str = ""
     zone: str | None = None
     lifecycle: str | None = None
+    unprobed: bool = False
 
     @property
     def lost(self) -> bool:

@@ -308,8 +308,9 @@ def health_targets(backend: Backend, settings: Settings) -> list[Node]:
     Running nodes, and lost ones (``Node.lost``: ess wants them running and they are not):
     a lost node is a failure to report, never a node to leave out silently. A node stopped
     on purpose is left out. With neither, the error names the command that helps.
+    The nodes come from :meth:`Backend.nodes_to_connect`: an SSH step follows.
     """
-    nodes = backend.nodes(settings)
+    nodes = backend.nodes_to_connect(settings)
     targets = [n for n in nodes if n.state == RUNNING or n.lost]
     if not targets:
         raise no_running_nodes(backend, settings, nodes)

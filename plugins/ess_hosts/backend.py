@@ -6,7 +6,8 @@ machines themselves: the registry is a file on this machine, one per cluster.
 
 A registered machine should always be running (``desired`` is running): ``list`` reports
 its state from a quick TCP probe of its SSH port (:mod:`ess_hosts.probe`), so a machine
-whose sshd is gone is shown, verified and exec'd as lost, with the reason.
+whose sshd is gone is shown as lost, with the reason. ``verify``, ``exec`` and ``push``
+skip the probe: their own first SSH connect fails such a machine at once, with the reason.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import getpass
 import ipaddress
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,12 @@ class HostsBackend(Backend):
             rows = sorted(registry.items())
         found = probe_all([(row["host"], row["port"]) for _, row in rows])
         return [self._node(key, row, found[(row["host"], row["port"])]) for key, row in rows]
+
+    def nodes_to_connect(self, settings: Settings) -> list[Node]:
+        """The registered machines, unprobed: the SSH step's first connect is the probe."""
+        with self._registry(settings) as registry:
+            rows = sorted(registry.items())
+        return [replace(self._node(key, row), unprobed=True) for key, row in rows]
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         progress.stage("forgetting machines", len(nodes))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ess.log import warn
-from ess.models import Access, Node
+from ess.models import UNPROBED_CONNECT_TIMEOUT, Access, Node
 
 from .hostkeys import KnownHosts, host_name, known_hosts_path, parse_public_key, to_paramiko
 from .keys import load_private_key
@@ -105,6 +105,21 @@ class RefusedClock:
             retry=False,
             refused=True,
         )
+
+
+def unreachable(node: Node, failure: SshFailure, limit: float) -> SshFailure:
+    """The final failure of an unprobed node's first TCP connect: the machine or its sshd is down.
+
+    Not retried: for such a node (a registered host, not a booting instance) this connect is
+    what ``list``'s probe would have been, and it gives the same verdict in the same time.
+    """
+    if failure.refused:
+        why = "refused: nothing listens for SSH there (is sshd running? is the port right?)"
+    elif failure.reason == "timed out":
+        why = f"did not answer within {limit:g}s (is the machine up? does a firewall drop it?)"
+    else:
+        why = failure.reason
+    return SshFailure(f"port {node.port} {why}", retry=False, refused=failure.refused)
 
 
 @dataclass(frozen=True)
@@ -364,10 +379,16 @@ class Connector:
         return max(min(self.connect_timeout, remaining), 0.05)
 
     def _open_socket(self, node: Node, limit: float) -> socket.socket:
+        if node.unprobed:
+            # This connect is the backend's probe (Node.unprobed): its limit, and its verdict.
+            limit = min(limit, UNPROBED_CONNECT_TIMEOUT)
         try:
             sock = socket.create_connection((node.address, node.port), timeout=limit)
         except Exception as exc:
-            raise self.classify(exc, limit) from None
+            failure = self.classify(exc, limit)
+            if node.unprobed:
+                raise unreachable(node, failure, limit) from None
+            raise failure from None
         with self._lock:
             if self._aborted:
                 sock.close()

@@ -213,6 +213,24 @@ class BackendContract:
         for node in listed:
             assert node.tags.get(TAG_CLUSTER) == first
 
+    def test_contract_nodes_to_connect_are_the_listed_nodes(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
+        """``nodes_to_connect`` (what verify, exec and push reach) is ``nodes`` without the
+        probe, never another set: same ids, same order, same addresses and ports; a node it
+        marks ``unprobed`` is handed over as running, for the SSH step to judge."""
+        first, second = clusters(), clusters()
+        self.launch(contract_target, first)
+        self.launch(contract_target, second, count=1)
+        backend, settings = contract_target.backend, contract_target.settings_for(first)
+        listed = backend.nodes(settings)
+        reached = backend.nodes_to_connect(settings)
+        assert [(n.id, n.address, n.port) for n in reached] == [(n.id, n.address, n.port) for n in listed]
+        for node in reached:
+            assert node.tags.get(TAG_CLUSTER) == first
+            if node.unprobed:
+                assert node.state == RUNNING, f"{node.id}: an unprobed node is handed over as running"
+
     def test_contract_clusters_shows_each_cluster_whole_and_no_stranger(
         self, contract_target: ContractTarget, clusters: Callable[[], str]
     ) -> None:
