@@ -271,12 +271,14 @@ ROUND_ONE = {
     "DescribeInstanceTypeOfferings",
     "GetInstanceProfile",
     "DescribeImages",
+    "DescribeSecurityGroups",
 }
 
 
-def test_preflight_asks_in_three_rounds_and_the_launch_is_the_fourth(world, iam):
-    """Round one's six calls meet at a barrier: made one after another, the first would wait
-    there alone and the barrier breaks. Then the groups (needing the VPC), the DryRun, the launch."""
+def test_preflight_asks_in_two_rounds_and_the_launch_is_the_third(world, iam):
+    """Round one's seven calls meet at a barrier: made one after another, the first would wait
+    there alone and the barrier breaks. The security groups are looked up in every VPC in that
+    round (the VPC is not known yet) and kept in the subnet's. Then the DryRun, then the launch."""
     iam.create_instance_profile(InstanceProfileName="workers")
     subnets = default_subnets(world)[0]["SubnetId"]
     sends: list[str] = []
@@ -295,11 +297,12 @@ def test_preflight_asks_in_three_rounds_and_the_launch_is_the_fourth(world, iam)
     request = world.request(2)
     plan = world.backend.preflight(settings, request)
     assert set(sends[: len(ROUND_ONE)]) == ROUND_ONE and not barrier.broken
-    assert sends[len(ROUND_ONE) :] == ["DescribeSecurityGroups", "RunInstances"]
+    assert sends[len(ROUND_ONE) :] == ["RunInstances"]
+    assert plan.security_group_ids == (world.group_id,)
     from dataclasses import replace
 
     world.backend.create(settings, replace(request, plan=plan), world.progress())
-    assert sends[len(ROUND_ONE) :] == ["DescribeSecurityGroups", "RunInstances", "RunInstances"]
+    assert sends[len(ROUND_ONE) :] == ["RunInstances", "RunInstances"]
     assert world.calls.count("RunInstances", dry_run=True) == 1
 
 

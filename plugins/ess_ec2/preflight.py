@@ -81,11 +81,12 @@ def plan_launch(aws: Aws, settings: Settings, request: LaunchRequest) -> LaunchP
     """Run every check; raise UsageError on the first problem. No side effects.
 
     Local checks come first (settings, key file, user data: no call is made for a typo).
-    The AWS questions go in three rounds of concurrent calls (see rounds.py): everything
-    that needs nothing, then what needs the VPC or the architecture, then the DryRun;
-    the launch itself is the fourth round trip. Errors are raised in the order the checks
-    were always made (key pair, subnets, security groups, types, image, profile), so the
-    message does not depend on which call answered first.
+    The AWS questions go in rounds of concurrent calls (see rounds.py): every question at
+    once (security groups looked up in all VPCs, then kept in the nodes' VPC), then the
+    DryRun; only a default image whose architecture was guessed wrong, or whose root device
+    is needed, adds a round between them. Errors are raised in the order the checks were
+    always made (key pair, subnets, security groups, types, image, profile), so the message
+    does not depend on which call answered first.
     """
     options = launch_options.read(settings)
     key_name = keys.key_pair_name(settings)
@@ -101,8 +102,8 @@ def plan_launch(aws: Aws, settings: Settings, request: LaunchRequest) -> LaunchP
         first = rounds.at_once(_first_round(aws, settings, options, key_name))
         first["key_pair"].get()
         subnets, vpc_id = first["network"].get()
-        second = rounds.at_once(_second_round(aws, settings, options, vpc_id, first))
-        group_ids = second["groups"].get()
+        group_ids = _pick_security_groups(settings, aws.region, vpc_id, first)
+        second = rounds.at_once(_second_round(aws, settings, options, first))
         arch = _check_instance_types(aws, settings, options, subnets, first["types"].get(), first["offerings"])
         image_id, image = _image(aws, settings, options, arch, first, second)
         profile = first["profile"].get()
@@ -156,6 +157,7 @@ def _first_round(
         "image": (lambda: _describe_image(aws, settings, str(image_id)))
         if image_id
         else (lambda: {guess: _latest_image(aws, guess)}),
+        **_security_group_calls(aws, settings),
     }
 
 
@@ -163,13 +165,13 @@ def _second_round(
     aws: Aws,
     settings: Settings,
     options: launch_options.LaunchOptions,
-    vpc_id: str | None,
     first: dict[str, rounds.Outcome[Any]],
 ) -> dict[str, Callable[[], Any]]:
-    """What needs the VPC (security groups) or the architecture (the default image, its root device)."""
-    calls: dict[str, Callable[[], Any]] = {"groups": lambda: _resolve_security_groups(aws, settings, vpc_id)}
+    """What needs the architecture: the default image when the first type's name misled
+    the guess, or its description for the root device. Usually nothing: no round at all."""
+    calls: dict[str, Callable[[], Any]] = {}
     if settings.get("image_id") or first["types"].error is not None or first["image"].error is not None:
-        return calls  # any error is reported in its turn, after the security groups'
+        return calls  # any error is reported in its turn
     try:
         arch = _common_architecture(settings, options, first["types"].get())
     except UsageError:
@@ -297,38 +299,51 @@ def default_vpc(aws: Aws, settings: Settings) -> str:
     return str(vpcs[0]["VpcId"])
 
 
-def _resolve_security_groups(aws: Aws, settings: Settings, vpc_id: str | None) -> list[str]:
-    """Security group names and ids → ids, every one checked to exist in the right VPC."""
+def _security_group_calls(aws: Aws, settings: Settings) -> dict[str, Callable[[], list[dict[str, Any]]]]:
+    """The lookups of the listed security groups, for the first round: one call for the ids,
+    one for the names, in every VPC (the VPC is not known yet; :func:`_pick_security_groups`
+    keeps the groups of the nodes' VPC).
+
+    By name with a filter, not ``GroupNames=``: that searches only the default VPC (and moto
+    crashes on a missing name).
+    """
+    wanted = [str(g) for g in settings.get("security_groups", []) or []]
+    ids = [g for g in wanted if g.startswith("sg-")]
+    names = [g for g in wanted if not g.startswith("sg-")]
+    calls: dict[str, Callable[[], list[dict[str, Any]]]] = {}
+    for key, by, values in (("groups_by_id", "group-id", ids), ("groups_by_name", "group-name", names)):
+        if values:
+            filters = [{"Name": by, "Values": values}]
+            calls[key] = lambda filters=filters: aws.ec2.describe_security_groups(Filters=filters).get(
+                "SecurityGroups", []
+            )
+    return calls
+
+
+def _pick_security_groups(
+    settings: Settings, region: str, vpc_id: str | None, first: dict[str, rounds.Outcome[Any]]
+) -> list[str]:
+    """Security group names and ids → ids, every one checked to exist in the nodes' VPC."""
     wanted = [str(g) for g in settings.get("security_groups", []) or []]
     if not wanted:
         return []
-    ids = [g for g in wanted if g.startswith("sg-")]
-    names = [g for g in wanted if not g.startswith("sg-")]
-    by_id: dict[str, str] = {}
-    by_name: dict[str, str] = {}
-    if ids:
-        found = aws.ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": ids}]).get(
-            "SecurityGroups", []
-        )
-        by_id = {g["GroupId"]: g["GroupId"] for g in found if not vpc_id or g.get("VpcId") == vpc_id}
-    if names:
-        # GroupNames= only searches the default VPC (and moto crashes on a missing name):
-        # filter by name within the VPC instead.
-        filters = [{"Name": "group-name", "Values": names}]
-        if vpc_id:
-            filters.append({"Name": "vpc-id", "Values": [vpc_id]})
-        found = aws.ec2.describe_security_groups(Filters=filters).get("SecurityGroups", [])
-        by_name = {g["GroupName"]: g["GroupId"] for g in found}
-    missing = [g for g in wanted if g not in by_id and g not in by_name]
+    found: list[dict[str, Any]] = []
+    for key in ("groups_by_id", "groups_by_name"):
+        if key in first:
+            found += first[key].get()
+    here = [g for g in found if not vpc_id or g.get("VpcId") == vpc_id]
+    by_id = {str(g["GroupId"]): str(g["GroupId"]) for g in here}
+    by_name = {str(g["GroupName"]): str(g["GroupId"]) for g in here}
+    missing = [g for g in wanted if (by_id if g.startswith("sg-") else by_name).get(g) is None]
     if missing:
-        place = f"VPC {vpc_id}" if vpc_id else aws.region
+        place = f"VPC {vpc_id}" if vpc_id else region
         listed = ", ".join(repr(m) for m in missing)
         raise UsageError(
             f"{settings.where('security_groups')}: security group {listed} not found in "
             f"{place} (create it, e.g. `ess instance ec2 security-group create`, or fix "
             "security_groups)"
         )
-    resolved = [by_id.get(g) or by_name[g] for g in wanted]
+    resolved = [(by_id if g.startswith("sg-") else by_name)[g] for g in wanted]
     return list(dict.fromkeys(resolved))
 
 
