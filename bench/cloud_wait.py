@@ -292,7 +292,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.simulate:
-        print(simulate(export(args.old, Path(tempfile.mkdtemp(prefix="ess-bench-wait-")) / "old"), args.round_trip, 17))
+        old_tree = export(args.old, Path(tempfile.mkdtemp(prefix="ess-bench-wait-")) / "old")
+        print(simulate(old_tree, args.round_trip, args.seed))
         return
     if args.from_json:
         saved = json.loads(args.from_json.read_text())

@@ -137,6 +137,30 @@ def test_random_boots_never_cost_more_describes_than_the_old_back_off(scripted):
             assert len(moments) <= old_describes(ec2.last_ready)
 
 
+def ten_node_lags(scripted, seed: int, runs: int) -> list[float]:
+    """Lags of ``runs`` waits for 10 nodes pending uniform 15-45 s (the benchmark's model),
+    checking that every describe kept to the budget."""
+    draw = random.Random(seed)
+    lags = []
+    for _ in range(runs):
+        ec2 = scripted({f"i-{k}": draw.uniform(15, 45) for k in range(10)})
+        wait(ec2)
+        moments = [moment for moment, _ in ec2.describes]
+        assert all(moment >= polling.budget_at(k) for k, moment in enumerate(moments)), moments
+        assert len(moments) <= old_describes(ec2.last_ready)
+        lags.append(ec2.describes[-1][0] - ec2.last_ready)
+    return sorted(lags)
+
+
+def test_ten_nodes_are_noticed_sooner_than_the_line_alone_did(scripted):
+    """The benchmark's draws at N=10: polling on the line through the counts alone noticed the
+    last node 2.6 s late at the median (p90 5.9 s); a window around the line and a search
+    with one call less: 1.3 s (p90 4.6 s). Issue 17 asks for 1 s: not reached yet."""
+    lags = ten_node_lags(scripted, seed=17, runs=101)
+    assert lags[len(lags) // 2] <= 2.0, lags
+    assert lags[int(len(lags) * 0.9)] <= 6.0, lags
+
+
 def test_median_lag_is_under_a_second_for_the_benchmark_model_at_1000(scripted):
     """bench/cloud_wait.py's model: each of 1000 instances pending for uniform 15-45 s."""
     draw = random.Random(5)
@@ -148,14 +172,39 @@ def test_median_lag_is_under_a_second_for_the_benchmark_model_at_1000(scripted):
     assert sorted(lags)[len(lags) // 2] <= 1.0, lags
 
 
-def test_only_the_ids_not_yet_there_are_described_again(scripted):
-    ec2 = scripted(spread(100))
+def test_above_full_only_the_ids_not_yet_there_are_described_again(scripted):
+    n = polling.FULL + 100
+    ec2 = scripted(spread(n))
     found = wait(ec2)
     asked = [len(ids) for _, ids in ec2.describes]
-    assert asked[0] == 100 and asked[-1] < 100
+    assert asked[0] == n and asked[-1] < n
     assert asked == sorted(asked, reverse=True)  # never asks again about a node that got there
-    assert sum(asked) < 100 * len(asked)
-    assert len(found) == 100  # each node as it was described when it got there
+    assert sum(asked) < n * len(asked)
+    assert len(found) == n  # each node as it was described when it got there
+
+
+def test_up_to_full_every_describe_asks_for_all(scripted):
+    ec2 = scripted(spread(polling.FULL))
+    found = wait(ec2)
+    assert [len(ids) for _, ids in ec2.describes] == [polling.FULL] * len(ec2.describes)
+    assert len(found) == polling.FULL and {i["State"]["Name"] for i in found.values()} == {RUNNING}
+
+
+def test_a_node_that_got_there_and_left_fails_the_wait(scripted):
+    # i-0000 runs at 18 s and shuts down at 40 s, before the last one runs (45 s): the loop
+    # that described only the ids not yet running never looked at it again and returned it.
+    ec2 = scripted(spread(10), turns={"i-0000": (40.0, "shutting-down")})
+    with pytest.raises(EssError, match=r"1 of 10 node\(s\) went shutting-down instead of running: i-0000"):
+        wait(ec2, fail_states=("shutting-down", TERMINATED))
+    assert 40.0 <= ec2.now < 45.0 + 1.0
+    assert all(moment >= polling.budget_at(k) for k, (moment, _) in enumerate(ec2.describes))
+
+
+def test_a_node_that_got_there_and_left_is_waited_for_again(scripted):
+    # Without it among fail_states it is not done: the wait runs into its deadline naming it.
+    ec2 = scripted(spread(10), turns={"i-0000": (40.0, "stopping")})
+    with pytest.raises(EssError, match=r"1 of 10 node\(s\) not running after 120s \(i-0000\)"):
+        wait(ec2, timeout=120)
 
 
 def test_a_node_already_there_costs_one_describe_and_no_sleep(scripted):
