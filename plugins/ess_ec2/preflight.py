@@ -310,13 +310,14 @@ def _security_group_calls(aws: Aws, settings: Settings) -> dict[str, Callable[[]
     wanted = [str(g) for g in settings.get("security_groups", []) or []]
     ids = [g for g in wanted if g.startswith("sg-")]
     names = [g for g in wanted if not g.startswith("sg-")]
-    calls: dict[str, Callable[[], list[dict[str, Any]]]] = {}
-    for key, by, values in (("groups_by_id", "group-id", ids), ("groups_by_name", "group-name", names)):
-        if values:
-            filters = [{"Name": by, "Values": values}]
-            calls[key] = lambda filters=filters: aws.ec2.describe_security_groups(Filters=filters).get(
-                "SecurityGroups", []
-            )
+
+    def lookup(by: str, values: list[str]) -> Callable[[], list[dict[str, Any]]]:
+        filters = [{"Name": by, "Values": values}]
+        return lambda: list(aws.ec2.describe_security_groups(Filters=filters).get("SecurityGroups", []))
+
+    calls = {"groups_by_id": lookup("group-id", ids)} if ids else {}
+    if names:
+        calls["groups_by_name"] = lookup("group-name", names)
     return calls
 
 
