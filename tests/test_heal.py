@@ -386,3 +386,62 @@ def test_heal_on_a_third_party_backend_the_example_pool(ess, tmp_path, monkeypat
     assert r.code == 0, r
     assert len(json.loads(r.out)["launched"]) == 1  # the pool hands out its first free machine
     assert len(ids_of(ess, "pool")) == 2
+
+
+# -- the replacements end with the cluster ------------------------------------------------
+def deadlines(ess) -> dict[str, str | None]:
+    r = ess("instance", "memory", "list", "--json")
+    assert r.code == 0, r
+    return {n["id"]: n["expires"] for n in json.loads(r.out)["nodes"]}
+
+
+def set_deadline(memory, stamp: str) -> None:
+    """What `extend --ttl` leaves on every node: a new ess:expires."""
+    memory.save([{**r, "tags": {**r["tags"], TAG_EXPIRES: stamp}} for r in memory.load()])
+
+
+def seconds_apart(a: str, b: str) -> float:
+    from ess.lifetime import parse_stamp
+
+    first, second = parse_stamp(a), parse_stamp(b)
+    assert first is not None and second is not None
+    return abs((first - second).total_seconds())
+
+
+@pytest.mark.parametrize("config_ttl", [None, "1h"])
+def test_replacements_take_the_clusters_deadline_not_a_fresh_one(ess, memory, monkeypatch, config_ttl) -> None:
+    """The survivors were extended to ~5 h: a replacement gets that deadline, whether the
+    config now says 1 h (a fresh now + 1 h would end it before the cluster) or nothing (it
+    would run with no limit at all after the cluster ended)."""
+    from datetime import timedelta
+
+    from ess.lifetime import now_utc, stamp
+
+    assert ess("instance", "memory", "create", "--number", "3", "--no-verify", "--ttl", "2h").code == 0
+    target = stamp(now_utc() + timedelta(hours=5))
+    set_deadline(memory, target)
+    before = ids_of(ess)
+    memory.lose(before[0], state=TERMINATED)
+    if config_ttl:
+        monkeypatch.setenv("ESS_MAX_LIFETIME", config_ttl)
+    r = ess("instance", "memory", "heal", "--yes")
+    assert r.code == 0, r
+    after = deadlines(ess)
+    [new] = [i for i in after if i not in before]
+    assert seconds_apart(after[new], target) <= 2, (after, target)
+
+
+def test_heal_of_a_cluster_about_to_end_is_refused_and_launches_nothing(ess, memory) -> None:
+    from datetime import timedelta
+
+    from ess.lifetime import now_utc, stamp
+
+    assert ess("instance", "memory", "create", "--number", "2", "--no-verify", "--ttl", "2h").code == 0
+    set_deadline(memory, stamp(now_utc() + timedelta(seconds=40)))
+    memory.lose(ids_of(ess)[0], state=TERMINATED)
+    memory.CALLS.clear()
+    r = ess("instance", "memory", "heal", "--yes")
+    assert r.code == 2, r
+    [line] = r.err.strip().splitlines()
+    assert "heal: the cluster's nodes end at" in line and "extend --ttl" in line
+    assert "create" not in memory.CALLS

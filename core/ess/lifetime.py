@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UsageError
 from .log import warn
-from .models import TAG_EXPIRES, Node, Settings
+from .models import TAG_EXPIRES, Node, Settings, Value
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -140,6 +140,34 @@ def launch_tags(settings: Settings, now: datetime | None = None) -> dict[str, st
         tags[TAG_IDLE_TIMEOUT] = str(chosen.idle)
         tags[TAG_IDLE_ACTION] = chosen.idle_action
     return tags
+
+
+#: Shortest time left for which ``heal`` still launches replacements with the cluster's deadline.
+SHORTEST_HEAL = 90
+
+
+def for_replacements(settings: Settings, survivors: list[Node], now: datetime | None = None) -> Settings:
+    """``settings`` for nodes that replace lost ones (``heal``): they end with the cluster.
+
+    Their ``max_lifetime`` becomes the time left to the survivors' latest ``ess:expires``
+    (the cluster's deadline as ``create --ttl`` and ``extend`` left it), whatever the config
+    says now: a replacement that outlived the cluster would run unwatched, one that ended
+    first would make the cluster lost again. Unchanged when no survivor has a deadline.
+    UsageError when the cluster is about to end anyway.
+    """
+    deadlines = [d for d in (parse_stamp(n.expires) for n in survivors) if d is not None]
+    if not deadlines:
+        return settings
+    latest = max(deadlines)
+    left = int((latest - (now or now_utc())).total_seconds())
+    if left < SHORTEST_HEAL:
+        raise UsageError(
+            f"heal: the cluster's nodes end at {stamp(latest)} ({max(left, 0)}s from now): "
+            "extend it first (ess instance <backend> extend --ttl 4h), or let it end"
+        )
+    values = dict(settings.values)
+    values["max_lifetime"] = Value(f"{left}s", f"the cluster's {TAG_EXPIRES} ({stamp(latest)})")
+    return replace(settings, values=values)
 
 
 def check(backend: Backend, settings: Settings) -> Limits:

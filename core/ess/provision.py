@@ -644,12 +644,14 @@ def heal(
         )
     if census.missing == 0:
         return HealResult(before=census)
+    # The replacements end with the cluster (its ess:expires), not now + the config's limit.
+    launching = lifetime.for_replacements(settings, list(census.present))
     request = preflight(
-        backend, settings, launch_request(settings, census.missing, size=census.intended), verify=verify
+        backend, launching, launch_request(launching, census.missing, size=census.intended), verify=verify
     )
     if confirm is not None:
         confirm(request, census)
-    created = create(backend, settings, request, progress, verify=verify)
+    created = create(backend, launching, request, progress, verify=verify)
     foreign = [n for n in census.lost if adopted(n)]
     if foreign:
         warn(
