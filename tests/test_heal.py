@@ -314,7 +314,7 @@ def test_ec2_heal_launches_the_missing_two_in_one_run_instances(ess, world) -> N
     assert after.code == 0 and after.out.splitlines()[-1] == "5/5 running", after
 
 
-def test_ec2_add_tags_the_adopted_instances_volumes_in_the_same_call(ess, world) -> None:
+def test_ec2_add_and_remove_tag_and_untag_the_instances_volumes_in_the_same_call(ess, world) -> None:
     foreign = world.foreign(2)
     world.calls.reset()
     r = ess("instance", "ec2", "add", *foreign, "--yes")
@@ -328,6 +328,17 @@ def test_ec2_add_tags_the_adopted_instances_volumes_in_the_same_call(ess, world)
     # Adopted machines count as running but never change the intended size.
     status = json.loads(ess("instance", "ec2", "status", "--json").out)
     assert status["intended"] is None and status["running"] == 2
+    # remove lets one go: its volume loses ess's tags in the same DeleteTags, the other's keeps them.
+    world.calls.reset()
+    assert ess("instance", "ec2", "remove", foreign[0], "--yes").code == 0
+    assert world.calls.count("DeleteTags") == 1
+    for volume in world.ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": foreign}])[
+        "Volumes"
+    ]:
+        tags = {t["Key"]: t["Value"] for t in volume.get("Tags", [])}
+        owner = volume["Attachments"][0]["InstanceId"]
+        assert (TAG_CLUSTER in tags) == (owner == foreign[1]), (owner, tags)
+        assert not any(k.startswith("ess:") for k in tags) or owner == foreign[1]
 
 
 def test_ec2_heal_replaces_a_node_stopped_behind_ess_back_only_with_yes_off_a_terminal(ess, world) -> None:

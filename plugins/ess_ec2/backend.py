@@ -525,10 +525,15 @@ class Ec2Backend(Backend):
         aws_client.call(settings, "tag instances", tag_all)
 
     def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
-        """Delete ess's tags (ess:*) from the cluster's ``nodes``; they keep running."""
+        """Delete ess's tags (ess:*) from the cluster's ``nodes`` and from their EBS volumes,
+        which ``adopt`` tagged with them, in the same DeleteTags; the instances keep running.
+        The volumes come from this command's own describe of the nodes (no extra call)."""
         ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) == settings.cluster]
-        if ids:
-            aws_client.call(settings, "untag instances", lambda aws: membership.untag(aws, ids))
+        if not ids:
+            return
+        session = session_for(settings)
+        volumes = [v for i in ids for v in membership.volume_ids(session.record(i) or {})]
+        aws_client.call(settings, "untag instances", lambda aws: membership.untag(aws, ids + volumes))
 
     def retag(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str], progress: Progress) -> None:
         """One CreateTags per 1,000 of the cluster's ``nodes`` (members only, checked by their tags)."""

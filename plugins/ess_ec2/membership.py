@@ -141,7 +141,8 @@ def tag(aws: Aws, ids: list[str], tags: Mapping[str, str], size: int = 1000) -> 
 
 
 def untag(aws: Aws, ids: list[str], keys: tuple[str, ...] = ESS_TAG_KEYS) -> None:
-    """One DeleteTags of ``keys`` (default: all of ess's) per 1000 instances, whatever their values."""
+    """One DeleteTags of ``keys`` (default: all of ess's) per 1000 resources (instances, volumes),
+    whatever their values."""
     pairs = [{"Key": k} for k in keys]
     for chunk in chunks(sorted(set(ids))):
         aws.ec2.delete_tags(Resources=chunk, Tags=pairs)
