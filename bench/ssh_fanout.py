@@ -543,7 +543,7 @@ def render(
     info = report.machine(
         ["paramiko", "cryptography"],
         f"{ssh_version}; {pssh_version(pssh)}. Load average (1, 5, 15 min) before: {load_before}; "
-        f"after: {load_after}; other sessions shared the machine (load per row below).",
+        f"after: {load_after}; the load counts the benchmark's own sshd children too (load per row below).",
     )
     lines = ["## 2. SSH fan-out: verify, exec and push on N loopback OpenSSH endpoints", "", info, ""]
     if farm_cost is not None:
