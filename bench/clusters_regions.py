@@ -158,8 +158,8 @@ def render(rows: list[list[str]], regions: int, calls: collections.Counter, rtt:
             "regions' round trips add up (the rest is about one round trip per region); asked "
             "8 at once, the rest is about one round trip per 8 regions, plus grouping. What is "
             "left is building one boto3 client per region (botocore builds a client class of "
-            "~770 methods each time: about 0.1 s of CPU on a quiet core, several times that on "
-            "this loaded one), in the calling thread since a boto3 session is not thread-safe; "
+            "~770 methods each time: 0.07-0.1 s of CPU on a quiet core, several times that on a "
+            "loaded one), in the calling thread since a boto3 session is not thread-safe; "
             "each region's describe starts as soon as its client exists, so the two overlap.",
         ]
     )
