@@ -307,7 +307,7 @@ def _security_group_calls(aws: Aws, settings: Settings) -> dict[str, Callable[[]
     By name with a filter, not ``GroupNames=``: that searches only the default VPC (and moto
     crashes on a missing name).
     """
-    wanted = [str(g) for g in settings.get("security_groups", []) or []]
+    wanted = _wanted_groups(settings)
     ids = [g for g in wanted if g.startswith("sg-")]
     names = [g for g in wanted if not g.startswith("sg-")]
 
@@ -325,17 +325,18 @@ def _pick_security_groups(
     settings: Settings, region: str, vpc_id: str | None, first: dict[str, rounds.Outcome[Any]]
 ) -> list[str]:
     """Security group names and ids → ids, every one checked to exist in the nodes' VPC."""
-    wanted = [str(g) for g in settings.get("security_groups", []) or []]
+    wanted = _wanted_groups(settings)
     if not wanted:
         return []
-    found: list[dict[str, Any]] = []
-    for key in ("groups_by_id", "groups_by_name"):
-        if key in first:
-            found += first[key].get()
-    here = [g for g in found if not vpc_id or g.get("VpcId") == vpc_id]
-    by_id = {str(g["GroupId"]): str(g["GroupId"]) for g in here}
-    by_name = {str(g["GroupName"]): str(g["GroupId"]) for g in here}
-    missing = [g for g in wanted if (by_id if g.startswith("sg-") else by_name).get(g) is None]
+    found = [g for key in ("groups_by_id", "groups_by_name") if key in first for g in first[key].get()]
+    # Each group of the VPC under its id and its name (EC2 refuses names that start "sg-").
+    known = {
+        spelled: str(g["GroupId"])
+        for g in found
+        if not vpc_id or g.get("VpcId") == vpc_id
+        for spelled in (str(g["GroupId"]), str(g["GroupName"]))
+    }
+    missing = [g for g in wanted if g not in known]
     if missing:
         place = f"VPC {vpc_id}" if vpc_id else region
         listed = ", ".join(repr(m) for m in missing)
@@ -344,8 +345,12 @@ def _pick_security_groups(
             f"{place} (create it, e.g. `ess instance ec2 security-group create`, or fix "
             "security_groups)"
         )
-    resolved = [(by_id if g.startswith("sg-") else by_name)[g] for g in wanted]
-    return list(dict.fromkeys(resolved))
+    return list(dict.fromkeys(known[g] for g in wanted))
+
+
+def _wanted_groups(settings: Settings) -> list[str]:
+    """The ``security_groups`` setting: ids (``sg-...``) and names, as listed."""
+    return [str(g) for g in settings.get("security_groups", []) or []]
 
 
 def _describe_instance_types(

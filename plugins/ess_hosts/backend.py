@@ -151,16 +151,18 @@ class HostsBackend(Backend):
             return [self._node(key, registry[key]) for key in (node_id(*m) for m in self._machines(settings))]
 
     def nodes(self, settings: Settings) -> list[Node]:
-        with self._registry(settings) as registry:
-            rows = sorted(registry.items())
+        rows = self._rows(settings)
         found = probe_all([(row["host"], row["port"]) for _, row in rows])
         return [self._node(key, row, found[(row["host"], row["port"])]) for key, row in rows]
 
     def nodes_to_connect(self, settings: Settings) -> list[Node]:
         """The registered machines, unprobed: the SSH step's first connect is the probe."""
+        return [replace(self._node(key, row), unprobed=True) for key, row in self._rows(settings)]
+
+    def _rows(self, settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+        """The registry's machines, by id."""
         with self._registry(settings) as registry:
-            rows = sorted(registry.items())
-        return [replace(self._node(key, row), unprobed=True) for key, row in rows]
+            return sorted(registry.items())
 
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         progress.stage("forgetting machines", len(nodes))

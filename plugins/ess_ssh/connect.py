@@ -77,6 +77,10 @@ def just_launched(node: Node) -> bool:
     return (datetime.now(timezone.utc) - launched).total_seconds() < BOOT_GRACE
 
 
+#: What a refused connection means on a node that is not booting.
+NOTHING_LISTENS = "nothing listens for SSH there (is sshd running? is the port right?)"
+
+
 class RefusedClock:
     """Times one node's refused connections: final after :data:`REFUSED_GRACE` unless just launched."""
 
@@ -99,9 +103,7 @@ class RefusedClock:
         if now - self._since < self.grace:
             return None
         return SshFailure(
-            f"connection refused by {self.node.address} port {self.node.port} for "
-            f"{self.grace:g}s: nothing listens for SSH there (is sshd running? is the port "
-            "right?)",
+            f"connection refused by {self.node.address} port {self.node.port} for {self.grace:g}s: {NOTHING_LISTENS}",
             retry=False,
             refused=True,
         )
@@ -114,7 +116,7 @@ def unreachable(node: Node, failure: SshFailure, limit: float) -> SshFailure:
     what ``list``'s probe would have been, and it gives the same verdict in the same time.
     """
     if failure.refused:
-        why = "refused: nothing listens for SSH there (is sshd running? is the port right?)"
+        why = f"refused: {NOTHING_LISTENS}"
     elif failure.reason == "timed out":
         why = f"did not answer within {limit:g}s (is the machine up? does a firewall drop it?)"
     else:

@@ -83,7 +83,7 @@ def clusters_command(all_regions: bool, **flags: Any) -> None:
     asked = []
     for _, backend in sorted(backends().items()):
         if backend.supports("clusters"):
-            mine = {key for key in specs_for(backend.settings)}
+            mine = set(specs_for(backend.settings))
             asked.append((backend, load_settings(backend, path, cli={k: v for k, v in given.items() if k in mine})))
     report = survey(asked, all_regions, progress(), config=path)
     for note in report.notes:
