@@ -118,6 +118,17 @@ def test_default_vpc_group_is_not_accepted_for_another_vpc(world):
     assert f"security group 'essentia-access' not found in VPC {vpc}" in message
 
 
+def test_a_group_id_of_another_vpc_is_refused(world):
+    """Groups are looked up by id in every VPC (the VPC is not known yet in that round):
+    one that exists, but in another VPC than the nodes', is still not taken."""
+    vpc = world.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    elsewhere = world.ec2.create_security_group(GroupName="elsewhere", Description="x", VpcId=vpc)["GroupId"]
+    message = preflight_error(world, security_groups=elsewhere)
+    assert f"security group {elsewhere!r} not found in VPC " in message
+    assert vpc not in message.split("not found in VPC ", 1)[1]
+    assert world.calls.mutating() == []
+
+
 def test_unknown_instance_type(world):
     message = preflight_error(world, instance_type="m3.nosuch")
     assert message.startswith("--type: instance type 'm3.nosuch' does not exist")

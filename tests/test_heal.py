@@ -332,6 +332,10 @@ def test_ec2_add_and_remove_tag_and_untag_the_instances_volumes_in_the_same_call
     world.calls.reset()
     assert ess("instance", "ec2", "remove", foreign[0], "--yes").code == 0
     assert world.calls.count("DeleteTags") == 1
+    # Exactly the released instance and its own volume: nothing else is untagged.
+    [untagged] = [p["Resources"] for op, p in world.calls.made if op == "DeleteTags"]
+    own = [v["VolumeId"] for v in volumes if v["Attachments"][0]["InstanceId"] == foreign[0]]
+    assert sorted(untagged) == sorted([foreign[0], *own])
     for volume in world.ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": foreign}])[
         "Volumes"
     ]:
