@@ -190,6 +190,18 @@ def test_up_to_full_every_describe_asks_for_all(scripted):
     assert len(found) == polling.FULL and {i["State"]["Name"] for i in found.values()} == {RUNNING}
 
 
+def test_a_terminate_wait_asks_only_for_the_ids_not_yet_terminated(scripted):
+    # Nothing leaves terminated, so asking again about a terminated node only makes the
+    # describe that notices the end longer (EC2's answer grows with what it returns).
+    ec2 = scripted(spread(polling.FULL, 30, 60), before="shutting-down", after=TERMINATED)
+    wait(ec2, target=TERMINATED)
+    asked = [len(ids) for _, ids in ec2.describes]
+    assert asked[0] == polling.FULL and asked == sorted(asked, reverse=True)
+    assert asked[-1] <= 5  # the describe that sees the end asks for the last few only
+    terminated_before = {i for i, at in ec2.ready_at.items() if at <= ec2.describes[-2][0]}
+    assert not terminated_before & set(ec2.describes[-1][1])
+
+
 def test_a_node_that_got_there_and_left_fails_the_wait(scripted):
     # i-0000 runs at 18 s and shuts down at 40 s, before the last one runs (45 s): the loop
     # that described only the ids not yet running never looked at it again and returned it.

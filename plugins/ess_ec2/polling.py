@@ -26,8 +26,10 @@ Within that budget the calls go where they tell most:
   and a node that got there and left again (running, then shutting-down) is noticed: it
   fails the wait if its new state is one of ``fail_states``, else it is waited for again.
   Above 100 only the ids not yet in the target state are described again (smaller calls
-  at 1,000 nodes; such a node is not noticed there). What a node looked like when it
-  reached the target is what is returned.
+  at 1,000 nodes; such a node is not noticed there). A wait for ``terminated`` asks only
+  for those at any size: nothing leaves that state, and the last describe, which decides
+  how soon the end is noticed, is then a few instances long. What a node looked like when
+  it reached the target is what is returned.
 """
 
 from __future__ import annotations
@@ -186,7 +188,8 @@ def poll(
     An id EC2 no longer knows counts as terminated (it was, long enough ago to vanish).
     Up to FULL ids each describe asks for all, so a node that reached ``target`` and left it
     again is waited for again (or fails the wait, if it went to one of ``fail_states``);
-    above FULL each describe asks only for the ids not yet in ``target``.
+    above FULL, and for ``terminated`` at any size, each describe asks only for the ids not
+    yet in ``target``.
     """
     started = clock()
     deadline = started + timeout
@@ -197,7 +200,11 @@ def poll(
     while True:
         # Up to FULL ids, one describe asks for all of them at no extra call, and a node that
         # got there and left again (running, then shutting-down) is seen; above, only the rest.
-        waiting = ids if len(ids) <= FULL else [i for i in ids if i not in arrived]
+        # Nothing leaves ``terminated``, so a terminate wait asks only for the rest at any size:
+        # EC2 answers a describe in time that grows with the instances it returns (moto: 6 ms
+        # each, so 0.6 s for 100), and the describe that notices the end is part of the lag.
+        everyone_again = len(ids) <= FULL and target != TERMINATED
+        waiting = ids if everyone_again else [i for i in ids if i not in arrived]
         asked = clock() - started  # what this describe says was true about then
         with aws_client.translated(aws, "describe instances"):
             found = aws_client.describe(aws, waiting)
