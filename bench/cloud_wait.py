@@ -95,7 +95,7 @@ def simulated_wait(module: Any, ready: dict[str, float], round_trip: float) -> t
     now, asked = [0.0], [0.0]
     calls = 0
 
-    def describe(_aws: Any, ids: list[str]) -> dict[str, Any]:
+    def describe(_aws: Any, ids: list[str], _states: Any = ()) -> dict[str, Any]:
         nonlocal calls
         calls += 1
         asked[0] = now[0] + round_trip / 2  # EC2 reads the state half a round trip in

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ class ScriptedEc2:
     #: (moment, ids asked for) of each describe.
     describes: list[tuple[float, list[str]]] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
+    #: The ``states`` filter of each describe (empty: every state).
+    asked_states: list[tuple[str, ...]] = field(default_factory=list)
     #: id -> (moment, state) overrides, e.g. a node that dies.
     turns: dict[str, tuple[float, str]] = field(default_factory=dict)
 
@@ -46,12 +48,13 @@ class ScriptedEc2:
             return self.turns[instance_id][1]
         return self.after if self.now >= self.ready_at[instance_id] else self.before
 
-    def describe(self, _aws: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def describe(self, _aws: Any, ids: list[str], states: Collection[str] = ()) -> dict[str, dict[str, Any]]:
         self.describes.append((self.now, list(ids)))
+        self.asked_states.append(tuple(states))
         found = {}
         for i in ids:
             state = self.state(i)
-            if state is not None:
+            if state is not None and (not states or state in states):
                 found[i] = {"InstanceId": i, "State": {"Name": state}, "StateReason": {"Message": f"{i} {state}"}}
         self.now += ROUND_TRIP
         return found
@@ -198,6 +201,8 @@ def test_a_terminate_wait_asks_only_for_the_ids_not_yet_terminated(scripted):
     asked = [len(ids) for _, ids in ec2.describes]
     assert asked[0] == polling.FULL and asked == sorted(asked, reverse=True)
     assert asked[-1] <= 5  # the describe that sees the end asks for the last few only
+    # ... and EC2 returns only those not terminated yet (none, for the last describe).
+    assert all(TERMINATED not in states and states for states in ec2.asked_states)
     terminated_before = {i for i, at in ec2.ready_at.items() if at <= ec2.describes[-2][0]}
     assert not terminated_before & set(ec2.describes[-1][1])
 

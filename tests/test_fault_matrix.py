@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from support import capacity
-from support.ec2_world import World, aws_error, is_dry_run, proxy_page, reply_lost
+from support.ec2_world import World, aws_error, empty_listing, is_dry_run, is_listing, proxy_page, reply_lost
 from support.fault_world import WORKER_NAME, lean_world, record
 from support.local_helpers import kill_test_nodes, pid_alive
 
@@ -370,6 +370,60 @@ def test_sigint_during_wait_rolls_back(case: Ec2Case, ess) -> None:
     assert fired["done"] and result.code == 130, result
     assert "interrupted; the nodes of this run were terminated" in result.err
     assert case.conclude("wait", "SIGINT (in-process)", result.code) == 0
+
+
+# -- SIGINT while RunInstances is in flight, and EC2 lists the launch late -------------------
+@pytest.mark.parametrize(
+    "hidden",
+    [(1, 2), (1, 2, 4)],
+    ids=["first two listings miss it", "the rollback's own listing misses it too"],
+)
+def test_sigint_during_run_instances_finds_a_launch_ec2_lists_late(case: Ec2Case, ess, hidden) -> None:
+    """EC2 launched, the interrupt came before the reply was read, and EC2's filtered listing
+    does not show the new instances for a while (eventual consistency). Before, the rollback
+    listed once, found nothing, and left the three nodes running."""
+    fired = {"done": False}
+    listings = {"n": 0}
+
+    def interrupt(request: Any, **_: Any) -> None:
+        if is_dry_run(request) or fired["done"]:
+            return
+        fired["done"] = True
+        with contextlib.suppress(Exception):
+            reply_lost(request)  # delivered: moto launches the nodes
+        os.kill(os.getpid(), signal.SIGINT)  # delivered as KeyboardInterrupt in this thread
+        time.sleep(5)  # not reached: the interrupt is raised first
+
+    def late(request: Any, **_: Any) -> Any:
+        if not fired["done"] or not is_listing(request):
+            return None
+        listings["n"] += 1
+        return empty_listing() if listings["n"] in hidden else None
+
+    case.world.calls.handlers.append(("before-send.ec2.RunInstances", interrupt))
+    case.world.calls.handlers.append(("before-send.ec2.DescribeInstances", late))
+    result = ess(*CREATE, "--no-verify", "--number", "3")
+    assert fired["done"] and result.code == 130, result
+    assert listings["n"] >= max(hidden)
+    assert "interrupted; the nodes of this run were terminated" in result.err
+    assert "cleaned up: terminated 3 node(s)" in result.err
+    fault = f"SIGINT during RunInstances; listings {', '.join(map(str, hidden))} miss the launch"
+    assert case.conclude("launch", fault, result.code) == 0
+
+
+def test_a_capacity_refusal_is_not_searched_for(case: Ec2Case, ess) -> None:
+    """EC2 said it launched nothing: no pause to look for instances (the error comes at once)."""
+    case.world.calls.handlers.append(failing("RunInstances", 500, "InsufficientInstanceCapacity"))
+    listed = {"n": 0}
+
+    def count(request: Any, **_: Any) -> None:
+        listed["n"] += is_listing(request)
+
+    case.world.calls.handlers.append(("before-send.ec2.DescribeInstances", count))
+    result = ess(*CREATE, "--no-verify", "--number", "2")
+    assert result.code == 1, result
+    # create's own listing before the launch and the rollback's; the search made none.
+    assert listed["n"] == 2
 
 
 # -- verify and after-create hooks ----------------------------------------------------------

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from ess import log as ess_log
@@ -37,7 +38,7 @@ from ess.models import (
 from ess.progress import Progress
 
 from . import client as aws_client
-from . import fleet, inventory, keys, lifetime, membership, ownership, polling
+from . import fleet, inventory, keys, lifetime, membership, ownership, polling, unanswered
 from .lifetime import DEADLINE_FILE
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
@@ -51,6 +52,9 @@ LIVE_STATES = (PENDING, RUNNING, STOPPING, STOPPED, SHUTTING_DOWN)
 #: What ``list`` asks EC2 for: terminated too (EC2 shows them for about an hour), so a node
 #: terminated behind ess's back is reported lost instead of silently vanishing.
 LISTED_STATES = (*LIVE_STATES, TERMINATED)
+#: Seconds after its launch for which an instance this command launched is listed from its
+#: launch record when EC2's listing does not show it (eventual consistency).
+NOT_LISTED_FOR = 600.0
 _ZONE = re.compile(r"\b([a-z]{2}(?:-gov)?-[a-z]+-\d[a-z])\b")
 
 
@@ -123,7 +127,8 @@ class Ec2Backend(Backend):
                 ],
                 **plan.run_arguments(),
             )
-        except Exception as exc:
+        except BaseException as exc:
+            self._unanswered(exc, aws, settings, request, progress)
             if aws_client.is_aws_error(exc):
                 raise self._launch_error(exc, aws, plan, request) from None
             raise
@@ -148,7 +153,8 @@ class Ec2Backend(Backend):
         aws = session.aws
         try:
             launched = fleet.launch(aws, settings.cluster, plan, request, tags, client_token(request.launch_id))
-        except Exception as exc:
+        except BaseException as exc:
+            self._unanswered(exc, aws, settings, request, progress)
             if aws_client.is_aws_error(exc):
                 raise self._launch_error(exc, aws, plan, request) from None
             raise
@@ -172,6 +178,24 @@ class Ec2Backend(Backend):
                 progress,
             )
         return [self._node(i, settings) for i in instances]
+
+    def _unanswered(
+        self, exc: BaseException, aws: aws_client.Aws, settings: Settings, request: LaunchRequest, progress: Progress
+    ) -> None:
+        """After a launch call that failed without EC2 saying it launched nothing, wait until
+        EC2 lists what it may have launched, so the rollback finds it (see unanswered.py)."""
+        if unanswered.nothing_launched(exc):
+            return
+        progress.stage("looking for what the unanswered launch made")
+        found = unanswered.find(aws, request, self.sleep)
+        progress.finish()
+        log.debug(
+            "launch %s got no answer (%s); EC2 lists %d of its instances",
+            request.launch_id,
+            type(exc).__name__,
+            len(found),
+        )
+        session_for(settings).remember(found, self.clock(), launched=True)
 
     def _reconcile(
         self,
@@ -274,6 +298,7 @@ class Ec2Backend(Backend):
         ]
         with aws_client.translated(aws, "list instances"):
             instances = aws_client.describe_filtered(aws, filters)
+        instances += self._not_listed_yet(session, settings, instances)
         mine, skipped = self._owned(settings, instances)
         # A terminated stranger can be touched by nobody: naming it would only be noise.
         gone = {i["InstanceId"] for i in instances if i["State"]["Name"] in (TERMINATED, SHUTTING_DOWN)}
@@ -282,6 +307,24 @@ class Ec2Backend(Backend):
         nodes = [self._node(i, settings) for i in mine]
         nodes = [n for n in nodes if not (n.state in (TERMINATED, SHUTTING_DOWN) and n.desired == TERMINATED)]
         return sorted(nodes, key=lambda n: (n.launched_at is None, n.launched_at, n.id))
+
+    @staticmethod
+    def _not_listed_yet(session: Ec2Session, settings: Settings, listed: list[dict]) -> list[dict]:
+        """What this command launched into the cluster minutes ago and the listing lacks.
+
+        Read-your-writes: EC2's filtered listing shows a new instance a few seconds after its
+        launch, and a rollback that lists in that window must still see it.
+        """
+        shown = {i["InstanceId"] for i in listed}
+        now = datetime.now(timezone.utc)
+        return [
+            record
+            for record in session.launches()
+            if record["InstanceId"] not in shown
+            and aws_client.tags_of(record).get(TAG_CLUSTER) == settings.cluster
+            and isinstance(record.get("LaunchTime"), datetime)
+            and (now - record["LaunchTime"]).total_seconds() < NOT_LISTED_FOR
+        ]
 
     # -- ownership and health ------------------------------------------------------------
     def _owned(self, settings: Settings, instances: Iterable[dict]) -> tuple[list[dict], dict[str, str]]:
@@ -434,7 +477,8 @@ class Ec2Backend(Backend):
                         "stopped",
                         fail_states=(TERMINATED, SHUTTING_DOWN),
                     )
-            replied = aws_client.act(aws, operation, todo) if todo else {}
+            young = session.launched_here(todo)
+            replied = aws_client.act(aws, operation, todo, young, self.sleep) if todo else {}
         watch = [
             i
             for i, inst in ours.items()

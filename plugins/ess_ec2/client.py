@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,9 @@ AUTH_CODES = frozenset(
     }
 )
 NOT_FOUND_IDS = "InvalidInstanceID.NotFound"
+#: Pauses before asking EC2 again about an instance this command launched that it says does
+#: not exist (eventual consistency; AWS asks clients to retry with back-off): 15 s in all.
+NOT_KNOWN_YET_PAUSES = (0.5, 1.0, 2.0, 4.0, 7.5)
 _INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
 
 _shared_loader: Any = None
@@ -288,16 +292,19 @@ def _missing_ids(exc: BaseException) -> set[str]:
     return set(_INSTANCE_ID.findall(error_message(exc)))
 
 
-def describe(aws: Aws, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def describe(aws: Aws, ids: Iterable[str], states: Collection[str] = ()) -> dict[str, dict[str, Any]]:
     """Instances by id, in one paginated describe per 1000 ids; unknown ids are left out.
 
     A describe with an unknown id fails as a whole (InvalidInstanceID.NotFound, which
     also happens for a second or two after launch): drop the ids the error names, ask again.
+    With ``states``, only instances in one of them are returned (an ``instance-state-name``
+    filter): EC2 answers in time that grows with what it returns.
     """
     paginator = aws.ec2.get_paginator("describe_instances")
+    filters = [{"Name": "instance-state-name", "Values": sorted(states)}] if states else []
     found: dict[str, dict[str, Any]] = {}
     for chunk in chunks(sorted(set(ids))):
-        pages = _without_missing(chunk, lambda known: list(paginator.paginate(InstanceIds=known)))
+        pages = _without_missing(chunk, lambda known: list(paginator.paginate(InstanceIds=known, Filters=filters)))
         for page in pages or []:
             for reservation in page.get("Reservations", []):
                 for instance in reservation.get("Instances", []):
@@ -305,11 +312,23 @@ def describe(aws: Aws, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _without_missing(ids: list[str], call: Callable[[list[str]], Result]) -> Result | None:
-    """``call(ids)``, dropping the ids EC2 says do not exist and calling again; None if none exists."""
+def _without_missing(
+    ids: list[str],
+    call: Callable[[list[str]], Result],
+    young: Collection[str] = (),
+    sleep: Callable[[float], None] = time.sleep,
+) -> Result | None:
+    """``call(ids)``, dropping the ids EC2 says do not exist and calling again; None if none exists.
+
+    Ids in ``young`` (launched by this command) are not dropped: EC2 is eventually
+    consistent, and for a few seconds after RunInstances it may answer NotFound for them.
+    Dropping one there would leave a new instance running. They are asked for again after
+    each of :data:`NOT_KNOWN_YET_PAUSES`; EssError naming them if EC2 still does not know them.
+    """
     from botocore.exceptions import ClientError
 
     remaining = list(ids)
+    pauses = iter(NOT_KNOWN_YET_PAUSES)
     while remaining:
         try:
             return call(remaining)
@@ -317,7 +336,17 @@ def _without_missing(ids: list[str], call: Callable[[list[str]], Result]) -> Res
             missing = _missing_ids(exc) & set(remaining) if error_code(exc) == NOT_FOUND_IDS else set()
             if not missing:
                 raise
-            remaining = [i for i in remaining if i not in missing]
+            unknown_yet = sorted(missing.intersection(young))
+            remaining = [i for i in remaining if i not in missing or i in unknown_yet]
+            if unknown_yet:
+                pause = next(pauses, None)
+                if pause is None:
+                    raise EssError(
+                        f"EC2 still does not know {len(unknown_yet)} instance(s) this command launched, "
+                        f"{sum(NOT_KNOWN_YET_PAUSES):.0f}s after asking first ({', '.join(unknown_yet[:10])}) "
+                        "(they may still start: check with `ess instance ec2 list` in a minute)"
+                    ) from exc
+                sleep(pause)
     return None
 
 
@@ -331,10 +360,18 @@ def describe_filtered(aws: Aws, filters: list[dict[str, Any]]) -> list[dict[str,
     return instances
 
 
-def act(aws: Aws, operation: str, ids: list[str]) -> dict[str, str]:
+def act(
+    aws: Aws,
+    operation: str,
+    ids: list[str],
+    young: Collection[str] = (),
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, str]:
     """Call TerminateInstances/StopInstances/StartInstances with ≤ 1000 ids per call.
 
-    Ids that no longer exist are dropped and the call repeated, so the action is idempotent.
+    Ids that no longer exist are dropped and the call repeated, so the action is idempotent;
+    except the ``young`` ones (launched by this command), which EC2 may not know *yet*: those
+    are asked for again after a pause (see :func:`_without_missing`).
     Returns each instance's state as the reply gives it (often not final yet).
     """
     method = getattr(aws.ec2, operation)
@@ -345,7 +382,7 @@ def act(aws: Aws, operation: str, ids: list[str]) -> dict[str, str]:
     }[operation]
     states: dict[str, str] = {}
     for chunk in chunks(sorted(set(ids))):
-        reply = _without_missing(chunk, lambda known: method(InstanceIds=known))
+        reply = _without_missing(chunk, lambda known: method(InstanceIds=known), young, sleep)
         for change in (reply or {}).get(reply_key, []):
             states[change["InstanceId"]] = str(change.get("CurrentState", {}).get("Name", ""))
     return states

@@ -61,9 +61,10 @@ class Ec2Session:
     def remember(self, instances: Iterable[dict[str, Any]], now: float, *, launched: bool = False) -> None:
         """Keep EC2's records of ``instances``; what this command launched never goes stale,
         so a rollback after a long wait needs no describe (which may be what is failing)."""
-        when = LAUNCHED if launched else now
         for instance in instances:
-            self.seen[instance["InstanceId"]] = (when, instance)
+            # A later listing updates the record but never makes a launch of this command stale.
+            earlier = self.seen.get(instance["InstanceId"], (None,))[0]
+            self.seen[instance["InstanceId"]] = (LAUNCHED if launched or earlier == LAUNCHED else now, instance)
 
     def seen_recently(self, ids: Iterable[str], now: float) -> dict[str, dict[str, Any]] | None:
         """EC2's own recent records of all ``ids``, or None if any is missing or stale."""
@@ -74,6 +75,14 @@ class Ec2Session:
                 return None
             found[instance_id] = entry[1]
         return found
+
+    def launched_here(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` this command launched (EC2 may not know them everywhere yet)."""
+        return {i for i in ids if self.seen.get(i, (None,))[0] == LAUNCHED}
+
+    def launches(self) -> list[dict[str, Any]]:
+        """The records of every instance this command launched."""
+        return [record for when, record in self.seen.values() if when == LAUNCHED]
 
     def record(self, instance_id: str) -> dict[str, Any] | None:
         """The last record EC2 gave this command of ``instance_id``, however old."""

@@ -128,6 +128,24 @@ def aws_error(status: int, code: str, message: str) -> Any:
     return AWSResponse("https://ec2.us-east-1.amazonaws.com/", status, {}, _Raw(body))
 
 
+def empty_listing() -> Any:
+    """A DescribeInstances reply that lists nothing: what EC2's filtered listing says for a few
+    seconds after a launch (eventual consistency), returned by a ``before-send`` handler."""
+    from botocore.awsrequest import AWSResponse
+
+    body = (
+        b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        b"<requestId>ess-test</requestId><reservationSet/></DescribeInstancesResponse>"
+    )
+    return AWSResponse("https://ec2.us-east-1.amazonaws.com/", 200, {}, _Raw(body))
+
+
+def is_listing(request: Any) -> bool:
+    """A DescribeInstances by filter (a listing), not by instance id."""
+    body = request.body or b""
+    return b"Filter.1.Name" in (body if isinstance(body, bytes) else body.encode())
+
+
 def proxy_page(status: int = 502) -> Any:
     """What a proxy in front of the endpoint answers: an HTML page, not AWS's XML."""
     from botocore.awsrequest import AWSResponse
