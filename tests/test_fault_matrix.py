@@ -245,6 +245,29 @@ def test_lost_launch_replies_keep_exactly_n(case: Ec2Case, ess) -> None:
     assert case.conclude("launch", "reply lost twice (ReadTimeout), retried", result.code, kept=5) == 0
 
 
+def test_lost_launch_replies_keep_exactly_n_when_ec2_lists_the_launch_late(case: Ec2Case, ess) -> None:
+    """The duplicates of the lost attempts are missing from the first listing after the launch
+    (EC2's eventual consistency). Before, that one listing was all the check made: the ten
+    duplicates stayed running as cluster nodes nobody asked for."""
+    case.world.calls.handlers.append(losing_replies(2))
+    listings = {"n": 0}
+
+    def late(request: Any, **_: Any) -> Any:
+        if case.world.calls.count("RunInstances", dry_run=False) == 0 or not is_listing(request):
+            return None
+        listings["n"] += 1
+        return empty_listing() if listings["n"] == 1 else None
+
+    case.world.calls.handlers.append(("before-send.ec2.DescribeInstances", late))
+    result = ess(*CREATE, "--no-verify", "--number", "5", "--json")
+    assert result.code == 0, result
+    nodes = json.loads(result.out)["nodes"]
+    assert sorted(n["id"] for n in nodes) == case.running() and len(nodes) == 5
+    assert "found 15 instances of this launch, terminated 10 extra" in result.err
+    fault = "reply lost twice, retried; the first listing misses the launch"
+    assert case.conclude("launch", fault, result.code, kept=5) == 0
+
+
 def test_lost_launch_replies_to_the_last_attempt_leave_nothing(case: Ec2Case, ess, monkeypatch) -> None:
     monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "3")
     case.world.calls.handlers.append(losing_replies(None))

@@ -209,9 +209,10 @@ class Ec2Backend(Backend):
         """After a retried launch call, keep at most ``request.count`` of this launch's instances.
 
         An earlier attempt whose reply was lost may have launched too (real EC2 honours the
-        ClientToken, emulators and some proxies' replays do not): one describe by the
-        launch's ``ess:launch`` tag finds every instance, the ones this reply named are kept
-        first, and the surplus goes in one TerminateInstances call.
+        ClientToken, emulators and some proxies' replays do not): listings by the launch's
+        ``ess:launch`` tag, until two agree (EC2 lists a launch a few seconds late), find
+        every instance; the ones this reply named are kept first, and the surplus goes in
+        one TerminateInstances call.
         """
         filters = [
             {"Name": f"tag:{TAG_LAUNCH}", "Values": [request.launch_id]},
@@ -219,7 +220,11 @@ class Ec2Backend(Backend):
         ]
         try:
             with aws_client.translated(aws, "check the retried launch for duplicates"):
-                found = aws_client.describe_filtered(aws, filters)
+                # EC2 lists a launch a few seconds late: until two listings agree, a duplicate
+                # not shown yet would stay running as one node more than asked for.
+                found = unanswered.settled_listing(
+                    aws, filters, self.sleep, lambda n, before: n >= len(replied) and n == before
+                )
         except EssError as exc:
             # The instances exist and carry the launch tag: `list` and `terminate all` see them.
             ess_log.warn(

@@ -44,14 +44,16 @@ def nothing_launched(exc: BaseException) -> bool:
     return 400 <= status < 500
 
 
-def find(aws: aws_client.Aws, request: LaunchRequest, sleep: Callable[[float], None]) -> list[dict[str, Any]]:
-    """The instances of ``request``'s launch, once EC2's listing of them settles (see above).
-
-    Stops when the request's full count shows, or at least its minimum and two listings
-    agree, or after :data:`PAUSES`. A listing that fails ends the search with what was
-    found: the rollback will list (and report) again.
+def settled_listing(
+    aws: aws_client.Aws,
+    filters: list[dict[str, Any]],
+    sleep: Callable[[float], None],
+    enough: Callable[[int, int], bool],
+) -> list[dict[str, Any]]:
+    """Every instance ``filters`` lists, listing again after each of :data:`PAUSES` until
+    ``enough(found, found_before)`` holds (the counts now and at the listing before; -1 at
+    first). A failing first listing raises; a later one ends the search with what was found.
     """
-    filters = [{"Name": f"tag:{TAG_LAUNCH}", "Values": [request.launch_id]}]
     found: dict[str, dict[str, Any]] = {}
     before = -1
     for pause in (0.0, *PAUSES):
@@ -60,8 +62,29 @@ def find(aws: aws_client.Aws, request: LaunchRequest, sleep: Callable[[float], N
         try:
             found.update({i["InstanceId"]: i for i in aws_client.describe_filtered(aws, filters)})
         except Exception:
+            if before < 0:
+                raise
             break
-        if len(found) >= request.count or (len(found) >= request.min_count and len(found) == before):
+        if enough(len(found), before):
             break
         before = len(found)
     return list(found.values())
+
+
+def find(aws: aws_client.Aws, request: LaunchRequest, sleep: Callable[[float], None]) -> list[dict[str, Any]]:
+    """The instances of ``request``'s launch, once EC2's listing of them settles (see above).
+
+    Stops when the request's full count shows, or at least its minimum and two listings
+    agree, or after :data:`PAUSES`. A listing that fails ends the search with what was
+    found: the rollback will list (and report) again.
+    """
+    filters = [{"Name": f"tag:{TAG_LAUNCH}", "Values": [request.launch_id]}]
+    try:
+        return settled_listing(
+            aws,
+            filters,
+            sleep,
+            lambda found, before: found >= request.count or (found >= request.min_count and found == before),
+        )
+    except Exception:
+        return []
