@@ -86,6 +86,8 @@ def test_unreachable_machine_is_not_registered(ess, hosts_conf):
     dead = "127.0.0.1:9"
     r = ess("instance", "hosts", "create", addresses[0], dead, "--config", str(conf), "--timeout", "1")
     assert r.code == 1 and "connection refused" in r.err
+    # hosts forgets machines, it does not end them: the cleanup line says so.
+    assert "cleaned up: released 2 node(s) launched by this run" in r.err and "terminated" not in r.err
     assert json.loads(ess("instance", "hosts", "list", "--json", "--config", str(conf)).out)["nodes"] == []
 
 

@@ -229,3 +229,13 @@ def test_a_hook_api_1_0_runner_without_output_still_works_and_lost_nodes_fail(es
         f"{ids[1]} | partial",
     ]
     assert f"{ids[0]} | warn" in err and f"{ids[2]} | ess: stopped, expected running (crashed)" in err
+
+
+def test_the_cleanup_line_of_a_large_run_stays_one_short_line(ess, memory, monkeypatch):
+    # It listed every id: 1,000 of them made one 20 KB line.
+    monkeypatch.setenv("ESS_FAIL_AT", "wait")
+    r = ess("instance", "memory", "create", "--number", "50")
+    assert r.code == 1, r
+    line = next(line for line in r.err.splitlines() if "cleaned up:" in line)
+    assert "cleaned up: terminated 50 node(s) launched by this run (" in line
+    assert line.endswith(", ... (40 more))") and len(line) < 400

@@ -95,6 +95,32 @@ def test_wrong_types_name_the_place_and_the_problem(spec_key, raw, fragment):
     assert str(info.value).startswith(f"f.conf [EC2] {spec_key}: ")
 
 
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("web, " + "x" * 1100, "item 2 is 1100 characters long (at most 1024)"),
+        ("sg-1," * 60_000, "300000 characters long (at most 262144)"),
+    ],
+    ids=["one item too long", "the whole list too long"],
+)
+def test_a_list_is_bounded_per_item_and_as_a_whole(raw, fragment):
+    with pytest.raises(UsageError, match=r"^f.conf \[EC2\] security_groups: ") as info:
+        coerce(SPECS["security_groups"], raw, "f.conf [EC2] security_groups")
+    assert fragment in str(info.value)
+
+
+def test_a_list_of_a_thousand_hosts_is_one_value():
+    # `ess instance hosts create a:p b:p ...` joins its arguments into the hosts setting; the
+    # 1,024-character limit of one value stopped it at about 50 machines.
+    from ess_hosts.backend import HostsBackend
+
+    spec = next(spec for spec in HostsBackend.settings if spec.key == "hosts")
+    raw = ",".join(f"127.77.{k // 250}.{k % 250 + 1}:{2200 + k}" for k in range(1000))
+    assert len(raw) > 17 * 1024
+    hosts = coerce(spec, raw, "ESS_HOSTS")
+    assert len(hosts) == 1000 and hosts[-1] == "127.77.3.250:3199"
+
+
 def test_cli_number_error_says_what_to_type():
     with pytest.raises(UsageError, match=r"^--number: 'abc' is not a whole number \(try --number 3\)$"):
         coerce(SPECS["instance_count"], "abc", "--number")

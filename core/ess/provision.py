@@ -224,11 +224,14 @@ def _verify_new(
     raise EssError(f"verification failed on {len(failed_ids)} of {len(nodes)} node(s): " + describe_failures(checks))
 
 
+def _shown(ids: list[str], limit: int = 10) -> str:
+    """``i-1, i-2, ... (990 more)``: a line that stays one line at 1,000 nodes."""
+    return ", ".join(ids[:limit]) + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+
+
 def _ids(nodes: list[Node], limit: int = 10) -> str:
     """``3 node(s): i-1, i-2, i-3`` for the debug log, cut after ``limit`` ids."""
-    shown = ", ".join(n.id for n in nodes[:limit])
-    more = f", ... ({len(nodes) - limit} more)" if len(nodes) > limit else ""
-    return f"{len(nodes)} node(s)" + (f": {shown}{more}" if nodes else "")
+    return f"{len(nodes)} node(s)" + (f": {_shown([n.id for n in nodes], limit)}" if nodes else "")
 
 
 def describe_failures(checks: list[CheckResult], limit: int = 5) -> str:
@@ -271,7 +274,8 @@ def rollback(
             )
             return
         warn(
-            f"ess: cleaned up: terminated {len(victims)} node(s) launched by this run ({', '.join(sorted(victims))})",
+            f"ess: cleaned up: {'terminated' if backend.ends_nodes else 'released'} {len(victims)} node(s) "
+            f"launched by this run ({_shown(sorted(victims))})",
             progress,
         )
 

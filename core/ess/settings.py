@@ -76,6 +76,9 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
 TRUE = {"true", "yes", "on", "1"}
 FALSE = {"false", "no", "off", "0"}
 MAX_VALUE_LENGTH = 1024
+#: A list setting (``hosts``, ``security_groups`` ...) may be longer as a whole: 1,000
+#: ``address:port`` entries take about 22 KB. Each item still counts MAX_VALUE_LENGTH.
+MAX_LIST_LENGTH = 256 * 1024
 
 
 def find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | None, str]:
@@ -321,11 +324,12 @@ def coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
 
 
 def _coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
-    if isinstance(raw, str):
-        if len(raw) > MAX_VALUE_LENGTH:
-            raise UsageError(f"{where}: value is {len(raw)} characters long (at most {MAX_VALUE_LENGTH})")
-        raw = raw.strip()
     kind = spec.type
+    if isinstance(raw, str):
+        limit = MAX_LIST_LENGTH if kind == "list" else MAX_VALUE_LENGTH
+        if len(raw) > limit:
+            raise UsageError(f"{where}: value is {len(raw)} characters long (at most {limit})")
+        raw = raw.strip()
     if kind == "bool":
         value: Any = _to_bool(raw, where)
     elif kind == "int":
@@ -400,10 +404,17 @@ def _fmt(number: float) -> str:
 
 def _to_list(raw: Any, where: str) -> list[str]:
     if isinstance(raw, str):
-        return [item.strip() for item in raw.split(",") if item.strip()]
-    if isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
-        return [item.strip() for item in raw if item.strip()]
-    raise UsageError(f"{where}: expected a list of names, got {_describe(raw)}")
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+    elif isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
+        items = [item.strip() for item in raw if item.strip()]
+    else:
+        raise UsageError(f"{where}: expected a list of names, got {_describe(raw)}")
+    longest = max(items, key=len, default="")
+    if len(longest) > MAX_VALUE_LENGTH:
+        raise UsageError(
+            f"{where}: item {items.index(longest) + 1} is {len(longest)} characters long (at most {MAX_VALUE_LENGTH})"
+        )
+    return items
 
 
 def load_settings(
