@@ -231,11 +231,26 @@ def test_a_hook_api_1_0_runner_without_output_still_works_and_lost_nodes_fail(es
     assert f"{ids[0]} | warn" in err and f"{ids[2]} | ess: stopped, expected running (crashed)" in err
 
 
-def test_the_cleanup_line_of_a_large_run_stays_one_short_line(ess, memory, monkeypatch):
-    # It listed every id: 1,000 of them made one 20 KB line.
+@pytest.mark.parametrize(
+    ("flags", "start", "end"),
+    [
+        ((), "ess: cleaned up: terminated 50 node(s) launched by this run (", ", ... (40 more))"),
+        (("--keep-on-failure",), "ess: --keep-on-failure: keeping the nodes of this run (", "terminate all"),
+    ],
+    ids=["rolled back", "kept"],
+)
+def test_the_lines_about_a_large_failed_run_stay_short(ess, memory, monkeypatch, flags, start, end):
+    # They listed every id: 1,000 of them made one 20 KB line on stderr.
     monkeypatch.setenv("ESS_FAIL_AT", "wait")
-    r = ess("instance", "memory", "create", "--number", "50")
+    r = ess("instance", "memory", "create", "--number", "50", *flags)
     assert r.code == 1, r
-    line = next(line for line in r.err.splitlines() if "cleaned up:" in line)
-    assert "cleaned up: terminated 50 node(s) launched by this run (" in line
-    assert line.endswith(", ... (40 more))") and len(line) < 400
+    line = next(line for line in r.err.splitlines() if line.startswith(start))
+    assert line.endswith(end) and "... (40 more)" in line and len(line) < 400
+
+
+def test_some_ids_names_ten_and_counts_the_rest():
+    from ess.log import some
+
+    assert some([]) == ""
+    assert some(["a", "b"]) == "a, b"
+    assert some(f"i-{k}" for k in range(1000)) == ", ".join(f"i-{k}" for k in range(10)) + ", ... (990 more)"

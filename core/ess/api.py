@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from .errors import NotSupported, UsageError
-from .log import warn, warnings_to
+from .log import some, warn, warnings_to
 from .models import (
     TAG_SIZE,
     CheckResult,
@@ -287,7 +287,7 @@ class Cluster:
         if kept:
             warn(
                 f"keeping {len(kept)} adopted node(s) ess did not launch: "
-                f"{', '.join(n.id for n in kept)} (include_adopted=True terminates them too)",
+                f"{some(n.id for n in kept)} (include_adopted=True terminates them too)",
                 self.progress,
             )
         if nodes and confirm is not None:

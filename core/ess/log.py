@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -98,6 +98,12 @@ def warnings_to(progress: Progress) -> Iterator[None]:
 
 
 # -- helpers for the debug lines of several modules ----------------------------------------
+def some(ids: Iterable[str], limit: int = 10) -> str:
+    """``i-1, i-2, ... (990 more)``: ids for a stderr line, which stays short at 1,000 nodes."""
+    shown = list(ids)
+    return ", ".join(shown[:limit]) + (f", ... ({len(shown) - limit} more)" if len(shown) > limit else "")
+
+
 def pending(states: Mapping[str, str], target: str, limit: int = 10) -> str:
     """What a wait poll still waits for: ``i-1 pending, i-2 stopping`` (or ``nothing``).
 
@@ -105,6 +111,4 @@ def pending(states: Mapping[str, str], target: str, limit: int = 10) -> str:
     in a ``--debug`` transcript which nodes held it up and in what state.
     """
     late = [f"{node_id} {state}" for node_id, state in sorted(states.items()) if state != target]
-    if not late:
-        return "nothing"
-    return ", ".join(late[:limit]) + (f", ... ({len(late) - limit} more)" if len(late) > limit else "")
+    return some(late, limit) if late else "nothing"

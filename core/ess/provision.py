@@ -23,7 +23,7 @@ from . import lifetime, origins
 from .backend import Backend
 from .census import GONE, Census, adopted, intended_size, recorded_size
 from .errors import EssError, Interrupted, NotSupported, PartialFailure, UsageError
-from .log import warn
+from .log import some, warn
 from .models import (
     PENDING,
     RUNNING,
@@ -188,7 +188,7 @@ def create(
             "keeping them (--keep-on-failure)" if keep_on_failure else "rolling back",
         )
         if keep_on_failure:
-            ids = ", ".join(n.id for n in launched) or f"tag {TAG_LAUNCH}={request.launch_id}"
+            ids = some(n.id for n in launched) or f"tag {TAG_LAUNCH}={request.launch_id}"
             warn(
                 f"ess: --keep-on-failure: keeping the nodes of this run ({ids}); "
                 f"remove them with: ess instance {backend.name} terminate all",
@@ -215,7 +215,7 @@ def _verify_new(
         bad = [n for n in nodes if n.id in failed_ids]
         warn(
             f"ess: {len(bad)} node(s) failed verification and are terminated "
-            f"(--min {request.min_count} allows it): {', '.join(n.id for n in bad)}",
+            f"(--min {request.min_count} allows it): {some(n.id for n in bad)}",
             progress,
         )
         backend.terminate(settings, bad, progress)
@@ -224,14 +224,9 @@ def _verify_new(
     raise EssError(f"verification failed on {len(failed_ids)} of {len(nodes)} node(s): " + describe_failures(checks))
 
 
-def _shown(ids: list[str], limit: int = 10) -> str:
-    """``i-1, i-2, ... (990 more)``: a line that stays one line at 1,000 nodes."""
-    return ", ".join(ids[:limit]) + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
-
-
 def _ids(nodes: list[Node], limit: int = 10) -> str:
     """``3 node(s): i-1, i-2, i-3`` for the debug log, cut after ``limit`` ids."""
-    return f"{len(nodes)} node(s)" + (f": {_shown([n.id for n in nodes], limit)}" if nodes else "")
+    return f"{len(nodes)} node(s)" + (f": {some((n.id for n in nodes), limit)}" if nodes else "")
 
 
 def describe_failures(checks: list[CheckResult], limit: int = 5) -> str:
@@ -275,7 +270,7 @@ def rollback(
             return
         warn(
             f"ess: cleaned up: {'terminated' if backend.ends_nodes else 'released'} {len(victims)} node(s) "
-            f"launched by this run ({_shown(sorted(victims))})",
+            f"launched by this run ({some(sorted(victims))})",
             progress,
         )
 
@@ -660,7 +655,7 @@ def heal(
     if foreign:
         warn(
             f"ess: {len(foreign)} adopted node(s) are lost and left alone (ess did not launch them): "
-            f"{', '.join(n.id for n in foreign)} (`ess instance {backend.name} remove ID` releases one)",
+            f"{some(n.id for n in foreign)} (`ess instance {backend.name} remove ID` releases one)",
             progress,
         )
     replaced = [n for n in census.lost if not adopted(n)]

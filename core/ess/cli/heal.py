@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import UsageError
+from ..log import some
 from ..output import emit, emit_json, nodes_json, nodes_table
 from .options import EXIT_CODES_HELP, common_options, invocation, progress, setting_options
 from .options import load_settings as load
@@ -64,7 +65,7 @@ def heal_command(backend: Backend) -> click.Command:
             then = f", then terminating the {len(doomed)} lost node(s) they replace: " if doomed else ""
             click.echo(
                 f"cluster {cluster!r}: {census.summary()}; launching {request.count} to make it whole"
-                + (then + ", ".join(n.id for n in doomed) if doomed else ""),
+                + (then + some(n.id for n in doomed) if doomed else ""),
                 err=True,
             )
             if not backend.billable or yes:
@@ -104,7 +105,7 @@ def heal_command(backend: Backend) -> click.Command:
                 )
             if before.lost:  # more members than intended cover for them: nothing to launch
                 click.echo(
-                    f"ess: {len(before.lost)} lost node(s) stay: {', '.join(n.id for n in before.lost)} "
+                    f"ess: {len(before.lost)} lost node(s) stay: {some(n.id for n in before.lost)} "
                     f"(ess instance {name} terminate ID... removes one)",
                     err=True,
                 )

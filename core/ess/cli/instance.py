@@ -14,6 +14,7 @@ import click
 from ..backend import Backend
 from ..errors import PartialFailure, UsageError
 from ..hints import create_example, empty_cluster, has_flag, terminate_verb
+from ..log import some
 from ..models import RUNNING, LaunchRequest, Node
 from ..output import emit, emit_json, nodes_json, nodes_table
 from .groups import SuggestingGroup
@@ -215,7 +216,7 @@ def create_command(backend: Backend) -> click.Command:
             click.echo(login_hint(backend, settings, result.nodes[0]), err=True)
         if result.dropped:
             raise PartialFailure(
-                f"kept {len(result.nodes)} of {count} nodes; dropped " + ", ".join(n.id for n in result.dropped)
+                f"kept {len(result.nodes)} of {count} nodes; dropped " + some(n.id for n in result.dropped)
             )
 
     if backend.create_arguments:
@@ -342,7 +343,7 @@ def terminate_command(backend: Backend) -> click.Command:
         )
         if kept:
             click.echo(
-                f"keeping {len(kept)} adopted node(s) ess did not launch: {', '.join(n.id for n in kept)} "
+                f"keeping {len(kept)} adopted node(s) ess did not launch: {some(n.id for n in kept)} "
                 "(--include-adopted terminates them too; `remove` releases them)",
                 err=True,
             )
