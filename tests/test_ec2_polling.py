@@ -239,6 +239,15 @@ def test_the_deadline_still_fires_and_names_the_late(scripted):
     assert max(ec2.sleeps) <= polling.MAX_DELAY + polling.SEARCH_MAX  # a stuck node is still looked at
 
 
+def test_the_deadline_names_ten_of_many_late_nodes_and_counts_the_rest(scripted):
+    ec2 = scripted({f"i-{k:02d}": 1e9 for k in range(25)})
+    with pytest.raises(EssError) as raised:
+        wait(ec2, timeout=60)
+    message = str(raised.value)
+    assert "25 of 25 node(s) not running after 60s (i-00, i-01," in message
+    assert "i-09, ... (15 more))" in message and "i-10" not in message
+
+
 def test_a_node_that_dies_while_the_others_boot_fails_the_wait(scripted):
     ec2 = scripted(spread(10), turns={"i-0003": (20.0, TERMINATED)})
     with pytest.raises(EssError, match=r"1 of 10 node\(s\) went terminated instead of running: i-0003 terminated"):

@@ -247,7 +247,7 @@ class Ec2Backend(Backend):
             ess_log.warn(
                 f"ess: {operation} was retried ({attempts} attempts); found {len(ranked)} "
                 f"instances of this launch, terminated {len(extra)} extra: "
-                f"{', '.join(sorted(ids)[:10])}{' ...' if len(ids) > 10 else ''}",
+                f"{ess_log.some(sorted(ids))}",
                 progress,
             )
         return keep

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ess.errors import EssError, UsageError
+from ess.log import some
 from ess.models import Node, Settings
 
 from . import calllog
@@ -343,7 +344,7 @@ def _without_missing(
                 if pause is None:
                     raise EssError(
                         f"EC2 still does not know {len(unknown_yet)} instance(s) this command launched, "
-                        f"{sum(NOT_KNOWN_YET_PAUSES):.0f}s after asking first ({', '.join(unknown_yet[:10])}) "
+                        f"{sum(NOT_KNOWN_YET_PAUSES):.0f}s after asking first ({some(unknown_yet)}) "
                         "(they may still start: check with `ess instance ec2 list` in a minute)"
                     ) from exc
                 sleep(pause)

@@ -245,7 +245,7 @@ def poll(
             raise EssError(
                 f"EC2: {len(failed)} of {len(ids)} node(s) went {went} "
                 f"instead of {target}: {'; '.join(reasons)[:300]} "
-                f"({', '.join(sorted(failed)[:10])})"
+                f"({ess_log.some(sorted(failed))})"
             )
         now = clock()
         remaining = deadline - now
@@ -255,7 +255,7 @@ def poll(
             unknown_ids = sum(1 for i in late if states[i] == NOT_VISIBLE)
             raise EssError(
                 f"EC2: {len(late)} of {len(ids)} node(s) not {target} after "
-                f"{timeout:.0f}s ({', '.join(late[:10])}{' ...' if len(late) > 10 else ''})"
+                f"{timeout:.0f}s ({ess_log.some(late)})"
                 + (f"; EC2 never knew {unknown_ids} of them" if unknown_ids else "")
                 + " (check them in the EC2 console; `ess instance ec2 list` shows them)"
             )
