@@ -15,6 +15,7 @@ from support.ec2_world import aws_error, make_world
 
 from ess.models import TAG_CLUSTER, TAG_EXPIRES
 from ess_ec2 import client as ec2_client
+from ess_ec2.testing import reset_moto
 
 EU = "eu-west-1"
 US = "us-east-1"
@@ -60,12 +61,10 @@ def world(moto_endpoint, tmp_path, monkeypatch):
     world.europe = europe  # type: ignore[attr-defined]
     monkeypatch.setenv("ESS_API_MAX_ATTEMPTS", "2")
     yield world
-    # Reset now, while MOTO_EC2_LOAD_DEFAULT_AMIS=false still holds: a reset re-creates the
-    # EC2 backend of every region asked (38 after --all-regions), and with default AMIs each
-    # costs ~0.4 s, enough to time out the next test's reset.
-    import urllib.request
-
-    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=60).close()
+    # Empty the server now, while MOTO_EC2_LOAD_DEFAULT_AMIS=false still holds: if this moto
+    # is reset over HTTP, that rebuilds the EC2 backend of every region asked (38 after
+    # --all-regions), ~0.4 s each with default AMIs.
+    reset_moto(moto_endpoint)
 
 
 def _public_key(pem: str) -> str:
