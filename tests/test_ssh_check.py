@@ -154,6 +154,17 @@ def test_failing_command_is_reported(user_key, key_file):
     assert result.message.startswith("command 'echo nope >&2; exit 3' exited 3: nope (still failing")
 
 
+def test_a_retry_cut_by_the_deadline_keeps_the_exit_an_earlier_attempt_saw(user_key, key_file, tmp_path):
+    # On a busy CI machine the last retry of a command that fails at once was cut short by
+    # the deadline, and the verdict said "did not finish in time" instead of why it failed.
+    marker = tmp_path / "tried"
+    command = f"if [ -e {marker} ]; then sleep 4; else touch {marker}; echo nope >&2; exit 3; fi"
+    with SshNode(authorized_keys=[user_key]) as server:
+        [result], _ = run([server.node()], key_file, verify_command=command, ssh_timeout=2.0)
+    assert not result.ok and result.attempts >= 2
+    assert result.message.startswith(f"command {command!r} exited 3: nope (still failing after 2s")
+
+
 def test_changed_host_key_is_refused_with_line_number(user_key, key_file):
     path = known_hosts_path("test", "c1")
     with SshNode(authorized_keys=[user_key]) as first:

@@ -27,6 +27,8 @@ class _Attempt:
 
     attempts: int = 0
     last: str = ""
+    #: ``last`` is what a command that ran to its end exited with.
+    exited: bool = False
     started: bool = False
 
 
@@ -84,10 +86,14 @@ def _verify_one(
                 return CheckResult(node.id, "ssh", True, "", time.monotonic() - start, state.attempts, node.address)
             detail = output.stderr.decode("utf-8", "replace").strip().splitlines()
             suffix = f": {detail[-1][:200]}" if detail else ""
-            raise SshFailure(f"command {command!r} exited {output.exit_code}{suffix}", retry=True)
+            raise SshFailure(f"command {command!r} exited {output.exit_code}{suffix}", retry=True, exited=True)
         except SshFailure as failure:
-            if failure.reason != "timed out" or not state.last:
+            # A timed-out connect says less than any earlier failure, a command cut short by
+            # the deadline less than an earlier command's exit: the message keeps the better.
+            hides = failure.reason == "timed out" or (failure.cut and state.exited)
+            if not hides or not state.last:
                 state.last = failure.reason
+                state.exited = failure.exited
             final = refused.final(failure)
             if final is not None:
                 state.last = final.reason

@@ -48,7 +48,16 @@ INSECURE_WARNING = (
 class SshFailure(Exception):
     """A connect or command failure on one node; ``retry`` says whether trying again can help."""
 
-    def __init__(self, reason: str, *, retry: bool, auth: bool = False, refused: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry: bool,
+        auth: bool = False,
+        refused: bool = False,
+        cut: bool = False,
+        exited: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry = retry
@@ -58,6 +67,12 @@ class SshFailure(Exception):
         #: TCP connection refused: a booting node's sshd is not up yet, but on a node that
         #: was not just launched nothing listens there (see :func:`refused_for_good`).
         self.refused = refused
+        #: The deadline ended a command that was running: what an earlier attempt's command
+        #: exited with says more about the node than this (on a busy machine the last retry
+        #: of a command that fails in 10 ms can be cut short).
+        self.cut = cut
+        #: The command ran to its end and exited non-zero.
+        self.exited = exited
 
 
 #: A node launched less than this many seconds ago is still booting: its key refusals and
@@ -591,7 +606,7 @@ def _collect(
             break
         # The channel's fileno is readable when stdout or stderr has data, or on EOF/close.
         select.select([channel], [], [], remaining)
-    raise SshFailure(f"command {command!r} did not finish in time", retry=True)
+    raise SshFailure(f"command {command!r} did not finish in time", retry=True, cut=True)
 
 
 def _take(stream: str, chunk: bytes, tail: Tail, on_output: OutputCallback | None) -> None:
