@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ess import log as ess_log
 from ess.backend import Backend
-from ess.errors import EssError
+from ess.errors import EssError, UsageError
 from ess.models import (
     PENDING,
     RUNNING,
@@ -35,10 +36,11 @@ from ess.models import (
     Settings,
     SettingSpec,
 )
+from ess.paths import state_dir
 from ess.progress import Progress
 
 from . import client as aws_client
-from . import fleet, inventory, keys, lifetime, membership, ownership, polling, unanswered
+from . import fleet, inventory, keys, lifetime, membership, ownership, polling, unanswered, wait_times
 from .lifetime import DEADLINE_FILE
 from .membership import TAG_DESIRED
 from .preflight import LaunchPlan, plan_launch
@@ -283,6 +285,7 @@ class Ec2Backend(Backend):
             progress,
             "running",
             fail_states=(SHUTTING_DOWN, TERMINATED, STOPPING, STOPPED),
+            types=[n.instance_type for n in nodes],
         )
         return [self._node(found[n.id], settings) if n.id in found else n for n in nodes]
 
@@ -481,6 +484,7 @@ class Ec2Backend(Backend):
                         progress,
                         "stopped",
                         fail_states=(TERMINATED, SHUTTING_DOWN),
+                        types=[ours[i].get("InstanceType") for i in waiting],
                     )
             young = session.launched_here(todo)
             replied = aws_client.act(aws, operation, todo, young, self.sleep) if todo else {}
@@ -493,7 +497,15 @@ class Ec2Backend(Backend):
         known = {i: replied.get(i) or ours[i]["State"]["Name"] for i in watch}
         if watch and any(state != target for state in known.values()):
             try:
-                self._poll(aws, watch, target, float(settings.get("wait_timeout", 600)), progress, label)
+                self._poll(
+                    aws,
+                    watch,
+                    target,
+                    float(settings.get("wait_timeout", 600)),
+                    progress,
+                    label,
+                    types=[ours[i].get("InstanceType") for i in watch],
+                )
             except EssError:
                 if operation != "terminate_instances":
                     raise
@@ -628,6 +640,30 @@ class Ec2Backend(Backend):
         progress: Progress,
         label: str,
         fail_states: tuple[str, ...] = (),
+        types: Iterable[str | None] = (),
     ) -> dict[str, Any]:
-        """Wait until every one of ``ids`` is in ``target`` (see :func:`ess_ec2.polling.poll`)."""
-        return polling.poll(aws, ids, target, timeout, progress, label, fail_states, sleep=self.sleep, clock=self.clock)
+        """Wait until every one of ``ids`` is in ``target`` (see :func:`ess_ec2.polling.poll`),
+        guided by earlier waits of the kind (``label``: running after a launch, starting,
+        stopping, terminating) for the same ``types`` in the region (see wait_times.py)."""
+        folder = _wait_times_folder()
+        times = wait_times.load(folder, wait_times.key_of(aws.region, types, label)) if folder else None
+        try:
+            found = polling.poll(
+                aws, ids, target, timeout, progress, label, fail_states, sleep=self.sleep, clock=self.clock, times=times
+            )
+        except EssError:
+            if folder and times:
+                wait_times.save(folder, times)  # a deadline: what it saw still holds
+            raise
+        if folder and times:
+            wait_times.save(folder, times)
+        return found
+
+
+def _wait_times_folder() -> Path | None:
+    """ess's state folder for wait_times.py, or None where it cannot be had (the wait runs without)."""
+    try:
+        return state_dir()
+    except (UsageError, OSError) as exc:
+        log.debug("wait times: no state folder (%s)", exc)
+        return None
