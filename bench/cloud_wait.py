@@ -85,8 +85,11 @@ def load_poll_module(path: Path) -> Any:
     return module
 
 
-def simulated_wait(module: Any, ready: dict[str, float], round_trip: float) -> tuple[float, int]:
-    """``module.poll`` on a fake clock against instances that get there at ``ready``; (lag, describes)."""
+def simulated_wait(module: Any, ready: dict[str, float], round_trip: float, times: Any = None) -> tuple[float, int]:
+    """``module.poll`` on a fake clock against instances that get there at ``ready``; (lag, describes).
+
+    ``times``: earlier waits' moments (a ``WaitTimes``) for a polling.py that takes them.
+    """
     from unittest import mock
 
     from ess.progress import Progress
@@ -115,39 +118,101 @@ def simulated_wait(module: Any, ready: dict[str, float], round_trip: float) -> t
             "sim",
             sleep=sleep,
             clock=lambda: now[0],
+            **({"times": times} if times is not None else {}),
         )
     return now[0] - max(ready.values()), calls
 
 
+#: A history of one shape against waits of another: (history range, the waits' range), N=10.
+MISFITS = [
+    ((15.0, 45.0), (5.0, 8.0)),
+    ((15.0, 45.0), (20.0, 24.0)),
+    ((15.0, 45.0), (18.0, 50.0)),
+    ((15.0, 45.0), (30.0, 60.0)),
+    ((60.0, 180.0), (15.0, 45.0)),
+    ((20.0, 24.0), (15.0, 45.0)),
+]
+
+
+def lag_cell(runs: list[tuple[float, int]]) -> str:
+    lags = sorted(lag for lag, _ in runs)
+    calls = sorted(c for _, c in runs)
+    median, p90 = statistics.median(lags), lags[int(len(lags) * 0.9)]
+    return f"{median:.2f} / {p90:.2f} s, {statistics.median(calls):.0f} ({calls[-1]}) describes"
+
+
+def learned(module: Any, first: float, last: float, n: int, round_trip: float, waits: int, draw: Any) -> Any:
+    """The wait times ``waits`` waits in a row keep, each guided by those before it (as a user's)."""
+    from ess_ec2 import wait_times
+
+    kept: list[tuple[float, float]] = []
+    for _ in range(waits):
+        times = wait_times.WaitTimes("sim", list(kept))
+        simulated_wait(module, {f"i-{k}": draw.uniform(first, last) for k in range(n)}, round_trip, times)
+        kept = ((kept if times.fits else []) + times.seen)[-wait_times.KEEP :]
+    return kept
+
+
 def simulate(old_tree: Path, round_trip: float, seed: int) -> str:
-    """Old and new polling.py against the SHAPES on a fake clock: a Markdown table."""
+    """Old and new polling.py against the SHAPES on a fake clock, the new one also keeping wait
+    times as ess does (each wait guided by the ones before it), and with wait times learned on
+    one shape against waits of another (MISFITS): two Markdown tables."""
     import random
+
+    from ess_ec2 import wait_times
 
     modules = {
         "old": load_poll_module(old_tree / "plugins" / "ess_ec2" / "polling.py"),
         "new": load_poll_module(report.ROOT / "plugins" / "ess_ec2" / "polling.py"),
     }
+    few = modules["new"].FEW
+
+    def runs(version: str, first: float, last: float, n: int, keep: bool, past: Any = None) -> str:
+        random.seed(seed)  # the old loop's jitter; the same boots for every column
+        draw = random.Random(seed)
+        done, kept = [], []
+        for _ in range(200 if n < 1000 else 40):
+            times = None
+            if keep or past is not None:
+                times = wait_times.WaitTimes("sim", list(past if past is not None else kept))
+            ready = {f"i-{k}": draw.uniform(first, last) for k in range(n)}
+            done.append(simulated_wait(modules[version], ready, round_trip, times))
+            if keep and times is not None:
+                kept = ((kept if times.fits else []) + times.seen)[-wait_times.KEEP :]
+        return lag_cell(done)
+
     rows = []
     for name, first, last, sizes in SHAPES:
         for n in sizes:
-            cells = [name, str(n)]
-            for version in ("old", "new"):
-                random.seed(seed)  # the old loop's jitter; the same boots for both
-                draw = random.Random(seed)
-                runs = [
-                    simulated_wait(
-                        modules[version], {f"i-{k}": draw.uniform(first, last) for k in range(n)}, round_trip
-                    )
-                    for _ in range(200 if n < 1000 else 40)
-                ]
-                lags = sorted(lag for lag, _ in runs)
-                calls = sorted(c for _, c in runs)
-                cells.append(
-                    f"{statistics.median(lags):.2f} / {lags[int(len(lags) * 0.9)]:.2f} s, "
-                    f"{statistics.median(calls):.0f} ({calls[-1]}) describes"
-                )
-            rows.append(cells)
-    return report.table(["shape", "N", "old: lag median / p90, describes median (max)", "new: the same"], rows)
+            keeping = runs("new", first, last, n, True) if n <= few else "(not used above FEW)"
+            rows.append([name, str(n), runs("old", first, last, n, False), runs("new", first, last, n, False), keeping])
+    shapes = report.table(
+        [
+            "shape",
+            "N",
+            "old: lag median / p90, describes median (max)",
+            "new, every wait the first of its kind: the same",
+            "new, 200 waits in a row keeping wait times",
+        ],
+        rows,
+    )
+    rows = []
+    for (low, high), (first, last) in MISFITS:
+        past = learned(modules["new"], low, high, 10, round_trip, 30, random.Random(seed + 1))
+        rows.append(
+            [
+                f"{low:g}-{high:g} s",
+                f"{first:g}-{last:g} s",
+                runs("new", first, last, 10, False),
+                runs("new", first, last, 10, False, past),
+            ]
+        )
+    misfits = report.table(["wait times learned on", "this wait (N=10)", "new, without them", "new, with them"], rows)
+    intro = (
+        "**Wait times that no longer fit** (N=10; what 30 waits in a row kept on one range, then "
+        "200 waits on another, each starting from that history):"
+    )
+    return shapes + "\n\n" + intro + "\n\n" + misfits
 
 
 def run_ess(argv: list[str], env: dict[str, str]) -> float:
@@ -285,6 +350,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every model time (ess's own is not)")
     parser.add_argument("--round-trip", type=float, default=0.05, help="seconds per request (default 0.05)")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument(
+        "--warm", type=int, default=2, help="unmeasured runs that give `learned` its first wait times (default 2)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--from-json", type=Path, help="write the section from a run's results.json; run nothing")
     parser.add_argument("--simulate", action="store_true", help="only the fake-clock simulation (seconds, no moto)")
@@ -319,7 +387,11 @@ def main() -> None:
         envs = {
             "old": base | {"PYTHONPATH": f"{old_tree / 'core'}{os.pathsep}{old_tree / 'plugins'}"},
             "new": dict(base),
+            # The same tree with one ESS_HOME for all its runs: it keeps wait times across them.
+            "learned": base | {"ESS_HOME": str(work / "learned_home")},
         }
+        few = load_poll_module(report.ROOT / "plugins" / "ess_ec2" / "polling.py").FEW
+        learning = [n for n in sizes if n <= few]
         if args.preflight:
             try:
                 print(preflight_runs(model, endpoint, envs, work))
@@ -327,14 +399,21 @@ def main() -> None:
                 moto.stop()
             return
         try:
+            for warm in range(args.warm if learning else 0):
+                one_run(model, endpoint, envs["learned"], learning[0], work)
+                print(f"warm-up {warm + 1}/{args.warm} for `learned` (N={learning[0]})", file=sys.stderr)
             for repeat in range(args.repeat):
                 for n in sizes:
                     if n >= 1000 and repeat >= 2:
                         continue
                     # Interleave, and alternate which version goes first.
-                    for version in ("old", "new") if repeat % 2 == 0 else ("new", "old"):
+                    versions = ["old", "new", "learned"] if n in learning else ["old", "new"]
+                    for version in versions if repeat % 2 == 0 else versions[::-1]:
+                        env = envs[version]
+                        if version == "new":  # a first wait of its kind every time: no wait times
+                            env = env | {"ESS_HOME": str(work / f"home-{n}-{repeat}")}
                         try:
-                            r = one_run(model, endpoint, envs[version], n, work)
+                            r = one_run(model, endpoint, env, n, work)
                         except RuntimeError as exc:  # one failed run is reported, not fatal
                             print(f"N={n} {version}: run failed: {exc}", file=sys.stderr)
                             continue
@@ -372,7 +451,7 @@ def write(
     sizes = [n for n in sizes if (n, "old") in results and (n, "new") in results]  # a size whose runs all failed
     rows = []
     for n in sizes:
-        for version in ("old", "new"):
+        for version in [v for v in ("old", "new", "learned") if (n, v) in results]:
             runs = results[(n, version)]
             rows.append(
                 [
@@ -426,7 +505,11 @@ def write(
             "uniformly from 15-45 s after RunInstances, `shutting-down` 15-45 s after TerminateInstances, "
             f"{args.round_trip * 1000:.0f} ms per request (half each way). `old` is commit {args.old} (the "
             "1 s x 1.5 up to 15 s back-off with jitter, the preflight calls one after another) run through "
-            "PYTHONPATH; `new` is the working tree. Runs interleaved, alternating which goes first.",
+            "PYTHONPATH; `new` is the working tree, each run with a fresh ESS_HOME (every wait the first of "
+            "its kind, without earlier wait times); `learned` is the working tree with one ESS_HOME for all "
+            f"its runs (up to N = FEW = 30), after {args.warm} unmeasured warm-up runs, so it has the wait "
+            "times of its earlier runs, as a user who makes clusters of one instance type in one region "
+            "would (plugins/ess_ec2/wait_times.py). Runs interleaved, alternating which goes first.",
             "",
             "*Seen lag*: from the moment the last instance really got there (the model's clock) to the end "
             "of the DescribeInstances that saw it. *Return lag*: to the exit of the ess process (what a user "
@@ -441,9 +524,11 @@ def write(
             "",
             "**Other shapes, simulated.** The same two polling.py files, run on a fake clock against "
             "instances that get there at moments drawn uniformly from a range, 50 ms per describe "
-            "(`python bench/cloud_wait.py --simulate`, a few seconds; 200 draws, 40 at N=1000, the "
-            "same draws for both). Lag from the last one getting there to the end of the describe that "
-            "saw it; p90 is the 90th percentile.",
+            "(`python bench/cloud_wait.py --simulate`, half a minute; 200 draws, 40 at N=1000, the "
+            "same draws for every column). Lag from the last one getting there to the end of the describe "
+            "that saw it; p90 is the 90th percentile. The last column is 200 waits in a row, each keeping "
+            "what it saw and guided by the ones before, as ess does (without one until 20 nodes are kept), so "
+            "it includes how the kept brackets are skewed by where the polls went.",
             "",
             simulated,
             "",
@@ -465,13 +550,14 @@ def plot(sizes: list[int], results: dict[tuple[int, str], list[dict[str, float]]
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for version, style in (("old", "o--"), ("new", "o-")):
+    for version, style in (("old", "o--"), ("new", "o-"), ("learned", "o:")):
+        shown = [n for n in sizes if (n, version) in results]
         for op, marker in (("create", ""), ("terminate", "s")):
-            seen = [med(results[(n, version)], f"{op}_notice_lag") for n in sizes]
-            calls = [med(results[(n, version)], f"{op}_describes") for n in sizes]
+            seen = [med(results[(n, version)], f"{op}_notice_lag") for n in shown]
+            calls = [med(results[(n, version)], f"{op}_describes") for n in shown]
             fmt = style.replace("o", marker or "o")
-            left.plot(sizes, seen, fmt, label=f"{version} {op}")
-            right.plot(sizes, calls, fmt, label=f"{version} {op}")
+            left.plot(shown, seen, fmt, label=f"{version} {op}")
+            right.plot(shown, calls, fmt, label=f"{version} {op}")
     left.axhline(1.0, color="grey", lw=0.8, ls=":")
     left.set(xscale="log", xlabel="instances", ylabel="seconds after the last one got there", title="seen lag (median)")
     right.set(xscale="log", xlabel="instances", ylabel="DescribeInstances calls", title="describes while waiting")
