@@ -149,7 +149,7 @@ def learned(module: Any, first: float, last: float, n: int, round_trip: float, w
     for _ in range(waits):
         times = wait_times.WaitTimes("sim", list(kept))
         simulated_wait(module, {f"i-{k}": draw.uniform(first, last) for k in range(n)}, round_trip, times)
-        kept = ((kept if times.fits else []) + times.seen)[-wait_times.KEEP :]
+        kept = wait_times.merged(kept, times)
     return kept
 
 
@@ -178,7 +178,7 @@ def simulate(old_tree: Path, round_trip: float, seed: int) -> str:
             ready = {f"i-{k}": draw.uniform(first, last) for k in range(n)}
             done.append(simulated_wait(modules[version], ready, round_trip, times))
             if keep and times is not None:
-                kept = ((kept if times.fits else []) + times.seen)[-wait_times.KEEP :]
+                kept = wait_times.merged(kept, times)
         return lag_cell(done)
 
     rows = []

@@ -396,7 +396,7 @@ def test_waits_in_a_row_learn_from_their_own_brackets(scripted):
             moments = [moment for moment, _ in ec2.describes]
             assert all(moment >= polling.budget_at(k) for k, moment in enumerate(moments)), moments
             lags.append(ec2.describes[-1][0] - ec2.last_ready)
-            kept = ((kept if times.fits else []) + times.seen)[-wait_times.KEEP :]
+            kept = wait_times.merged(kept, times)
         lags = sorted(lags[5:])  # once the first waits have kept ENOUGH
         assert lags[len(lags) // 2] <= median and lags[int(len(lags) * 0.9)] <= p90, (low, high, lags)
 

@@ -85,7 +85,7 @@ def test_saved_moments_are_loaded_sorted_per_key(tmp_path):
     save(tmp_path, first)
     other = WaitTimes(key_of("eu-west-1", ["t3.large"], "running"), seen=[(98.0, 99.0)])
     save(tmp_path, other)
-    assert load(tmp_path, KEY).past == [(30.0, 30.5), (12.0, 12.25)]
+    assert sorted(load(tmp_path, KEY).past) == [(12.0, 12.25), (30.0, 30.5)]
     assert load(tmp_path, other.key).past == [(98.0, 99.0)]
     assert load(tmp_path, "eu-west-1 t3.micro terminated").past == []
     assert oct(os.stat(tmp_path / FILE_NAME).st_mode & 0o777) == "0o600"
@@ -177,3 +177,24 @@ def test_an_unwritable_folder_or_a_held_lock_never_fails_the_wait(tmp_path, monk
             save(tmp_path, times)
         finally:
             tmp_path.chmod(0o700)
+
+
+def test_a_wait_of_many_keeps_a_spread_not_its_latest_nodes(tmp_path):
+    """1,000 nodes seen one after another, 0.045 s apart: the kept 100 span the whole wait
+    (the last 100 would all be over 40 s, a history slower than any node but the last)."""
+    times = WaitTimes(KEY, seen=[(k * 0.045, k * 0.045 + 0.01) for k in range(1000)])
+    save(tmp_path, times)
+    kept = load(tmp_path, KEY)
+    assert len(kept.past) == KEEP
+    assert kept.moment(0.5) == pytest.approx(22.5, abs=1.0)
+    assert kept.moment(0.05) < 3.0 and kept.moment(0.95) > 42.0
+
+
+def test_trimming_an_older_wait_does_not_drop_its_earliest_nodes(tmp_path):
+    """KEEP - 5 kept from one wait, then 10 more: the 5 trimmed of the first wait are not its
+    5 earliest nodes (its brackets were stored in no particular order)."""
+    save(tmp_path, WaitTimes(KEY, seen=[(float(k), k + 0.5) for k in range(KEEP - 5)]))
+    save(tmp_path, WaitTimes(KEY, seen=at(*[500.0] * 10)))
+    first_wait = {after for after, by in load(tmp_path, KEY).past if by < 500}
+    trimmed = {float(k) for k in range(KEEP - 5)} - first_wait
+    assert len(trimmed) == 5 and trimmed != {0.0, 1.0, 2.0, 3.0, 4.0}, trimmed

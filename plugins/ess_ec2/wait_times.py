@@ -176,6 +176,29 @@ def estimate(brackets: list[tuple[float, float]]) -> tuple[list[float], list[flo
     return ends, shares
 
 
+def merged(earlier: list[tuple[float, float]], times: WaitTimes) -> list[tuple[float, float]]:
+    """What is kept after ``times``' wait: the earlier brackets (none if they no longer fit),
+    then a sample of this wait's, the last KEEP of all."""
+    return ((earlier if times.fits else []) + _sample(times.seen))[-KEEP:]
+
+
+def _sample(seen: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """At most KEEP of a wait's brackets, spread over the order they were seen, in an order
+    that does not follow it.
+
+    ``seen`` runs from the first node there to the last: its last KEEP (what trimming the
+    file from the front keeps) would be a 1,000-node wait's 100 latest nodes, and a history
+    that says every node takes as long as the slowest. Shuffled (the same way every time),
+    the few of an old wait that the next save trims are any of its nodes, not its earliest.
+    """
+    import random
+
+    step = max(len(seen) / KEEP, 1.0)
+    sample = [seen[int(k * step)] for k in range(min(len(seen), KEEP))]
+    random.Random(len(sample)).shuffle(sample)
+    return sample
+
+
 def _sane(bracket: object) -> bool:
     """A bracket a wait could have recorded (the file may have been edited or damaged)."""
     if not isinstance(bracket, list) or len(bracket) != 2:
@@ -218,9 +241,9 @@ def save(folder: Path, times: WaitTimes) -> None:
                 data = {}
             if not isinstance(data, dict):
                 data = {}
-            earlier = data.get(times.key) if times.fits else []
-            sane = [m for m in earlier if _sane(m)] if isinstance(earlier, list) else []
-            data[times.key] = (sane + [list(bracket) for bracket in times.seen])[-KEEP:]
+            earlier = data.get(times.key)
+            sane = [(m[0], m[1]) for m in earlier if _sane(m)] if isinstance(earlier, list) else []
+            data[times.key] = [list(bracket) for bracket in merged(sane, times)]
             from ess.files import atomic_write
 
             atomic_write(path, json.dumps(data, sort_keys=True))
