@@ -462,3 +462,12 @@ def test_on_moto_each_wait_keeps_its_times_and_the_next_wait_of_the_kind_uses_th
         (terminated, 0),
     ]
     assert loaded[3].usable() and not loaded[2].usable()
+
+
+def test_debug_says_which_wait_times_a_wait_uses(moto_endpoint, tmp_path, monkeypatch, caplog):
+    world = make_world(tmp_path, monkeypatch)
+    nodes = world.launch(2)
+    with caplog.at_level(logging.DEBUG, logger="ess_ec2"):
+        world.backend.wait(world.settings(), nodes, world.progress(), timeout=600)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("wait times ")]
+    assert said == [f"wait times us-east-1 {nodes[0].instance_type} running: 0 kept (fewer than 20: not used)"]

@@ -647,6 +647,13 @@ class Ec2Backend(Backend):
         stopping, terminating) for the same ``types`` in the region (see wait_times.py)."""
         folder = _wait_times_folder()
         times = wait_times.load(folder, wait_times.key_of(aws.region, types, label)) if folder else None
+        if times is not None:
+            log.debug(
+                "wait times %s: %d kept%s",
+                times.key,
+                len(times.past),
+                "" if times.usable() else f" (fewer than {wait_times.ENOUGH}: not used)",
+            )
         try:
             found = polling.poll(
                 aws, ids, target, timeout, progress, label, fail_states, sleep=self.sleep, clock=self.clock, times=times
