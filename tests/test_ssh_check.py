@@ -19,6 +19,7 @@ from ess.testing.sshd import (
     write_private_key,
 )
 from ess_ssh.check import check_nodes
+from ess_ssh.connect import Connector
 from ess_ssh.hostkeys import known_hosts_path
 
 
@@ -137,14 +138,30 @@ def test_no_banner(key_file):
     assert result.message.startswith("no SSH banner within")
 
 
-def test_server_that_comes_up_late_is_retried(user_key, key_file):
-    server = SshNode(authorized_keys=[user_key]).start_later(0.8)
+def test_server_that_comes_up_late_is_retried(user_key, key_file, monkeypatch):
+    """The node's sshd starts right after ess's first connect was refused. (A timer of 0.8 s
+    raced the check's own start: on a loaded CI machine the first connect came after it,
+    found the server up, and the retry was never exercised.)"""
+    server = SshNode(authorized_keys=[user_key])
+    server.port = free_port()
+    real_connect = Connector.connect
+    tries: list[str] = []
+
+    def refused_first(self, node, deadline):
+        tries.append(node.id)
+        try:
+            return real_connect(self, node, deadline)
+        finally:
+            if len(tries) == 1:
+                server.start()
+
+    monkeypatch.setattr(Connector, "connect", refused_first)
     try:
         [result], _ = run([server.node()], key_file, ssh_timeout=20.0)
     finally:
         server.stop()
     assert result.ok, result.message
-    assert result.attempts > 1
+    assert result.attempts > 1 and len(tries) == result.attempts
 
 
 def test_failing_command_is_reported(user_key, key_file):
