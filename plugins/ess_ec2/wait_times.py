@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 #: The file under ess's state folder.
 FILE_NAME = "ec2-wait-times.json"
-#: Moments kept per key (the most recent), and how many a history needs before it is used.
+#: Brackets kept per key (the most recent), and how many a history needs before it is used.
 KEEP, ENOUGH = 100, 20
 #: How unlikely the wait's count may be under the history before the history is dropped.
 ALPHA = 1e-3
