@@ -138,24 +138,33 @@ def test_no_banner(key_file):
     assert result.message.startswith("no SSH banner within")
 
 
-def test_server_that_comes_up_late_is_retried(user_key, key_file, monkeypatch):
-    """The node's sshd starts right after ess's first connect was refused. (A timer of 0.8 s
-    raced the check's own start: on a loaded CI machine the first connect came after it,
-    found the server up, and the retry was never exercised.)"""
-    server = SshNode(authorized_keys=[user_key])
-    server.port = free_port()
+def after_first_connect(monkeypatch: pytest.MonkeyPatch, then) -> list[str]:
+    """Run ``then()`` right after ess's first connect returns or fails; the connects made.
+
+    What a booting node does "a moment later" happens here after the first try, not on a
+    timer: a timer raced the check's own start, and on a loaded machine the first try came
+    after it, so the retry under test never happened.
+    """
     real_connect = Connector.connect
     tries: list[str] = []
 
-    def refused_first(self, node, deadline):
+    def first_then(self, node, deadline):
         tries.append(node.id)
         try:
             return real_connect(self, node, deadline)
         finally:
             if len(tries) == 1:
-                server.start()
+                then()
 
-    monkeypatch.setattr(Connector, "connect", refused_first)
+    monkeypatch.setattr(Connector, "connect", first_then)
+    return tries
+
+
+def test_server_that_comes_up_late_is_retried(user_key, key_file, monkeypatch):
+    """The node's sshd starts right after ess's first connect was refused."""
+    server = SshNode(authorized_keys=[user_key])
+    server.port = free_port()
+    tries = after_first_connect(monkeypatch, server.start)
     try:
         [result], _ = run([server.node()], key_file, ssh_timeout=20.0)
     finally:
@@ -317,19 +326,19 @@ def test_plugin_import_does_not_load_paramiko():
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_key_refused_by_a_just_booted_node_is_retried_until_authorized(user_key, key_file):
+def test_key_refused_by_a_just_booted_node_is_retried_until_authorized(user_key, key_file, monkeypatch):
     """EC2: sshd can answer before cloud-init writes authorized_keys; a fresh node gets retries."""
     from dataclasses import replace
     from datetime import datetime, timezone
 
     with SshNode(authorized_keys=[]) as server:
-        timer = threading.Timer(0.6, lambda: server.authorized.add((user_key.get_name(), user_key.get_base64())))
-        timer.start()
+        tries = after_first_connect(
+            monkeypatch, lambda: server.authorized.add((user_key.get_name(), user_key.get_base64()))
+        )
         fresh = replace(server.node(), launched_at=datetime.now(timezone.utc))
         [result], _ = run([fresh], key_file, ssh_timeout=20.0)
-        timer.join()
     assert result.ok, result.message
-    assert result.attempts > 1
+    assert result.attempts > 1 and len(tries) == result.attempts
 
 
 def test_key_refused_by_a_long_running_node_is_final(user_key, key_file):
