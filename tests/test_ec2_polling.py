@@ -471,3 +471,15 @@ def test_debug_says_which_wait_times_a_wait_uses(moto_endpoint, tmp_path, monkey
         world.backend.wait(world.settings(), nodes, world.progress(), timeout=600)
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("wait times ")]
     assert said == [f"wait times us-east-1 {nodes[0].instance_type} running: 0 kept (fewer than 20: not used)"]
+
+
+def test_a_wait_for_thousands_of_nodes_with_wait_times_ends_normally(scripted):
+    """Wait times are used only up to FEW, but every count is checked against them. A count
+    of 1,000 of 2,000 (a stop or terminate where half were there already) overflowed that
+    check and failed the wait."""
+    ready = spread(2_000) | {f"i-{k:04d}": 0.0 for k in range(1_000)}
+    ec2 = scripted(ready)
+    times = history(random.Random(3), 15, 45)
+    found = wait(ec2, times=times)
+    assert len(found) == 2_000 and len(times.seen) == 1_000  # those there at once are not timed
+    assert not times.fits  # half there at 0 s, where the history had none

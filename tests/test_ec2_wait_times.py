@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import threading
@@ -198,3 +199,20 @@ def test_trimming_an_older_wait_does_not_drop_its_earliest_nodes(tmp_path):
     first_wait = {after for after, by in load(tmp_path, KEY).past if by < 500}
     trimmed = {float(k) for k in range(KEEP - 5)} - first_wait
     assert len(trimmed) == 5 and trimmed != {0.0, 1.0, 2.0, 3.0, 4.0}, trimmed
+
+
+def test_the_binomial_tail_matches_the_exact_sum_and_holds_for_thousands_of_nodes():
+    for n, p in [(1, 0.3), (10, 0.01), (10, 0.5), (30, 0.99), (200, 0.2)]:
+        for k in range(n + 1):
+            exact = sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k + 1))
+            assert wait_times._at_most(k, n, p) == pytest.approx(exact, rel=1e-9, abs=1e-300)
+    # A float holds comb(n, j) only up to n ~ 1,030: the tail of a 5,000-node count must not overflow.
+    assert wait_times._at_most(2_400, 5_000, 0.5) == pytest.approx(0.002441824868758747, rel=1e-9)  # scipy binom.cdf
+    assert wait_times._at_most(5_000, 5_000, 0.5) == 1.0
+
+
+def test_a_count_of_thousands_of_nodes_is_checked_without_error():
+    """A 2,000-node wait with a history checked every count and raised OverflowError, which
+    failed the wait (and rolled back a healthy launch)."""
+    assert even().check(30.0, 1_000, 2_000)  # half there at the history's median: fits
+    assert not even().check(30.0, 1_900, 2_000)

@@ -209,8 +209,16 @@ def _sane(bracket: object) -> bool:
 
 
 def _at_most(k: int, n: int, p: float) -> float:
-    """P(X <= k) for X ~ Binomial(n, p)."""
-    return sum(math.comb(n, j) * p**j * (1.0 - p) ** (n - j) for j in range(k + 1))
+    """P(X <= k) for X ~ Binomial(n, p), 0 < p < 1.
+
+    Each term is summed from its logarithm: ``math.comb(n, j)`` is past a float's range from
+    n = 1,030 on, and converting it raised OverflowError in a wait for 2,000 nodes.
+    """
+    if k >= n:
+        return 1.0
+    log_p, log_q, log_n = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    terms = (log_n - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * log_p + (n - j) * log_q for j in range(k + 1))
+    return min(sum(math.exp(t) for t in terms), 1.0)
 
 
 def load(folder: Path, key: str) -> WaitTimes:
