@@ -25,6 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ess.errors import EssError
+from ess.files import atomic_write, file_lock
+
 log = logging.getLogger(__name__)
 
 #: The file under ess's state folder.
@@ -237,11 +240,9 @@ def save(folder: Path, times: WaitTimes) -> None:
     """Add what this wait saw to the history (replacing it if it no longer fit); never raises."""
     if not times.seen:
         return
-    from filelock import FileLock, Timeout
-
     path = folder / FILE_NAME
     try:
-        with FileLock(str(path) + ".lock", timeout=LOCK_WAIT):
+        with file_lock(Path(f"{path}.lock"), timeout=LOCK_WAIT, busy=f"{path}: another ess is saving it"):
             try:
                 data = json.loads(path.read_text()) if path.exists() else {}
             except (OSError, ValueError) as exc:
@@ -252,8 +253,6 @@ def save(folder: Path, times: WaitTimes) -> None:
             earlier = data.get(times.key)
             sane = [(m[0], m[1]) for m in earlier if _sane(m)] if isinstance(earlier, list) else []
             data[times.key] = [list(bracket) for bracket in merged(sane, times)]
-            from ess.files import atomic_write
-
             atomic_write(path, json.dumps(data, sort_keys=True))
-    except (OSError, Timeout) as exc:
+    except (OSError, EssError) as exc:
         log.debug("wait times: %s not saved (%s)", path, exc)
