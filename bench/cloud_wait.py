@@ -141,16 +141,25 @@ def lag_cell(runs: list[tuple[float, int]]) -> str:
     return f"{median:.2f} / {p90:.2f} s, {statistics.median(calls):.0f} ({calls[-1]}) describes"
 
 
-def learned(module: Any, first: float, last: float, n: int, round_trip: float, waits: int, draw: Any) -> Any:
-    """The wait times ``waits`` waits in a row keep, each guided by those before it (as a user's)."""
+def in_a_row(
+    module: Any, boots: Any, round_trip: float, past: Any = None, keep: bool = False
+) -> tuple[list[tuple[float, int]], Any]:
+    """Waits one after another on ``boots`` (each a dict id -> moment); (lag, describes) of
+    each, and the wait times kept at the end.
+
+    Each wait gets the wait times kept so far (``past`` to start with), if any are given or
+    ``keep``; with ``keep`` each adds what it saw (``wait_times.merged``), as ess does.
+    """
     from ess_ec2 import wait_times
 
-    kept: list[tuple[float, float]] = []
-    for _ in range(waits):
-        times = wait_times.WaitTimes("sim", list(kept))
-        simulated_wait(module, {f"i-{k}": draw.uniform(first, last) for k in range(n)}, round_trip, times)
-        kept = wait_times.merged(kept, times)
-    return kept
+    kept = list(past) if past is not None else []
+    done = []
+    for ready in boots:
+        times = wait_times.WaitTimes("sim", list(kept)) if keep or past is not None else None
+        done.append(simulated_wait(module, ready, round_trip, times))
+        if keep and times is not None:
+            kept = wait_times.merged(kept, times)
+    return done, kept
 
 
 def simulate(old_tree: Path, round_trip: float, seed: int) -> str:
@@ -159,27 +168,20 @@ def simulate(old_tree: Path, round_trip: float, seed: int) -> str:
     one shape against waits of another (MISFITS): two Markdown tables."""
     import random
 
-    from ess_ec2 import wait_times
-
     modules = {
         "old": load_poll_module(old_tree / "plugins" / "ess_ec2" / "polling.py"),
         "new": load_poll_module(report.ROOT / "plugins" / "ess_ec2" / "polling.py"),
     }
     few = modules["new"].FEW
 
+    def boots(draw: Any, first: float, last: float, n: int, waits: int) -> Any:
+        return ({f"i-{k}": draw.uniform(first, last) for k in range(n)} for _ in range(waits))
+
     def runs(version: str, first: float, last: float, n: int, keep: bool, past: Any = None) -> str:
         random.seed(seed)  # the old loop's jitter; the same boots for every column
-        draw = random.Random(seed)
-        done, kept = [], []
-        for _ in range(200 if n < 1000 else 40):
-            times = None
-            if keep or past is not None:
-                times = wait_times.WaitTimes("sim", list(past if past is not None else kept))
-            ready = {f"i-{k}": draw.uniform(first, last) for k in range(n)}
-            done.append(simulated_wait(modules[version], ready, round_trip, times))
-            if keep and times is not None:
-                kept = wait_times.merged(kept, times)
-        return lag_cell(done)
+        waits = boots(random.Random(seed), first, last, n, 200 if n < 1000 else 40)
+        # With ``past``, every wait starts from it: nothing kept carries over.
+        return lag_cell(in_a_row(modules[version], waits, round_trip, past, keep)[0])
 
     rows = []
     for name, first, last, sizes in SHAPES:
@@ -198,7 +200,7 @@ def simulate(old_tree: Path, round_trip: float, seed: int) -> str:
     )
     rows = []
     for (low, high), (first, last) in MISFITS:
-        past = learned(modules["new"], low, high, 10, round_trip, 30, random.Random(seed + 1))
+        _, past = in_a_row(modules["new"], boots(random.Random(seed + 1), low, high, 10, 30), round_trip, keep=True)
         rows.append(
             [
                 f"{low:g}-{high:g} s",
