@@ -168,5 +168,6 @@ def test_debug_transcript_of_an_ec2_create_signed_with_csv_credentials_holds_no_
     # The scan would be vacuous without the lines it is meant to cover.
     assert "DEBUG ess_ec2.calllog: ec2 RunInstances (2 instances): HTTP 200" in created.err, created.err
     assert "DEBUG ess_ec2.polling: poll " in created.err and "DEBUG ess.plugins: hook " in created.err
+    assert "DEBUG ess_ec2.backend: wait times us-east-1 " in created.err  # the file's key and count
     for secret in (FAKE_SECRET_KEY, "PRIVATE KEY-----", "Signature="):
         assert secret not in created.err and secret not in created.out, secret
