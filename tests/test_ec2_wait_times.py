@@ -216,3 +216,17 @@ def test_a_count_of_thousands_of_nodes_is_checked_without_error():
     failed the wait (and rolled back a healthy launch)."""
     assert even().check(30.0, 1_000, 2_000)  # half there at the history's median: fits
     assert not even().check(30.0, 1_900, 2_000)
+
+
+def test_the_file_keeps_the_most_recently_saved_keys_only(tmp_path):
+    """Each key holds at most KEEP brackets, and the file at most KEYS keys: a master that
+    tried many instance types does not grow it (or its read before every wait) without end."""
+    keys = [key_of("eu-west-1", [f"t{k}.micro"], "running") for k in range(wait_times.KEYS + 6)]
+    for key in keys:
+        save(tmp_path, WaitTimes(key, seen=at(20.0)))
+    save(tmp_path, WaitTimes(keys[0], seen=at(21.0)))  # saved again: the newest now
+    kept = json.loads((tmp_path / FILE_NAME).read_text())
+    assert len(kept) == wait_times.KEYS
+    assert list(kept) == keys[7:] + keys[:1]
+    assert load(tmp_path, keys[0]).past == at(21.0)  # it had been trimmed: it starts afresh
+    assert load(tmp_path, keys[-1]).past == at(20.0)

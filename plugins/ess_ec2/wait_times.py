@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 FILE_NAME = "ec2-wait-times.json"
 #: Brackets kept per key (the most recent), and how many a history needs before it is used.
 KEEP, ENOUGH = 100, 20
+#: Keys kept in the file (each a region, instance types and kind of wait): the most recently saved.
+KEYS = 64
 #: How unlikely the wait's count may be under the history before the history is dropped.
 ALPHA = 1e-3
 #: Seconds to wait for another ess command saving the file before giving up on saving.
@@ -250,9 +252,12 @@ def save(folder: Path, times: WaitTimes) -> None:
                 data = {}
             if not isinstance(data, dict):
                 data = {}
-            earlier = data.get(times.key)
+            earlier = data.pop(times.key, None)
             sane = [(m[0], m[1]) for m in earlier if _sane(m)] if isinstance(earlier, list) else []
+            # The file keeps its keys in the order they were last saved: the oldest go first.
             data[times.key] = [list(bracket) for bracket in merged(sane, times)]
-            atomic_write(path, json.dumps(data, sort_keys=True))
+            for stale in list(data)[: max(len(data) - KEYS, 0)]:
+                del data[stale]
+            atomic_write(path, json.dumps(data))
     except (OSError, EssError) as exc:
         log.debug("wait times: %s not saved (%s)", path, exc)
