@@ -207,6 +207,63 @@ def test_push_failures_through_the_cli(ess, tmp_path: Path) -> None:
     assert "not a folder: /plain" in clash.out
 
 
+def test_a_full_disk_fails_the_node_and_nothing_unwritten_counts_as_copied(ess, tmp_path: Path) -> None:
+    """Writes to /dev/full fail with ENOSPC, a real "disk full" from the kernel, through the
+    node's real SFTP server. paramiko's close() drops the write answers: the old push said
+    ``ok``, exit 0, for files left empty (found by the red team on a 1 MiB tmpfs)."""
+    assert ess("instance", "local", "create", "--number", "1", "--no-verify").code == 0
+    (node_id,) = ClusterStore("default").read().nodes
+    home = ClusterStore("default").dir / "nodes" / node_id / "home"
+    src = tmp_path / "three"
+    src.mkdir()
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (src / name).write_bytes(os.urandom(70_000))
+        (src / name).chmod(0o666)  # /dev/full's own mode: the old code chmod-ed through the link
+    (home / "three").mkdir()
+    (home / "three" / "b.bin").symlink_to("/dev/full")
+
+    (home / "a.bin").symlink_to("/dev/full")
+    single = ess("instance", "local", "push", str(src / "a.bin"), "--dest", "/")
+    assert single.code == 1, single
+    assert f"{node_id}  FAILED: no space left on the node: /a.bin" in single.out, single.out
+
+    folder = ess("instance", "local", "push", str(src), "--dest", "/")
+    assert folder.code == 1, folder
+    assert f"{node_id}  FAILED: no space left on the node: /three/b.bin (after copying 1 of 3 files, 70000 bytes)" in (
+        folder.out
+    ), folder.out
+    assert (home / "three" / "a.bin").read_bytes() == (src / "a.bin").read_bytes()
+    assert not (home / "three" / "c.bin").exists()
+
+
+def test_push_of_dot_and_dotdot_copies_the_folder_by_its_name_and_stays_in_dest(
+    ess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``push ..`` wrote into DEST/.. and gave DEST's parent the source's mode (chmod 777 of
+    a 700 folder, or of / with the default --dest . as root); ``push .`` named the copy "root"."""
+    assert ess("instance", "local", "create", "--number", "1", "--no-verify").code == 0
+    (node_id,) = ClusterStore("default").read().nodes
+    home = ClusterStore("default").dir / "nodes" / node_id / "home"
+    project = tmp_path / "proj"
+    (project / "build").mkdir(parents=True)
+    (project / "a.txt").write_text("a")
+    project.chmod(0o777)
+    (home / "in" / "deep").mkdir(parents=True)
+    (home / "in").chmod(0o700)
+
+    monkeypatch.chdir(project / "build")
+    up = ess("instance", "local", "push", "..", "--dest", "in/deep")
+    assert up.code == 0, up
+    assert (home / "in" / "deep" / "proj" / "a.txt").read_text() == "a"
+    assert stat.S_IMODE((home / "in").stat().st_mode) == 0o700
+    assert not (home / "in" / "a.txt").exists()
+
+    monkeypatch.chdir(project)
+    here = ess("instance", "local", "push", ".", "--dest", "in/deep")
+    assert here.code == 0, here
+    assert sorted(p.name for p in (home / "in" / "deep").iterdir()) == ["proj"]
+
+
 # -- known_hosts: two writers, each with its own KnownHosts ----------------------------------
 SAVER = """
 import sys

@@ -92,7 +92,9 @@ def plan_copy(source: Path) -> Plan:
         return Plan(source, (), (_local_file(source, PurePosixPath(source.name)),), ())
     if not source.is_dir():
         raise UsageError(f"push {source}: not a regular file or folder")
-    top = PurePosixPath(source.name or "root")
+    # The folder's own name, also for "." and "..": Path("..").name is "..", and copying as
+    # DEST/.. wrote next to DEST and gave DEST's parent the source's mode.
+    top = PurePosixPath(Path(os.path.abspath(source)).name or "root")
     folders: list[tuple[PurePosixPath, int]] = [(top, _mode(source))]
     files: list[LocalFile] = []
     skipped: list[str] = []
@@ -349,12 +351,43 @@ class _Copier:
 
     def _write(self, item: LocalFile, remote: str) -> None:
         with item.path.open("rb") as source, self.sftp.open(remote, "wb") as target:
-            # Pipelined: writes go out without waiting for each ack; close() collects them all
-            # and raises the first error (e.g. no space), so nothing is reported copied that was not.
+            # Pipelined: writes go out without waiting for each acknowledgement, which are all
+            # read before the file counts as copied (confirm_writes: paramiko's close() reads
+            # and drops them, so a full disk left short or empty files reported copied).
             target.set_pipelined(True)
             while chunk := source.read(CHUNK):
                 target.write(chunk)
-                self.state.bytes += len(chunk)
                 channel = self.sftp.get_channel()
                 if channel is not None:
                     channel.settimeout(max(self.deadline - time.monotonic(), 0.01))
+            confirm_writes(self.sftp, target, remote, item.size)
+        self.state.bytes += item.size
+
+
+def confirm_writes(sftp: paramiko.SFTPClient, target: paramiko.SFTPFile, remote: str, size: int) -> None:
+    """Raise the first error the server answered to any write of ``target``, or if it holds
+    fewer than ``size`` bytes.
+
+    paramiko sends pipelined writes under no owner and, at close(), consumes their answers
+    without looking at them (5.1; an error surfaces only if it happens to be read while over
+    100 writes are in flight). So every outstanding answer is read here, each raising the
+    server's error (IOError "Failure" for ENOSPC under OpenSSH, which speaks SFTP v3).
+    Should paramiko rename those internals, the size the server reports is checked instead,
+    which still catches a short or empty file.
+    """
+    target.flush()  # the last buffered piece goes out as one more pipelined write
+    pending = getattr(target, "_reqs", None)
+    read_response = getattr(sftp, "_read_response", None)
+    if pending is not None and read_response is not None:
+        while pending:
+            try:
+                read_response(pending.popleft())
+            except OSError as exc:
+                if exc.errno is None and str(exc).strip().lower() == "failure":
+                    # SFTP v3's catch-all: OpenSSH answers ENOSPC and EIO so.
+                    raise OSError(f"the node failed a write (is its disk full?) of {size} bytes") from None
+                raise
+        return
+    held = target.stat().st_size
+    if held is not None and held < size:
+        raise OSError(errno.ENOSPC, f"the node kept {held} of {size} bytes (no space left?)")

@@ -123,3 +123,39 @@ def test_netns_out_of_band_host_key_and_strict_mode(netns_hosts, user_key):
     )
     assert results[0].ok, results[0].message
     assert not results[1].ok and "strict_host_keys is on" in results[1].message
+
+
+def test_push_to_a_full_disk_under_openssh_fails_and_stays_in_its_folder(tmp_path, user_key):
+    """OpenSSH's sftp-server answers a write to a full disk with SSH_FX_FAILURE; ess must read
+    that answer (paramiko's close() drops it) and must not treat ``..`` as a folder name."""
+    from ess_ssh.push import push_files
+
+    key, pub = user_key
+    server = OpenSshd(tmp_path / "s", pub, port=free_port())
+    try:
+        node = server.node("n0")
+        progress, _ = quiet_progress()
+        access = make_access(key, username=getpass.getuser())
+        src = tmp_path / "payload.bin"
+        src.write_bytes(b"x" * 300_000)
+        src.chmod(0o666)  # /dev/full's own mode, should a chmod go through the link
+        dest = tmp_path / "dest"
+        dest.mkdir()
+        (dest / "payload.bin").symlink_to("/dev/full")
+        (result,) = push_files([node], src, str(dest), access, make_settings(ssh_timeout=30.0), progress)
+        assert not result.ok and result.files == 0 and result.bytes == 0, result
+        assert "disk full" in result.error and str(dest / "payload.bin") in result.error, result.error
+
+        project = tmp_path / "proj"
+        (project / "build").mkdir(parents=True)
+        (project / "a.txt").write_text("a")
+        (tmp_path / "in" / "deep").mkdir(parents=True)
+        (tmp_path / "in").chmod(0o700)
+        (result,) = push_files(
+            [node], project / "build" / "..", str(tmp_path / "in" / "deep"), access, make_settings(), progress
+        )
+        assert result.ok, result
+        assert (tmp_path / "in" / "deep" / "proj" / "a.txt").read_text() == "a"
+        assert (tmp_path / "in").stat().st_mode & 0o777 == 0o700
+    finally:
+        server.stop()

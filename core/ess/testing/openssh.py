@@ -69,6 +69,8 @@ class OpenSshd:
             f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PermitRootLogin prohibit-password\nUseDNS no\nMaxStartups 200\nMaxSessions 50\n"
+            # SFTP as most distributions ship it, for push.
+            "Subsystem sftp internal-sftp\n"
         )
         # Its own process group (start_new_session), stopped as a whole; the log file is how
         # stop() recognises the per-connection children that leave that group.
