@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from typing import TextIO
 
-from .redact import scrub
+from .redact import KeyBlocks, scrub
 
 #: Longest piece of one line held before it is written (the rest follows as more pieces).
 LINE_LIMIT = 16 * 1024
@@ -32,6 +32,8 @@ class PrefixedLines:
         self._targets = {"stdout": stdout or sys.stdout, "stderr": stderr or sys.stderr}
         self._pending: dict[tuple[str, str], bytearray] = {}
         self._lock = threading.Lock()
+        # Per node and stream: a key block may span two chunks (redact.KeyBlocks).
+        self._keys: dict[tuple[str, str], KeyBlocks] = {}
         #: (node, stream) pairs that received at least one chunk.
         self.streamed: set[tuple[str, str]] = set()
 
@@ -65,7 +67,12 @@ class PrefixedLines:
 
     def _write(self, node_id: str, stream: str, lines: list[bytes]) -> None:
         label = node_id.ljust(self.width)
-        text = "".join(f"{label} | {line.decode('utf-8', 'replace')}\n" for line in lines)
+        decoded = [line.decode("utf-8", "replace") for line in lines]
+        keys = self._keys.setdefault((node_id, stream), KeyBlocks())
+        if keys.inside or any("PRIVATE KEY-----" in line for line in decoded):
+            # Line by line, before the prefix: a masked key's body lines are left out whole.
+            decoded = keys.lines(decoded)
+        text = "".join(f"{label} | {line}\n" for line in decoded)
         target = self._targets[stream]
         target.write(scrub(text))
         target.flush()
@@ -81,8 +88,14 @@ def _complete_lines(buffer: bytearray) -> list[bytes]:
             lines.append(bytes(buffer[start:end]))
             start = end + 1
         elif len(buffer) - start >= LINE_LIMIT:
-            lines.append(bytes(buffer[start : start + LINE_LIMIT]))
-            start += LINE_LIMIT
+            cut = start + LINE_LIMIT
+            # Not inside a UTF-8 character (continuation bytes are 0b10xxxxxx): cut before it.
+            for back in range(3):
+                if buffer[cut - back] & 0xC0 != 0x80:
+                    cut -= back
+                    break
+            lines.append(bytes(buffer[start:cut]))
+            start = cut
         else:
             break
     del buffer[:start]

@@ -13,8 +13,16 @@ import re
 
 MASK = "****"
 _secrets: set[str] = set()
-# Private key blocks are never legitimate output, whoever registered them.
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S)
+# Private key blocks are never legitimate output, whoever registered them (KeyBlocks).
+_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
+_KEY_BLOCK = re.compile(_KEY_BEGIN.pattern + ".*?" + _KEY_END.pattern, re.S)
+#: Lines of a key's body: base64 (64 or 70 characters a line but the last), and the headers
+#: of an encrypted PEM key, followed by a blank line.
+_KEY_BASE64 = re.compile(r"[A-Za-z0-9+/=]+")
+_KEY_HEADER = re.compile(r"(?:Proc-Type|DEK-Info|Comment):.*")
+_FULL_LINE = 40
+KEY_MASK = "-----PRIVATE KEY " + MASK + "-----"
 # botocore can echo signed headers and query strings at DEBUG level.
 _SIGNATURE = re.compile(r"(Signature=|X-Amz-Security-Token[=:]\s*|aws_secret_access_key[=:]\s*)[^\s,&'\"]+", re.I)
 
@@ -55,13 +63,77 @@ def scrub(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     if "PRIVATE KEY-----" in text:
-        text = _PRIVATE_KEY.sub("-----PRIVATE KEY " + MASK + "-----", text)
+        # Whole blocks first, whatever their lines look like; then BEGIN lines with no END.
+        text = _KEY_BLOCK.sub(KEY_MASK, text)
+        if "PRIVATE KEY-----" in text:
+            text = "".join(KeyBlocks().lines(text.splitlines(keepends=True)))
     # The case-insensitive regex costs ~0.3 s per MiB and exec streams gigabytes through
     # here (every line of `exec` on hosts `addr:port` has a ":" in its prefix): run it only
     # when one of its words is there, found by a plain search (~1 ms per MiB).
     if ("=" in text or ":" in text) and _signature_words(text):
         text = _SIGNATURE.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+class KeyBlocks:
+    """Masks private-key blocks in lines of text, across calls (a stream's state).
+
+    A block is its BEGIN line (kept up to the marker, which is masked) and the lines of key
+    body after it, up to its END line. A line that cannot be key body there ends a block
+    that has no END: ``grep -r "PRIVATE KEY" /etc`` prints BEGIN lines only, and everything
+    after the first was once masked away with its newlines (a regex ran to the end of the
+    text). Key body is full base64 lines, then at most one shorter one; a short word right
+    after a BEGIN line is output. Kept across calls, a key that arrives in two pieces is
+    masked in both.
+    """
+
+    def __init__(self) -> None:
+        self.inside = False
+        #: Within a block: "begin", "header" (after Proc-Type/DEK-Info), "full" or "last".
+        self.seen = ""
+
+    def lines(self, lines: list[str]) -> list[str]:
+        return [out for line in lines if (out := self._line(line)) is not None]
+
+    def _line(self, line: str) -> str | None:
+        if self.inside:
+            end = _KEY_END.search(line)
+            if end is not None:
+                self.inside = False
+                rest = line[end.end() :]
+                return rest if rest.strip() else None
+            if self._body(line.strip()):
+                return None
+            self.inside = False
+        return self._outside(line)
+
+    def _body(self, text: str) -> bool:
+        """Whether ``text`` (one line, stripped) continues the key; notes what it was."""
+        seen = self.seen
+        if seen in ("begin", "header") and _KEY_HEADER.fullmatch(text):
+            self.seen = "header"
+            return True
+        if seen == "header" and not text:
+            return True
+        if _KEY_BASE64.fullmatch(text):
+            if len(text) >= _FULL_LINE and seen in ("begin", "header", "full"):
+                self.seen = "full"
+                return True
+            if seen == "full":  # the last, shorter line (a first line is never short)
+                self.seen = "last"
+                return True
+        return False
+
+    def _outside(self, line: str) -> str:
+        begin = _KEY_BEGIN.search(line)
+        if begin is None:
+            return line
+        rest = line[begin.end() :]
+        end = _KEY_END.search(rest)
+        if end is not None:
+            return line[: begin.start()] + KEY_MASK + self._outside(rest[end.end() :])
+        self.inside, self.seen = True, "begin"
+        return line[: begin.start()] + KEY_MASK + line[len(line.rstrip("\r\n")) :]
 
 
 def _signature_words(text: str) -> bool:
