@@ -88,15 +88,25 @@ def _complete_lines(buffer: bytearray) -> list[bytes]:
             lines.append(bytes(buffer[start:end]))
             start = end + 1
         elif len(buffer) - start >= LINE_LIMIT:
-            cut = start + LINE_LIMIT
-            # Not inside a UTF-8 character (continuation bytes are 0b10xxxxxx): cut before it.
-            for back in range(3):
-                if buffer[cut - back] & 0xC0 != 0x80:
-                    cut -= back
-                    break
+            cut = _before_partial_character(buffer, start + LINE_LIMIT)
             lines.append(bytes(buffer[start:cut]))
             start = cut
         else:
             break
     del buffer[:start]
     return lines
+
+
+def _before_partial_character(buffer: bytearray, cut: int) -> int:
+    """``cut``, or earlier so that no UTF-8 character is split there (a split one prints as
+    two U+FFFD). Bytes that are not UTF-8 are cut anywhere."""
+    for back in range(1, 4):
+        byte = buffer[cut - back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: look further back for the lead
+            continue
+        if byte >= 0xC0:
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            if back < length:
+                return cut - back
+        break
+    return cut

@@ -377,6 +377,9 @@ class Connector:
             raise self.classify(exc, self._budget(deadline)) from None
         try:
             channel.exec_command(command)
+            # ess sends nothing on stdin: EOF at once (as `ssh -n` and pssh do), so `cat`, `read`
+            # or a forgotten prompt ends instead of waiting until the deadline.
+            channel.shutdown_write()
             return _collect(channel, command, deadline, on_output, tail)
         except (OutputFailure, SshFailure):
             raise
@@ -573,6 +576,12 @@ class OutputFailure(Exception):
     """The ``on_output`` callback raised: the caller's problem, not the node's (never retried)."""
 
 
+#: Once the command's exit status is in: how long output may go quiet before ess stops
+#: waiting for its end (a background `worker &` holds stdout open; `ssh` would wait for it).
+AFTER_EXIT = 1.0
+STATUS_POLL = 0.25
+
+
 def _collect(
     channel: Any,
     command: str,
@@ -583,30 +592,66 @@ def _collect(
     """Read stdout and stderr until the command exits; both at once, so neither stream stalls.
 
     Each chunk goes to ``on_output`` and into a bounded tail, never into an unbounded buffer.
+    The command has exited when its exit status is in and its output ended, or went quiet
+    for AFTER_EXIT (or the deadline came) after the status.
     """
     out, err = Tail(tail), Tail(tail)
 
-    def drain() -> None:
+    def drain() -> bool:
+        got = False
         while channel.recv_ready():
             _take("stdout", channel.recv(65536), out, on_output)
+            got = True
         while channel.recv_stderr_ready():
             _take("stderr", channel.recv_stderr(65536), err, on_output)
+            got = True
+        return got
 
-    while True:
+    def finished() -> CommandOutput:
         drain()
+        return CommandOutput(_exit_code(channel, command), out.value(), err.value(), out.truncated or err.truncated)
+
+    quiet_since: float | None = None
+    while True:
+        got = drain()
         if channel.eof_received or channel.closed:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
             if not channel.status_event.wait(remaining):
                 break
-            drain()
-            stdout, stderr = out.value(), err.value()
-            return CommandOutput(channel.recv_exit_status(), stdout, stderr, out.truncated or err.truncated)
-        remaining = None if deadline is None else deadline - time.monotonic()
+            return finished()
+        now = time.monotonic()
+        if channel.exit_status_ready():
+            if quiet_since is None or got:
+                quiet_since = now
+            elif now - quiet_since >= AFTER_EXIT:
+                log.debug("%r exited; its output is still held open (a background process): not waited for", command)
+                return finished()
+        remaining = None if deadline is None else deadline - now
         if remaining is not None and remaining <= 0:
+            if quiet_since is not None:
+                return finished()
             break
-        # The channel's fileno is readable when stdout or stderr has data, or on EOF/close.
-        select.select([channel], [], [], remaining)
+        # The channel's fileno is readable when stdout or stderr has data, or on EOF/close, but
+        # not when the exit status comes in: look for that every STATUS_POLL.
+        wait = STATUS_POLL if quiet_since is None else quiet_since + AFTER_EXIT - now
+        select.select([channel], [], [], wait if remaining is None else min(wait, remaining))
     raise SshFailure(f"command {command!r} did not finish in time", retry=True, cut=True)
+
+
+def _exit_code(channel: Any, command: str) -> int:
+    """The command's exit status; SshFailure when the channel closed without one.
+
+    paramiko sets the status event on close too, leaving the status at -1: that is a
+    connection that dropped, or a command killed by a signal (OpenSSH then sends
+    "exit-signal", which paramiko ignores), never an exit code.
+    """
+    code = int(channel.exit_status)
+    if code >= 0:
+        return code
+    transport = channel.get_transport()
+    if transport is None or not transport.is_active():
+        raise SshFailure(f"connection lost while {command!r} ran", retry=True)
+    raise SshFailure(f"{command!r} ended without an exit status (killed by a signal?)", retry=True)
 
 
 def _take(stream: str, chunk: bytes, tail: Tail, on_output: OutputCallback | None) -> None:

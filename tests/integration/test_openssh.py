@@ -8,6 +8,7 @@ inside this machine's namespaces.
 from __future__ import annotations
 
 import getpass
+import time
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,5 +158,40 @@ def test_push_to_a_full_disk_under_openssh_fails_and_stays_in_its_folder(tmp_pat
         assert result.ok, result
         assert (tmp_path / "in" / "deep" / "proj" / "a.txt").read_text() == "a"
         assert (tmp_path / "in").stat().st_mode & 0o777 == 0o700
+    finally:
+        server.stop()
+
+
+def test_exec_under_openssh_ends_at_the_exit_closes_stdin_and_names_a_lost_status(tmp_path, user_key):
+    """Red team, 2026-12-01: a command that started a background job (`worker &`) was reported
+    "did not finish in time" at the deadline though sshd had sent its exit status; `cat`
+    waited for stdin until the deadline; a command killed by a signal showed as exit -1."""
+    key, pub = user_key
+    server = OpenSshd(tmp_path / "s", pub, port=free_port())
+    try:
+        node = server.node("n0")
+        progress, _ = quiet_progress()
+        access = make_access(key, username=getpass.getuser())
+        settings = make_settings(ssh_timeout=60.0)
+        marker = tmp_path / "worker-alive"
+
+        (started,) = run_command(
+            [node], f"(sleep 5; touch {marker}) & echo started; exit 3", access, settings, progress, timeout=60.0
+        )
+        assert (started.exit_code, started.stdout, started.error) == (3, b"started\n", ""), started
+        assert started.seconds < 30, started  # not the 60 s deadline
+        assert not marker.exists()  # the background job was left to run, not waited for ...
+        for _ in range(100):
+            if marker.exists():
+                break
+            time.sleep(0.1)
+        assert marker.exists()  # ... nor killed
+
+        (reads,) = run_command([node], "cat; read line; echo done", access, settings, progress, timeout=60.0)
+        assert (reads.exit_code, reads.stdout) == (0, b"done\n") and reads.seconds < 30, reads
+
+        (killed,) = run_command([node], "echo before; kill -TERM $$", access, settings, progress, timeout=60.0)
+        assert killed.exit_code is None and killed.stdout == b"", killed
+        assert killed.error == "'echo before; kill -TERM $$' ended without an exit status (killed by a signal?)"
     finally:
         server.stop()
