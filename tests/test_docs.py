@@ -40,3 +40,18 @@ def test_config_reference_is_current():
 
     committed = (ROOT / "docs" / "config.md").read_text()
     assert committed == config_reference(), "regenerate: python -m ess.reference config > docs/config.md"
+
+
+def test_config_reference_does_not_depend_on_who_generates_it():
+    """It once gave the local backend's username default as `root`: the login name of
+    whoever ran the generator, not what another user gets."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LOGNAME": "alice", "USER": "alice", "LNAME": "alice", "USERNAME": "alice"}
+    generated = subprocess.run(
+        [sys.executable, "-m", "ess.reference", "config"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert generated == (ROOT / "docs" / "config.md").read_text()
+    assert "your login name" in generated

@@ -292,6 +292,9 @@ class SettingSpec:
     #: ``ess.names.USERNAME.pattern``), and what to write instead when it does not.
     pattern: str | None = None
     pattern_help: str = ""
+    #: The default in words, where its value depends on the machine (e.g. "your login
+    #: name"): the reference and ``--help`` show this instead of the value found there.
+    default_help: str = ""
 
     @property
     def env(self) -> str:

@@ -70,6 +70,8 @@ so is a section that names no installed backend (`[lcoal]`: did you mean `[local
 
 
 def _default(spec: SettingSpec) -> str:
+    if spec.default_help:
+        return spec.default_help
     if spec.default in (None, "", []):
         return "—"
     if isinstance(spec.default, list):

@@ -87,6 +87,7 @@ class HostsBackend(Backend):
         SettingSpec(
             "username",
             default=getpass.getuser(),
+            default_help="your login name",
             pattern=USERNAME.pattern,
             pattern_help=USERNAME_HELP,
             help="SSH user on the machines.",

@@ -92,6 +92,7 @@ class LocalBackend(Backend):
         SettingSpec(
             "username",
             default=_current_user(),
+            default_help="your login name",
             commands=("*",),
             pattern=USERNAME.pattern,
             pattern_help=USERNAME_HELP,

@@ -8,8 +8,8 @@ inside this machine's namespaces.
 from __future__ import annotations
 
 import getpass
-import time
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 

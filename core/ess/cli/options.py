@@ -125,7 +125,8 @@ def setting_options(backend: Backend, command: str) -> Decorator:
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for flag, spec in reversed(flagged):
-            default = f" [default: {spec.default}]" if spec.default not in (None, "", []) else ""
+            shown = spec.default_help or spec.default
+            default = f" [default: {shown}]" if shown not in (None, "", []) else ""
             if spec.type == "bool":
                 func = click.option(flag, f"setting__{spec.key}", is_flag=True, default=None, help=spec.help)(func)
             else:

@@ -45,7 +45,12 @@ class PoolBackend(Backend):
             flag="--number",
             help="How many machines to allocate to the cluster.",
         ),
-        SettingSpec("username", default=getpass.getuser(), help="SSH user on the pool's machines."),
+        SettingSpec(
+            "username",
+            default=getpass.getuser(),
+            default_help="your login name",
+            help="SSH user on the pool's machines.",
+        ),
         SettingSpec("key_file", type="path", required=True, help="Private key that logs in to the pool's machines."),
     )
 
