@@ -319,6 +319,27 @@ def test_straggler_reported_at_deadline_while_others_pass(user_key, key_file):
     assert results[3].message.startswith("no SSH banner within 5s (still failing after 5s")
 
 
+def test_nodes_still_queued_at_the_deadline_are_reported_not_tried(user_key, key_file):
+    """With one worker held by a silent node until the deadline, the others were never
+    connected to; they were reported "timed out (still failing after 2s, 1 attempt)"."""
+    hung = SshNode(mode="silent").start()
+    good = [SshNode(authorized_keys=[user_key]).start() for _ in range(2)]
+    try:
+        nodes = [hung.node("hung")] + [s.node(f"ok{i}") for i, s in enumerate(good)]
+        results, _ = run(nodes, key_file, ssh_timeout=2.0, ssh_connect_timeout=30.0, ssh_parallel=1)
+    finally:
+        for server in [hung, *good]:
+            server.stop()
+    assert results[0].message.startswith("no SSH banner within 2s (still failing after 2s, 1 attempt)")
+    assert [r.message for r in results[1:]] == ["not tried within 2s: raise ssh_parallel (1) or ssh_timeout"] * 2
+
+
+def test_a_step_cut_by_the_deadline_names_its_seconds_not_zero(key_file):
+    with SshNode(mode="silent") as server:
+        [result], _ = run([server.node()], key_file, ssh_timeout=1.0, ssh_connect_timeout=0.3)
+    assert not result.ok and " within 0s" not in result.message, result.message
+
+
 def test_plugin_import_does_not_load_paramiko():
     import subprocess
 

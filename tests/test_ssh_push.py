@@ -63,6 +63,14 @@ def test_plan_keeps_the_folder_name_and_skips_links_to_folders_and_fifos(tmp_pat
     assert single.folders == () and [str(f.relative) for f in single.files] == ["run.sh"]
 
 
+def test_a_name_that_is_not_utf8_is_refused_before_anything_connects(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    with open(os.path.join(os.fsencode(src / "sub"), b"bad\xffname"), "w") as bad:
+        bad.write("x")
+    with pytest.raises(UsageError, match=r"the name 'job/sub/bad\\\\xffname' is not UTF-8 \(rename it\)"):
+        plan_copy(src)
+
+
 def test_plan_of_a_special_file_is_a_usage_error(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(UsageError, match="not a regular file or folder"):

@@ -43,7 +43,7 @@ def check_nodes(nodes: list[Node], access: Access, settings: Settings, progress:
     results = fleet.run(
         "ssh ready",
         lambda node: _verify_one(fleet.connector, node, command, fleet.start, fleet.deadline, timeout, states[node.id]),
-        counts=lambda result: result.ok,
+        counts=lambda result: result is not None and result.ok,
     )
     out = []
     for node in nodes:
@@ -68,8 +68,14 @@ def _gave_up(reason: str, timeout: float, attempts: int) -> str:
 
 def _verify_one(
     connector: Connector, node: Node, command: str, start: float, deadline: float, timeout: float, state: _Attempt
-) -> CheckResult:
-    """Retry connect + command on one node until it passes, fails for good, or time runs out."""
+) -> CheckResult | None:
+    """Retry connect + command on one node until it passes, fails for good, or time runs out.
+
+    None if the node was taken from the queue only at the deadline (every worker was busy
+    until then): it was never tried, and is reported so, not as a timed-out attempt.
+    """
+    if time.monotonic() >= deadline:
+        return None
     state.started = True
     delays = RetryDelay()
     refused = RefusedClock(node)

@@ -467,7 +467,7 @@ class Connector:
         if isinstance(exc, paramiko.AuthenticationException):
             text = str(exc).lower()
             if "timeout" in text:
-                return SshFailure(f"authentication did not finish within {limit:.0f}s", retry=True)
+                return SshFailure(f"authentication did not finish within {round(limit, 1):g}s", retry=True)
             return SshFailure(
                 f"authentication failed with key {self.key_file} for user {self.access.username}",
                 retry=False,
@@ -486,11 +486,11 @@ class Connector:
             ):
                 return SshFailure("not an SSH server: the banner is garbled (is the port right?)", retry=True)
             if "banner" in text.lower():
-                return SshFailure(f"no SSH banner within {limit:.0f}s", retry=True)
+                return SshFailure(f"no SSH banner within {round(limit, 1):g}s", retry=True)
             if "No existing session" in text:
-                return SshFailure(f"SSH handshake did not finish within {limit:.0f}s", retry=True)
+                return SshFailure(f"SSH handshake did not finish within {round(limit, 1):g}s", retry=True)
             if "Timeout opening channel" in text:
-                return SshFailure(f"no session channel within {limit:.0f}s", retry=True)
+                return SshFailure(f"no session channel within {round(limit, 1):g}s", retry=True)
             return SshFailure(f"SSH error: {text}", retry=True)
         if isinstance(exc, (EOFError, ConnectionResetError, BrokenPipeError)):
             return SshFailure("connection closed by the node", retry=True)

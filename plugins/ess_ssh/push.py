@@ -117,7 +117,19 @@ def plan_copy(source: Path) -> Plan:
                 files.append(_local_file(path, here / name))
             else:
                 skipped.append(str(path))
+    for relative in [path for path, _ in folders] + [item.relative for item in files]:
+        _sendable(source, relative)
     return Plan(source, tuple(folders), tuple(files), tuple(skipped))
+
+
+def _sendable(source: Path, relative: PurePosixPath) -> None:
+    """SFTP names are UTF-8: a name that is not fails before anything connects, not after
+    folders were made on every node."""
+    try:
+        str(relative).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(relative).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise UsageError(f"push {source}: the name {shown!r} is not UTF-8 (rename it)") from None
 
 
 def _mode(path: Path) -> int:
