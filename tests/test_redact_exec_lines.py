@@ -101,3 +101,11 @@ def test_a_long_line_is_cut_between_utf8_characters():
     shown = out.getvalue()
     assert "\ufffd" not in shown and shown.count("€") == 10_000
     assert all(len(line.encode()) <= LINE_LIMIT + len("n1 | ") for line in shown.splitlines())
+
+
+def test_exactly_one_piece_held_is_written_whole():
+    """The first UTF-8 cut looked one byte past a buffer of exactly LINE_LIMIT bytes."""
+    printer, out = _printer()
+    printer("n1", "stdout", b"a" * LINE_LIMIT)
+    printer("n1", "stdout", "é".encode() * 3 + b"\n")
+    assert out.getvalue().splitlines() == ["n1 | " + "a" * LINE_LIMIT, "n1 | ééé"]
