@@ -11,12 +11,17 @@ It accepts public-key logins only, for ``--username`` with the key in
 ``--authorized-keys``. ``exec`` requests run through ``/bin/sh -c`` in ``--home`` (also
 ``$HOME``), with real stdin, stdout, stderr and exit status; a session without a command
 gets ``/bin/sh`` (interactive, on a pseudo-terminal, when the client asks for one, as
-``ssh`` does by hand). SFTP and scp are chrooted to ``--home``: ``/`` is the node's home
-folder, so no path a client sends (``../../..`` included) reaches ess's own state next to
-it; their channels end with exit status 0, as OpenSSH's sftp-server does, which OpenSSH's
-``scp`` and ``sftp -b`` need to exit 0. SIGTERM (or SIGINT) closes the server
-and exits 0. If the node's folder disappears (cluster state deleted by hand), the node
-exits by itself rather than live on as an orphan nobody can find.
+``ssh`` does by hand). Each command leads a session of its own: when the client goes away
+before it ends, its whole process group gets SIGHUP and its pipes close; when its shell
+exits, the exit status goes out at once, even if a background job still holds the output
+open (that job keeps running, as under sshd). SFTP and scp are chrooted to ``--home``:
+``/`` is the node's home folder, so no path a client sends (``../../..`` included) reaches
+ess's own state next to it; their channels end with exit status 0, as OpenSSH's
+sftp-server does, which OpenSSH's ``scp`` and ``sftp -b`` need to exit 0. SIGTERM (or
+SIGINT) closes the server and exits 0, after a SIGTERM to the process group of every
+command it started that still has a process (background workers included), as a machine
+that shuts down would. If the node's folder disappears (cluster state deleted by hand),
+the node exits by itself rather than live on as an orphan nobody can find.
 
 Time limits (docs/lifetime.md): the node re-reads its own record (``node.json`` next to the
 ready file) every :data:`TICK_SECONDS`, so ``extend`` moves its deadline by rewriting the
@@ -40,6 +45,7 @@ import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ess import lifetime
 from ess.files import atomic_write
@@ -47,6 +53,13 @@ from ess.files import atomic_write
 #: Seconds between checks that the node's folder still exists and its deadline is ahead.
 TICK_SECONDS = 0.5
 COPY_CHUNK = 65536
+#: How long a session's output may still arrive once its shell exited, before the exit
+#: status goes out: background jobs can hold the pipes (or the terminal) open for ever, and
+#: sshd reports the exit as soon as the command exits.
+OUTPUT_GRACE_SECONDS = 1.0
+#: How long a cut-off command's shell gets to exit after SIGHUP before its session handler
+#: stops waiting for it (the asyncio child watcher still reaps it whenever it does exit).
+HANGUP_WAIT_SECONDS = 2.0
 #: Why a node ended itself, in ``ended.json`` (read by the backend).
 EXPIRED, IDLE = "expired", "idle"
 
@@ -93,6 +106,37 @@ class Busy:
         if path is not None:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+class Sessions:
+    """The process groups of the commands this node started, so that it can end them.
+
+    Every command leads a session (and process group) of its own, so that cutting it off
+    reaches the processes it started; that puts it outside the node's process group, which
+    ``stop`` and ``terminate`` signal, so the node ends these groups itself when it ends. A
+    group outlives its SSH session while a background job in it runs.
+    """
+
+    def __init__(self) -> None:
+        self._groups: set[int] = set()
+
+    def add(self, pgid: int) -> None:
+        self._groups.add(pgid)
+
+    def prune(self) -> None:
+        """Forget the groups with no process left (called every tick): an empty group's number
+        can be taken by an unrelated process leading a group of its own, never to be signalled."""
+        for pgid in list(self._groups):
+            try:
+                os.killpg(pgid, 0)
+            except OSError:  # gone, or (PermissionError) already another user's
+                self._groups.discard(pgid)
+
+    def end(self, signum: int) -> None:
+        for pgid in self._groups:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signum)
+        self._groups.clear()
 
 
 def _sftp_factory(home: Path):
@@ -163,7 +207,7 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path) -> None:
+async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path, sessions: Sessions) -> None:
     """Run a session on a real pseudo-terminal, as sshd does when the client asks for one."""
     import asyncssh
 
@@ -187,6 +231,7 @@ async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path)
         process.stderr.write(f"ess local node: cannot run /bin/sh: {exc.strerror}\r\n".encode())
         process.exit(127)
         return
+    sessions.add(proc.pid)
     os.close(slave)
     os.set_blocking(master, False)
     loop = asyncio.get_running_loop()
@@ -229,7 +274,7 @@ async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path)
         code = await proc.wait()
         # Background jobs may keep the terminal open: send what is there, then finish.
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(output_done.wait(), 1.0)
+            await asyncio.wait_for(output_done.wait(), OUTPUT_GRACE_SECONDS)
     finally:
         feeder.cancel()
         loop.remove_reader(master)
@@ -238,7 +283,115 @@ async def _run_in_pty(process, argv: list[str], env: dict[str, str], home: Path)
         process.exit(code if code >= 0 else 128 - code)
 
 
-def _make_handler(home: Path, username: str, busy: Busy):
+class _CommandProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's own protocol for a command's pipes, which also tells when the command exits.
+
+    ``Process.wait()`` returns only once the pipes are closed too: a background job holding
+    stdout open would hold back the exit status with it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)  # asyncio's default for its streams
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark an outcome as seen: a pump failing once the client left is expected, not news."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _run_command(
+    process, argv: list[str], env: dict[str, str], home: Path, busy: Busy, sessions: Sessions
+) -> None:
+    """Run a session on pipes, as sshd does when the client asks for no terminal."""
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _CommandProtocol(loop),
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=home,
+            env=env,
+            # Its own group: the client leaving must reach every process of the command (a
+            # pipeline, a loop's children, a job in the background), not only the shell.
+            start_new_session=True,
+        )
+    except OSError as exc:
+        process.stderr.write(f"ess local node: cannot run /bin/sh: {exc.strerror}\n".encode())
+        process.exit(127)
+        return
+    proc = asyncio.subprocess.Process(transport, protocol, loop)
+    assert proc.stdout is not None and proc.stderr is not None
+    sessions.add(proc.pid)
+    marker = busy.mark("exec", proc.pid)
+    hung_up = False
+
+    def close_pipes() -> None:
+        # The node's ends: a process still writing gets SIGPIPE (EPIPE) and one reading gets
+        # EOF, as when sshd closes a session. Never transport.close(): it SIGKILLs a live shell.
+        for fd in (0, 1, 2):
+            pipe = transport.get_pipe_transport(fd)
+            if pipe is not None:
+                pipe.close()
+
+    def hang_up() -> None:
+        nonlocal hung_up
+        hung_up = True
+        with contextlib.suppress(OSError):  # the group has just ended by itself
+            os.killpg(proc.pid, signal.SIGHUP)
+        close_pipes()
+
+    feeder = asyncio.ensure_future(_feed(process.stdin, proc))
+    output = asyncio.ensure_future(
+        asyncio.gather(_pump(proc.stdout, process.stdout), _pump(proc.stderr, process.stderr))
+    )
+    output.add_done_callback(_retrieve)
+    gone = asyncio.ensure_future(process.channel.wait_closed())
+    try:
+        pending: set[asyncio.Future[Any]] = {protocol.exited, gone, output}
+        while not protocol.exited.done():
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if protocol.exited.done():
+                break
+            if gone.done() or (output.done() and output.exception() is not None):
+                # The client went away (deadline, Ctrl-C, `| head`) or the channel broke. A
+                # process that ignores SIGHUP and never writes survives this, as under
+                # OpenSSH; the wait for the shell is bounded so that it cannot hold this
+                # handler (and the busy marker) for ever.
+                hang_up()
+                await asyncio.wait({protocol.exited}, timeout=HANGUP_WAIT_SECONDS)
+                return
+            pending.discard(output)  # both streams closed while the shell runs on (`exec >&-`)
+        code = proc.returncode
+        assert code is not None
+        if not output.done():
+            await asyncio.wait({output, gone}, timeout=OUTPUT_GRACE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        # A background job still holding the output (`worker &`) keeps running: it only loses
+        # its reader, as under sshd. What was read before that still goes to the client.
+        close_pipes()
+        if not output.done():
+            await asyncio.wait({output, gone}, timeout=OUTPUT_GRACE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        with contextlib.suppress(Exception):  # the client may be gone already
+            process.exit(code if code >= 0 else 128 - code)
+    finally:
+        # Also when the node ends and cancels this handler mid-command.
+        if proc.returncode is None and not hung_up:
+            hang_up()
+        close_pipes()
+        for task in (feeder, output, gone):
+            task.cancel()
+        busy.clear(marker)
+
+
+def _make_handler(home: Path, username: str, busy: Busy, sessions: Sessions):
     env = {key: value for key, value in os.environ.items() if key in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
     env.update(HOME=str(home), USER=username, LOGNAME=username, SHELL="/bin/sh")
 
@@ -253,38 +406,9 @@ def _make_handler(home: Path, username: str, busy: Busy):
         if process.get_terminal_type():
             if command is None:
                 argv = ["/bin/sh", "-i"]
-            await _run_in_pty(process, argv, session_env, home)
-            return
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=home,
-                env=session_env,
-            )
-        except OSError as exc:
-            process.stderr.write(f"ess local node: cannot run /bin/sh: {exc.strerror}\n".encode())
-            process.exit(127)
-            return
-        assert proc.stdout is not None and proc.stderr is not None
-        marker = busy.mark("exec", proc.pid)
-        feeder = asyncio.ensure_future(_feed(process.stdin, proc))
-        try:
-            await asyncio.gather(_pump(proc.stdout, process.stdout), _pump(proc.stderr, process.stderr))
-            code = await proc.wait()
-        except Exception:
-            # The client went away mid-command: stop the command like sshd does (SIGHUP).
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGHUP)
-            await proc.wait()
-            feeder.cancel()
-            return
-        finally:
-            busy.clear(marker)
-        feeder.cancel()
-        process.exit(code if code >= 0 else 128 - code)
+            await _run_in_pty(process, argv, session_env, home, sessions)
+        else:
+            await _run_command(process, argv, session_env, home, busy, sessions)
 
     return handle
 
@@ -296,6 +420,7 @@ async def _serve(args: argparse.Namespace) -> int:
     username = args.username
 
     busy = Busy(args.ready_file.parent / "busy")
+    sessions = Sessions()
 
     class NodeServer(asyncssh.SSHServer):
         marker: Path | None = None
@@ -337,7 +462,7 @@ async def _serve(args: argparse.Namespace) -> int:
             args.port,
             server_factory=NodeServer,
             server_host_keys=[str(args.host_key)],
-            process_factory=_make_handler(args.home, username, busy),
+            process_factory=_make_handler(args.home, username, busy, sessions),
             sftp_factory=_sftp_factory(args.home),
             allow_scp=True,
             encoding=None,
@@ -365,6 +490,7 @@ async def _serve(args: argparse.Namespace) -> int:
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), TICK_SECONDS)
+        sessions.prune()
         if not node_dir.is_dir():
             print(f"ess local node {args.node_id}: {node_dir} is gone, exiting", flush=True)
             break
@@ -381,6 +507,9 @@ async def _serve(args: argparse.Namespace) -> int:
         if limits.idle is not None and loop.time() >= next_idle_check:
             next_idle_check = loop.time() + _idle_interval(limits.idle)
             await _run_idle_agent(node_dir, limits.idle)
+    # As a shutdown would, the node takes its commands with it, background workers too (they
+    # left its process group, which is what stop and terminate signal).
+    sessions.end(signal.SIGTERM)
     server.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.wait_closed(), 2.0)
@@ -450,11 +579,6 @@ def _end(node_id: str, node_dir: Path, reason: str, action: str, why: str) -> No
             json.dumps({"reason": reason, "action": action, "why": why, "at": lifetime.stamp(lifetime.now_utc())}),
         )
     print(f"ess local node {node_id}: {why}; ending ({action})", flush=True)
-    if os.getpgrp() == os.getpid():
-        # As a shutdown would, the node takes its running commands with it (they are in its
-        # process group; the SIGTERM it sends itself only asks the loop to stop, as it is).
-        with contextlib.suppress(OSError):
-            os.killpg(os.getpid(), signal.SIGTERM)
 
 
 def _fresh_start(node_dir: Path) -> None:

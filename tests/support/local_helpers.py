@@ -110,7 +110,24 @@ def kill_test_nodes(ess_home: Path) -> list[int]:
     for pid in killed:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+    _kill_commands_of(ess_home)
     return killed
+
+
+def _kill_commands_of(ess_home: Path) -> None:
+    """Commands the nodes started lead process groups of their own (a node ends them when it
+    ends, which a SIGKILL above does not let it do): find them by their folder, a node home."""
+    marker = str(ess_home)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(marker + "/") and "/nodes/" in cwd:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def node_pids(ess_home: Path) -> list[int]:
