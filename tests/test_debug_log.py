@@ -273,6 +273,7 @@ DIRECT_OUTPUT_ALLOWED = {
     "core/ess/reference.py": "the usage line of `python -m ess.reference`",
     "plugins/ess_local/node.py": "a local node process writing its own log file",
     "plugins/ess_ec2/commands.py": "a plugin's own click commands, presenting through ess.output",
+    "core/ess/plugins.py": "warns about a plugin's answer on the progress the hook was given (ess.log imports it)",
 }
 
 

@@ -2,8 +2,10 @@
 
 The core picks the nodes and asks the plugin that implements ``ess_run_command`` /
 ``ess_push_files`` (ess's SSH plugin); a lost node (``Node.lost``) is a failed result,
-never silently left out. Presenting the results (prefixed lines, JSON) is the caller's:
-:mod:`ess.cli.remote` for the command line, the program itself for :mod:`ess.api`.
+never silently left out, and so is a node the answering plugin gave no result for
+(:mod:`ess.plugins` holds every answer to one result per node it was asked about).
+Presenting the results (prefixed lines, JSON) is the caller's: :mod:`ess.cli.remote` for
+the command line, the program itself for :mod:`ess.api`.
 """
 
 from __future__ import annotations

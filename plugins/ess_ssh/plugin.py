@@ -7,14 +7,15 @@ when a check, command or copy actually runs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ess
+from ess.errors import EssError
 from ess.models import SettingSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from ess.models import Access, CheckResult, CommandResult, Node, Settings
     from ess.progress import Progress
@@ -82,6 +83,31 @@ def ess_settings() -> list[SettingSpec]:
     return list(SETTINGS)
 
 
+def usable(access: Access) -> Access:
+    """``access`` if its fields have the types :class:`ess.models.Access` gives them.
+
+    A backend's ``access()`` is third-party code: ``key_file=None`` is its bug, to be told
+    as such (which backend, which field) before a connection thread trips over it.
+    """
+    problem = None
+    if not isinstance(access.key_file, Path):
+        problem = f"key_file={access.key_file!r}, not a pathlib.Path to the private key"
+    elif not isinstance(access.username, str) or not access.username:
+        problem = f"username={access.username!r}, not a login name"
+    elif access.known_hosts is not None and not isinstance(access.known_hosts, Path):
+        problem = f"known_hosts={access.known_hosts!r}, not a pathlib.Path or None"
+    if problem is None:
+        return access
+    from ess.plugins import backend_plugin
+
+    provider = backend_plugin(access.backend)
+    of = f" (plugin {provider!r})" if provider else ""
+    raise EssError(
+        f"backend {access.backend!r}{of}: access() returned {problem}; the SSH plugin cannot log in "
+        "without it (fix the backend's access())"
+    )
+
+
 @ess.hookimpl
 def ess_before_create(access: Access | None, verify: bool) -> None:
     """Refuse to launch when the key the check will need is unusable (mode, format, passphrase).
@@ -90,7 +116,7 @@ def ess_before_create(access: Access | None, verify: bool) -> None:
     """
     # A key that does not exist yet is the backend's to make (local generates one on first
     # use; ec2's preflight already requires the .pem): only an existing key is judged here.
-    if verify and access is not None and access.key_file.exists():
+    if verify and access is not None and usable(access).key_file.exists():
         from .keys import load_private_key
 
         load_private_key(access.key_file)
@@ -103,7 +129,7 @@ def ess_check_nodes(
     """Verify every node over SSH (see :mod:`ess_ssh.check`)."""
     from .check import check_nodes
 
-    return check_nodes(nodes, access, settings, progress)
+    return check_nodes(nodes, usable(access), settings, progress)
 
 
 @ess.hookimpl
@@ -134,7 +160,7 @@ def ess_run_command(
             seconds=out.seconds,
             truncated=out.truncated,
         )
-        for out in run_command(nodes, command, access, settings, progress, output=output)
+        for out in run_command(nodes, command, usable(access), settings, progress, output=output)
     ]
 
 
@@ -152,7 +178,7 @@ def ess_push_files(
     from .push import push_files
 
     results = []
-    for out in push_files(nodes, source, destination, access, settings, progress):
+    for out in push_files(nodes, source, destination, usable(access), settings, progress):
         summary = f"copied {out.files} file(s), {out.bytes} bytes to {out.destination}\n" if out.connected else ""
         code = 0 if out.ok else (1 if out.connected else None)
         results.append(

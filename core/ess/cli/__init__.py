@@ -31,6 +31,7 @@ import click
 from .. import __version__
 from ..errors import EssError, Interrupted, UsageError
 from ..log import warn, warnings_to
+from ..plugins import LoadError, reporting_load_errors
 from ..redact import scrub
 from .clusters import clusters_command
 from .config import config_group
@@ -58,14 +59,34 @@ __all__ = [
 class RootGroup(SuggestingGroup):
     """Adds commands that plugins register through ``ess_register_commands``, lazily."""
 
-    _extended = False
+    #: The plugin manager whose plugins' commands were added, and the commands before that:
+    #: in one process (tests, a notebook) the plugins can change between runs.
+    _extended_by: object | None = None
+    _own: dict[str, click.Command] | None = None
 
     def _extend(self) -> None:
-        if not self._extended:
-            self._extended = True
-            from ..plugins import get_plugin_manager
+        from ..plugins import each_plugin, get_plugin_manager, record_load_error
 
-            get_plugin_manager().hook.ess_register_commands(cli=self)
+        pm = get_plugin_manager()
+        if self._extended_by is pm:
+            return
+        self._extended_by = pm
+        if self._own is None:
+            self._own = dict(self.commands)
+        self.commands = dict(self._own)
+        # One plugin at a time, to know whose commands replaced one already there: a plugin
+        # that took over `instance` would answer every backend command with its own code.
+        for plugin, register in each_plugin("ess_register_commands"):
+            before = dict(self.commands)
+            register(cli=self)
+            replaced = sorted(name for name, command in before.items() if self.commands.get(name) is not command)
+            if replaced:
+                self.commands = before
+                record_load_error(
+                    plugin,
+                    f"failed in ess_register_commands: it would replace the command {replaced[0]!r} "
+                    "(none of its commands were added)",
+                )
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._extend()
@@ -216,8 +237,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         # The command line is the one that renders warnings (ess.log.warn), on stderr with
         # its progress lines; the Python API stays silent unless given a sink.
-        with warnings_to(options.progress):
-            _warn_load_errors()
+        with warnings_to(options.progress), reporting_load_errors(_warn_load_error):
             result = cli.main(args=argv, prog_name="ess", standalone_mode=False, obj=options)
         return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
@@ -225,9 +245,14 @@ def run(argv: list[str] | None = None) -> int:
     except click.UsageError as exc:
         _fail(options, format_usage_error(exc, sys.argv[1:] if argv is None else argv))
         return 2
-    except click.Abort:
-        # click raises Abort for Ctrl-C (or end of input) at a prompt; a "no" answer is
-        # ess.errors.Declined (exit 1), so 130 stays the code of an interruption.
+    except click.Abort as exc:
+        # Ctrl-C (or end of input) at a prompt is an Abort raised "from None"; a "no" answer
+        # is ess.errors.Declined (exit 1), so 130 stays the code of an interruption. Anywhere
+        # else click turns the KeyboardInterrupt into an Abort "from" it: nothing was asked,
+        # and "nothing was changed" would be a guess (commands that know say more: exec, push).
+        if exc.__cause__ is not None:
+            _fail(options, "interrupted")
+            return Interrupted.exit_code
         if sys.stderr.isatty():
             sys.stderr.write("\n")  # the terminal's cursor is still on the prompt line, after ^C
         _fail(options, "interrupted at the prompt; nothing was changed")
@@ -251,11 +276,8 @@ def run(argv: list[str] | None = None) -> int:
         configure_logging(debug=False)
 
 
-def _warn_load_errors() -> None:
-    from ..plugins import load_errors
-
-    for error in load_errors():
-        warn(f"ess: warning: plugin {error.name!r} {error.error}")
+def _warn_load_error(error: LoadError) -> None:
+    warn(f"ess: warning: plugin {error.name!r}: {error.error}")
 
 
 def _fail(options: Invocation, message: str) -> None:

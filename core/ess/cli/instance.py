@@ -67,6 +67,9 @@ def refusals(backend: Backend) -> dict[str, str]:
         if not all(backend.supports(op) for op in operations):
             hint = instead.get(command, "it has no SSH access to its nodes")
             refused[command] = f"{command}: backend {name} does not support `{command}`; {hint}"
+    if not (backend.enforces_lifetime and backend.supports("retag")):
+        # Also refused by the flow itself (ess.deadlines.extend), with the same line.
+        refused["extend"] = f"extend: backend {name} has no time limits to extend (its nodes do not end themselves)"
     from ..provision import can_heal
 
     if not can_heal(backend):  # heal launches nodes; it cannot invent machines
@@ -273,9 +276,11 @@ def verify_command(backend: Backend) -> click.Command:
     def verify(**flags: Any) -> None:
         from .. import provision
         from ..api import Cluster
+        from .remote import interrupts_say
 
         settings = load(backend, flags)
-        result = Cluster.from_settings(settings, progress=progress()).verify()
+        with interrupts_say("interrupted during verify"):
+            result = Cluster.from_settings(settings, progress=progress()).verify()
         if invocation().json:
             emit_json(nodes_json(backend.name, settings.cluster, result.nodes, result.checks))
         else:

@@ -14,23 +14,40 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..backend import Backend
-from ..errors import UsageError
+from ..errors import Interrupted, UsageError
 from ..hints import empty_cluster
 from ..login import config_entries, config_text, openssh_argv, pick_node
 from ..models import CommandResult
 from ..output import emit, emit_json, table
 from ..prefixed import STREAMS, PrefixedLines
 from ..progress import Progress
-from ..provision import health_targets
+from ..provision import health_targets, sigterm_as_interrupt
 from ..remote import run_command, verdict
 from .options import EXIT_CODES_HELP, common_options, invocation, progress, setting_options
 from .options import load_settings as load
+
+
+@contextmanager
+def interrupts_say(message: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside ends the command with ``message`` (exit 130).
+
+    For commands that reach the nodes without changing the cluster (exec, push, verify):
+    SIGTERM is a Ctrl-C here as in the node-changing flows, and the line says what an
+    interruption may have left behind, which only the command knows.
+    """
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt:
+        raise Interrupted(message) from None
 
 
 def print_prefixed(results: list[CommandResult], lines: PrefixedLines | None = None) -> None:
@@ -79,7 +96,8 @@ def exec_command(backend: Backend) -> click.Command:
         if lines is not None and stage.tty:
             # A redrawn progress line would run into the streamed lines on the terminal.
             stage = Progress(quiet=True)
-        results = run_command(backend, settings, line, stage, output=lines, targets=targets)
+        with interrupts_say("interrupted; the command may still be running on the nodes"):
+            results = run_command(backend, settings, line, stage, output=lines, targets=targets)
         if invocation().json:
             emit_json(
                 {
@@ -122,7 +140,8 @@ def push_command(backend: Backend) -> click.Command:
         from ..api import Cluster
 
         settings = load(backend, flags)
-        results = Cluster.from_settings(settings, progress=progress()).push(source, dest)
+        with interrupts_say("interrupted; partial copies may be left on the nodes"):
+            results = Cluster.from_settings(settings, progress=progress()).push(source, dest)
         path = Path(source).expanduser()  # the API checked it: a file or a folder
         if invocation().json:
             emit_json(
@@ -163,7 +182,7 @@ def ssh_config_command(backend: Backend) -> click.Command:
     \\b
     Examples:
       ess instance {name} ssh-config >> ~/.ssh/config
-      ssh -F <(ess instance {name} ssh-config) {backend.example_node_id} uptime
+      ess instance {name} ssh-config > nodes.ssh && ssh -F nodes.ssh {backend.example_node_id} uptime
     """,
     )
     @setting_options(backend, "ssh-config")

@@ -14,24 +14,33 @@ Every ``test_contract_*`` method below then runs against ``MyBackend``: settings
 and documented; preflight free of side effects and strict about bad input; create returns
 exactly the nodes asked for, tagged; list finds them and only them; the optional
 ``clusters`` shows each cluster whole and no stranger; terminate is scoped and idempotent;
-a failure mid-create leaves nothing behind; nodes pass the health checks.
+a failure mid-create leaves nothing behind; nodes pass the health checks. And what the
+command line needs of a plugin: its ``ess_backends`` hook answers as ess expects, and the
+nodes have the field types ``list``, ``status`` and ``--json`` print.
 ``pytest -k contract`` runs just these.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import pluggy
 import pytest
 
-from ess import provision
+from ess import hookspecs, provision
 from ess.backend import Backend
 from ess.errors import EssError, Interrupted, NotSupported, UsageError
-from ess.models import RUNNING, TAG_CLUSTER, TAG_LAUNCH, Node, Settings
+from ess.models import RUNNING, STATES, TAG_CLUSTER, TAG_LAUNCH, Node, Settings
+from ess.output import nodes_json, nodes_table, status_json, status_table
+from ess.plugins import answer_problem, backend_name_problem
 from ess.progress import Progress
 from ess.settings import coerce, load_settings
 
@@ -52,8 +61,12 @@ class ContractTarget:
     foreign_node:  creates a node that ess did not launch and returns its id (optional:
                    e.g. an EC2 instance with the same Name but no ess tags).
     node_exists:   tells whether a node id (the foreign one) still exists.
-    verify:        True if this machine can reach the nodes through the health checks.
+    verify:        True if this machine can reach the nodes through the health checks;
+                   False also tells the plugins' ess_before_create that nothing is verified.
     count:         nodes per create in the suite (keep it small: the suite creates often).
+    plugin:        the plugin module (or its import path) whose ``ess_backends`` provides
+                   the backend. Default: the backend class's module, else ``<package>.plugin``,
+                   if it implements ``ess_backends``; without one that check is skipped.
     """
 
     backend: Backend
@@ -65,6 +78,7 @@ class ContractTarget:
     node_exists: Callable[[str], bool] | None = None
     verify: bool = True
     count: int = 2
+    plugin: ModuleType | str | None = None
 
     def settings_for(self, cluster: str, /, **overrides: Any) -> Settings:
         """Settings for ``cluster``; ``overrides`` win (a bad_settings case may override cluster)."""
@@ -83,6 +97,76 @@ class ContractTarget:
 
 def _quiet() -> Progress:
     return Progress(quiet=True)
+
+
+def plugin_of(target: ContractTarget) -> object | None:
+    """The plugin whose ``ess_backends`` should provide ``target.backend`` (see ContractTarget.plugin)."""
+    if isinstance(target.plugin, str):
+        return importlib.import_module(target.plugin)
+    if target.plugin is not None:
+        return target.plugin
+    module = type(target.backend).__module__
+    package = module.rpartition(".")[0]
+    for name in (module, *([f"{package}.plugin"] if package else [])):
+        try:
+            candidate = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(candidate, "ess_backends"):
+            return candidate
+    return None
+
+
+def _optional(kind: type | tuple[type, ...]) -> Callable[[Any], bool]:
+    return lambda value: value is None or isinstance(value, kind)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+#: Each Node field, what ``list``, ``status`` and ``--json`` need it to be, and the test.
+NODE_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "id": ("a non-empty str", lambda v: isinstance(v, str) and v != ""),
+    "state": (f"one of {', '.join(STATES)}", lambda v: v in STATES),
+    "address": ("a str or None", _optional(str)),
+    "port": ("an int", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "public_ip": ("a str or None", _optional(str)),
+    "private_ip": ("a str or None", _optional(str)),
+    "instance_type": ("a str or None", _optional(str)),
+    "launched_at": (
+        "a timezone-aware datetime or None",
+        lambda v: v is None or (isinstance(v, datetime) and v.tzinfo is not None),
+    ),
+    "host_keys": ("a tuple of str", lambda v: isinstance(v, tuple) and all(map(_text, v))),
+    "tags": ("a mapping of str to str", lambda v: isinstance(v, Mapping) and all(map(_text, [*v, *v.values()]))),
+    "desired": ("a str or None", _optional(str)),
+    "reason": ("a str", _text),
+    "zone": ("a str or None", _optional(str)),
+    "lifecycle": ("a str or None", _optional(str)),
+    "unprobed": ("a bool", lambda v: isinstance(v, bool)),
+}
+
+
+def cli_views(backend: str, cluster: str, nodes: list[Node]) -> dict[str, Callable[[], object]]:
+    """The command line's own output code over ``nodes``, by the command that prints it."""
+    return {
+        "list": lambda: nodes_table(nodes),
+        "verify": lambda: nodes_table(nodes, []),
+        "status": lambda: status_table(nodes),
+        "list --json": lambda: json.dumps(nodes_json(backend, cluster, nodes)),
+        "status --json": lambda: json.dumps(status_json(backend, cluster, nodes)),
+    }
+
+
+def node_field_problems(node: Node) -> list[str]:
+    """``Node.<field> is <value>, not <what the CLI needs>`` for each field of the wrong type."""
+    problems = []
+    for name, (wanted, fits) in NODE_FIELDS.items():
+        value = getattr(node, name)
+        if not fits(value):
+            problems.append(f"Node.{name} is {value!r} ({type(value).__name__}), not {wanted}")
+    return problems
 
 
 class BackendContract:
@@ -113,7 +197,7 @@ class BackendContract:
     @staticmethod
     def launch(target: ContractTarget, cluster: str, count: int | None = None) -> tuple[list[Node], str]:
         settings = target.settings_for(cluster, **({"instance_count": count} if count else {}))
-        request = provision.prepare(target.backend, settings)
+        request = provision.prepare(target.backend, settings, verify=target.verify)
         nodes = target.backend.create(settings, request, _quiet())
         nodes = target.backend.wait(settings, nodes, _quiet(), timeout=120)
         return nodes, request.launch_id
@@ -130,6 +214,27 @@ class BackendContract:
             "name must be a lowercase identifier: it is a command and a config section"
         )
         assert backend.description.strip(), "description is shown by `ess instance --help`"
+
+    def test_contract_plugin_provides_the_backend(self, contract_target: ContractTarget) -> None:
+        """The plugin as ess loads it: registered with pluggy, its ``ess_backends`` answering
+        a list of Backend instances (``return MyCloud()`` breaks every ess command's start)."""
+        plugin = plugin_of(contract_target)
+        if plugin is None:
+            pytest.skip("give ContractTarget(plugin=...) the module whose ess_backends provides the backend")
+        pm = pluggy.PluginManager("ess")
+        pm.add_hookspecs(hookspecs)
+        pm.register(plugin)  # a hook argument ess does not pass fails here
+        pm.check_pending()  # a misspelled hook name fails here
+        answers = [answer for answer in pm.hook.ess_backends() if answer is not None]
+        assert answers, f"{plugin!r}: its ess_backends provides no backend"
+        for answer in answers:
+            problem = answer_problem("ess_backends", answer)
+            assert problem is None, f"ess_backends {problem}"
+        names = [backend.name for answer in answers for backend in answer]
+        for name in names:
+            problem = backend_name_problem(name)
+            assert problem is None, f"backend name {name!r} {problem}"
+        assert contract_target.backend.name in names, f"ess_backends provides {names}, not the backend under test"
 
     def test_contract_settings_are_declared_and_documented(self, contract_target: ContractTarget) -> None:
         specs = contract_target.backend.settings
@@ -150,7 +255,7 @@ class BackendContract:
         cluster = clusters()
         settings = contract_target.settings_for(cluster)
         before = contract_target.snapshot() if contract_target.snapshot else None
-        provision.prepare(contract_target.backend, settings)
+        provision.prepare(contract_target.backend, settings, verify=contract_target.verify)
         after = contract_target.snapshot() if contract_target.snapshot else None
         assert before == after, "preflight changed the backend's state"
         assert contract_target.backend.nodes(settings) == [], "preflight launched nodes"
@@ -163,7 +268,11 @@ class BackendContract:
         for overrides, fragment in contract_target.bad_settings:
             before = contract_target.snapshot() if contract_target.snapshot else None
             with pytest.raises(UsageError) as info:
-                provision.prepare(contract_target.backend, contract_target.settings_for(cluster, **overrides))
+                provision.prepare(
+                    contract_target.backend,
+                    contract_target.settings_for(cluster, **overrides),
+                    verify=contract_target.verify,
+                )
             message = str(info.value)
             assert fragment in message, f"{overrides}: {message!r} lacks {fragment!r}"
             assert "\n" not in message, f"{overrides}: errors are one line: {message!r}"
@@ -183,6 +292,26 @@ class BackendContract:
             assert node.address, f"{node.id} has no address"
             assert node.tags.get(TAG_CLUSTER) == cluster, f"{node.id} lacks {TAG_CLUSTER}={cluster}"
             assert node.tags.get(TAG_LAUNCH) == launch_id, f"{node.id} lacks {TAG_LAUNCH}"
+
+    def test_contract_nodes_have_the_types_the_cli_shows(
+        self, contract_target: ContractTarget, clusters: Callable[[], str]
+    ) -> None:
+        """Every field as ``ess.models.Node`` types it, then the real ``list``, ``status`` and
+        ``--json`` output code run over the nodes (a node the CLI cannot print makes
+        ``create`` fail after the launch, and ``list`` fail for good)."""
+        cluster = clusters()
+        created, _ = self.launch(contract_target, cluster)
+        backend = contract_target.backend
+        listed = backend.nodes(contract_target.settings_for(cluster))
+        for where, nodes in (("create/wait", created), ("nodes()", listed)):
+            for node in nodes:
+                problems = node_field_problems(node)
+                assert not problems, f"{where} returned node {node.id!r}: " + "; ".join(problems)
+            for command, show in cli_views(backend.name, cluster, nodes).items():
+                try:
+                    show()
+                except Exception as exc:
+                    pytest.fail(f"`ess instance {backend.name} {command}` cannot show what {where} returned: {exc!r}")
 
     def test_contract_create_needs_no_plan(self, contract_target: ContractTarget, clusters: Callable[[], str]) -> None:
         """``request.plan`` is an optimisation: a request that did not go through preflight
@@ -304,7 +433,7 @@ class BackendContract:
 
     def _assert_rolled_back(self, target: ContractTarget, cluster: str) -> None:
         settings = target.settings_for(cluster)
-        request = provision.prepare(target.backend, settings)
+        request = provision.prepare(target.backend, settings, verify=target.verify)
         with pytest.raises((EssError, Interrupted)):
             provision.create(target.backend, settings, request, _quiet(), verify=False)
         left = target.backend.nodes(settings)
@@ -323,6 +452,12 @@ class BackendContract:
             except NotSupported:
                 return
             assert access.cluster == cluster and access.username and access.backend == contract_target.backend.name
+            assert isinstance(access.key_file, Path), (
+                f"Access.key_file is {access.key_file!r}, not a pathlib.Path to the private key (SSH logs in with it)"
+            )
+            assert access.known_hosts is None or isinstance(access.known_hosts, Path), (
+                f"Access.known_hosts is {access.known_hosts!r}, not a pathlib.Path or None"
+            )
             return
         nodes, _ = self.launch(contract_target, cluster)
         access = contract_target.backend.access(settings)
