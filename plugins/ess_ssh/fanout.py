@@ -60,6 +60,7 @@ class Fleet:
         self.progress.stage(label, len(self.nodes))
         results: dict[str, Result] = {}
         done = 0
+        interrupted = False
         pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.parallel, thread_name_prefix=f"ess-{label.split()[0]}"
         )
@@ -74,10 +75,16 @@ class Fleet:
                         self.progress.update(done)
             except concurrent.futures.TimeoutError:
                 pass
+        except BaseException:
+            interrupted = True
+            raise
         finally:
             if len(results) < len(self.nodes):
                 self.connector.abort()
-            pool.shutdown(wait=True, cancel_futures=True)
+            # On Ctrl-C, not waited for: a worker can be blocked writing to a stdout nobody
+            # reads (a stalled pipe, a terminal paused with Ctrl-S), and the interrupt must
+            # still end ess. Their connections were just aborted; exit does not join them.
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
             self.connector.close()
             self.progress.finish()
         return results

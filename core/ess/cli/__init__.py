@@ -22,9 +22,11 @@ script and plugins using the public helpers re-exported here.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import sys
 import traceback
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import click
 
@@ -200,7 +202,19 @@ cli.add_command(clusters_command)
 # -- entry point -------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> NoReturn:
     """The console script: :func:`run`, then end the process at once (:func:`exit_now`)."""
+    _reopen_closed_streams()
     exit_now(run(argv))
+
+
+def _reopen_closed_streams() -> None:
+    """A standard stream closed before ess started (``ess list >&-``, a daemon's stdin) is
+    None in Python: give it /dev/null, so output is dropped, prompts see no terminal (and
+    ask for --yes), and nothing fails on ``None.write``."""
+    import os
+
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 - lives as long as the process
 
 
 def exit_now(code: int) -> NoReturn:
@@ -222,10 +236,32 @@ def exit_now(code: int) -> NoReturn:
     if run_exit_handlers is not None:
         run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
+        if code == Interrupted.exit_code:
+            # Interrupted: a stdout nobody reads (a stalled pipe, a terminal paused with
+            # Ctrl-S) must not hold ess, whose workers may be blocked writing to it.
+            _flush_within(stream, FLUSH_ON_INTERRUPT)
+            continue
         # A reader that went away (| head), or a stream closed: nothing left to deliver.
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(code)
+
+
+#: How long an interrupted ess waits for its output to be taken, in seconds.
+FLUSH_ON_INTERRUPT = 1.0
+
+
+def _flush_within(stream: TextIO, seconds: float) -> None:
+    import contextlib
+    import threading
+
+    def flush() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+    flusher = threading.Thread(target=flush, daemon=True)
+    flusher.start()
+    flusher.join(seconds)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -263,17 +299,31 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail(options, "interrupted")
         return Interrupted.exit_code
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            _fail(options, _internal_error(exc))
+            return 1
+        # Output that cannot be written: a full disk behind `> file`, a reader gone (| head).
+        with contextlib.suppress(OSError, ValueError):
+            _fail(options, f"cannot write the output: {exc.strerror}")
+        return 1
     except Exception as exc:
-        _fail(
-            options,
-            f"internal error: {type(exc).__name__}: {exc} "
-            "(run again with --debug for the traceback, and please report it)",
-        )
+        _fail(options, _internal_error(exc))
         return 1
     finally:
         # An in-process caller (a test, a notebook) runs commands one after another: one
         # run's --debug must not leave the next one logging at DEBUG.
         configure_logging(debug=False)
+
+
+#: errno values of a write that cannot go on, named as such rather than as ess's bug.
+_OUTPUT_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _internal_error(exc: BaseException) -> str:
+    return (
+        f"internal error: {type(exc).__name__}: {exc} (run again with --debug for the traceback, and please report it)"
+    )
 
 
 def _warn_load_error(error: LoadError) -> None:
