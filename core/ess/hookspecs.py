@@ -17,6 +17,15 @@ Rules that hold for every hook:
 * Unless a hook says "first result wins", ess calls every implementation and collects all
   non-None answers into a list.
 * A misspelled hook name is reported by ``ess plugins`` as a load error for that plugin.
+* ess checks what an implementation answers. One that raises (anything but an
+  ``ess.errors.EssError``, which passes as it is) or answers in the wrong shape costs only
+  its own plugin: while ess builds its commands and settings (``ess_backends``,
+  ``ess_settings``, ``ess_register_commands``, ``ess_load_config``) its answer is ignored
+  and the plugin gets a load error (one warning line, a row in ``ess plugins``); at run
+  time the command fails with one line naming the plugin and the hook.
+* The per-node hooks (``ess_check_nodes``, ``ess_run_command``, ``ess_push_files``) answer
+  for exactly the nodes they were given: a node left out fails ("no result from plugin
+  ..."), and a result for an id not given is dropped with a warning.
 
 The hook API is versioned by ``ESS_HOOK_API`` below: new hooks and new keyword arguments
 may be added in a minor version (existing implementations keep working because pluggy
@@ -85,7 +94,10 @@ def ess_backends() -> list[Backend] | None:
 
     Called once at start-up to build the ``ess instance <backend>`` commands, so it must be
     cheap: construct the objects, but import cloud SDKs only inside their methods.
-    Each backend's ``name`` must be unique; a duplicate is reported as a load error.
+    Each backend's ``name`` must be unique, a lowercase identifier (it names a command
+    and a config section). The first plugin registered keeps a name (built-ins register
+    first): a later backend of the same name is not loaded, and its plugin gets the load
+    error. Return a list, never a bare backend.
     """
 
 
@@ -181,5 +193,7 @@ def ess_register_commands(cli: click.Group) -> None:
     """Add click commands or groups to the top-level ``ess`` command.
 
     Called once at start-up with the root group. Keep module-level imports light:
-    ``ess --help`` runs this hook.
+    ``ess --help`` runs this hook. Add new names only: a plugin whose commands would
+    replace one already there (``instance``, another plugin's) adds none of them, and gets
+    a load error.
     """
