@@ -62,3 +62,22 @@ def test_lookup_finds_plain_hashed_and_multi_name_lines_in_file_order(tmp_path: 
     assert [(e.line, e.blob) for e in known.lookup("node3")] == [(0, BLOB)]
     known.save()
     assert [e.line for e in known.lookup("node3")] == [7]
+
+
+def test_a_known_hosts_path_that_is_a_folder_is_one_line_not_an_internal_error(ess, tmp_path: Path):
+    """Red team, 2026-12-01: 'ess: internal error: IsADirectoryError'."""
+    from ess_ssh.hostkeys import known_hosts_path
+
+    assert ess("instance", "local", "create", "--number", "1", "--no-verify").code == 0
+    try:
+        path = known_hosts_path("local", "default")
+        path.unlink(missing_ok=True)
+        path.mkdir()
+        verified = ess("instance", "local", "verify")
+        assert verified.code == 1, verified
+        assert verified.err.strip().splitlines()[-1] == (
+            f"ess: {path}: cannot read this known_hosts file (Is a directory; remove or fix it)"
+        ), verified.err
+        path.rmdir()
+    finally:
+        assert ess("instance", "local", "terminate", "all", "--yes").code == 0

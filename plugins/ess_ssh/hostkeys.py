@@ -36,6 +36,11 @@ def host_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
+def _unreadable(path: Path, exc: OSError) -> EssError:
+    """A known_hosts path that is a folder, or unreadable: one line, not an internal error."""
+    return EssError(f"{path}: cannot read this known_hosts file ({exc.strerror}; remove or fix it)")
+
+
 def known_hosts_path(backend: str, cluster: str) -> Path:
     """Where the known_hosts file of one cluster lives (the folder is created, mode 0700)."""
     path = paths.known_hosts_file(backend, cluster)
@@ -128,6 +133,8 @@ class KnownHosts:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise _unreadable(self.path, exc) from None
         entries = []
         for number, raw in enumerate(text.splitlines(), start=1):
             entry = parse_line(raw, number)
@@ -186,6 +193,8 @@ class KnownHosts:
             current = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             current = ""
+        except OSError as exc:
+            raise _unreadable(self.path, exc) from None
         if current and not current.endswith("\n"):
             current += "\n"
         lines = [
