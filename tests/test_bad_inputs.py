@@ -55,11 +55,19 @@ def _fill(text: str, world: World) -> str:
 
 
 def _setup(world: World, steps: list[str]) -> None:
-    """The few file-system states a case cannot carry as files in git."""
+    """The few file-system states a case cannot carry as files in git.
+
+    ``symlink TARGET LINK`` makes LINK point at TARGET as written ({folder} filled in);
+    ``grow FILE BYTES`` extends FILE to BYTES with NULs (sparse: a large file for free).
+    """
     for step in steps:
-        verb, *rest = step.split()
+        verb, *rest = _fill(step, world).split()
         target = world.folder / rest[0]
-        if verb == "rm":
+        if verb == "symlink":
+            os.symlink(rest[0], world.folder / rest[1])
+        elif verb == "grow":
+            os.truncate(target, int(rest[1]))
+        elif verb == "rm":
             target.unlink()
         elif verb == "mkdir":
             target.mkdir()

@@ -10,13 +10,20 @@
 Callers word their own errors: these functions raise ``OSError`` as it came (naming the
 file in ``exc.filename``), except :func:`locked_json`, whose one-line messages are part of
 the plugin API (``ess.statefile`` re-exports it for plugins written against 0.1).
+
+* :func:`read_input_file` is the one way ess reads a file the *user* points it at (a config,
+  a credential CSV) and :func:`check_input_file` the check of one another program reads (a
+  private key): a regular file of at most :data:`MAX_INPUT_BYTES`, or :class:`InputFileError`
+  saying what it is instead, for the caller to word.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,3 +146,103 @@ def _save(path: Path, data: Any) -> None:
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+# -- files the user points ess at -----------------------------------------------------------
+#: The most ess reads of a config file, a credential CSV or a private key. Each is a few KB;
+#: a wrong path to a log, a dump or a disk image must cost one line, not gigabytes of memory.
+MAX_INPUT_BYTES = 1024 * 1024
+
+
+class InputFileError(Exception):
+    """A file the user named cannot be read as one; ``reason`` completes "PATH: ...".
+
+    ``kind`` lets a caller choose what to advise: "missing", "dangling", "loop", "folder",
+    "special" (FIFO, device, socket), "too-big", "denied" or "other".
+    """
+
+    def __init__(self, path: Path, kind: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.kind, self.reason = path, kind, reason
+
+
+def check_input_file(path: Path, limit: int = MAX_INPUT_BYTES) -> os.stat_result:
+    """``path``'s stat when it is a regular file of at most ``limit`` bytes; else InputFileError.
+
+    By ``stat``, without opening it: opening a FIFO blocks until someone writes to it, and
+    a device such as /dev/zero never ends.
+    """
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise _os_problem(path, exc) from None
+    _check_stat(path, info, limit)
+    return info
+
+
+def read_input_file(path: Path, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes; else InputFileError.
+
+    Checked by ``stat`` before opening, and again on the open file (it may have been
+    swapped meanwhile); opened non-blocking, so a FIFO put there in between cannot hang
+    ess; and never more than ``limit`` + 1 bytes read, so a file that grows is caught too.
+    """
+    check_input_file(path, limit)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _os_problem(path, exc) from None
+    with os.fdopen(fd, "rb") as handle:
+        _check_stat(path, os.fstat(fd), limit)
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise _os_problem(path, exc) from None
+    if len(data) > limit:
+        raise InputFileError(path, "too-big", f"is larger than {_size(limit)}, the most ess reads of such a file")
+    return data
+
+
+def _check_stat(path: Path, info: os.stat_result, limit: int) -> None:
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        raise InputFileError(path, "folder", "is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise InputFileError(path, "special", f"is {_special(mode)}, not a regular file")
+    if info.st_size > limit:
+        raise InputFileError(
+            path, "too-big", f"is {_size(info.st_size)}, more than the {_size(limit)} ess reads of such a file"
+        )
+
+
+def _os_problem(path: Path, exc: OSError) -> InputFileError:
+    if exc.errno == errno.ENOENT:
+        if os.path.islink(path):
+            target = os.readlink(path)
+            return InputFileError(path, "dangling", f"is a symbolic link to {target}, which does not exist")
+        return InputFileError(path, "missing", "no such file")
+    if exc.errno == errno.ELOOP:
+        return InputFileError(path, "loop", "is a symbolic link loop")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return InputFileError(path, "denied", "permission denied")
+    if exc.errno == errno.EISDIR:
+        return InputFileError(path, "folder", "is a folder, not a file")
+    return InputFileError(path, "other", f"cannot read ({exc.strerror or type(exc).__name__})")
+
+
+def _special(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "an unusual kind of file"  # pragma: no cover - no other kind exists on Linux or macOS
+
+
+def _size(count: int) -> str:
+    if count >= 1024 * 1024:
+        return f"{count / (1024 * 1024):.1f} MiB".replace(".0 MiB", " MiB")
+    if count >= 1024:
+        return f"{count / 1024:.1f} KiB".replace(".0 KiB", " KiB")
+    return f"{count} bytes"

@@ -365,8 +365,21 @@ class Settings:
         return str(self.get("cluster", "default"))
 
     def masked(self) -> dict[str, Any]:
-        """Values with secrets replaced, safe to print or log."""
-        return {
-            key: ("****" if self.specs.get(key) and self.specs[key].secret and v.value else v.value)
-            for key, v in self.values.items()
-        }
+        """Values with secrets replaced, safe to print or log (``ess config show``).
+
+        A ``secret`` setting is masked whole. Every other text value, and every list item,
+        is masked by shape (:func:`ess.redact.mask_credentials`): users paste the key itself
+        into a setting that names a file (``aws_credential``), and no spec can know that.
+        """
+        from .redact import MASK, mask_credentials
+
+        def shown(spec: SettingSpec | None, value: Any) -> Any:
+            if spec is not None and spec.secret and value:
+                return MASK
+            if isinstance(value, str):
+                return mask_credentials(value)
+            if isinstance(value, list):
+                return [mask_credentials(item) if isinstance(item, str) else item for item in value]
+            return value
+
+        return {key: shown(self.specs.get(key), v.value) for key, v in self.values.items()}

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import lifetime
 from .errors import UsageError
+from .files import InputFileError, check_input_file, read_input_file
 from .log import warn
 from .models import Settings, SettingSpec, Value
 from .names import CLUSTER_NAME, CLUSTER_NAME_HELP
 from .paths import config_dir
-from .redact import mask_credentials
+from .redact import mask_credentials, register_secret
 
 if TYPE_CHECKING:
     import pluggy
@@ -85,7 +86,10 @@ def find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | No
     """The config file to read and the reason it was picked (option, env, or discovery).
 
     An explicitly named file (``--config`` or ``ESS_CONFIG``) must exist; discovered
-    ones are optional, so the local backend works with no config at all.
+    ones are optional, so the local backend works with no config at all. But a discovered
+    name that is *there* and is not a readable regular file (a dangling symlink, a folder,
+    a FIFO) is an error, never skipped: skipping it would use another config, or none,
+    and lose what it says (a lifetime limit that stops the bill, the cluster's key pair).
     """
     if explicit:
         return _must_exist(Path(explicit).expanduser(), "--config"), "--config"
@@ -94,33 +98,69 @@ def find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | No
     for folder in (Path.cwd(), config_dir()):
         for name in CONFIG_NAMES:
             candidate = folder / name
-            if candidate.is_file():
+            if os.path.lexists(candidate):
+                _check_config_file(candidate, str(candidate), _DISCOVERED_ADVICE)
                 return candidate, "discovered"
     return None, "none"
 
 
+#: What to do about a config file ess found by itself but cannot read.
+_DISCOVERED_ADVICE = "ess reads it when no --config is given: fix it, or move it away"
+#: ... about the user config, read by every command.
+_USER_ADVICE = "it holds defaults for every command, such as max_lifetime: fix it, or move it away"
+
+
 def _must_exist(path: Path, origin: str) -> Path:
-    if path.is_dir():
-        raise UsageError(
-            f"{origin} {path}: is a folder, not a config file (name the instance.conf or instance.toml inside it)"
-        )
-    if not path.exists():
-        raise UsageError(f"{origin} {path}: no such file (check the path, or omit {origin} to use ./instance.conf)")
+    _check_config_file(
+        path,
+        f"{origin} {path}",
+        f"point {origin} at the config file itself",
+        missing=f"check the path, or omit {origin} to use ./instance.conf",
+        folder="name the instance.conf or instance.toml inside it",
+    )
     return path
 
 
-def read_config(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and parse a config file through the ``ess_load_config`` hook."""
+def _check_config_file(path: Path, label: str, advice: str, *, missing: str = "", folder: str = "") -> None:
+    """UsageError unless ``path`` is a regular file of a size ess reads (by stat: never opened)."""
+    if _is_devnull(path):
+        return
+    try:
+        check_input_file(path)
+    except InputFileError as exc:
+        raise UsageError(_config_file_problem(exc, label, advice, missing=missing, folder=folder)) from None
+
+
+def _config_file_problem(exc: InputFileError, label: str, advice: str, *, missing: str = "", folder: str = "") -> str:
+    """One line about a config file ess cannot read: ``label``, what it is, what to do."""
+    path = exc.path
+    if exc.kind == "denied":
+        return f"{label}: permission denied (make it readable: chmod u+r {path})"
+    if exc.kind == "missing":
+        return f"{label}: no such file ({missing or advice})"
+    if exc.kind == "folder":
+        return f"{label}: is a folder, not a config file ({folder or advice})"
+    if exc.kind == "too-big":
+        return f"{label}: {exc.reason} (a config file is a few KB: {advice})"
+    if exc.kind == "other":  # an I/O error: the file is the right one, the disk or the mount is not
+        return f"{label}: {exc.reason}"
+    return f"{label}: {exc.reason} ({advice})"
+
+
+def read_config(path: Path, *, advice: str = "point ess at the config file itself") -> dict[str, dict[str, Any]]:
+    """Read and parse a config file through the ``ess_load_config`` hook.
+
+    A regular file of at most :data:`ess.files.MAX_INPUT_BYTES`, read no further than
+    that: a FIFO or a device named by mistake is one line, never a hang or a MemoryError.
+    """
     from .plugins import get_plugin_manager
 
+    if _is_devnull(path):
+        return get_plugin_manager().hook.ess_load_config(path=path, text="") or {}
     try:
-        data = path.read_bytes()
-    except PermissionError:
-        raise UsageError(f"{path}: permission denied (make it readable: chmod u+r {path})") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a folder, not a config file") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+        data = read_input_file(path)
+    except InputFileError as exc:
+        raise UsageError(_config_file_problem(exc, str(path), advice)) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -133,6 +173,15 @@ def read_config(path: Path) -> dict[str, dict[str, Any]]:
             f"{path}: no installed loader reads this format (use .conf/.ini or .toml, or install a loader plugin)"
         )
     return sections
+
+
+def _is_devnull(path: Path) -> bool:
+    """``--config /dev/null``: the usual way to say "no config", read as an empty file (the
+    one device allowed: it reads nothing and never blocks)."""
+    try:
+        return os.path.samefile(path, os.devnull)
+    except (OSError, ValueError):
+        return False
 
 
 def warn_if_world_writable(path: Path) -> None:
@@ -222,6 +271,9 @@ def resolve(
             values[key] = Value(coerce(spec, user_values[key], f"{user_label} {key}"), user_label)
         else:
             values[key] = Value(spec.default, "default")
+    for value in values.values():
+        if value.source != "default":
+            remember_credential_shaped(value.value)
     return Settings(backend=backend, values=values, specs=dict(specs), config_path=config_path, section=section)
 
 
@@ -245,9 +297,11 @@ def user_defaults(specs: Mapping[str, SettingSpec]) -> tuple[str, dict[str, Any]
     mistake: one line naming the file, exit 2, whatever the command.
     """
     path = user_config_path()
-    if not path.is_file():
+    if not os.path.lexists(path):
         return "", {}
-    sections = read_config(path)
+    # There but unreadable (a dangling link to a team's shared file, a folder): an error,
+    # never skipped, or its max_lifetime (what stops the bill) would go without a word.
+    sections = read_config(path, advice=_USER_ADVICE)
     label = f"{path} [{USER_DEFAULTS}]"
     for name in sections:
         if name != USER_DEFAULTS:
@@ -284,12 +338,14 @@ def check_sections(sections: Mapping[str, Any], backend: str, config_path: Path 
     for name in sections:
         if name.lower() in known:
             continue
-        where = f"{config_path} [{name}]" if config_path else f"[{name}]"
+        # A section header is config text too: a credential pasted as `[AKIA...]` stays masked.
+        shown = mask_credentials(name)
+        where = f"{config_path} [{shown}]" if config_path else f"[{shown}]"
         close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
         hint = (
             f" (did you mean [{known[close[0]]}]?)"
             if close
-            else f" (no installed backend is named {name!r}: remove the section, or install the "
+            else f" (no installed backend is named {shown!r}: remove the section, or install the "
             "plugin that provides it; `ess plugins` lists the backends)"
         )
         raise UsageError(f"{where}: unknown section{hint}")
@@ -341,7 +397,7 @@ def _coerce(spec: SettingSpec, raw: Any, where: str) -> Any:
     elif kind in ("str", "path"):
         if not isinstance(raw, str):
             raise UsageError(f"{where}: expected text, got {_describe(raw)}")
-        if "\x00" in raw or any(ch in raw for ch in "\r\n"):
+        if _has_control(raw):
             raise UsageError(f"{where}: contains a control character (use plain text)")
         if spec.pattern is not None and not re.fullmatch(spec.pattern, raw):
             shown = "the value" if spec.secret else _excerpt(raw)
@@ -402,6 +458,11 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
+def _has_control(text: str) -> bool:
+    """A NUL or a line break: no setting holds one (a tag value cannot, a name should not)."""
+    return "\x00" in text or "\r" in text or "\n" in text
+
+
 def _to_list(raw: Any, where: str) -> list[str]:
     if isinstance(raw, str):
         items = [item.strip() for item in raw.split(",") if item.strip()]
@@ -414,7 +475,42 @@ def _to_list(raw: Any, where: str) -> list[str]:
         raise UsageError(
             f"{where}: item {items.index(longest) + 1} is {len(longest)} characters long (at most {MAX_VALUE_LENGTH})"
         )
+    # An INI line indented under a list key continues its value: `tags: team=a` then `  b=c`
+    # is one item "team=a\nb=c", not two tags (and an indented pasted credential row is
+    # not an item to quote). The item is not shown: it may be that credential.
+    for number, item in enumerate(items, 1):
+        if _has_control(item):
+            raise UsageError(
+                f"{where}: item {number} spans more than one line or holds a control character "
+                "(put the whole list on one line, comma-separated, or end each line but the last with a comma)"
+            )
     return items
+
+
+# -- credential-shaped values --------------------------------------------------------------
+#: Runs of the characters an AWS access key id or secret key is made of.
+_KEY_ALPHABET_RUN = re.compile(r"[A-Za-z0-9/+]+")
+
+
+def remember_credential_shaped(value: Any) -> None:
+    """Register every credential-shaped run in a config value with :mod:`ess.redact`.
+
+    Users paste the secret key itself where a setting names a file (``aws_credential``), or
+    a credential CSV row ends up under a list key. Every error, log line, traceback and
+    output that would quote such a value goes through :func:`ess.redact.scrub`, whatever
+    module words it: registering the value here, where every value enters, masks it in all
+    of them, plugins' messages included. The shape is :func:`ess.redact.mask_credentials`'s.
+
+    Whole runs only, never pieces of one: scrub replaces registered strings in no set
+    order, and a piece masked first would leave the rest of the run in clear. A message
+    that shows a piece of a value (a path's last part) words it itself.
+    """
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, str):
+            for run in _KEY_ALPHABET_RUN.findall(item):
+                if mask_credentials(run) != run:
+                    register_secret(run)
 
 
 def load_settings(

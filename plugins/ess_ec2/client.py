@@ -66,29 +66,132 @@ def _loader() -> Any:
     return _shared_loader
 
 
+#: botocore's session variable for the profile, with no environment variable and no
+#: default: what a session whose credentials come from the CSV gets (see build_session).
+_NO_PROFILE = (None, None, None, None)
+
+
 def build_session(credentials: Credentials | None, profile: str | None, where: str = "profile") -> boto3.Session:
-    """A boto3 session from the CSV's key, else the named profile, else boto3's chain."""
+    """A boto3 session from the CSV's key, else the named profile, else boto3's chain.
+
+    With the CSV's key the profile is ignored, as docs/config.md says, AWS_PROFILE included:
+    botocore would otherwise read that variable and fail on a stale one. The AWS config
+    file is read here, before any call, so a missing profile or a file that does not parse
+    is one line naming what to fix (see :func:`setup_error`).
+    """
     import boto3
     import botocore.session
-    from botocore.exceptions import ProfileNotFound
 
-    core = botocore.session.Session()
+    core = botocore.session.Session(session_vars={"profile": _NO_PROFILE} if credentials is not None else None)
     core.register_component("data_loader", _loader())
     try:
         if credentials is not None:
-            return boto3.Session(
+            session = boto3.Session(
                 aws_access_key_id=credentials.access_key,
                 aws_secret_access_key=credentials.secret_key,
                 botocore_session=core,
             )
-        session = boto3.Session(profile_name=profile or None, botocore_session=core)
-        core.get_scoped_config()  # a missing profile only shows when the config is read
+        else:
+            session = boto3.Session(profile_name=profile or None, botocore_session=core)
+        core.get_scoped_config()  # a missing profile or a broken file only shows when it is read
         return session
-    except ProfileNotFound:
+    except Exception as exc:
+        problem = setup_error(exc, where if profile else None)
+        if problem is None:
+            raise
+        raise problem from None
+
+
+def setup_error(exc: BaseException, profile_where: str | None = None, service: str = "ec2") -> UsageError | None:
+    """The user's AWS setup mistake behind ``exc`` as one line naming what to fix, else None.
+
+    These come from the AWS config files and variables, not from AWS: a profile that is
+    not there, a config file that does not parse, a malformed region or endpoint URL. They
+    show before any request is sent, so nothing was done: bad input, exit 2.
+    ``profile_where`` names where the profile was set (``--profile``, the config's
+    ``profile`` key); None when boto3 found it in AWS_PROFILE or AWS_DEFAULT_PROFILE.
+    """
+    from botocore.exceptions import ConfigParseError, InvalidRegionError, ProfileNotFound
+
+    if isinstance(exc, ProfileNotFound):
+        name = exc.kwargs.get("profile")
+        where = profile_where or _profile_variable(name)
+        unset = f", or unset {where}" if where.startswith("AWS_") else ""
+        return UsageError(
+            f"{where}: AWS profile {name!r} is not in your AWS config ({_aws_config_file()}) "
+            f"(run `aws configure --profile {name}`, fix the profile name{unset})"
+        )
+    if isinstance(exc, ConfigParseError):
+        path = exc.kwargs.get("path") or _aws_config_file()
+        return UsageError(
+            f"{path}: cannot parse this AWS config file (fix its syntax: [section] headers and "
+            "`key = value` lines; or point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE elsewhere)"
+        )
+    if isinstance(exc, InvalidRegionError):
+        region = str(exc.kwargs.get("region_name", ""))
+        return UsageError(f"{_region_source(region)}: {_quoted(region)} is not an AWS region {_REGION_HINT}")
+    if isinstance(exc, ValueError) and str(exc).startswith("Invalid endpoint: "):
+        url = str(exc)[len("Invalid endpoint: ") :]
+        source = _endpoint_source(service, url)
+        return UsageError(
+            f"{source}: {_quoted(url)} is not an endpoint URL (write it as https://host or "
+            f"http://host:port{', or unset ' + source if source.startswith('AWS_') else ''})"
+        )
+    return None
+
+
+_REGION_HINT = "(write a region such as us-east-1 or eu-west-1: `aws ec2 describe-regions` lists them)"
+#: An availability zone (a region and a letter): a common slip for the region itself.
+_ZONE = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d+)[a-z]")
+
+
+def check_region(region: str, where: str) -> None:
+    """UsageError unless ``region`` is shaped like an AWS region (botocore's own check, and
+    not an availability zone); which regions exist is only known to AWS."""
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
+    zone = _ZONE.fullmatch(region)
+    if zone:
         raise UsageError(
-            f"{where}: AWS profile {profile!r} is not in your AWS config "
-            "(run `aws configure --profile NAME` or fix the profile name)"
-        ) from None
+            f"{where}: {_quoted(region)} is an availability zone, not a region (use {zone.group(1)}; "
+            "subnet_id picks the zone)"
+        )
+    try:
+        validate_region_name(region)
+    except InvalidRegionError:
+        raise UsageError(f"{where}: {_quoted(region)} is not an AWS region {_REGION_HINT}") from None
+
+
+def _quoted(text: str) -> str:
+    return repr(text) if len(text) <= 60 else f"{text[:60]!r}... ({len(text)} characters)"
+
+
+def _profile_variable(name: object) -> str:
+    """The environment variable boto3 took profile ``name`` from (botocore reads AWS_DEFAULT_PROFILE first)."""
+    for variable in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE"):
+        if os.environ.get(variable) == name:
+            return variable
+    return "AWS_PROFILE"
+
+
+def _aws_config_file() -> str:
+    return os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+
+
+def _region_source(region: str) -> str:
+    for variable in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        if os.environ.get(variable) == region:
+            return variable
+    return f"region in {_aws_config_file()}"
+
+
+def _endpoint_source(service: str, url: str) -> str:
+    """Where boto3 found endpoint ``url``: its service variable, AWS_ENDPOINT_URL, or the AWS config."""
+    for variable in (f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}", "AWS_ENDPOINT_URL"):
+        if os.environ.get(variable) == url:
+            return variable
+    return f"endpoint_url in {_aws_config_file()}"
 
 
 def build_client(session: boto3.Session, service: str, region: str, max_attempts: int) -> Any:
@@ -105,7 +208,13 @@ def build_client(session: boto3.Session, service: str, region: str, max_attempts
         read_timeout=READ_TIMEOUT,
         user_agent_extra="ess",
     )
-    client = session.client(service, config=config)
+    try:
+        client = session.client(service, config=config)
+    except Exception as exc:  # made before any request: a malformed endpoint URL, a broken AWS config
+        problem = setup_error(exc, service=service)
+        if problem is None:
+            raise
+        raise problem from None
     client.meta.events.register("before-parse", proxy_page_as_server_error)
     calllog.install(client)  # --debug: one line per API call (operation, size, status, duration)
     return client
@@ -128,14 +237,30 @@ def proxy_page_as_server_error(response_dict: dict[str, Any], **_: Any) -> None:
 
 
 def resolve_region(settings: Settings, session: boto3.Session) -> str:
-    """The region setting, else AWS_DEFAULT_REGION / AWS_REGION / the profile's region."""
-    region = settings.get("region") or session.region_name or os.environ.get("AWS_REGION")
-    if not region:
-        raise UsageError(
-            f"{settings.where('region')}: no AWS region is set (add `region: us-east-1` "
-            "to the config, pass --region, or set AWS_DEFAULT_REGION)"
-        )
-    return str(region)
+    """The region setting, else AWS_DEFAULT_REGION / AWS_REGION / the profile's region.
+
+    Checked for shape here, naming where it came from: botocore would refuse it only when
+    the first client is made, as an error that is no user's to read.
+    """
+    if settings.get("region"):
+        region, where = str(settings["region"]), settings.where("region")
+    else:
+        try:
+            found = session.region_name or os.environ.get("AWS_REGION")
+        except Exception as exc:  # botocore reads the AWS config file for it
+            problem = setup_error(exc)
+            if problem is None:
+                raise
+            raise problem from None
+        if not found:
+            raise UsageError(
+                f"{settings.where('region')}: no AWS region is set (add `region: us-east-1` "
+                "to the config, pass --region, or set AWS_DEFAULT_REGION)"
+            )
+        region = str(found)
+        where = _region_source(region)
+    check_region(region, where)
+    return region
 
 
 @dataclass
@@ -215,6 +340,9 @@ def translate(exc: BaseException, aws: Aws, action: str) -> EssError:
         ReadTimeoutError,
     )
 
+    setup = setup_error(exc)  # the AWS config files, read late (the credentials file: at the first call)
+    if setup is not None:
+        return setup
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return UsageError(
             "aws_credential: no AWS credentials found (set aws_credential to the access "

@@ -155,7 +155,12 @@ def key_pair_create(backend: Backend) -> click.Command:
     @click.argument("name", required=False)
     def create(call: BackendCall, name: str | None) -> None:
         settings, out = call.settings, call.out
-        name = name or keys.key_pair_name(settings)
+        # Checked before the session is even built: a name ess could not save, or never use
+        # again as key_name, must create nothing in the account.
+        if name is not None:
+            keys.check_key_pair_name(name, "key-pair create NAME")
+        else:
+            name = keys.check_key_pair_name(keys.key_pair_name(settings), settings.where("key_name"))
         path = aws_client.call(
             settings,
             f"create key pair {name}",

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ess.errors import UsageError
+from ess.files import InputFileError, read_input_file
 from ess.models import Settings
-from ess.redact import register_secret, scrub
+from ess.redact import mask_credentials, register_secret, scrub
 
 _ACCESS_KEY = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")
 _ACCESS_COLUMN = "access key id"
@@ -42,21 +44,45 @@ def redact(text: str) -> str:
 
 
 def credential_path(settings: Settings) -> Path | None:
-    """The CSV that ``aws_credential`` names: the path as given, else with ``.csv`` added."""
+    """The CSV that ``aws_credential`` names: the path as given, else with ``.csv`` added.
+
+    A regular file wins; failing that, a name that is there but is no regular file (a
+    folder, a FIFO, a dangling link) is returned, for :func:`parse_credential_file` to say
+    what it is: "not found" would send the user looking for a file that is there.
+    """
     path = settings.path("aws_credential")
     if path is None:
         return None
-    if path.is_file():
-        return path
     with_csv = path.with_name(path.name + ".csv")
-    if with_csv.is_file():
-        return with_csv
+    for candidate in (path, with_csv):
+        if _is_file(candidate):
+            return candidate
+    for candidate in (path, with_csv):
+        if os.path.lexists(candidate):
+            return candidate
     where = settings.where("aws_credential")
+    raw = str(settings.get("aws_credential"))
+    if mask_credentials(raw) != raw:
+        # The key itself pasted where its file's name goes: say so, and quote nothing of it
+        # (the message below would show a piece of it, its last part after a "/").
+        raise UsageError(
+            f"{where}: the value looks like an AWS access key or secret key, not a file name "
+            "(name the access key CSV the IAM console downloads here, never the key itself)"
+        )
     raise UsageError(
         f"{where}: credential file {path} not found, nor {with_csv.name} "
         "(download the access key CSV from the IAM console into the config folder, "
         "or remove aws_credential to use your AWS profile)"
     )
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the name cannot even be looked up (too long for the
+    file system): that is "not found" to the user, never an internal error."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def load_credentials(settings: Settings) -> Credentials | None:
@@ -68,13 +94,19 @@ def load_credentials(settings: Settings) -> Credentials | None:
 
 
 def parse_credential_file(path: Path, where: str) -> Credentials:
-    """Parse one console CSV; every problem is a one-line UsageError naming ``where`` and ``path``."""
+    """Parse one console CSV; every problem is a one-line UsageError naming ``where`` and ``path``.
+
+    Read only as a regular file of at most :data:`ess.files.MAX_INPUT_BYTES` (the CSV is
+    about 100 bytes): a FIFO or a device never hangs ess, a huge file never fills memory.
+    """
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(
-            f"{where}: cannot read {path} ({exc.strerror}) (check the file's permissions: chmod 600 {path})"
-        ) from None
+        data = read_input_file(path)
+    except InputFileError as exc:
+        if exc.kind == "denied":
+            advice = f"check the file's permissions: chmod 600 {path}"
+        else:
+            advice = "point aws_credential at the access key CSV the IAM console downloads"
+        raise UsageError(f"{where}: cannot read {path}: {_as_clause(exc.reason)} ({advice})") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -115,3 +147,8 @@ def parse_credential_file(path: Path, where: str) -> Credentials:
             f"{where}: {path} has a malformed access key row (download the access key CSV again from the IAM console)"
         )
     return Credentials(access_key=access, secret_key=secret, source=path)
+
+
+def _as_clause(reason: str) -> str:
+    """An :class:`ess.files.InputFileError` reason after "cannot read PATH: " ("it is a folder...")."""
+    return f"it {reason}" if reason.startswith("is ") else reason

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ess.errors import EssError, UsageError
+from ess.files import InputFileError, check_input_file
 from ess.models import TAG_CLUSTER, TAG_CREATED_BY, Settings
-from ess.redact import register_secret
+from ess.redact import mask_credentials, register_secret
 
 from .client import error_code
 
@@ -48,23 +49,50 @@ def candidates(settings: Settings) -> list[Path]:
 
 
 def key_file(settings: Settings) -> Path:
-    """The private key file, checked to exist and to be private (mode 0600 or narrower)."""
+    """The private key file, checked to exist, to be a regular file of a sane size and to be
+    private (mode 0600 or narrower).
+
+    A candidate that is there but is no regular file (a folder, a FIFO, a dangling link,
+    /dev/zero) is an error naming it, never skipped for the next place: the SSH check and
+    the adoption proof read the file whole, and "not found" would hide what is wrong.
+    """
     key_pair_name(settings)
     tried = candidates(settings)
-    for path in tried:
-        if path.is_file():
-            check_private(path, settings.where("key_file" if settings.get("key_file") else "key_name"))
-            return path
     where = settings.where("key_file" if settings.get("key_file") else "key_name")
+    for path in tried:
+        if _exists(path):
+            check_private(path, where)
+            return path
     looked = " or ".join(str(p) for p in tried)
     raise UsageError(
         f"{where}: private key not found at {looked} (save the key pair's .pem there, or set key_file to its path)"
     )
 
 
+def _exists(path: Path) -> bool:
+    """Whether there is anything at ``path`` (a dangling link counts); False where the name
+    cannot even be looked up (too long for the file system)."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
 def check_private(path: Path, where: str) -> None:
-    """SSH refuses a key others can read; say so now, with the command that fixes it."""
-    mode = stat.S_IMODE(path.stat().st_mode)
+    """A regular key file of at most :data:`ess.files.MAX_INPUT_BYTES`, which SSH accepts:
+    not readable by others. Say what is wrong now, with what fixes it."""
+    try:
+        info = check_input_file(path)
+    except InputFileError as exc:
+        advice = (
+            f"make it readable by you: chmod 600 {path}"
+            if exc.kind == "denied"
+            else "save the key pair's .pem there, or set key_file to its path"
+        )
+        if exc.kind == "too-big":
+            advice = "a private key file is a few KB: " + advice
+        raise UsageError(f"{where}: private key {path} {_clause(exc.reason)} ({advice})") from None
+    mode = stat.S_IMODE(info.st_mode)
     if mode & ~0o600:
         raise UsageError(
             f"{where}: private key {path} has mode {mode:04o}, readable or writable "
@@ -72,7 +100,53 @@ def check_private(path: Path, where: str) -> None:
         )
 
 
+def _clause(reason: str) -> str:
+    """An :class:`ess.files.InputFileError` reason to follow a file's name."""
+    return {"permission denied": "is not readable (permission denied)", "no such file": "does not exist"}.get(
+        reason, reason
+    )
+
+
 # -- key pairs ess creates -----------------------------------------------------------------
+#: EC2 allows 255 ASCII characters in a key pair name; ess saves NAME.pem, and a file name
+#: holds at most 255 bytes on Linux and macOS file systems: 251 leaves room for ".pem".
+KEY_PAIR_NAME_MAX = 255 - len(".pem")
+
+
+def check_key_pair_name(name: str, where: str) -> str:
+    """``name`` when ess can create a key pair of that name and use it afterwards; else UsageError.
+
+    Usable means: ``key_name: NAME`` names it again (so no leading or trailing space, no
+    line break, nothing key_name would read as a path: "/", "\\", a leading "~" or a
+    ".pem" ending) and NAME.pem is a file in the config folder (so not "." or "..", and
+    short enough). Checked before any AWS call: a name that fails here creates nothing.
+    """
+    shown = mask_credentials(repr(name) if len(name) <= 40 else f"{name[:40]!r}... ({len(name)} characters)")
+    problem = ""
+    if not name.strip():
+        problem = "is empty (give a name such as pem_file)"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        problem = "contains a control character such as a line break (use plain text)"
+    elif "/" in name or "\\" in name:
+        problem = (
+            "contains '/' or '\\' (a key pair name is not a path: ess saves NAME.pem in the config "
+            "file's folder; give a plain name such as pem_file)"
+        )
+    elif name in (".", ".."):
+        problem = "is not a name ess can save as NAME.pem (give a plain name such as pem_file)"
+    elif not name.isascii():
+        problem = "has characters EC2 does not allow (EC2 key pair names are ASCII)"
+    elif name != name.strip():
+        problem = "starts or ends with a space (key_name could never name it: remove the spaces)"
+    elif name.lower().endswith(".pem") or name.startswith("~"):
+        problem = "would read as a file name in key_name (drop the .pem or the ~: ess adds .pem itself)"
+    elif len(name) > KEY_PAIR_NAME_MAX:
+        problem = f"is {len(name)} characters long (at most {KEY_PAIR_NAME_MAX}, so that NAME.pem fits a file name)"
+    if problem:
+        raise UsageError(f"{where}: key pair name {shown} {problem}")
+    return name
+
+
 def create_key_pair(aws: Aws, settings: Settings, name: str, tags: Mapping[str, str]) -> Path:
     """Create EC2 key pair ``name`` (tagged) and save its private key as ``<config folder>/<name>.pem``, 0600.
 
@@ -82,8 +156,11 @@ def create_key_pair(aws: Aws, settings: Settings, name: str, tags: Mapping[str, 
     """
     from botocore.exceptions import ClientError
 
+    check_key_pair_name(name, "key-pair create")
     path = settings.config_dir / f"{name}.pem"
-    if path.exists():
+    # lexists, not exists: it never raises (a name too long for the file system was an
+    # internal error here), and a dangling link at NAME.pem is taken too (O_EXCL below).
+    if os.path.lexists(path):
         raise UsageError(
             f"key-pair create {name}: {path} already exists (use another name, or move the "
             "file away; nothing was changed)"
