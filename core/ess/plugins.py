@@ -26,16 +26,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
-from .backend import Backend
 from .errors import EssError
 from .files import atomic_write
-from .models import CheckResult, CommandResult, Node, SettingSpec
-from .progress import Progress
+
+if TYPE_CHECKING:  # imported where used: `ess --help` loads this module, not the models
+    from .backend import Backend
+    from .models import Node
 
 ENTRY_POINT_GROUP = "ess"
 #: The distribution whose entry points are the built-in plugins (registered first).
@@ -534,8 +535,20 @@ def _shape(value: object) -> str:
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
-def _list_of(kind: type, what: str) -> Callable[[object], str | None]:
+def _model(name: str) -> type:
+    """The class ``name`` of ess.models (or ess.backend's Backend), imported on first use."""
+    if name == "Backend":
+        from .backend import Backend
+
+        return Backend
+    from . import models
+
+    return getattr(models, name)
+
+
+def _list_of(kind_name: str, what: str) -> Callable[[object], str | None]:
     def problem(answer: object) -> str | None:
+        kind = _model(kind_name)
         if isinstance(answer, kind):  # the likeliest slip: `return MyCloud()`
             return f"returned one {type(answer).__name__}, not a list (return [{type(answer).__name__}(...)])"
         if not isinstance(answer, (list, tuple)):
@@ -557,14 +570,14 @@ def _sections_problem(answer: object) -> str | None:
     return None
 
 
-_RESULTS = _list_of(CommandResult, "CommandResult objects")
+_RESULTS = _list_of("CommandResult", "CommandResult objects")
 _RULES: dict[str, _Rule] = {
     # A loader that claims a file it cannot parse raises UsageError on purpose.
     "ess_load_config": _Rule(_sections_problem, loading=True),
-    "ess_settings": _Rule(_list_of(SettingSpec, "SettingSpec objects"), loading=True, passes=()),
-    "ess_backends": _Rule(_list_of(Backend, "Backend objects"), loading=True, passes=()),
+    "ess_settings": _Rule(_list_of("SettingSpec", "SettingSpec objects"), loading=True, passes=()),
+    "ess_backends": _Rule(_list_of("Backend", "Backend objects"), loading=True, passes=()),
     "ess_register_commands": _Rule(loading=True, passes=()),
-    "ess_check_nodes": _Rule(_list_of(CheckResult, "CheckResult objects"), per_node=True),
+    "ess_check_nodes": _Rule(_list_of("CheckResult", "CheckResult objects"), per_node=True),
     "ess_run_command": _Rule(_RESULTS, per_node=True),
     "ess_push_files": _Rule(_RESULTS, per_node=True),
 }
@@ -645,6 +658,9 @@ def _per_node(plugin: str, hook: str, answer: Any, nodes: Sequence[Node], progre
     success for a node where nothing ran); a node it was not asked about is dropped with a
     warning (a verdict must not count a stranger).
     """
+    from .models import CheckResult, CommandResult
+    from .progress import Progress
+
     asked = {node.id for node in nodes}
     strangers = list(dict.fromkeys(r.node_id for r in answer if r.node_id not in asked))
     answered = {r.node_id for r in answer} & asked
