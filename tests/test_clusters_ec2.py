@@ -205,12 +205,19 @@ def run_printed(ess, command: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.mark.parametrize("config_known", [True, False])
 def test_the_printed_terminate_command_terminates_exactly_that_cluster(
-    ess, world, two_regions, monkeypatch, config_known: bool
+    ess, world, two_regions, monkeypatch, tmp_path, config_known: bool
 ) -> None:
     if not config_known:
         from ess.origins import registry_path
 
         registry_path().unlink()  # created elsewhere: ess has no record of the config
+        # ESS_KEY_NAME names the key pair: its private key must be on this machine (red team
+        # F5; test_a_printed_command_for_a_key_pair_whose_key_is_elsewhere_changes_nothing).
+        home = tmp_path / "home"
+        (home / ".ssh").mkdir(parents=True)
+        (home / ".ssh" / "pem_file.pem").write_text(world.pem.read_text())
+        (home / ".ssh" / "pem_file.pem").chmod(0o600)
+        monkeypatch.setenv("HOME", str(home))
     # No --config: AWS's own chain, as on a fresh machine. (--all-regions is covered above.)
     result = ess("clusters", "--region", EU)
     assert result.code == 0, result
@@ -229,6 +236,24 @@ def test_the_printed_terminate_command_terminates_exactly_that_cluster(
     )
     after = json.loads(ess("clusters", "--json", "--region", EU).out)
     assert [c["cluster"] for c in after["clusters"] if c["backend"] == "ec2"] == []
+
+
+def test_a_printed_command_for_a_key_pair_whose_key_is_elsewhere_changes_nothing(
+    ess, world, two_regions, monkeypatch, tmp_path
+) -> None:
+    """A row's command names its key pair by ESS_KEY_NAME; anyone with CreateTags can forge
+    a row onto another team's instances, so without the key pair's .pem here it is refused."""
+    from ess.origins import registry_path
+
+    registry_path().unlink()
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
+    result = ess("clusters", "--region", EU)
+    row = next(line for line in result.out.splitlines() if line.startswith("ec2") and " euro " in line)
+    command = row[row.index("ESS_KEY_NAME=pem_file ess instance ec2 terminate") :]
+    refused = run_printed(ess, command, monkeypatch)
+    assert refused.code == 2, refused
+    assert "will not terminate instances of key pair 'pem_file'" in refused.err, refused.err
+    assert live(world.europe, two_regions["euro"]) == set(two_regions["euro"])
 
 
 def test_a_key_pair_is_a_cluster_of_its_own(ess, world, two_regions) -> None:

@@ -187,7 +187,8 @@ class Cluster:
         All or nothing: a failure after the launch terminates what this call launched and
         raises, unless ``keep_on_failure``. With ``min_count``, nodes that fail
         verification are terminated and the rest kept if at least ``min_count`` passed:
-        the result then lists them in ``dropped``.
+        the result then lists them in ``dropped``. Once the new nodes passed, they are kept:
+        a Ctrl-C or SIGTERM after that point is held until this call returns them.
 
         ``confirm(request)`` is called after every check passed and before anything is
         launched; raising there (the CLI's "Launch 2 x m3.medium?" prompt) launches nothing.
@@ -204,14 +205,25 @@ class Cluster:
         request = provision.grow(self.backend, settings, request)  # on a cluster with nodes: adds to it
         if confirm is not None:
             confirm(request)
-        result = provision.create(
-            self.backend, settings, request, self.progress, verify=verify, keep_on_failure=keep_on_failure
+
+        def grown(_: CreateResult) -> None:
+            # The older nodes learn the grown intended size too. Run by provision.create once
+            # the new nodes passed, with Ctrl-C and SIGTERM held: a signal during this retag
+            # no longer loses the result of a create that succeeded (the caller shows it).
+            if request.existing:
+                provision.record_size(
+                    self.backend, settings, list(request.existing), int(request.tags[TAG_SIZE]), self.progress
+                )
+
+        return provision.create(
+            self.backend,
+            settings,
+            request,
+            self.progress,
+            verify=verify,
+            keep_on_failure=keep_on_failure,
+            afterwards=grown,
         )
-        if request.existing:  # the older nodes learn the grown intended size too
-            provision.record_size(
-                self.backend, settings, list(request.existing), int(request.tags[TAG_SIZE]), self.progress
-            )
-        return result
 
     @_warnings_to_sink
     def heal(

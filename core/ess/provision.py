@@ -4,7 +4,8 @@ Backends do the cloud work; this module decides the order, what is cleaned up wh
 something fails, and what the user is told. The promise it keeps: after the launch call,
 a failure or Ctrl-C terminates exactly what this run launched (found again by its
 ``ess:launch`` tag, so even nodes whose launch reply was lost), unless the user asked
-to keep them.
+to keep them; and once the new nodes passed, the command ends by showing them, never in
+between (a Ctrl-C or SIGTERM from that point is held: see :func:`create`).
 """
 
 from __future__ import annotations
@@ -146,14 +147,23 @@ def create(
     *,
     verify: bool = True,
     keep_on_failure: bool = False,
+    afterwards: Callable[[CreateResult], None] | None = None,
 ) -> CreateResult:
     """Launch, wait, verify and run after-create hooks; roll back on any failure.
 
     ``request`` comes from :func:`prepare`. With ``request.min_count < request.count``,
     nodes that fail verification are terminated and the rest kept if ``min_count`` passed:
     the result then has ``dropped`` nodes and the caller reports a partial success.
+
+    Once the hooks have passed, the nodes are the user's: from then on nothing rolls them
+    back. ``afterwards(result)`` is the caller's bookkeeping (``create`` on a cluster with
+    nodes retags the older ones, ``heal`` terminates the lost nodes it replaced); it runs
+    with Ctrl-C and SIGTERM held (:func:`deferred_interrupts`), so a signal there cannot end
+    the command between "the nodes run" and "here they are": the command finishes, the
+    caller shows the nodes, and the signal is only noted.
     """
     launched: list[Node] = []
+    ready: CreateResult | None = None
     try:
         with sigterm_as_interrupt():
             log.debug(
@@ -178,9 +188,26 @@ def create(
             if verify:
                 result = _verify_new(backend, settings, nodes, request, progress)
             get_plugin_manager().hook.ess_after_create(settings=settings, nodes=result.nodes)
+            # The commit point. The hold is in force before ``ready`` is set: a signal just
+            # before it still rolls back (nothing was shown yet), one after it is held.
+            with deferred_interrupts(progress, READY_NOTE, reraise=False):
+                ready = result
+                if afterwards is not None:
+                    afterwards(result)
             return result
     except BaseException as exc:
         progress.finish()
+        if ready is not None:
+            # After the commit point the nodes are kept whatever happens: a failure in the
+            # bookkeeping is reported as itself, and a signal that slipped in after the hold
+            # (the few instructions up to the return) names the nodes it leaves running.
+            log.debug("create: %s after the nodes were ready; keeping them", type(exc).__name__)
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(
+                    f"interrupted after the nodes were ready; kept {_ids(ready.nodes)} "
+                    f"(see them with: ess instance {backend.name} list)"
+                ) from None
+            raise
         log.debug(
             "create: failed with %s after launching %s; %s",
             type(exc).__name__,
@@ -201,6 +228,10 @@ def create(
                 "interrupted; " + ("nodes kept" if keep_on_failure else "the nodes of this run were terminated")
             ) from None
         raise
+
+
+#: What a Ctrl-C or SIGTERM after the commit point of :func:`create` is told (it is held).
+READY_NOTE = "ess: the new nodes are ready and kept; finishing the command and showing them first, please wait"
 
 
 def _verify_new(
@@ -483,7 +514,14 @@ def release(backend: Backend, settings: Settings, nodes: list[Node], progress: P
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C while nodes are launched or changed, so cleanup runs and
-    the exit code is 130 (interrupted) instead of death by signal with nothing said."""
+    the exit code is 130 (interrupted) instead of death by signal with nothing said.
+
+    Inside a hold (:func:`deferred_interrupts`) it installs nothing: the hold keeps the
+    signals until its work is done, and a flow it calls must not turn them into exceptions.
+    """
+    if _holds:
+        yield
+        return
     try:
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     except ValueError:  # not the main thread: nothing to install
@@ -512,26 +550,46 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+#: The signals each hold in force has received, innermost last (main thread only: only it
+#: can install signal handlers). Non-empty means SIGINT and SIGTERM are being held.
+_holds: list[list[int]] = []
+#: What a signal during cleanup is told.
+CLEANUP_NOTE = "ess: cleaning up the nodes of this run; please wait"
+
+
 @contextmanager
-def deferred_interrupts(progress: Progress) -> Iterator[None]:
-    """Ctrl-C during cleanup would leak nodes: say so and finish the cleanup first."""
+def deferred_interrupts(progress: Progress, note: str = CLEANUP_NOTE, *, reraise: bool = True) -> Iterator[list[int]]:
+    """Hold Ctrl-C and SIGTERM while work that must not be cut runs (a cleanup, the search
+    for what an unanswered launch made, the bookkeeping after :func:`create` succeeded).
+
+    Each signal that arrives is noted (``note`` on stderr) and the work goes on; the list
+    yielded collects them. Afterwards, with ``reraise``, one KeyboardInterrupt is raised if
+    any came (the interruption happens, just later); without it the caller decides.
+    Inside another hold nothing is installed: the outer hold keeps the signals and decides
+    what they do, so a cleanup nested in a commit never turns into an interruption.
+    """
+    if _holds:
+        yield _holds[-1]
+        return
     pending: list[int] = []
 
     def hold(signum: int, frame: object) -> None:
         pending.append(signum)
-        warn("ess: cleaning up the nodes of this run; please wait", progress)
+        warn(note, progress)
 
     try:
         previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:
-        yield
+    except ValueError:  # not the main thread: nothing to install
+        yield pending
         return
+    _holds.append(pending)
     try:
-        yield
+        yield pending
     finally:
+        _holds.pop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if pending:
+    if pending and reraise:
         raise KeyboardInterrupt
 
 
@@ -539,16 +597,20 @@ def deferred_interrupts(progress: Progress) -> Iterator[None]:
 def grow(backend: Backend, settings: Settings, request: LaunchRequest) -> LaunchRequest:
     """``request`` (from :func:`prepare`) on a cluster that may have nodes already.
 
-    One list: the nodes go in ``request.existing`` and the new nodes record the grown
-    intended size (the cluster's, else the count of its launched nodes, plus this launch);
-    the caller gives the older nodes that size once :func:`create` succeeded (:func:`record_size`).
+    One list: the nodes that still exist go in ``request.existing`` and the new nodes record
+    the grown intended size (the cluster's, else the count of its launched nodes, plus this
+    launch); the caller gives the older nodes that size once :func:`create` succeeded
+    (:func:`record_size`). With no launched node still there (all gone: terminated behind
+    ess's back, or only adopted machines left), the launched part starts afresh at this
+    launch's count: a size recorded by nodes that are all gone is no longer anyone's intent.
     """
-    existing = backend.nodes(settings)
+    existing = [n for n in backend.nodes(settings) if n.state not in GONE]
     if not existing:
         return request
-    before = intended_size(existing)
+    launched = [n for n in existing if not adopted(n)]
+    before = intended_size(existing) if launched else 0
     if before is None:
-        before = len([n for n in existing if not adopted(n) and n.state not in GONE])
+        before = len(launched)
     return replace(request, existing=tuple(existing), tags={**request.tags, TAG_SIZE: str(before + request.count)})
 
 
@@ -629,6 +691,8 @@ def heal(
     terminates the new nodes only, never the others); then terminates the lost nodes ess
     launched that they replace (crashed, stopped or terminated behind ess's back), so the
     cluster stops failing ``verify``. Adopted lost nodes are only named: ess did not launch them.
+    Once the new nodes passed, they are kept: a Ctrl-C or SIGTERM from then on is held until
+    the replaced nodes are terminated and the new size recorded, and the result is returned.
     """
     from .hints import create_example, empty_cluster
 
@@ -650,25 +714,34 @@ def heal(
     )
     if confirm is not None:
         confirm(request, census)
-    created = create(backend, launching, request, progress, verify=verify)
-    foreign = [n for n in census.lost if adopted(n)]
-    if foreign:
-        warn(
-            f"ess: {len(foreign)} adopted node(s) are lost and left alone (ess did not launch them): "
-            f"{some(n.id for n in foreign)} (`ess instance {backend.name} remove ID` releases one)",
-            progress,
-        )
-    replaced = [n for n in census.lost if not adopted(n)]
-    try:
-        terminate(backend, settings, replaced, progress)
-    except Interrupted:
-        raise  # the new nodes are healthy and kept; the lost ones stay listed, as before heal
-    except EssError as exc:
-        warn(
-            f"ess: the cluster is whole again, but the lost nodes it replaced could not all be terminated "
-            f"({exc}); retry with: ess instance {backend.name} terminate {' '.join(n.id for n in replaced)} --yes",
-            progress,
-        )
-        replaced = []
-    record_size(backend, settings, list(census.present), census.intended, progress)
-    return HealResult(before=census, created=created, replaced=replaced)
+    intended = census.intended  # not None (checked above); named for the closure
+    outcome = HealResult(before=census)
+
+    def settle(created: CreateResult) -> None:
+        # Run by create() once the new nodes passed, with Ctrl-C and SIGTERM held: the new
+        # nodes are kept from here, so the command finishes and shows them.
+        outcome.created = created
+        foreign = [n for n in census.lost if adopted(n)]
+        if foreign:
+            warn(
+                f"ess: {len(foreign)} adopted node(s) are lost and left alone (ess did not launch them): "
+                f"{some(n.id for n in foreign)} (`ess instance {backend.name} remove ID` releases one)",
+                progress,
+            )
+        replaced = [n for n in census.lost if not adopted(n)]
+        try:
+            terminate(backend, settings, replaced, progress)
+        except Interrupted:
+            raise  # not from a signal (held here): a plugin's own; the lost ones stay listed
+        except EssError as exc:
+            warn(
+                f"ess: the cluster is whole again, but the lost nodes it replaced could not all be terminated "
+                f"({exc}); retry with: ess instance {backend.name} terminate {' '.join(n.id for n in replaced)} --yes",
+                progress,
+            )
+            replaced = []
+        outcome.replaced = replaced
+        record_size(backend, settings, list(census.present), intended, progress)
+
+    create(backend, launching, request, progress, verify=verify, afterwards=settle)
+    return outcome

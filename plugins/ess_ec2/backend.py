@@ -26,6 +26,7 @@ from ess.models import (
     SHUTTING_DOWN,
     STOPPED,
     STOPPING,
+    TAG_ADOPTED,
     TAG_CLUSTER,
     TAG_LAUNCH,
     TERMINATED,
@@ -135,10 +136,13 @@ class Ec2Backend(Backend):
                 raise self._launch_error(exc, aws, plan, request) from None
             raise
         instances = reply.get("Instances", [])
+        # Remembered before any check below (as after CreateFleet): a Ctrl-C during the
+        # duplicate check's pauses used to leave the core with no launch record, and its
+        # rollback, listing a launch EC2 did not show yet, terminated nothing.
+        session.remember(instances, self.clock(), launched=True)
         attempts = 1 + int(reply.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
         if attempts > 1:
-            instances = self._reconcile(aws, request, instances, attempts, progress)
-        session.remember(instances, self.clock(), launched=True)
+            instances = self._reconcile(aws, request, instances, attempts, progress, remember=session)
         return [self._node(i, settings) for i in instances]
 
     def _create_fleet(
@@ -164,7 +168,9 @@ class Ec2Backend(Backend):
         # Remembered before any check below, so the core's rollback needs no describe.
         session.remember(instances, self.clock(), launched=True)
         if launched.attempts > 1:
-            instances = self._reconcile(aws, request, instances, launched.attempts, progress, "CreateFleet")
+            instances = self._reconcile(
+                aws, request, instances, launched.attempts, progress, "CreateFleet", remember=session
+            )
         failed = fleet.describe_failures(launched.failures)
         if len(instances) < request.min_count:
             needed = f"at least {request.min_count}" if request.min_count < request.count else "all"
@@ -186,18 +192,29 @@ class Ec2Backend(Backend):
     ) -> None:
         """After a launch call that failed without EC2 saying it launched nothing, wait until
         EC2 lists what it may have launched, so the rollback finds it (see unanswered.py)."""
+        from ess.provision import deferred_interrupts  # the core's cleanup hold, not a copy
+
         if unanswered.nothing_launched(exc):
             return
-        progress.stage("looking for what the unanswered launch made")
-        found = unanswered.find(aws, request, self.sleep)
-        progress.finish()
+        session = session_for(settings)
+
+        def keep(instances: list[dict]) -> None:
+            # Each listing's finds are this launch's at once: whatever cuts the search short,
+            # the rollback terminates them without having to find them again.
+            session.remember(instances, self.clock(), launched=True)
+
+        # The search is part of the cleanup: a second Ctrl-C (or a SIGTERM) is held until it
+        # ends, then raised, so the rollback runs with everything the search found.
+        with deferred_interrupts(progress):
+            progress.stage("looking for what the unanswered launch made")
+            found = unanswered.find(aws, request, self.sleep, keep)
+            progress.finish()
         log.debug(
             "launch %s got no answer (%s); EC2 lists %d of its instances",
             request.launch_id,
             type(exc).__name__,
             len(found),
         )
-        session_for(settings).remember(found, self.clock(), launched=True)
 
     def _reconcile(
         self,
@@ -207,6 +224,8 @@ class Ec2Backend(Backend):
         attempts: int,
         progress: Progress,
         operation: str = "RunInstances",
+        *,
+        remember: Ec2Session | None = None,
     ) -> list[dict]:
         """After a retried launch call, keep at most ``request.count`` of this launch's instances.
 
@@ -214,7 +233,9 @@ class Ec2Backend(Backend):
         ClientToken, emulators and some proxies' replays do not): listings by the launch's
         ``ess:launch`` tag, until two agree (EC2 lists a launch a few seconds late), find
         every instance; the ones this reply named are kept first, and the surplus goes in
-        one TerminateInstances call.
+        one TerminateInstances call. Each listing's finds go into ``remember`` (the command's
+        session) as launched by it as soon as they are read: an interrupt during the pauses
+        then leaves the core's rollback a record of the duplicates as well.
         """
         filters = [
             {"Name": f"tag:{TAG_LAUNCH}", "Values": [request.launch_id]},
@@ -225,7 +246,11 @@ class Ec2Backend(Backend):
                 # EC2 lists a launch a few seconds late: until two listings agree, a duplicate
                 # not shown yet would stay running as one node more than asked for.
                 found = unanswered.settled_listing(
-                    aws, filters, self.sleep, lambda n, before: n >= len(replied) and n == before
+                    aws,
+                    filters,
+                    self.sleep,
+                    lambda n, before: n >= len(replied) and n == before,
+                    None if remember is None else lambda listed: remember.remember(listed, self.clock(), launched=True),
                 )
         except EssError as exc:
             # The instances exist and carry the launch tag: `list` and `terminate all` see them.
@@ -469,25 +494,43 @@ class Ec2Backend(Backend):
             marked = todo
             if operation == "terminate_instances":
                 # One already gone behind ess's back (heal replaced it) is marked in the same
-                # call, so `list` stops reporting it lost instead of for the hour EC2 shows it.
+                # call, so `list` stops reporting it lost instead of for the hour EC2 shows it;
+                # so are the cluster's other gone members when this ends the cluster.
                 marked = [i for i, inst in ours.items() if i in todo or _marks(inst) != TERMINATED]
-            if marked:
-                self._mark(aws, operation, marked, progress)
-            if operation == "start_instances":
-                waiting = [i for i, inst in ours.items() if inst["State"]["Name"] == STOPPING]
-                if waiting:
-                    self._poll(
-                        aws,
-                        waiting,
-                        STOPPED,
-                        settings.get("wait_timeout", 600),
-                        progress,
-                        "stopped",
-                        fail_states=(TERMINATED, SHUTTING_DOWN),
-                        types=[ours[i].get("InstanceType") for i in waiting],
-                    )
-            young = session.launched_here(todo)
-            replied = aws_client.act(aws, operation, todo, young, self.sleep) if todo else {}
+                marked += self._retired(session, settings, ours, todo)
+            if set(marked) - session.launched_here(marked):
+                # Members by their key pair, not launched by this very command: the name of
+                # that key pair must be more than typed (see ownership.prove_key_pair).
+                ownership.prove_key_pair(settings, action)
+            before = {i: _marks(ours.get(i) or session.record(i) or {}) for i in marked}
+            asked = False
+            try:
+                if marked:
+                    self._mark(aws, operation, marked, progress)
+                if operation == "start_instances":
+                    waiting = [i for i, inst in ours.items() if inst["State"]["Name"] == STOPPING]
+                    if waiting:
+                        self._poll(
+                            aws,
+                            waiting,
+                            STOPPED,
+                            settings.get("wait_timeout", 600),
+                            progress,
+                            "stopped",
+                            fail_states=(TERMINATED, SHUTTING_DOWN),
+                            types=[ours[i].get("InstanceType") for i in waiting],
+                        )
+                young = session.launched_here(todo)
+                asked = True
+                replied = aws_client.act(aws, operation, todo, young, self.sleep) if todo else {}
+            except BaseException:
+                if marked and not asked:
+                    # Marked, then cut off (a Ctrl-C or SIGTERM, a failed wait) before EC2 was
+                    # asked: a running node left marked "stopped" would make a later stop
+                    # behind ess's back look like ess's own, so `status` and `heal` would not
+                    # call it lost; a stopped one left unmarked by `start` would look lost.
+                    self._put_back(aws, before, progress)
+                raise
         watch = [
             i
             for i, inst in ours.items()
@@ -516,6 +559,39 @@ class Ec2Backend(Backend):
                     progress,
                 )
 
+    def _retired(
+        self, session: Ec2Session, settings: Settings, ending: Mapping[str, dict], todo: list[str]
+    ) -> list[str]:
+        """Members this command listed that are already gone, unmarked, and not among
+        ``ending``, when terminating ``todo`` leaves no live node ess launched in the cluster.
+
+        `terminate all` hands over only the nodes that still exist: one terminated behind
+        ess's back earlier stayed a lost member after it, so `status` failed on it for the
+        hour EC2 lists it, and `heal` launched its replacement into a cluster the user had
+        ended. Marked now (in the same CreateTags, no call of its own), it is ended with the
+        cluster. A partial terminate (nodes named, others still running) or a rollback of
+        what this command launched retires nothing: those lost nodes are still missing.
+        """
+        if not set(todo) - session.launched_here(todo):
+            return []  # a rollback, or --min dropping failed nodes: not the user's ending
+        listed, _ = self._owned(settings, [record for _, record in session.seen.values()])
+        live_left = [
+            i
+            for i in listed
+            if i["State"]["Name"] not in (SHUTTING_DOWN, TERMINATED)
+            and i["InstanceId"] not in todo
+            and aws_client.tags_of(i).get(TAG_ADOPTED) != "true"
+        ]
+        if live_left:
+            return []
+        return sorted(
+            i["InstanceId"]
+            for i in listed
+            if i["State"]["Name"] in (SHUTTING_DOWN, TERMINATED)
+            and i["InstanceId"] not in ending
+            and _marks(i) != TERMINATED
+        )
+
     @staticmethod
     def _mark(aws: aws_client.Aws, operation: str, ids: list[str], progress: Progress) -> None:
         """Record what ess wants before asking for it (one batched call), so ``list`` can tell a
@@ -524,18 +600,57 @@ class Ec2Backend(Backend):
             membership.untag(aws, ids, (TAG_DESIRED,))
             return
         wanted = TERMINATED if operation == "terminate_instances" else STOPPED
-        try:
-            membership.tag(aws, ids, {TAG_DESIRED: wanted})
-        except Exception as exc:
-            if operation != "terminate_instances" or not aws_client.is_aws_error(exc):
-                raise
-            # Terminating matters more than the mark: without it `list` may show the nodes
-            # as lost ("terminated outside ess") until EC2 forgets them, about an hour.
-            ess_log.warn(
-                f"ess: could not mark {len(ids)} instance(s) as terminated by ess "
-                f"({aws_client.error_code(exc) or type(exc).__name__}); terminating anyway",
-                progress,
-            )
+        remaining = list(ids)
+        while remaining:
+            try:
+                membership.tag(aws, remaining, {TAG_DESIRED: wanted})
+                return
+            except Exception as exc:
+                if operation != "terminate_instances" or not aws_client.is_aws_error(exc):
+                    raise
+                if aws_client.error_code(exc) == aws_client.NOT_FOUND_IDS:
+                    # A node terminated long ago that EC2 no longer knows (it lists one for
+                    # about an hour; gone members are marked with the others): nothing to mark.
+                    forgotten = {i for i in remaining if i in aws_client.error_message(exc)}
+                    if forgotten:
+                        remaining = [i for i in remaining if i not in forgotten]
+                        continue
+                # Terminating matters more than the mark: without it `list` may show the nodes
+                # as lost ("terminated outside ess") until EC2 forgets them, about an hour.
+                ess_log.warn(
+                    f"ess: could not mark {len(ids)} instance(s) as terminated by ess "
+                    f"({aws_client.error_code(exc) or type(exc).__name__}); terminating anyway",
+                    progress,
+                )
+                return
+
+    @staticmethod
+    def _put_back(aws: aws_client.Aws, before: Mapping[str, str | None], progress: Progress) -> None:
+        """Give instances back the ``ess:desired`` mark they had ``before`` ``_mark`` (one call
+        per kind of mark, ids in chunks), with Ctrl-C and SIGTERM held; a failure is a warning.
+
+        Only for a change EC2 was never asked for: once the call went out, EC2 may have acted
+        (a reply lost, a partly applied call), and the mark then tells the truth.
+        """
+        from ess.provision import deferred_interrupts  # the core's hold, not a copy
+
+        bare = sorted(i for i, mark in before.items() if mark is None)
+        marked: dict[str, list[str]] = {}
+        for instance_id, mark in sorted(before.items()):
+            if mark is not None:
+                marked.setdefault(mark, []).append(instance_id)
+        with deferred_interrupts(progress, "ess: putting back what ess last asked of the nodes; please wait"):
+            try:
+                if bare:
+                    membership.untag(aws, bare, (TAG_DESIRED,))
+                for mark, ids in marked.items():
+                    membership.tag(aws, ids, {TAG_DESIRED: mark})
+            except Exception as exc:
+                ess_log.warn(
+                    f"ess: could not put back the {TAG_DESIRED} mark of {len(before)} instance(s) "
+                    f"({aws_client.error_code(exc) or type(exc).__name__}); the next stop or start sets it again",
+                    progress,
+                )
 
     # -- membership --------------------------------------------------------------------
     def adoptable(self, settings: Settings, ids: list[str]) -> list[Node]:
@@ -592,6 +707,7 @@ class Ec2Backend(Backend):
         ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) == settings.cluster]
         if not ids:
             return
+        ownership.prove_key_pair(settings, "release")
         session = session_for(settings)
         volumes = [v for i in ids for v in membership.volume_ids(session.record(i) or {})]
         aws_client.call(settings, "untag instances", lambda aws: membership.untag(aws, ids + volumes))
@@ -599,6 +715,8 @@ class Ec2Backend(Backend):
     def retag(self, settings: Settings, nodes: list[Node], tags: Mapping[str, str], progress: Progress) -> None:
         """One CreateTags per 1,000 of the cluster's ``nodes`` (members only, checked by their tags)."""
         ids = [n.id for n in nodes if n.tags.get(TAG_CLUSTER) == settings.cluster]
+        if set(ids) - session_for(settings).launched_here(ids):
+            ownership.prove_key_pair(settings, "retag")
         if ids:
             aws_client.call(settings, "tag instances", lambda aws: membership.tag(aws, ids, tags))
 

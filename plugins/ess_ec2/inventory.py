@@ -15,13 +15,16 @@ that carry ``ess:cluster`` but that ess neither launched (``ess:launch``) nor ad
 (``ess:adopted``), or whose ``ess:cluster`` is not a name ess accepts, are not listed (a
 forged or half-copied tag set); one note counts them.
 Adopted instances join the row of their region and cluster when it has a single key pair.
-This is a read-only view: nothing here proves ownership, terminate checks it again.
+This is a read-only view: nothing here proves ownership, terminate checks it again. A row
+whose key pair's private key this machine lacks is named in a note: the ``ESS_KEY_NAME=...``
+command printed for it is refused here (see ownership.prove_key_pair).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from typing import Any
 
 from ess.errors import EssError
@@ -38,6 +41,7 @@ from ess.models import (
     ClusterInventory,
     ClusterSummary,
     Settings,
+    Value,
 )
 from ess.names import CLUSTER_NAME
 from ess.progress import Progress
@@ -104,7 +108,36 @@ def clusters(backend_name: str, settings: Settings, all_regions: bool, progress:
             f"by ess, or carry a cluster name ess never gives ({shown}): not listed, and no ess "
             "command touches them"
         )
+    strangers = _key_pairs_not_held(settings, summaries)
+    if strangers:
+        notes.append(
+            f"this machine holds no private key for key pair(s) {', '.join(map(repr, strangers))}: a terminate "
+            "command naming one with ESS_KEY_NAME is refused here (a key pair name or an ess tag proves "
+            "nothing; run it where that key pair's .pem is, or with the config that names it)"
+        )
     return ClusterInventory(clusters=tuple(summaries), failures=tuple(failures), notes=tuple(notes))
+
+
+def _key_pairs_not_held(settings: Settings, summaries: list[ClusterSummary]) -> list[str]:
+    """The rows' key pairs (other than the config's own) that ``terminate`` could not prove
+    here when named by ``ESS_KEY_NAME``, as the printed command names them (ownership.py)."""
+    from ess.errors import UsageError
+
+    from .keys import key_pair_name
+    from .ownership import prove_key_pair
+
+    try:
+        own = key_pair_name(settings)
+    except UsageError:
+        own = None
+    missing = []
+    for pair in sorted({s.key_pair for s in summaries if s.key_pair and s.key_pair != own}):
+        named = replace(settings, values={**settings.values, "key_name": Value(pair, "ESS_KEY_NAME")})
+        try:
+            prove_key_pair(named, "terminate")
+        except UsageError:
+            missing.append(pair)
+    return missing
 
 
 def _regions(aws: aws_client.Aws) -> list[str]:
@@ -142,8 +175,12 @@ def _group(
     for instance in instances:
         tags = aws_client.tags_of(instance)
         cluster = tags.get(TAG_CLUSTER, "")
-        if tags.get(TAG_DESIRED) == TERMINATED:
-            continue  # ess is terminating it: on its way out, no longer a cluster's cost
+        if tags.get(TAG_DESIRED) == TERMINATED and instance.get("State", {}).get("Name") == SHUTTING_DOWN:
+            # ess terminated it and EC2 agrees: on its way out, no longer a cluster's cost.
+            # The mark alone proves nothing: it is written before TerminateInstances, which
+            # may then fail (termination protection, an IAM deny, a kill in between), and a
+            # node still running or stopped must stay in view until it is really going.
+            continue
         if not CLUSTER_NAME.match(cluster):
             # ess never names a cluster so (an empty, overlong or shell-special tag value):
             # written by someone else, and no `--cluster` could select it anyway.

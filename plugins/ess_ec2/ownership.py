@@ -11,6 +11,14 @@ A tag alone proves nothing: anyone allowed to call CreateTags in the account can
   private key file, which a tag forger cannot compute.
 
 Everything here reads fields the one describe already returned: no call per instance.
+
+A key pair *name* is not proof either: anyone can type ``ESS_KEY_NAME=team_b``, and ``ess
+clusters`` prints exactly that for a cluster whose config it does not know. So before ess
+stops, starts, terminates or retags an instance that is a member by its key pair,
+:func:`prove_key_pair` asks for the key pair's private key file on this machine whenever
+the name comes from the environment, the command line or an API argument rather than a
+config file (the proof ``add`` already asks for): a forged ``ess:launch`` tag on another
+team's instance then stays untouched whichever name the user is told to type.
 """
 
 from __future__ import annotations
@@ -18,11 +26,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ess.models import TAG_ADOPTED, TAG_CLUSTER, TAG_LAUNCH
+from ess.errors import UsageError
+from ess.models import TAG_ADOPTED, TAG_CLUSTER, TAG_LAUNCH, Settings, Value
 
+from . import keys
 from .client import tags_of
 
 #: Set by ``add`` next to ``ess:adopted``: the HMACs that make an adoption verifiable.
@@ -76,3 +87,48 @@ def why_not_ours(instance: dict[str, Any], cluster: str, key_pair: str, key: Cal
     if launched_with != key_pair:
         return f"launched with key pair {launched_with or '(none)'!r}, not this config's {key_pair!r}"
     return ""
+
+
+#: How directly a setting was given, as ess resolves them: the command line or an API
+#: argument, then the environment, then a config file (the project's or the user's).
+_GIVEN, _ENVIRONMENT, _CONFIG, _DEFAULT = 3, 2, 1, 0
+
+
+def _directness(source: str) -> int:
+    if source == "default":
+        return _DEFAULT
+    if source.startswith(("--", "Cluster(")):
+        return _GIVEN
+    if source.startswith("ESS_"):
+        return _ENVIRONMENT
+    return _CONFIG
+
+
+def prove_key_pair(settings: Settings, action: str) -> None:
+    """UsageError unless this machine may act on the key pair's instances (see the module doc).
+
+    A key pair named by a config file is the config's own: nothing more is asked (the
+    threat model: sharing a key pair name means sharing the cluster). One named more
+    directly (``ESS_KEY_NAME``, a flag, ``Cluster(key_name=...)``) needs its private key
+    file, checked as ``add`` checks it (present, a regular file, 0600): ``<name>.pem`` in the
+    config folder or ``~/.ssh/``, or ``key_file`` when that is given at least as directly as
+    the name. A ``key_file`` from the config proves nothing about a name typed over it: it is
+    the key of the config's own key pair. ``action`` is the verb for the message.
+    """
+    named = settings.values.get("key_name")
+    if named is None or _directness(named.source) <= _CONFIG:
+        return
+    proving = settings
+    key_file = settings.values.get("key_file")
+    if key_file is not None and _directness(key_file.source) < _directness(named.source):
+        proving = replace(settings, values={**settings.values, "key_file": Value(None, "default")})
+    try:
+        keys.key_file(proving)
+    except UsageError as exc:
+        where = settings.where("key_name")
+        detail = str(exc).removeprefix(f"{proving.where('key_file' if proving.get('key_file') else 'key_name')}: ")
+        raise UsageError(
+            f"{where}: will not {action} instances of key pair {keys.key_pair_name(settings)!r}, named here "
+            f"rather than by a config file: {detail}; ess changes a key pair's instances only where its "
+            "private key is, since a key pair name or an ess tag proves nothing; nothing was changed"
+        ) from None

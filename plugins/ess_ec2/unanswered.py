@@ -49,10 +49,14 @@ def settled_listing(
     filters: list[dict[str, Any]],
     sleep: Callable[[float], None],
     enough: Callable[[int, int], bool],
+    seen: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Every instance ``filters`` lists, listing again after each of :data:`PAUSES` until
     ``enough(found, found_before)`` holds (the counts now and at the listing before; -1 at
     first). A failing first listing raises; a later one ends the search with what was found.
+
+    ``seen(instances)`` gets each listing's instances as soon as it is read, so the caller
+    keeps what was found even if the search is cut short (an interrupt during a pause).
     """
     found: dict[str, dict[str, Any]] = {}
     before = -1
@@ -60,23 +64,31 @@ def settled_listing(
         if pause:
             sleep(pause)
         try:
-            found.update({i["InstanceId"]: i for i in aws_client.describe_filtered(aws, filters)})
+            listed = aws_client.describe_filtered(aws, filters)
         except Exception:
             if before < 0:
                 raise
             break
+        found.update({i["InstanceId"]: i for i in listed})
+        if seen is not None and listed:
+            seen(listed)
         if enough(len(found), before):
             break
         before = len(found)
     return list(found.values())
 
 
-def find(aws: aws_client.Aws, request: LaunchRequest, sleep: Callable[[float], None]) -> list[dict[str, Any]]:
+def find(
+    aws: aws_client.Aws,
+    request: LaunchRequest,
+    sleep: Callable[[float], None],
+    seen: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
     """The instances of ``request``'s launch, once EC2's listing of them settles (see above).
 
     Stops when the request's full count shows, or at least its minimum and two listings
     agree, or after :data:`PAUSES`. A listing that fails ends the search with what was
-    found: the rollback will list (and report) again.
+    found: the rollback will list (and report) again. ``seen`` is as for :func:`settled_listing`.
     """
     filters = [{"Name": f"tag:{TAG_LAUNCH}", "Values": [request.launch_id]}]
     try:
@@ -85,6 +97,7 @@ def find(aws: aws_client.Aws, request: LaunchRequest, sleep: Callable[[float], N
             filters,
             sleep,
             lambda found, before: found >= request.count or (found >= request.min_count and found == before),
+            seen,
         )
     except Exception:
         return []

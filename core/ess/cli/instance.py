@@ -198,25 +198,27 @@ def create_command(backend: Backend) -> click.Command:
         result = cluster.create(
             min_count=min_count, verify=not no_verify, keep_on_failure=keep_on_failure, confirm=confirm_launch
         )
-        checks = None if no_verify else result.checks
-        if invocation().json:
-            emit_json(
-                nodes_json(
-                    name,
-                    settings.cluster,
-                    result.nodes,
-                    checks,
-                    dropped=[n.id for n in result.dropped],
-                    total=len(existing) + len(result.nodes),
+        # The nodes are kept: a Ctrl-C or SIGTERM now must not cost the table naming them.
+        with provision.deferred_interrupts(progress(), provision.READY_NOTE, reraise=False):
+            checks = None if no_verify else result.checks
+            if invocation().json:
+                emit_json(
+                    nodes_json(
+                        name,
+                        settings.cluster,
+                        result.nodes,
+                        checks,
+                        dropped=[n.id for n in result.dropped],
+                        total=len(existing) + len(result.nodes),
+                    )
                 )
-            )
-        else:
-            emit(nodes_table(result.nodes, checks))
-        if result.nodes and backend.supports("access"):
-            from ..login import login_hint
+            else:
+                emit(nodes_table(result.nodes, checks))
+            if result.nodes and backend.supports("access"):
+                from ..login import login_hint
 
-            # The first row of the table just printed, so the hint and the table agree.
-            click.echo(login_hint(backend, settings, result.nodes[0]), err=True)
+                # The first row of the table just printed, so the hint and the table agree.
+                click.echo(login_hint(backend, settings, result.nodes[0]), err=True)
         if result.dropped:
             raise PartialFailure(
                 f"kept {len(result.nodes)} of {count} nodes; dropped " + some(n.id for n in result.dropped)
