@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support.kit import MEMORY_ONLY_CONFTEST
 
 pytest_plugins = ["pytester"]
-
-CONFTEST = """
-from ess.testing import memory as memory_backend
-import pytest
-from ess import plugins
-
-
-@pytest.fixture(autouse=True)
-def _memory_only(monkeypatch, tmp_path):
-    monkeypatch.setenv("ESS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ESS_PLUGINS", "ess.testing.memory")
-    monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")
-    plugins.reset()
-    yield
-    plugins.reset()
-"""
 
 TEST_TEMPLATE = """
 import pytest
@@ -86,7 +71,7 @@ BROKEN = {
 
 
 def run_suite(pytester: pytest.Pytester, body: str) -> pytest.RunResult:
-    pytester.makeconftest(CONFTEST)
+    pytester.makeconftest(MEMORY_ONLY_CONFTEST)
     pytester.makepyfile(test_backend=TEST_TEMPLATE.format(body=body))
     return pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
 

@@ -32,7 +32,7 @@ import pytest
 from support import capacity
 from support.ec2_world import World, aws_error, empty_listing, is_dry_run, is_listing, proxy_page, reply_lost
 from support.fault_world import WORKER_NAME, lean_world, record
-from support.local_helpers import kill_test_nodes, pid_alive
+from support.local_helpers import kill_test_nodes, pid_alive, processes
 
 from ess.models import TAG_CLUSTER, TAG_LAUNCH
 
@@ -539,17 +539,7 @@ def test_sigint_to_a_real_ess_process_rolls_back(case: Ec2Case, tmp_path: Path) 
 # -- the local backend ----------------------------------------------------------------------
 def node_pids(ess_home: Path) -> list[int]:
     """Live ess_local.node processes of this test (their command line points into ESS_HOME)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "ess_local.node" in argv and any(str(ess_home) in part for part in argv) and pid_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return sorted(found)
+    return processes(lambda argv: "ess_local.node" in argv and any(str(ess_home) in part for part in argv))
 
 
 @pytest.fixture

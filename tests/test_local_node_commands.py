@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.local_helpers import kill_test_nodes, settings_for, ssh_client
+from support.local_helpers import kill_test_nodes, processes, settings_for, ssh_client
 
 from ess_local.backend import LocalBackend
 from ess_local.state import ClusterStore
@@ -34,18 +34,7 @@ GONE_WITHIN = 10.0
 
 def with_marker(marker: str) -> list[int]:
     """Live (not zombie) processes with ``marker`` in one of their arguments."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if any(marker in part for part in argv) and stat[stat.rindex(")") + 2] not in "ZX":
-            found.append(int(entry.name))
-    return found
+    return processes(lambda argv: any(marker in part for part in argv))
 
 
 def wait_gone(marker: str) -> list[int]:

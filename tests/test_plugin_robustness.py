@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.kit import MEMORY_ONLY_CONFTEST
 
 from ess import plugins
 
@@ -329,21 +330,6 @@ def test_the_contract_kit_tells_the_plugins_when_nothing_will_be_verified(memory
 
 
 # -- finding 5: the kit checks what the command line needs -------------------------------------
-KIT_CONFTEST = """
-import pytest
-from ess import plugins
-
-
-@pytest.fixture(autouse=True)
-def _memory_only(monkeypatch, tmp_path):
-    monkeypatch.setenv("ESS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ESS_PLUGINS", "ess.testing.memory")
-    monkeypatch.setenv("ESS_DISABLE_PLUGINS", "ssh")
-    plugins.reset()
-    yield
-    plugins.reset()
-"""
-
 KIT_PLUGIN = """
 from dataclasses import replace
 
@@ -402,7 +388,7 @@ STRING_DATES = """
     ids=["correct", "bare backend", "launched_at as text"],
 )
 def test_the_contract_kit_fails_a_plugin_the_command_line_cannot_run(pytester, body, answer, test, message):
-    pytester.makeconftest(KIT_CONFTEST)
+    pytester.makeconftest(MEMORY_ONLY_CONFTEST)
     pytester.makepyfile(ess_kit_plugin=KIT_PLUGIN.format(body=body, answer=answer), test_kit=KIT_TEST)
     result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-k", "contract")
     failed = [r.nodeid.split("::")[-1] for r in result.reprec.getreports("pytest_runtest_logreport") if r.failed]

@@ -11,7 +11,9 @@ import getpass
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.ssh_helpers import make_access, make_settings, quiet_progress
@@ -126,72 +128,77 @@ def test_netns_out_of_band_host_key_and_strict_mode(netns_hosts, user_key):
     assert not results[1].ok and "strict_host_keys is on" in results[1].message
 
 
-def test_push_to_a_full_disk_under_openssh_fails_and_stays_in_its_folder(tmp_path, user_key):
+@dataclass
+class OneSshd:
+    """One loopback sshd with the test's key, and what a call to it needs."""
+
+    node: Node
+    access: Any
+    progress: Any
+
+
+@pytest.fixture
+def one_sshd(tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[OneSshd]:
+    key, pub = user_key
+    server = OpenSshd(tmp_path / "s", pub, port=free_port())
+    try:
+        yield OneSshd(server.node("n0"), make_access(key, username=getpass.getuser()), quiet_progress()[0])
+    finally:
+        server.stop()
+
+
+def test_push_to_a_full_disk_under_openssh_fails_and_stays_in_its_folder(tmp_path, one_sshd):
     """OpenSSH's sftp-server answers a write to a full disk with SSH_FX_FAILURE; ess must read
     that answer (paramiko's close() drops it) and must not treat ``..`` as a folder name."""
     from ess_ssh.push import push_files
 
-    key, pub = user_key
-    server = OpenSshd(tmp_path / "s", pub, port=free_port())
-    try:
-        node = server.node("n0")
-        progress, _ = quiet_progress()
-        access = make_access(key, username=getpass.getuser())
-        src = tmp_path / "payload.bin"
-        src.write_bytes(b"x" * 300_000)
-        src.chmod(0o666)  # /dev/full's own mode, should a chmod go through the link
-        dest = tmp_path / "dest"
-        dest.mkdir()
-        (dest / "payload.bin").symlink_to("/dev/full")
-        (result,) = push_files([node], src, str(dest), access, make_settings(ssh_timeout=30.0), progress)
-        assert not result.ok and result.files == 0 and result.bytes == 0, result
-        assert "disk full" in result.error and str(dest / "payload.bin") in result.error, result.error
+    node, access, progress = one_sshd.node, one_sshd.access, one_sshd.progress
+    src = tmp_path / "payload.bin"
+    src.write_bytes(b"x" * 300_000)
+    src.chmod(0o666)  # /dev/full's own mode, should a chmod go through the link
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "payload.bin").symlink_to("/dev/full")
+    (result,) = push_files([node], src, str(dest), access, make_settings(ssh_timeout=30.0), progress)
+    assert not result.ok and result.files == 0 and result.bytes == 0, result
+    assert "disk full" in result.error and str(dest / "payload.bin") in result.error, result.error
 
-        project = tmp_path / "proj"
-        (project / "build").mkdir(parents=True)
-        (project / "a.txt").write_text("a")
-        (tmp_path / "in" / "deep").mkdir(parents=True)
-        (tmp_path / "in").chmod(0o700)
-        (result,) = push_files(
-            [node], project / "build" / "..", str(tmp_path / "in" / "deep"), access, make_settings(), progress
-        )
-        assert result.ok, result
-        assert (tmp_path / "in" / "deep" / "proj" / "a.txt").read_text() == "a"
-        assert (tmp_path / "in").stat().st_mode & 0o777 == 0o700
-    finally:
-        server.stop()
+    project = tmp_path / "proj"
+    (project / "build").mkdir(parents=True)
+    (project / "a.txt").write_text("a")
+    (tmp_path / "in" / "deep").mkdir(parents=True)
+    (tmp_path / "in").chmod(0o700)
+    (result,) = push_files(
+        [node], project / "build" / "..", str(tmp_path / "in" / "deep"), access, make_settings(), progress
+    )
+    assert result.ok, result
+    assert (tmp_path / "in" / "deep" / "proj" / "a.txt").read_text() == "a"
+    assert (tmp_path / "in").stat().st_mode & 0o777 == 0o700
 
 
-def test_exec_under_openssh_ends_at_the_exit_closes_stdin_and_names_a_lost_status(tmp_path, user_key):
+def test_exec_under_openssh_ends_at_the_exit_closes_stdin_and_names_a_lost_status(tmp_path, one_sshd):
     """Red team, 2026-12-01: a command that started a background job (`worker &`) was reported
     "did not finish in time" at the deadline though sshd had sent its exit status; `cat`
     waited for stdin until the deadline; a command killed by a signal showed as exit -1."""
-    key, pub = user_key
-    server = OpenSshd(tmp_path / "s", pub, port=free_port())
-    try:
-        node = server.node("n0")
-        progress, _ = quiet_progress()
-        access = make_access(key, username=getpass.getuser())
-        settings = make_settings(ssh_timeout=60.0)
-        marker = tmp_path / "worker-alive"
+    node, access, progress = one_sshd.node, one_sshd.access, one_sshd.progress
+    settings = make_settings(ssh_timeout=60.0)
+    marker = tmp_path / "worker-alive"
 
-        (started,) = run_command(
-            [node], f"(sleep 5; touch {marker}) & echo started; exit 3", access, settings, progress, timeout=60.0
-        )
-        assert (started.exit_code, started.stdout, started.error) == (3, b"started\n", ""), started
-        assert started.seconds < 30, started  # not the 60 s deadline
-        assert not marker.exists()  # the background job was left to run, not waited for ...
-        for _ in range(100):
-            if marker.exists():
-                break
-            time.sleep(0.1)
-        assert marker.exists()  # ... nor killed
+    (started,) = run_command(
+        [node], f"(sleep 5; touch {marker}) & echo started; exit 3", access, settings, progress, timeout=60.0
+    )
+    assert (started.exit_code, started.stdout, started.error) == (3, b"started\n", ""), started
+    assert started.seconds < 30, started  # not the 60 s deadline
+    assert not marker.exists()  # the background job was left to run, not waited for ...
+    for _ in range(100):
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    assert marker.exists()  # ... nor killed
 
-        (reads,) = run_command([node], "cat; read line; echo done", access, settings, progress, timeout=60.0)
-        assert (reads.exit_code, reads.stdout) == (0, b"done\n") and reads.seconds < 30, reads
+    (reads,) = run_command([node], "cat; read line; echo done", access, settings, progress, timeout=60.0)
+    assert (reads.exit_code, reads.stdout) == (0, b"done\n") and reads.seconds < 30, reads
 
-        (killed,) = run_command([node], "echo before; kill -TERM $$", access, settings, progress, timeout=60.0)
-        assert killed.exit_code is None and killed.stdout == b"", killed
-        assert killed.error == "'echo before; kill -TERM $$' ended without an exit status (killed by a signal?)"
-    finally:
-        server.stop()
+    (killed,) = run_command([node], "echo before; kill -TERM $$", access, settings, progress, timeout=60.0)
+    assert killed.exit_code is None and killed.stdout == b"", killed
+    assert killed.error == "'echo before; kill -TERM $$' ended without an exit status (killed by a signal?)"

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,21 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def processes(match: Callable[[list[str]], bool]) -> list[int]:
+    """Live processes (zombies left out) whose argument list ``match`` accepts, by pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if match(argv) and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def ssh_client(node: Node, username: str, key_file: Path):
