@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ess import log as ess_log
 from ess.errors import UsageError
 from ess.models import Access, Node, Settings
 from ess.progress import Progress
@@ -158,6 +159,10 @@ def push_files(
     plan = plan_copy(source)  # UsageError before any connection
     if not destination.strip():
         raise UsageError("push --dest: empty folder name (give a folder, e.g. --dest .)")
+    if plan.skipped:
+        # Documented, but a copy that silently lacks part of a folder is a surprise later.
+        shown = ", ".join(plan.skipped[:3]) + (f" and {len(plan.skipped) - 3} more" if len(plan.skipped) > 3 else "")
+        ess_log.warn(f"ess: warning: push: not copied (links to folders, sockets, FIFOs, devices): {shown}", progress)
     limit = float(settings.get("ssh_timeout", 300.0))
     fleet = Fleet(nodes, access, settings, progress, limit=limit)
     start = fleet.start
