@@ -253,6 +253,7 @@ def test_a_printed_command_for_a_key_pair_whose_key_is_elsewhere_changes_nothing
     refused = run_printed(ess, command, monkeypatch)
     assert refused.code == 2, refused
     assert "will not terminate instances of key pair 'pem_file'" in refused.err, refused.err
+    assert "Terminate " not in refused.err, refused.err  # refused before the question, not after a yes
     assert live(world.europe, two_regions["euro"]) == set(two_regions["euro"])
 
 

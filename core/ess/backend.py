@@ -126,6 +126,15 @@ class Backend:
         """
         return self.nodes(settings)
 
+    def may_change(self, settings: Settings, verb: str) -> None:
+        """Raise UsageError if this machine may not ``verb`` the cluster's nodes ("terminate",
+        "stop", "start", "release"). Optional (since hook API 1.5); the default allows it.
+
+        Called before ess asks the user to confirm, so a refusal comes before the question,
+        not after a "yes". Advice only: the change itself must check again (a caller of the
+        Python API may not ask this first).
+        """
+
     def terminate(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Remove exactly ``nodes`` (chosen by the core from ``list``) and wait until gone."""
         raise NotSupported(f"backend {self.name} cannot terminate nodes")

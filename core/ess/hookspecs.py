@@ -56,7 +56,8 @@ hookspec = pluggy.HookspecMarker("ess")
 #:      ``Backend.enforces_lifetime``/``deadline_file``; ``Node.zone``/``lifecycle``/``expires``,
 #:      ``LaunchRequest.existing``, ``ClusterSummary``/``ClusterInventory`` in ess.models.
 #: 1.4: optional ``Backend.nodes_to_connect``; ``Node.unprobed``, ``ess.models.UNPROBED_CONNECT_TIMEOUT``.
-ESS_HOOK_API = "1.4"
+#: 1.5: optional ``Backend.may_change`` (asked before a terminate/stop/start/remove prompt).
+ESS_HOOK_API = "1.5"
 
 
 # -- configuration ---------------------------------------------------------------------

@@ -700,6 +700,10 @@ class Ec2Backend(Backend):
 
         aws_client.call(settings, "tag instances", tag_all)
 
+    def may_change(self, settings: Settings, verb: str) -> None:
+        """A key pair named outside a config file needs its private key here (before the prompt)."""
+        ownership.prove_key_pair(settings, verb)
+
     def release(self, settings: Settings, nodes: list[Node], progress: Progress) -> None:
         """Delete ess's tags (ess:*) from the cluster's ``nodes`` and from their EBS volumes,
         which ``adopt`` tagged with them, in the same DeleteTags; the instances keep running.

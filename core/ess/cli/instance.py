@@ -358,6 +358,7 @@ def terminate_command(backend: Backend) -> click.Command:
         if not nodes:
             click.echo(f"nothing to terminate: cluster {settings.cluster!r} has no nodes on {backend.name}", err=True)
         else:
+            backend.may_change(settings, "terminate")  # a refusal before the question, not after a yes
             confirm(
                 f"{verb.capitalize()} {len(nodes)} node(s) of cluster {settings.cluster!r} on {backend.name}"
                 + (" and purge its resources" if purge else ""),
@@ -507,6 +508,7 @@ def _power_command(backend: Backend, verb: str) -> click.Command:
         if not todo:
             click.echo(f"nothing to {verb}: no node of cluster {settings.cluster!r} needs it", err=True)
             return
+        backend.may_change(settings, verb)
         if verb == "stop":
             confirm(f"Stop {len(todo)} node(s) of cluster {settings.cluster!r} on {backend.name}", todo, yes)
         provision.power(backend, settings, todo, verb, progress())
@@ -580,6 +582,7 @@ def remove_command(backend: Backend) -> click.Command:
         settings = load(backend, flags)
         if "all" in ids:
             raise UsageError("remove: name node ids (`all` is not accepted here, to avoid accidents)")
+        backend.may_change(settings, "release")
         nodes = Cluster.from_settings(settings, progress=progress()).remove(
             list(ids),
             confirm=lambda nodes: confirm(
