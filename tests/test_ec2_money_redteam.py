@@ -345,6 +345,28 @@ def test_f4_a_lost_node_ec2_has_forgotten_does_not_cost_the_others_their_mark(wo
     assert {tags_of(world, i).get("ess:desired") for i in ids[1:]} == {TERMINATED}
 
 
+def test_f4_a_refusal_to_tag_the_gone_node_does_not_cost_the_others_their_mark(world, ess) -> None:
+    """Should EC2 refuse tags on a terminated instance, the live nodes are marked without it
+    (one more CreateTags) instead of the mark being dropped for all of them with a warning."""
+    created = ess("instance", "ec2", "create", "--number", "3", "--no-verify", "--yes", "--json")
+    ids = [n["id"] for n in json.loads(created.out)["nodes"]]
+    world.ec2.terminate_instances(InstanceIds=ids[:1])
+    sends = {"n": 0}
+
+    def refuse_the_gone(request: Any, **_: Any) -> Any:
+        sends["n"] += 1
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        if ids[0] in body:
+            return aws_error(400, "IncorrectInstanceState", f"The instance '{ids[0]}' is not in a valid state")
+        return None
+
+    world.calls.handlers.append(("before-send.ec2.CreateTags", refuse_the_gone))
+    gone = ess("instance", "ec2", "terminate", "all", "--yes")
+    assert gone.code == 0 and "could not mark" not in gone.err, gone
+    assert sends["n"] == 2
+    assert {tags_of(world, i).get("ess:desired") for i in ids[1:]} == {TERMINATED}
+
+
 def test_f4_create_on_a_cluster_whose_nodes_are_all_gone_starts_afresh(world, ess) -> None:
     """Every node lost (nothing left for `terminate all` to act on): create does not add to
     the size the gone nodes recorded."""

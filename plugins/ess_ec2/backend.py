@@ -506,7 +506,7 @@ class Ec2Backend(Backend):
             asked = False
             try:
                 if marked:
-                    self._mark(aws, operation, marked, progress)
+                    self._mark(aws, operation, marked, progress, spare=set(marked) - set(todo))
                 if operation == "start_instances":
                     waiting = [i for i, inst in ours.items() if inst["State"]["Name"] == STOPPING]
                     if waiting:
@@ -593,9 +593,17 @@ class Ec2Backend(Backend):
         )
 
     @staticmethod
-    def _mark(aws: aws_client.Aws, operation: str, ids: list[str], progress: Progress) -> None:
+    def _mark(
+        aws: aws_client.Aws, operation: str, ids: list[str], progress: Progress, spare: set[str] | None = None
+    ) -> None:
         """Record what ess wants before asking for it (one batched call), so ``list`` can tell a
-        node ess stopped or terminated from one stopped or terminated behind its back."""
+        node ess stopped or terminated from one stopped or terminated behind its back.
+
+        ``spare``: ids already gone, marked only so they stop showing as lost. Should EC2
+        refuse the call for them (a terminated instance may not take tags: not checkable
+        on moto), the others are marked without them rather than not at all.
+        """
+        spare = spare or set()
         if operation == "start_instances":
             membership.untag(aws, ids, (TAG_DESIRED,))
             return
@@ -615,6 +623,11 @@ class Ec2Backend(Backend):
                     if forgotten:
                         remaining = [i for i in remaining if i not in forgotten]
                         continue
+                if spare & set(remaining):
+                    remaining = [i for i in remaining if i not in spare]
+                    if not remaining:
+                        return
+                    continue
                 # Terminating matters more than the mark: without it `list` may show the nodes
                 # as lost ("terminated outside ess") until EC2 forgets them, about an hour.
                 ess_log.warn(
