@@ -227,7 +227,7 @@ def _os_problem(path: Path, exc: OSError) -> InputFileError:
         return InputFileError(path, "denied", "permission denied")
     if exc.errno == errno.EISDIR:
         return InputFileError(path, "folder", "is a folder, not a file")
-    return InputFileError(path, "other", f"cannot read ({exc.strerror or type(exc).__name__})")
+    return InputFileError(path, "other", f"cannot read ({_reason(exc)})")
 
 
 def _special(mode: int) -> str:

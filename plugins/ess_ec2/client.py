@@ -84,7 +84,7 @@ def build_session(credentials: Credentials | None, profile: str | None, where: s
 
     core = botocore.session.Session(session_vars={"profile": _NO_PROFILE} if credentials is not None else None)
     core.register_component("data_loader", _loader())
-    try:
+    with setup_errors(where if profile else None):
         if credentials is not None:
             session = boto3.Session(
                 aws_access_key_id=credentials.access_key,
@@ -95,8 +95,16 @@ def build_session(credentials: Credentials | None, profile: str | None, where: s
             session = boto3.Session(profile_name=profile or None, botocore_session=core)
         core.get_scoped_config()  # a missing profile or a broken file only shows when it is read
         return session
+
+
+@contextmanager
+def setup_errors(profile_where: str | None = None, service: str = "ec2") -> Iterator[None]:
+    """Inside, an AWS setup mistake (see :func:`setup_error`) is raised as its one-line
+    UsageError; anything else passes as it is."""
+    try:
+        yield
     except Exception as exc:
-        problem = setup_error(exc, where if profile else None)
+        problem = setup_error(exc, profile_where, service)
         if problem is None:
             raise
         raise problem from None
@@ -167,12 +175,14 @@ def _quoted(text: str) -> str:
     return repr(text) if len(text) <= 60 else f"{text[:60]!r}... ({len(text)} characters)"
 
 
+def _variable_holding(value: object, *variables: str) -> str | None:
+    """The first of ``variables`` set to ``value`` in the environment: where boto3 found it."""
+    return next((variable for variable in variables if os.environ.get(variable) == value), None)
+
+
 def _profile_variable(name: object) -> str:
     """The environment variable boto3 took profile ``name`` from (botocore reads AWS_DEFAULT_PROFILE first)."""
-    for variable in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE"):
-        if os.environ.get(variable) == name:
-            return variable
-    return "AWS_PROFILE"
+    return _variable_holding(name, "AWS_DEFAULT_PROFILE", "AWS_PROFILE") or "AWS_PROFILE"
 
 
 def _aws_config_file() -> str:
@@ -180,18 +190,13 @@ def _aws_config_file() -> str:
 
 
 def _region_source(region: str) -> str:
-    for variable in ("AWS_DEFAULT_REGION", "AWS_REGION"):
-        if os.environ.get(variable) == region:
-            return variable
-    return f"region in {_aws_config_file()}"
+    return _variable_holding(region, "AWS_DEFAULT_REGION", "AWS_REGION") or f"region in {_aws_config_file()}"
 
 
 def _endpoint_source(service: str, url: str) -> str:
     """Where boto3 found endpoint ``url``: its service variable, AWS_ENDPOINT_URL, or the AWS config."""
-    for variable in (f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}", "AWS_ENDPOINT_URL"):
-        if os.environ.get(variable) == url:
-            return variable
-    return f"endpoint_url in {_aws_config_file()}"
+    service_variable = f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}"
+    return _variable_holding(url, service_variable, "AWS_ENDPOINT_URL") or f"endpoint_url in {_aws_config_file()}"
 
 
 def build_client(session: boto3.Session, service: str, region: str, max_attempts: int) -> Any:
@@ -208,13 +213,8 @@ def build_client(session: boto3.Session, service: str, region: str, max_attempts
         read_timeout=READ_TIMEOUT,
         user_agent_extra="ess",
     )
-    try:
+    with setup_errors(service=service):  # made before any request: a malformed endpoint URL, a broken AWS config
         client = session.client(service, config=config)
-    except Exception as exc:  # made before any request: a malformed endpoint URL, a broken AWS config
-        problem = setup_error(exc, service=service)
-        if problem is None:
-            raise
-        raise problem from None
     client.meta.events.register("before-parse", proxy_page_as_server_error)
     calllog.install(client)  # --debug: one line per API call (operation, size, status, duration)
     return client
@@ -245,13 +245,8 @@ def resolve_region(settings: Settings, session: boto3.Session) -> str:
     if settings.get("region"):
         region, where = str(settings["region"]), settings.where("region")
     else:
-        try:
+        with setup_errors():  # botocore reads the AWS config file for it
             found = session.region_name or os.environ.get("AWS_REGION")
-        except Exception as exc:  # botocore reads the AWS config file for it
-            problem = setup_error(exc)
-            if problem is None:
-                raise
-            raise problem from None
         if not found:
             raise UsageError(
                 f"{settings.where('region')}: no AWS region is set (add `region: us-east-1` "

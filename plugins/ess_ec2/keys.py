@@ -60,22 +60,15 @@ def key_file(settings: Settings) -> Path:
     tried = candidates(settings)
     where = settings.where("key_file" if settings.get("key_file") else "key_name")
     for path in tried:
-        if _exists(path):
+        # Anything at the path counts (a dangling link too); lexists is False, never an
+        # error, for a name the file system cannot even look up (too long).
+        if os.path.lexists(path):
             check_private(path, where)
             return path
     looked = " or ".join(str(p) for p in tried)
     raise UsageError(
         f"{where}: private key not found at {looked} (save the key pair's .pem there, or set key_file to its path)"
     )
-
-
-def _exists(path: Path) -> bool:
-    """Whether there is anything at ``path`` (a dangling link counts); False where the name
-    cannot even be looked up (too long for the file system)."""
-    try:
-        return os.path.lexists(path)
-    except (OSError, ValueError):
-        return False
 
 
 def check_private(path: Path, where: str) -> None:
