@@ -142,7 +142,7 @@ class Ec2Backend(Backend):
         session.remember(instances, self.clock(), launched=True)
         attempts = 1 + int(reply.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
         if attempts > 1:
-            instances = self._reconcile(aws, request, instances, attempts, progress, remember=session)
+            instances = self._reconcile(aws, request, instances, attempts, progress, session)
         return [self._node(i, settings) for i in instances]
 
     def _create_fleet(
@@ -168,9 +168,7 @@ class Ec2Backend(Backend):
         # Remembered before any check below, so the core's rollback needs no describe.
         session.remember(instances, self.clock(), launched=True)
         if launched.attempts > 1:
-            instances = self._reconcile(
-                aws, request, instances, launched.attempts, progress, "CreateFleet", remember=session
-            )
+            instances = self._reconcile(aws, request, instances, launched.attempts, progress, session, "CreateFleet")
         failed = fleet.describe_failures(launched.failures)
         if len(instances) < request.min_count:
             needed = f"at least {request.min_count}" if request.min_count < request.count else "all"
@@ -196,18 +194,11 @@ class Ec2Backend(Backend):
 
         if unanswered.nothing_launched(exc):
             return
-        session = session_for(settings)
-
-        def keep(instances: list[dict]) -> None:
-            # Each listing's finds are this launch's at once: whatever cuts the search short,
-            # the rollback terminates them without having to find them again.
-            session.remember(instances, self.clock(), launched=True)
-
         # The search is part of the cleanup: a second Ctrl-C (or a SIGTERM) is held until it
         # ends, then raised, so the rollback runs with everything the search found.
         with deferred_interrupts(progress):
             progress.stage("looking for what the unanswered launch made")
-            found = unanswered.find(aws, request, self.sleep, keep)
+            found = unanswered.find(aws, request, self.sleep, self._launched_by(session_for(settings)))
             progress.finish()
         log.debug(
             "launch %s got no answer (%s); EC2 lists %d of its instances",
@@ -216,6 +207,12 @@ class Ec2Backend(Backend):
             len(found),
         )
 
+    def _launched_by(self, session: Ec2Session) -> Callable[[list[dict]], None]:
+        """What a launch search calls with each listing: its finds are this command's launch
+        at once, so whatever cuts the search short, the rollback terminates them without
+        having to find them again."""
+        return lambda instances: session.remember(instances, self.clock(), launched=True)
+
     def _reconcile(
         self,
         aws: aws_client.Aws,
@@ -223,9 +220,8 @@ class Ec2Backend(Backend):
         replied: list[dict],
         attempts: int,
         progress: Progress,
+        session: Ec2Session,
         operation: str = "RunInstances",
-        *,
-        remember: Ec2Session | None = None,
     ) -> list[dict]:
         """After a retried launch call, keep at most ``request.count`` of this launch's instances.
 
@@ -233,8 +229,8 @@ class Ec2Backend(Backend):
         ClientToken, emulators and some proxies' replays do not): listings by the launch's
         ``ess:launch`` tag, until two agree (EC2 lists a launch a few seconds late), find
         every instance; the ones this reply named are kept first, and the surplus goes in
-        one TerminateInstances call. Each listing's finds go into ``remember`` (the command's
-        session) as launched by it as soon as they are read: an interrupt during the pauses
+        one TerminateInstances call. Each listing's finds go into ``session`` (the command's)
+        as launched by it as soon as they are read: an interrupt during the pauses
         then leaves the core's rollback a record of the duplicates as well.
         """
         filters = [
@@ -250,7 +246,7 @@ class Ec2Backend(Backend):
                     filters,
                     self.sleep,
                     lambda n, before: n >= len(replied) and n == before,
-                    None if remember is None else lambda listed: remember.remember(listed, self.clock(), launched=True),
+                    self._launched_by(session),
                 )
         except EssError as exc:
             # The instances exist and carry the launch tag: `list` and `terminate all` see them.
