@@ -153,11 +153,11 @@ def test_registering_credential_shaped_values_spares_plain_values(monkeypatch) -
     """Only runs mask_credentials calls credential-shaped are registered, whole: a plain
     value, or a word inside a registered run, stays readable in ess's messages."""
     from ess import redact
-    from ess.settings import remember_credential_shaped
+    from ess.redact import register_credential_shaped
 
     monkeypatch.setattr(redact, "_secrets", set(redact._secrets))  # this test's registrations end with it
     a_path = "/home/bob2/projects/credentials/AccessKeys"  # one run: mixed case and a digit
-    remember_credential_shaped([a_path, "essentia-access", "team=data", "m3.medium", "/home/me/creds.csv"])
+    register_credential_shaped([a_path, "essentia-access", "team=data", "m3.medium", "/home/me/creds.csv"])
     for text in ("projects", "credentials", "AccessKeys", "essentia-access", "team=data", "m3.medium", "creds.csv"):
         assert redact.scrub(f"the {text} here") == f"the {text} here"
     assert redact.scrub(f"file {a_path}.csv") == "file ****.csv"

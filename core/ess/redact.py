@@ -45,6 +45,31 @@ def mask_credentials(text: str) -> str:
     return _SECRET_SHAPED.sub(lambda m: MASK if _mixed(m.group(0)) else m.group(0), text)
 
 
+#: Runs of the characters an AWS access key id or secret key is made of.
+_KEY_ALPHABET_RUN = re.compile(r"[A-Za-z0-9/+]+")
+
+
+def register_credential_shaped(value: object) -> None:
+    """Register every credential-shaped run in a config value (text, or a list of texts).
+
+    Users paste the secret key itself where a setting names a file (``aws_credential``), or
+    a credential CSV row ends up under a list key. Every error, log line, traceback and
+    output that would quote such a value goes through :func:`scrub`, whatever module words
+    it: registering the value where every value enters (``ess.settings.resolve``) masks it
+    in all of them, plugins' messages included. The shape is :func:`mask_credentials`'s.
+
+    Whole runs only, never pieces of one: scrub replaces registered strings in no set
+    order, and a piece masked first would leave the rest of the run in clear. A message
+    that shows a piece of a value (a path's last part) words it itself.
+    """
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, str):
+            for run in _KEY_ALPHABET_RUN.findall(item):
+                if mask_credentials(run) != run:
+                    register_secret(run)
+
+
 def _mixed(run: str) -> bool:
     return any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
 

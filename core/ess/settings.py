@@ -22,7 +22,7 @@ from .log import warn
 from .models import Settings, SettingSpec, Value
 from .names import CLUSTER_NAME, CLUSTER_NAME_HELP
 from .paths import config_dir
-from .redact import mask_credentials, register_secret
+from .redact import mask_credentials, register_credential_shaped
 
 if TYPE_CHECKING:
     import pluggy
@@ -273,7 +273,7 @@ def resolve(
             values[key] = Value(spec.default, "default")
     for value in values.values():
         if value.source != "default":
-            remember_credential_shaped(value.value)
+            register_credential_shaped(value.value)
     return Settings(backend=backend, values=values, specs=dict(specs), config_path=config_path, section=section)
 
 
@@ -485,32 +485,6 @@ def _to_list(raw: Any, where: str) -> list[str]:
                 "(put the whole list on one line, comma-separated, or end each line but the last with a comma)"
             )
     return items
-
-
-# -- credential-shaped values --------------------------------------------------------------
-#: Runs of the characters an AWS access key id or secret key is made of.
-_KEY_ALPHABET_RUN = re.compile(r"[A-Za-z0-9/+]+")
-
-
-def remember_credential_shaped(value: Any) -> None:
-    """Register every credential-shaped run in a config value with :mod:`ess.redact`.
-
-    Users paste the secret key itself where a setting names a file (``aws_credential``), or
-    a credential CSV row ends up under a list key. Every error, log line, traceback and
-    output that would quote such a value goes through :func:`ess.redact.scrub`, whatever
-    module words it: registering the value here, where every value enters, masks it in all
-    of them, plugins' messages included. The shape is :func:`ess.redact.mask_credentials`'s.
-
-    Whole runs only, never pieces of one: scrub replaces registered strings in no set
-    order, and a piece masked first would leave the rest of the run in clear. A message
-    that shows a piece of a value (a path's last part) words it itself.
-    """
-    items = value if isinstance(value, list) else [value]
-    for item in items:
-        if isinstance(item, str):
-            for run in _KEY_ALPHABET_RUN.findall(item):
-                if mask_credentials(run) != run:
-                    register_secret(run)
 
 
 def load_settings(

@@ -161,8 +161,11 @@ def push_files(
         raise UsageError("push --dest: empty folder name (give a folder, e.g. --dest .)")
     if plan.skipped:
         # Documented, but a copy that silently lacks part of a folder is a surprise later.
-        shown = ", ".join(plan.skipped[:3]) + (f" and {len(plan.skipped) - 3} more" if len(plan.skipped) > 3 else "")
-        ess_log.warn(f"ess: warning: push: not copied (links to folders, sockets, FIFOs, devices): {shown}", progress)
+        ess_log.warn(
+            "ess: warning: push: not copied (links to folders, sockets, FIFOs, devices): "
+            + ess_log.some(plan.skipped, limit=3),
+            progress,
+        )
     limit = float(settings.get("ssh_timeout", 300.0))
     fleet = Fleet(nodes, access, settings, progress, limit=limit)
     start = fleet.start
