@@ -62,6 +62,11 @@ BROKEN = {
         "        return super().create(settings, request, progress)\n",
         ["test_contract_create_needs_no_plan"],
     ),
+    # a name that cannot be a command or a config section (ess refuses to load it)
+    "name_not_an_identifier": (
+        "    name = 'My Cloud'\n",
+        ["test_contract_names_itself"],
+    ),
     # an undocumented setting
     "undocumented_setting": (
         "    settings = memory_backend.MemoryBackend.settings + (memory_backend.SettingSpec('zone'),)\n",

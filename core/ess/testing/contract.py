@@ -210,9 +210,8 @@ class BackendContract:
     def test_contract_names_itself(self, contract_target: ContractTarget) -> None:
         backend = contract_target.backend
         assert isinstance(backend, Backend), "a backend subclasses ess.backend.Backend"
-        assert backend.name and backend.name.isidentifier() and backend.name == backend.name.lower(), (
-            "name must be a lowercase identifier: it is a command and a config section"
-        )
+        problem = backend_name_problem(backend.name)  # the rule ess applies when it loads backends
+        assert problem is None, f"name {backend.name!r} {problem}"
         assert backend.description.strip(), "description is shown by `ess instance --help`"
 
     def test_contract_plugin_provides_the_backend(self, contract_target: ContractTarget) -> None:
